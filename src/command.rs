@@ -1,0 +1,200 @@
+//! The chat command grammar, shared by every platform: `/ray <verb> …`.
+//!
+//! Parsing is pure and total: any text becomes a [`Command`] or a one-line error that says what was
+//! wrong and what to type instead. Nothing here touches state, and no argument ever reaches a shell
+//! (jobs run argv lists); versions, environments and gate names are still held to strict character
+//! sets so that a typo or an injection attempt is refused early and visibly.
+
+use crate::engine::{ReleaseCommand, Strategy};
+use crate::engine::valid_version;
+
+/// A parsed `/ray` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Deploy { version: String, env: Option<String>, strategy: Option<Strategy> },
+    /// A command for the running release (ack, approve, reject, waive, retry, rollback, abort).
+    Release(ReleaseCommand),
+    Status { version: Option<String> },
+    History,
+    Protocols,
+    Help,
+}
+
+pub const DEPLOY_USAGE: &str = "/ray deploy <version> [to <env>] [--strategy bluegreen|canary|rolling]";
+
+/// The command reference (`/ray help`).
+pub const HELP: &str = "\
+/ray deploy <version> [to <env>] [--strategy bluegreen|canary|rolling] — start a release (default: production, bluegreen)
+/ray status [<version>] — where the release stands
+/ray ack — acknowledge the change freeze (or react ✅ on the freeze message)
+/ray approve [comment] — approve the go/no-go request (or click Approve)
+/ray reject <reason> — reject the go/no-go request; the release stops
+/ray waive <gate> <justification> — pass a failed gate on your responsibility (recorded)
+/ray retry — run the halted step or phase again
+/ray rollback [reason] — restore the previous version
+/ray abort [reason] — stop a release that has not touched production
+/ray history — recent releases
+/ray protocols — the protocols raybot runs
+/ray help — this list";
+
+const VERBS: &str = "deploy, status, ack, approve, reject, waive, retry, rollback, abort, history, protocols, help";
+
+fn is_token(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn free_text(words: &[&str]) -> Result<Option<String>, String> {
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let text = words.join(" ");
+    if text.chars().count() > 500 {
+        return Err("text is longer than 500 characters".into());
+    }
+    if text.chars().any(|c| c.is_control()) {
+        return Err("text contains control characters".into());
+    }
+    Ok(Some(text))
+}
+
+fn bad_version(v: &str) -> String {
+    format!(
+        "`{v}` is not a valid version: use letters, digits, `.`, `_` or `-` (at most 64 characters), e.g. `/ray deploy v1.2`."
+    )
+}
+
+/// Parses the text of a chat command, with or without the leading `/ray`.
+pub fn parse(text: &str) -> Result<Command, String> {
+    let text = text.trim();
+    let text = text.strip_prefix("/ray").map(str::trim_start).unwrap_or(text);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let Some((verb, args)) = words.split_first() else {
+        return Err("missing command. Type `/ray help` for the list.".into());
+    };
+    let verb_lc = verb.to_lowercase();
+    match verb_lc.as_str() {
+        "deploy" => parse_deploy(args),
+        "status" => match args {
+            [] => Ok(Command::Status { version: None }),
+            [v] if valid_version(v) => Ok(Command::Status { version: Some((*v).to_string()) }),
+            [v] => Err(bad_version(v)),
+            _ => Err("`/ray status` takes at most a version: `/ray status [<version>]`.".into()),
+        },
+        "ack" | "acknowledge" => no_args(args, "ack").map(|_| Command::Release(ReleaseCommand::Ack)),
+        "approve" => Ok(Command::Release(ReleaseCommand::Approve { comment: free_text(args).map_err(|e| format!("approval comment: {e}"))? })),
+        "reject" => match free_text(args).map_err(|e| format!("reject reason: {e}"))? {
+            Some(reason) => Ok(Command::Release(ReleaseCommand::Reject { reason })),
+            None => Err("a rejection needs a reason: `/ray reject <reason>`.".into()),
+        },
+        "waive" => match args {
+            [gate, rest @ ..] if !rest.is_empty() => {
+                if !is_token(&gate.to_lowercase(), 40) {
+                    return Err(format!("`{gate}` is not a gate id (letters, digits, `-`), e.g. `/ray waive intake <justification>`."));
+                }
+                let justification = free_text(rest).map_err(|e| format!("justification: {e}"))?.unwrap_or_default();
+                Ok(Command::Release(ReleaseCommand::Waive { gate: gate.to_lowercase(), justification }))
+            }
+            _ => Err("a waiver needs a gate and a justification: `/ray waive <gate> <justification>`.".into()),
+        },
+        "retry" => no_args(args, "retry").map(|_| Command::Release(ReleaseCommand::Retry)),
+        "rollback" => Ok(Command::Release(ReleaseCommand::Rollback { reason: free_text(args).map_err(|e| format!("rollback reason: {e}"))? })),
+        "abort" => Ok(Command::Release(ReleaseCommand::Abort { reason: free_text(args).map_err(|e| format!("abort reason: {e}"))? })),
+        "history" => no_args(args, "history").map(|_| Command::History),
+        "protocols" => no_args(args, "protocols").map(|_| Command::Protocols),
+        "help" => Ok(Command::Help),
+        _ => Err(format!("unknown command `{}`. Commands: {VERBS}. Type `/ray help` for usage.", truncate(verb, 40))),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn no_args(args: &[&str], verb: &str) -> Result<(), String> {
+    if args.is_empty() { Ok(()) } else { Err(format!("`/ray {verb}` takes no arguments (got `{}`).", truncate(&args.join(" "), 60))) }
+}
+
+fn parse_deploy(args: &[&str]) -> Result<Command, String> {
+    let Some((version, mut rest)) = args.split_first() else {
+        return Err(format!("missing version. Usage: `{DEPLOY_USAGE}`."));
+    };
+    if !valid_version(version) {
+        return Err(bad_version(version));
+    }
+    let mut env = None;
+    let mut strategy = None;
+    while let Some((first, tail)) = rest.split_first() {
+        match *first {
+            "to" => {
+                let Some((e, tail)) = tail.split_first() else {
+                    return Err(format!("`to` needs an environment. Usage: `{DEPLOY_USAGE}`."));
+                };
+                if !is_token(e, 32) {
+                    return Err(format!("`{}` is not an environment name (lowercase letters, digits, `-`, `_`). Usage: `{DEPLOY_USAGE}`.", truncate(e, 40)));
+                }
+                env = Some((*e).to_string());
+                rest = tail;
+            }
+            "--strategy" => {
+                let Some((s, tail)) = tail.split_first() else {
+                    return Err(format!("`--strategy` needs bluegreen, canary or rolling. Usage: `{DEPLOY_USAGE}`."));
+                };
+                strategy = Some(Strategy::parse(s).ok_or_else(|| format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(s, 40)))?);
+                rest = tail;
+            }
+            s if s.starts_with("--strategy=") => {
+                let v = &s["--strategy=".len()..];
+                strategy = Some(Strategy::parse(v).ok_or_else(|| format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(v, 40)))?);
+                rest = tail;
+            }
+            other => {
+                return Err(format!("unexpected `{}` after the version. Usage: `{DEPLOY_USAGE}`.", truncate(other, 40)));
+            }
+        }
+    }
+    Ok(Command::Deploy { version: (*version).to_string(), env, strategy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_forms() {
+        assert_eq!(parse("/ray deploy v1.2").unwrap(), Command::Deploy { version: "v1.2".into(), env: None, strategy: None });
+        assert_eq!(
+            parse("deploy v1.2 to staging --strategy canary").unwrap(),
+            Command::Deploy { version: "v1.2".into(), env: Some("staging".into()), strategy: Some(Strategy::Canary) }
+        );
+        assert_eq!(
+            parse("/ray deploy 2024.06.01-rc_1 --strategy=rolling").unwrap(),
+            Command::Deploy { version: "2024.06.01-rc_1".into(), env: None, strategy: Some(Strategy::Rolling) }
+        );
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert!(parse("/ray deploy").unwrap_err().contains("missing version"));
+        assert!(parse("/ray deploy v1.2;rm -rf /").unwrap_err().contains("`v1.2;rm` is not a valid version"));
+        assert!(parse("/ray deploy $(reboot)").unwrap_err().contains("not a valid version"));
+        assert!(parse("/ray deploy v1.2 && echo hi").unwrap_err().contains("unexpected `&&`"));
+        assert!(parse("/ray deploy v1.2 to prod;uction").unwrap_err().contains("not an environment name"));
+        assert!(parse("/ray deploy v1.2 --strategy yolo").unwrap_err().contains("unknown strategy `yolo`"));
+        assert!(parse(&format!("/ray deploy {}", "a".repeat(65))).unwrap_err().contains("at most 64"));
+        assert!(parse("/ray dploy v1.2").unwrap_err().contains("unknown command `dploy`"));
+        assert!(parse("/ray").unwrap_err().contains("missing command"));
+        assert!(parse("/ray reject").unwrap_err().contains("needs a reason"));
+        assert!(parse("/ray waive intake").unwrap_err().contains("gate and a justification"));
+        assert!(parse("/ray retry now").unwrap_err().contains("takes no arguments"));
+    }
+
+    #[test]
+    fn release_commands() {
+        assert_eq!(parse("/ray ack").unwrap(), Command::Release(ReleaseCommand::Ack));
+        assert_eq!(parse("/ray approve looks good").unwrap(), Command::Release(ReleaseCommand::Approve { comment: Some("looks good".into()) }));
+        assert_eq!(
+            parse("/ray waive Intake upstream audit runs next week").unwrap(),
+            Command::Release(ReleaseCommand::Waive { gate: "intake".into(), justification: "upstream audit runs next week".into() })
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! `config/raybot.toml` and `config/release-approvers.yaml`, and how they become a release [`Plan`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::plan::{self, Environment, HealthWindow, JobTemplate, People, Person, Plan, Policy, ProbeSettings, Suite};
+use crate::protocol::Catalog;
+
+/// The sample configuration compiled into the binary.
+pub const EMBEDDED_RAYBOT_TOML: &str = include_str!("../config/raybot.toml");
+pub const EMBEDDED_APPROVERS_YAML: &str = include_str!("../config/release-approvers.yaml");
+
+/// A configuration problem, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaybotToml {
+    pub war_room: WarRoom,
+    pub release: ReleaseSettings,
+    #[serde(default)]
+    pub job_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobToml>,
+    pub environments: BTreeMap<String, EnvironmentToml>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarRoom {
+    pub channel: String,
+    /// Slack channel ids raybot answers in.
+    #[serde(default)]
+    pub slack_channels: Vec<String>,
+    /// Discord channel ids raybot answers in.
+    #[serde(default)]
+    pub discord_channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSettings {
+    pub inputs_dir: String,
+    #[serde(default)]
+    pub inputs_max_age_days: Option<u64>,
+    pub remind_after_seconds: u64,
+    pub ack_emoji: String,
+    pub waiver_roles: Vec<String>,
+    pub operator_roles: Vec<String>,
+    pub lock_lease_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobToml {
+    pub argv: Vec<String>,
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteToml {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub critical: bool,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeToml {
+    pub url: String,
+    pub count: u32,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub min_success_rate: f64,
+    pub max_p95_ms: u64,
+    #[serde(default)]
+    pub version_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthWindowToml {
+    pub duration_seconds: u64,
+    pub interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentToml {
+    pub rto_seconds: f64,
+    pub deploy: JobToml,
+    pub rollback: JobToml,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobToml>,
+    #[serde(default)]
+    pub validation: Vec<SuiteToml>,
+    pub probe: ProbeToml,
+    pub health_window: HealthWindowToml,
+    #[serde(default)]
+    pub parity: BTreeMap<String, plan::ParityValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproversYaml {
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    pub people: Vec<PersonYaml>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonYaml {
+    pub name: String,
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub local: Option<String>,
+    #[serde(default)]
+    pub slack: Option<String>,
+    #[serde(default)]
+    pub discord: Option<String>,
+}
+
+/// Loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub raybot: RaybotToml,
+    pub approvers: ApproversYaml,
+    /// Directory jobs run in and relative paths resolve against.
+    pub base_dir: PathBuf,
+    /// `embedded` or the config directory.
+    pub source: String,
+}
+
+impl Config {
+    /// The sample configuration compiled into the binary, rooted at `base_dir`.
+    pub fn embedded(base_dir: &Path) -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_RAYBOT_TOML, EMBEDDED_APPROVERS_YAML, base_dir, "embedded config/raybot.toml", "embedded config/release-approvers.yaml", "embedded")
+    }
+
+    /// Loads `DIR/raybot.toml` and `DIR/release-approvers.yaml`; jobs run in DIR's parent.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| ConfigError { file: p.display().to_string(), message: e.to_string() })
+        };
+        let toml_text = read("raybot.toml")?;
+        let yaml_text = read("release-approvers.yaml")?;
+        let dir_abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let base = dir_abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(
+            &toml_text,
+            &yaml_text,
+            &base,
+            &dir.join("raybot.toml").display().to_string(),
+            &dir.join("release-approvers.yaml").display().to_string(),
+            &dir.display().to_string(),
+        )
+    }
+
+    pub fn parse(toml_text: &str, yaml_text: &str, base_dir: &Path, toml_name: &str, yaml_name: &str, source: &str) -> Result<Config, ConfigError> {
+        let raybot: RaybotToml = toml::from_str(toml_text).map_err(|e| ConfigError { file: toml_name.into(), message: e.message().to_string() + &span_hint(toml_text, e.span()) })?;
+        let approvers: ApproversYaml =
+            serde_norway::from_str(yaml_text).map_err(|e| ConfigError { file: yaml_name.into(), message: e.to_string() })?;
+        let cfg = Config { raybot, approvers, base_dir: base_dir.to_path_buf(), source: source.into() };
+        cfg.check(toml_name, yaml_name)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, toml_name: &str, yaml_name: &str) -> Result<(), ConfigError> {
+        let err = |file: &str, message: String| Err(ConfigError { file: file.into(), message });
+        for (name, e) in &self.raybot.environments {
+            for (what, job) in [("deploy", &e.deploy), ("rollback", &e.rollback)].into_iter().chain(e.jobs.iter().map(|(k, v)| (k.as_str(), v))) {
+                if job.argv.is_empty() {
+                    return err(toml_name, format!("environments.{name}.{what}.argv: must name a program"));
+                }
+                if job.timeout_seconds == 0 {
+                    return err(toml_name, format!("environments.{name}.{what}.timeout_seconds: must be above 0"));
+                }
+            }
+            if !(0.0..=1.0).contains(&e.probe.min_success_rate) {
+                return err(toml_name, format!("environments.{name}.probe.min_success_rate: must be between 0 and 1"));
+            }
+            if e.probe.count == 0 {
+                return err(toml_name, format!("environments.{name}.probe.count: must be above 0"));
+            }
+            if !e.probe.url.starts_with("http://") && !e.probe.url.starts_with("https://") {
+                return err(toml_name, format!("environments.{name}.probe.url: must be an http:// or https:// URL"));
+            }
+            if e.health_window.interval_seconds == 0 {
+                return err(toml_name, format!("environments.{name}.health_window.interval_seconds: must be above 0"));
+            }
+        }
+        let known: Vec<&String> = self.approvers.roles.keys().collect();
+        for (i, p) in self.approvers.people.iter().enumerate() {
+            for r in &p.roles {
+                if !known.is_empty() && !known.contains(&r) {
+                    return err(yaml_name, format!("people[{i}].roles: unknown role `{r}` (roles: {})", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                }
+            }
+        }
+        for platform in ["local", "slack", "discord"] {
+            let mut ids: Vec<&str> = self.approvers.people.iter().filter_map(|p| p.id_on(platform)).collect();
+            ids.sort_unstable();
+            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return err(yaml_name, format!("people: {platform} id `{}` is given to two people", w[0]));
+            }
+        }
+        Ok(())
+    }
+
+    /// People as seen on `platform`.
+    pub fn people(&self, platform: &str) -> People {
+        People {
+            platform: platform.to_string(),
+            persons: self
+                .approvers
+                .people
+                .iter()
+                .filter_map(|p| p.id_on(platform).map(|id| Person { id: id.to_string(), name: p.name.clone(), roles: p.roles.clone() }))
+                .collect(),
+        }
+    }
+
+    /// The plan `/ray deploy <version> to <env>` runs.
+    pub fn plan(&self, catalog: &Catalog, env: &str, platform: &str, version: &str) -> Result<Plan, String> {
+        if !self.raybot.environments.contains_key(env) {
+            let envs: Vec<&String> = self.raybot.environments.keys().collect();
+            return Err(format!("unknown environment `{env}`; configured: {}.", envs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        let protocols = catalog.pipeline_for(env).ok_or_else(|| {
+            let targets: Vec<&String> = catalog.pipeline.targets.keys().collect();
+            format!("the pipeline has no protocols for `{env}`; targets: {}.", targets.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+        })?;
+        let job_env = &self.raybot.job_env;
+        let job = |j: &JobToml| JobTemplate {
+            argv: j.argv.clone(),
+            timeout_ms: j.timeout_seconds * 1000,
+            env: job_env.iter().chain(j.env.iter()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        let environments = self
+            .raybot
+            .environments
+            .iter()
+            .map(|(name, e)| {
+                (
+                    name.clone(),
+                    Environment {
+                        name: name.clone(),
+                        deploy: job(&e.deploy),
+                        rollback: job(&e.rollback),
+                        validation: e
+                            .validation
+                            .iter()
+                            .map(|s| Suite {
+                                name: s.name.clone(),
+                                job: job(&JobToml { argv: s.argv.clone(), timeout_seconds: s.timeout_seconds, env: s.env.clone() }),
+                                critical: s.critical,
+                            })
+                            .collect(),
+                        jobs: e.jobs.iter().map(|(k, v)| (k.clone(), job(v))).collect(),
+                        probe: ProbeSettings {
+                            url: e.probe.url.clone(),
+                            count: e.probe.count,
+                            interval_ms: e.probe.interval_ms,
+                            timeout_ms: e.probe.timeout_ms,
+                            min_success_rate: e.probe.min_success_rate,
+                            max_p95_ms: e.probe.max_p95_ms,
+                            version_header: e.probe.version_header.clone(),
+                        },
+                        rto_seconds: e.rto_seconds,
+                        parity: e.parity.clone(),
+                        health_window: HealthWindow {
+                            duration_ms: e.health_window.duration_seconds * 1000,
+                            interval_ms: e.health_window.interval_seconds * 1000,
+                        },
+                    },
+                )
+            })
+            .collect();
+        let inputs = self.base_dir.join(self.raybot.release.inputs_dir.replace("{version}", version));
+        Ok(Plan {
+            protocols,
+            environments,
+            jobs: self.raybot.jobs.iter().map(|(k, v)| (k.clone(), job(v))).collect(),
+            people: self.people(platform),
+            policy: Policy {
+                waiver_roles: self.raybot.release.waiver_roles.clone(),
+                operator_roles: self.raybot.release.operator_roles.clone(),
+                remind_after_ms: self.raybot.release.remind_after_seconds * 1000,
+                ack_emoji: self.raybot.release.ack_emoji.clone(),
+            },
+            inputs_dir: inputs.display().to_string(),
+            inputs_max_age_days: self.raybot.release.inputs_max_age_days,
+            channel: self.raybot.war_room.channel.clone(),
+        })
+    }
+}
+
+impl PersonYaml {
+    pub fn id_on(&self, platform: &str) -> Option<&str> {
+        match platform {
+            "local" => self.local.as_deref(),
+            "slack" => self.slack.as_deref(),
+            "discord" => self.discord.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let line = text[..r.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_builds_a_plan() {
+        let cfg = Config::embedded(Path::new("/tmp")).unwrap();
+        let catalog = Catalog::embedded().unwrap();
+        let plan = cfg.plan(&catalog, "production", "local", "v1.2").unwrap();
+        assert_eq!(plan.protocols.len(), 2);
+        assert_eq!(plan.people.persons.len(), 5);
+        assert!(plan.people.has_role("carol", "sre_lead"));
+        assert!(cfg.plan(&catalog, "qa", "local", "v1.2").unwrap_err().contains("unknown environment `qa`"));
+    }
+
+    #[test]
+    fn broken_config_names_the_field() {
+        let bad = EMBEDDED_RAYBOT_TOML.replace("count = 20", "count = \"many\"");
+        let e = Config::parse(&bad, EMBEDDED_APPROVERS_YAML, Path::new("."), "raybot.toml", "a.yaml", "t").unwrap_err();
+        assert!(e.to_string().contains("raybot.toml"), "{e}");
+        let bad = EMBEDDED_APPROVERS_YAML.replace("roles: [stakeholder]", "roles: [stakeholdr]");
+        let e = Config::parse(EMBEDDED_RAYBOT_TOML, &bad, Path::new("."), "raybot.toml", "a.yaml", "t").unwrap_err();
+        assert!(e.to_string().contains("unknown role `stakeholdr`"), "{e}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The release plan: everything a release needs to know, frozen into its first event.
+//!
+//! `/ray deploy` snapshots the protocols of the pipeline and the relevant configuration into a
+//! [`Plan`]. Replaying the log therefore gives the same release even if `config/` or `protocols/`
+//! changed since, and the engine never reads a file.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::model::Protocol;
+
+/// Everything a release runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Protocols in the order they run (e.g. 10 then 11).
+    pub protocols: Vec<Protocol>,
+    /// Environments by name (`staging`, `production`).
+    pub environments: BTreeMap<String, Environment>,
+    /// Jobs that belong to no environment (`security`).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobTemplate>,
+    /// The people of the platform the release was started on.
+    pub people: People,
+    pub policy: Policy,
+    /// Where prerequisite inputs live (already expanded for this version).
+    pub inputs_dir: String,
+    /// Inputs older than this are `expired`.
+    #[serde(default)]
+    pub inputs_max_age_days: Option<u64>,
+    /// The war-room channel, for the texts.
+    pub channel: String,
+}
+
+/// One deployment target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub name: String,
+    pub deploy: JobTemplate,
+    pub rollback: JobTemplate,
+    /// Validation suites (smoke, e2e, regression …) run against the environment.
+    #[serde(default)]
+    pub validation: Vec<Suite>,
+    /// Optional jobs by name (`refresh_data`, `dry_run`).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobTemplate>,
+    pub probe: ProbeSettings,
+    /// Recovery time objective in seconds (`recovery_seconds <= rto`).
+    pub rto_seconds: f64,
+    /// Configuration that must match between staging and production, with each key's severity.
+    #[serde(default)]
+    pub parity: BTreeMap<String, ParityValue>,
+    pub health_window: HealthWindow,
+}
+
+/// A value compared for parity, and how bad a drift of it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityValue {
+    pub value: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+}
+
+/// A job as configured: argv with `{version}`, `{env}`, `{strategy}`, `{percent}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTemplate {
+    pub argv: Vec<String>,
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A validation suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suite {
+    pub name: String,
+    pub job: JobTemplate,
+    /// A failing critical suite is a blocking error.
+    pub critical: bool,
+}
+
+/// HTTP probing of an environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSettings {
+    pub url: String,
+    pub count: u32,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Minimum share of 2xx answers.
+    pub min_success_rate: f64,
+    /// Maximum p95 latency in milliseconds.
+    pub max_p95_ms: u64,
+    /// Response header that carries the serving version (`x-version`).
+    #[serde(default)]
+    pub version_header: Option<String>,
+}
+
+/// The soak period after a production deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthWindow {
+    pub duration_ms: u64,
+    pub interval_ms: u64,
+}
+
+/// Who is who on the platform the release runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct People {
+    pub platform: String,
+    pub persons: Vec<Person>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Platform user id (`alice` locally, `U024BE7LH` on Slack, a snowflake on Discord).
+    pub id: String,
+    /// Display name for evidence (`Alice Example`).
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+impl People {
+    pub fn get(&self, id: &str) -> Option<&Person> {
+        self.persons.iter().find(|p| p.id == id)
+    }
+
+    pub fn has_role(&self, id: &str, role: &str) -> bool {
+        self.get(id).is_some_and(|p| p.roles.iter().any(|r| r == role))
+    }
+
+    pub fn has_any_role(&self, id: &str, roles: &[String]) -> bool {
+        roles.iter().any(|r| self.has_role(id, r))
+    }
+
+    /// Everyone holding any of `roles`, in configuration order, each once.
+    pub fn with_roles(&self, roles: &[String]) -> Vec<&Person> {
+        self.persons.iter().filter(|p| p.roles.iter().any(|r| roles.contains(r))).collect()
+    }
+
+    /// How chat shows a mention of `id`: `<@U123>` on Slack and Discord, `@alice` locally.
+    pub fn mention(&self, id: &str) -> String {
+        match self.platform.as_str() {
+            "slack" | "discord" => format!("<@{id}>"),
+            _ => format!("@{id}"),
+        }
+    }
+}
+
+/// Who may do what, and timings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Roles that may `/ray waive` a gate.
+    pub waiver_roles: Vec<String>,
+    /// Roles that may `/ray rollback`, `/ray retry` and `/ray abort`.
+    pub operator_roles: Vec<String>,
+    /// Remind missing freeze acknowledgers / approvers after this long, then again each period.
+    pub remind_after_ms: u64,
+    /// Emoji (name) whose reaction acknowledges the freeze.
+    pub ack_emoji: String,
+}
+
+impl Plan {
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.get(name)
+    }
+}

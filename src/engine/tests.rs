@@ -1,0 +1,375 @@
+//! Engine tests: every gate, halt, waiver, retry, abort and rollback path, driven through [`Sim`].
+
+use super::testkit::Sim;
+use super::*;
+
+fn approve(sim: &mut Sim, who: &str) {
+    sim.command(who, ReleaseCommand::Approve { comment: None });
+}
+
+/// Runs the sample release up to the production approval.
+fn to_production_approval(sim: &mut Sim) {
+    sim.start("alice", Strategy::Bluegreen);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{:#?}", sim.channel);
+    approve(sim, "alice");
+    approve(sim, "bob");
+    assert!(matches!(sim.release().activity, Activity::Acks { .. }), "{}", sim.channel.join("\n"));
+    sim.ack_all();
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 1, .. }), "{}", sim.channel.join("\n"));
+}
+
+fn posted(sim: &Sim, needle: &str) -> bool {
+    sim.channel.iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn clean_release_runs_both_protocols() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let text = sim.channel.join("\n");
+    assert_eq!(sim.outcome, Some(Terminal::Released), "{text}");
+    for line in [
+        "[MASTER RAY™ | PHASE 1 START] - Validating upstream approvals and artifact completeness...",
+        "[MASTER RAY™ | PHASE 1 COMPLETE] - Intake validation succeeded. Evidence: intake-validation-report.json.",
+        "[MASTER RAY™ | PHASE 4 COMPLETE] - Pre-deployment package ready. Evidence: PRE-DEPLOYMENT-PACKAGE.zip.",
+        "[MASTER RAY™ | PHASE 3 START] - Executing production deployment sequence...",
+        "[PHASE 2] Change freeze in effect. All teams acknowledge?",
+        "[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)",
+        "[RAY ANNOUNCEMENT] Production deployment 50% complete. No errors observed.",
+        "[MASTER RAY™ | PHASE 4 COMPLETE] - Deployment report compiled. Evidence: DEPLOYMENT-REPORT.md.",
+        "[MASTER RAY™ | PROTOCOL COMPLETE] Ready for Protocol 15",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // Every gate of both protocols passed.
+    let gates: Vec<(&str, &Verdict)> = sim.release().gates.iter().map(|g| (g.gate.as_str(), &g.verdict)).collect();
+    assert_eq!(gates.len(), 8, "{gates:?}");
+    assert!(gates.iter().all(|(_, v)| **v == Verdict::Passed), "{gates:?}");
+    // Production was deployed exactly once per strategy step and never rolled back.
+    let prod: Vec<&String> = sim.jobs_run.iter().filter(|j| j.starts_with("deploy production")).collect();
+    assert_eq!(prod, ["deploy production 0%", "deploy production 100%"]);
+    assert!(!sim.jobs_run.iter().any(|j| j == "rollback production"));
+    for f in [
+        "pre-deployment/intake-validation-report.json",
+        "pre-deployment/staging-parity-report.json",
+        "pre-deployment/staging-test-results.json",
+        "pre-deployment/rollback-verification-report.json",
+        "pre-deployment/security-compliance-report.json",
+        "pre-deployment/readiness-approval.json",
+        "pre-deployment/deployment-checklist.md",
+        "pre-deployment/PRE-DEPLOYMENT-PACKAGE.zip",
+        "deployment/deployment-readiness-checklist.json",
+        "deployment/release-manifest.md",
+        "deployment/staging-validation-results.json",
+        "deployment/change-freeze-confirmation.md",
+        "deployment/production-approval.json",
+        "deployment/production-deployment-report.json",
+        "deployment/post-deployment-validation.json",
+        "deployment/deployment-health-log.md",
+        "deployment/DEPLOYMENT-REPORT.md",
+        "deployment/DEPLOYMENT-EVIDENCE.zip",
+        "deployment/retrospective-inputs.json",
+    ] {
+        assert!(sim.files.contains_key(f), "missing evidence {f}; have {:?}", sim.files.keys());
+    }
+    assert!(!sim.files.contains_key("deployment/rollback-plan.md"));
+    let approval = &sim.files["deployment/production-approval.json"];
+    assert!(approval.contains("\"user\": \"bob\"") && approval.contains("\"user\": \"carol\""), "{approval}");
+    assert!(approval.contains("\"id\": \"v1.2-test\""));
+}
+
+#[test]
+fn canary_posts_milestones_at_start_half_and_completion() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Canary);
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    sim.ack_all();
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let prod: Vec<&String> = sim.jobs_run.iter().filter(|j| j.starts_with("deploy production")).collect();
+    assert_eq!(prod, ["deploy production 10%", "deploy production 50%", "deploy production 100%"]);
+    let milestones: Vec<&String> = sim.channel.iter().filter(|l| l.starts_with("[RAY ANNOUNCEMENT] Production deployment")).collect();
+    assert_eq!(milestones.len(), 3, "{milestones:?}");
+    assert!(milestones[0].contains("started (canary: 10% → 50% → 100%)"));
+    assert!(milestones[1].contains("50% complete. No errors observed."));
+    assert!(milestones[2].contains("100% complete"));
+}
+
+#[test]
+fn unhealthy_version_fails_launch_gate_and_rolls_back() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.unhealthy.push("v1.2".into());
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let text = sim.channel.join("\n");
+    assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{text}");
+    assert!(text.contains("[RAY GATE FAILED: Production Launch Gate]"), "{text}");
+    assert!(text.contains("Rolling back production (automatic)"), "{text}");
+    assert!(text.contains("probe confirms the previous version serves again"), "{text}");
+    assert_eq!(sim.serving["production"].0, "v1.1");
+    assert!(sim.files.contains_key("deployment/rollback-plan.md"));
+    assert!(sim.files["deployment/DEPLOYMENT-REPORT.md"].contains("rolled back"));
+    let launch = sim.release().gates.iter().find(|g| g.gate == "launch").unwrap();
+    assert_eq!(launch.verdict, Verdict::Failed);
+}
+
+#[test]
+fn failing_production_deploy_rolls_back() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.fail_jobs.push("deploy production 100%".into());
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{}", sim.channel.join("\n"));
+    assert!(sim.jobs_run.contains(&"rollback production".to_string()));
+}
+
+#[test]
+fn rejection_stops_before_production() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.command("carol", ReleaseCommand::Reject { reason: "error budget exhausted".into() });
+    assert_eq!(sim.outcome, Some(Terminal::Rejected { by: "carol".into(), reason: "error budget exhausted".into() }));
+    assert!(!sim.jobs_run.iter().any(|j| j.starts_with("deploy production")));
+    assert!(posted(&sim, "Rejected by @carol"));
+}
+
+#[test]
+fn initiator_cannot_be_the_only_approver() {
+    let mut plan = testkit::sample_plan("production");
+    // Make the readiness review need the release manager only.
+    for p in &mut plan.protocols {
+        for ph in &mut p.phases {
+            for s in &mut ph.steps {
+                if let crate::protocol::model::StepRun::Approval { roles, .. } = &mut s.run {
+                    if p.id == "10" {
+                        *roles = vec!["release_manager".into()];
+                    }
+                }
+            }
+        }
+    }
+    plan.people.persons.push(plan::Person { id: "frank".into(), name: "Frank".into(), roles: vec!["release_manager".into()] });
+    let mut sim = Sim::new();
+    sim.start_with("alice", Strategy::Bluegreen, plan);
+    approve(&mut sim, "alice");
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }));
+    assert!(posted(&sim, "@alice started this release, so another approver is needed"));
+    approve(&mut sim, "frank");
+    assert!(matches!(sim.release().activity, Activity::Acks { .. }));
+}
+
+#[test]
+fn people_without_the_role_are_refused_and_nothing_changes() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    let before = sim.release().clone();
+    sim.command("erin", ReleaseCommand::Approve { comment: None });
+    sim.command("mallory", ReleaseCommand::Approve { comment: None });
+    let last_two: Vec<&String> = sim.replies.iter().rev().take(2).map(|(_, t)| t).collect();
+    assert!(last_two.iter().all(|t| t.starts_with("[RAY ERROR]")), "{last_two:?}");
+    assert!(last_two[1].contains("erin (stakeholder) may not approve"), "{last_two:?}");
+    assert!(last_two[0].contains("mallory is not in config/release-approvers.yaml"), "{last_two:?}");
+    let after = sim.release();
+    assert_eq!(before.rounds, after.rounds);
+    assert_eq!(before.activity, after.activity);
+    assert_eq!(after.audit.iter().filter(|a| !a.accepted).count(), before.audit.iter().filter(|a| !a.accepted).count() + 2);
+}
+
+#[test]
+fn double_approval_and_double_ack_count_once() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "bob");
+    assert_eq!(sim.release().rounds[0].approvals.len(), 1);
+    approve(&mut sim, "alice");
+    let msg = sim.message("freeze");
+    for _ in 0..3 {
+        sim.send(Event::Reaction { by: Sim::user("dave"), message: msg.clone(), emoji: "✅".into(), added: true });
+    }
+    sim.command("dave", ReleaseCommand::Ack);
+    assert_eq!(sim.release().freeze.acks.len(), 1);
+}
+
+#[test]
+fn freeze_reactions_count_and_uncount_and_strangers_do_not_count() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    let msg = sim.message("freeze");
+    let react = |sim: &mut Sim, who: &str, added: bool| {
+        sim.send(Event::Reaction { by: Sim::user(who), message: msg.clone(), emoji: "white_check_mark".into(), added });
+    };
+    react(&mut sim, "carol", true);
+    react(&mut sim, "mallory", true);
+    assert_eq!(sim.release().freeze.acks.len(), 1);
+    assert!(sim.replies.last().unwrap().1.contains("mallory is not on the change-freeze list"));
+    react(&mut sim, "carol", false);
+    assert_eq!(sim.release().freeze.acks.len(), 0);
+    // A reaction on another message or with another emoji does nothing.
+    sim.send(Event::Reaction { by: Sim::user("carol"), message: "other".into(), emoji: "white_check_mark".into(), added: true });
+    sim.send(Event::Reaction { by: Sim::user("carol"), message: msg.clone(), emoji: "tada".into(), added: true });
+    assert_eq!(sim.release().freeze.acks.len(), 0);
+    assert!(posted(&sim, "Waiting for: @alice, @bob, @carol, @dave, @erin"));
+}
+
+#[test]
+fn freeze_reminder_names_who_is_missing() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    for u in ["alice", "bob", "carol"] {
+        sim.command(u, ReleaseCommand::Ack);
+    }
+    sim.fire_latest_timer();
+    let last = sim.channel.last().unwrap();
+    assert!(last.starts_with("[RAY REMINDER]") && last.contains("@dave, @erin"), "{last}");
+    assert_eq!(sim.release().freeze.reminders, 1);
+}
+
+#[test]
+fn gate_failure_halts_then_waiver_continues() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("security scan".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    assert!(matches!(sim.release().activity, Activity::Halted(_)), "{text}");
+    assert!(text.contains("[RAY GATE FAILED: Rollback & Security Gate]"), "{text}");
+    assert!(text.contains("blocking_findings = 1"), "{text}");
+    // A stakeholder may not waive; a short justification is refused; an unknown gate is named.
+    sim.command("erin", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "ship it now please".into() });
+    sim.command("alice", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "fine".into() });
+    sim.command("alice", ReleaseCommand::Waive { gate: "nope".into(), justification: "this gate does not exist".into() });
+    assert_eq!(sim.replies.iter().filter(|(_, t)| t.starts_with("[RAY ERROR]")).count(), 3);
+    assert!(matches!(sim.release().activity, Activity::Halted(_)));
+    sim.command("alice", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "false positive in vendored test fixture, tracked in SEC-42".into() });
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+    let g = sim.release().gates.iter().filter(|g| g.gate == "rollback-security").last().unwrap();
+    assert!(matches!(&g.verdict, Verdict::Waived { by, .. } if by == "alice"));
+    assert!(sim.release().waivers[0].2.contains("SEC-42"));
+}
+
+#[test]
+fn launch_gate_cannot_be_waived() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.unhealthy.push("v1.2".into());
+    sim.fail_jobs.push("rollback production".into());
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    // The rollback itself failed: halted, awaiting a retry of the rollback.
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert_eq!(h.resume, release::Resume::Rollback);
+    sim.command("alice", ReleaseCommand::Waive { gate: "launch".into(), justification: "we accept the risk here".into() });
+    assert!(sim.replies.last().unwrap().1.starts_with("[RAY ERROR]"));
+    sim.fail_jobs.clear();
+    sim.command("carol", ReleaseCommand::Retry);
+    assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn staging_rehearsal_failure_rolls_staging_back_and_retry_reruns_the_phase() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("validation smoke staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    assert!(text.contains("[RAY GATE FAILED: Deployment Rehearsal Gate]"), "{text}");
+    assert!(sim.jobs_run.contains(&"rollback staging".to_string()), "{:?}", sim.jobs_run);
+    assert!(matches!(sim.release().activity, Activity::Halted(_)));
+    let deploys_before = sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count();
+    sim.fail_jobs.clear();
+    sim.command("bob", ReleaseCommand::Retry);
+    assert!(sim.replies.last().unwrap().1.contains("bob may not retry"));
+    sim.command("alice", ReleaseCommand::Retry);
+    assert!(sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count() > deploys_before);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn manual_rollback_and_abort_rules() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    // Nothing deployed to production yet: rollback is refused, abort works.
+    sim.command("alice", ReleaseCommand::Rollback { reason: None });
+    assert!(sim.replies.last().unwrap().1.contains("nothing to roll back"));
+    sim.command("erin", ReleaseCommand::Abort { reason: None });
+    assert!(sim.replies.last().unwrap().1.contains("erin may not abort"));
+    sim.command("alice", ReleaseCommand::Abort { reason: Some("scope changed".into()) });
+    assert_eq!(sim.outcome, Some(Terminal::Aborted { by: "alice".into(), reason: "scope changed".into() }));
+    sim.command("alice", ReleaseCommand::Ack);
+    assert!(sim.replies.last().unwrap().1.contains("has already ended"));
+}
+
+#[test]
+fn production_health_window_breach_escalates() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    // Two probes during the blue/green rollout and one post-deployment check pass; the health
+    // window's probes then see production failing.
+    sim.break_production_after_probes = Some(3);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let text = sim.channel.join("\n");
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{text}") };
+    assert!(h.reason.contains("SLO breaches during the health window") && h.reason.contains("Escalate to Protocol 13"), "{h:?}");
+    assert!(sim.files["deployment/deployment-health-log.md"].contains("escalate to Protocol 13"));
+    // Production was touched: abort is refused, rollback restores v1.1.
+    sim.command("alice", ReleaseCommand::Abort { reason: None });
+    assert!(sim.replies.last().unwrap().1.contains("use `/ray rollback"));
+    sim.break_production_after_probes = None;
+    sim.command("carol", ReleaseCommand::Rollback { reason: Some("error rate during soak".into()) });
+    assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{}", sim.channel.join("\n"));
+    assert_eq!(sim.serving["production"].0, "v1.1");
+}
+
+#[test]
+fn unknown_job_after_restart_is_not_rerun() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    // Rebuild from the log cut right after the first production deploy job was asked for.
+    let idx = sim
+        .log
+        .iter()
+        .position(|(_, e)| matches!(e, Event::JobFinished { job, .. } if sim.release().jobs.iter().any(|j| &j.id == job && j.purpose.starts_with("deploy production"))))
+        .unwrap();
+    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    assert!(matches!(r.activity, Activity::Job { .. }));
+    let fx = r.handle(&Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()) }, Timestamp(sim.now.0));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::RunJob(_))), "{fx:?}");
+    let text: Vec<String> = fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    assert!(text[0].starts_with("[RAY ERROR] - \"Failed at Protocol 11 STEP 3.2 Execute Production Deployment"), "{text:?}");
+    assert!(text[0].contains("job outcome unknown after raybot-1 stopped. Awaiting instructions."), "{text:?}");
+    assert!(matches!(r.activity, Activity::Halted(_)));
+}
+
+#[test]
+fn replay_rebuilds_the_same_state() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    let rebuilt = Release::replay(sim.log.iter()).unwrap();
+    assert_eq!(&rebuilt, sim.release());
+}
+
+#[test]
+fn intake_missing_prerequisite_halts_with_seed_error() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    // Restart a fresh release where the check reports a missing file.
+    let mut r = Release::replay(sim.log[..1].iter()).unwrap();
+    let Activity::Inputs { check } = r.activity.clone() else { panic!("{:?}", r.activity) };
+    let results = vec![InputStatus { name: "QUALITY-AUDIT-PACKAGE.zip".into(), found: vec![], status: "missing".into(), required: true, sha256: None }];
+    let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
+    let posts: Vec<String> = fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    assert!(posts.iter().any(|p| p.contains("Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals") && p.contains("QUALITY-AUDIT-PACKAGE.zip (missing)")), "{posts:#?}");
+    assert!(matches!(r.activity, Activity::Halted(_)));
+}

@@ -1,0 +1,4 @@
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod protocol;
