@@ -5,16 +5,22 @@
 //! (jobs run argv lists); versions, environments and gate names are still held to strict character
 //! sets so that a typo or an injection attempt is refused early and visibly.
 
-use crate::engine::{ReleaseCommand, Strategy};
 use crate::engine::valid_version;
+use crate::engine::{ReleaseCommand, Strategy};
 
 /// A parsed `/ray` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Deploy { version: String, env: Option<String>, strategy: Option<Strategy> },
+    Deploy {
+        version: String,
+        env: Option<String>,
+        strategy: Option<Strategy>,
+    },
     /// A command for the running release (ack, approve, reject, waive, retry, rollback, abort).
     Release(ReleaseCommand),
-    Status { version: Option<String> },
+    Status {
+        version: Option<String>,
+    },
     History,
     Protocols,
     Help,
@@ -40,7 +46,9 @@ pub const HELP: &str = "\
 const VERBS: &str = "deploy, status, ack, approve, reject, waive, retry, rollback, abort, history, protocols, help";
 
 fn is_token(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn free_text(words: &[&str]) -> Result<Option<String>, String> {
@@ -81,7 +89,9 @@ pub fn parse(text: &str) -> Result<Command, String> {
             _ => Err("`/ray status` takes at most a version: `/ray status [<version>]`.".into()),
         },
         "ack" | "acknowledge" => no_args(args, "ack").map(|_| Command::Release(ReleaseCommand::Ack)),
-        "approve" => Ok(Command::Release(ReleaseCommand::Approve { comment: free_text(args).map_err(|e| format!("approval comment: {e}"))? })),
+        "approve" => Ok(Command::Release(ReleaseCommand::Approve {
+            comment: free_text(args).map_err(|e| format!("approval comment: {e}"))?,
+        })),
         "reject" => match free_text(args).map_err(|e| format!("reject reason: {e}"))? {
             Some(reason) => Ok(Command::Release(ReleaseCommand::Reject { reason })),
             None => Err("a rejection needs a reason: `/ray reject <reason>`.".into()),
@@ -89,7 +99,9 @@ pub fn parse(text: &str) -> Result<Command, String> {
         "waive" => match args {
             [gate, rest @ ..] if !rest.is_empty() => {
                 if !is_token(&gate.to_lowercase(), 40) {
-                    return Err(format!("`{gate}` is not a gate id (letters, digits, `-`), e.g. `/ray waive intake <justification>`."));
+                    return Err(format!(
+                        "`{gate}` is not a gate id (letters, digits, `-`), e.g. `/ray waive intake <justification>`."
+                    ));
                 }
                 let justification = free_text(rest).map_err(|e| format!("justification: {e}"))?.unwrap_or_default();
                 Ok(Command::Release(ReleaseCommand::Waive { gate: gate.to_lowercase(), justification }))
@@ -97,8 +109,12 @@ pub fn parse(text: &str) -> Result<Command, String> {
             _ => Err("a waiver needs a gate and a justification: `/ray waive <gate> <justification>`.".into()),
         },
         "retry" => no_args(args, "retry").map(|_| Command::Release(ReleaseCommand::Retry)),
-        "rollback" => Ok(Command::Release(ReleaseCommand::Rollback { reason: free_text(args).map_err(|e| format!("rollback reason: {e}"))? })),
-        "abort" => Ok(Command::Release(ReleaseCommand::Abort { reason: free_text(args).map_err(|e| format!("abort reason: {e}"))? })),
+        "rollback" => Ok(Command::Release(ReleaseCommand::Rollback {
+            reason: free_text(args).map_err(|e| format!("rollback reason: {e}"))?,
+        })),
+        "abort" => Ok(Command::Release(ReleaseCommand::Abort {
+            reason: free_text(args).map_err(|e| format!("abort reason: {e}"))?,
+        })),
         "history" => no_args(args, "history").map(|_| Command::History),
         "protocols" => no_args(args, "protocols").map(|_| Command::Protocols),
         "help" => Ok(Command::Help),
@@ -111,7 +127,11 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn no_args(args: &[&str], verb: &str) -> Result<(), String> {
-    if args.is_empty() { Ok(()) } else { Err(format!("`/ray {verb}` takes no arguments (got `{}`).", truncate(&args.join(" "), 60))) }
+    if args.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("`/ray {verb}` takes no arguments (got `{}`).", truncate(&args.join(" "), 60)))
+    }
 }
 
 fn parse_deploy(args: &[&str]) -> Result<Command, String> {
@@ -130,7 +150,10 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
                     return Err(format!("`to` needs an environment. Usage: `{DEPLOY_USAGE}`."));
                 };
                 if !is_token(e, 32) {
-                    return Err(format!("`{}` is not an environment name (lowercase letters, digits, `-`, `_`). Usage: `{DEPLOY_USAGE}`.", truncate(e, 40)));
+                    return Err(format!(
+                        "`{}` is not an environment name (lowercase letters, digits, `-`, `_`). Usage: `{DEPLOY_USAGE}`.",
+                        truncate(e, 40)
+                    ));
                 }
                 env = Some((*e).to_string());
                 rest = tail;
@@ -139,16 +162,23 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
                 let Some((s, tail)) = tail.split_first() else {
                     return Err(format!("`--strategy` needs bluegreen, canary or rolling. Usage: `{DEPLOY_USAGE}`."));
                 };
-                strategy = Some(Strategy::parse(s).ok_or_else(|| format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(s, 40)))?);
+                strategy = Some(Strategy::parse(s).ok_or_else(|| {
+                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(s, 40))
+                })?);
                 rest = tail;
             }
             s if s.starts_with("--strategy=") => {
                 let v = &s["--strategy=".len()..];
-                strategy = Some(Strategy::parse(v).ok_or_else(|| format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(v, 40)))?);
+                strategy = Some(Strategy::parse(v).ok_or_else(|| {
+                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(v, 40))
+                })?);
                 rest = tail;
             }
             other => {
-                return Err(format!("unexpected `{}` after the version. Usage: `{DEPLOY_USAGE}`.", truncate(other, 40)));
+                return Err(format!(
+                    "unexpected `{}` after the version. Usage: `{DEPLOY_USAGE}`.",
+                    truncate(other, 40)
+                ));
             }
         }
     }
@@ -161,7 +191,10 @@ mod tests {
 
     #[test]
     fn deploy_forms() {
-        assert_eq!(parse("/ray deploy v1.2").unwrap(), Command::Deploy { version: "v1.2".into(), env: None, strategy: None });
+        assert_eq!(
+            parse("/ray deploy v1.2").unwrap(),
+            Command::Deploy { version: "v1.2".into(), env: None, strategy: None }
+        );
         assert_eq!(
             parse("deploy v1.2 to staging --strategy canary").unwrap(),
             Command::Deploy { version: "v1.2".into(), env: Some("staging".into()), strategy: Some(Strategy::Canary) }
@@ -191,10 +224,16 @@ mod tests {
     #[test]
     fn release_commands() {
         assert_eq!(parse("/ray ack").unwrap(), Command::Release(ReleaseCommand::Ack));
-        assert_eq!(parse("/ray approve looks good").unwrap(), Command::Release(ReleaseCommand::Approve { comment: Some("looks good".into()) }));
+        assert_eq!(
+            parse("/ray approve looks good").unwrap(),
+            Command::Release(ReleaseCommand::Approve { comment: Some("looks good".into()) })
+        );
         assert_eq!(
             parse("/ray waive Intake upstream audit runs next week").unwrap(),
-            Command::Release(ReleaseCommand::Waive { gate: "intake".into(), justification: "upstream audit runs next week".into() })
+            Command::Release(ReleaseCommand::Waive {
+                gate: "intake".into(),
+                justification: "upstream audit runs next week".into()
+            })
         );
     }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::plan::{self, Environment, HealthWindow, JobTemplate, People, Person, Plan, Policy, ProbeSettings, Suite};
+use crate::engine::plan::{
+    self, Environment, HealthWindow, JobTemplate, People, Person, Plan, Policy, ProbeSettings, Suite,
+};
 use crate::protocol::Catalog;
 
 /// The sample configuration compiled into the binary.
@@ -149,14 +151,22 @@ pub struct Config {
 impl Config {
     /// The sample configuration compiled into the binary, rooted at `base_dir`.
     pub fn embedded(base_dir: &Path) -> Result<Config, ConfigError> {
-        Config::parse(EMBEDDED_RAYBOT_TOML, EMBEDDED_APPROVERS_YAML, base_dir, "embedded config/raybot.toml", "embedded config/release-approvers.yaml", "embedded")
+        Config::parse(
+            EMBEDDED_RAYBOT_TOML,
+            EMBEDDED_APPROVERS_YAML,
+            base_dir,
+            "embedded config/raybot.toml",
+            "embedded config/release-approvers.yaml",
+            "embedded",
+        )
     }
 
     /// Loads `DIR/raybot.toml` and `DIR/release-approvers.yaml`; jobs run in DIR's parent.
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         let read = |name: &str| {
             let p = dir.join(name);
-            std::fs::read_to_string(&p).map_err(|e| ConfigError { file: p.display().to_string(), message: e.to_string() })
+            std::fs::read_to_string(&p)
+                .map_err(|e| ConfigError { file: p.display().to_string(), message: e.to_string() })
         };
         let toml_text = read("raybot.toml")?;
         let yaml_text = read("release-approvers.yaml")?;
@@ -172,10 +182,20 @@ impl Config {
         )
     }
 
-    pub fn parse(toml_text: &str, yaml_text: &str, base_dir: &Path, toml_name: &str, yaml_name: &str, source: &str) -> Result<Config, ConfigError> {
-        let raybot: RaybotToml = toml::from_str(toml_text).map_err(|e| ConfigError { file: toml_name.into(), message: e.message().to_string() + &span_hint(toml_text, e.span()) })?;
-        let approvers: ApproversYaml =
-            serde_norway::from_str(yaml_text).map_err(|e| ConfigError { file: yaml_name.into(), message: e.to_string() })?;
+    pub fn parse(
+        toml_text: &str,
+        yaml_text: &str,
+        base_dir: &Path,
+        toml_name: &str,
+        yaml_name: &str,
+        source: &str,
+    ) -> Result<Config, ConfigError> {
+        let raybot: RaybotToml = toml::from_str(toml_text).map_err(|e| ConfigError {
+            file: toml_name.into(),
+            message: e.message().to_string() + &span_hint(toml_text, e.span()),
+        })?;
+        let approvers: ApproversYaml = serde_norway::from_str(yaml_text)
+            .map_err(|e| ConfigError { file: yaml_name.into(), message: e.to_string() })?;
         let cfg = Config { raybot, approvers, base_dir: base_dir.to_path_buf(), source: source.into() };
         cfg.check(toml_name, yaml_name)?;
         Ok(cfg)
@@ -184,7 +204,10 @@ impl Config {
     fn check(&self, toml_name: &str, yaml_name: &str) -> Result<(), ConfigError> {
         let err = |file: &str, message: String| Err(ConfigError { file: file.into(), message });
         for (name, e) in &self.raybot.environments {
-            for (what, job) in [("deploy", &e.deploy), ("rollback", &e.rollback)].into_iter().chain(e.jobs.iter().map(|(k, v)| (k.as_str(), v))) {
+            for (what, job) in [("deploy", &e.deploy), ("rollback", &e.rollback)]
+                .into_iter()
+                .chain(e.jobs.iter().map(|(k, v)| (k.as_str(), v)))
+            {
                 if job.argv.is_empty() {
                     return err(toml_name, format!("environments.{name}.{what}.argv: must name a program"));
                 }
@@ -209,7 +232,13 @@ impl Config {
         for (i, p) in self.approvers.people.iter().enumerate() {
             for r in &p.roles {
                 if !known.is_empty() && !known.contains(&r) {
-                    return err(yaml_name, format!("people[{i}].roles: unknown role `{r}` (roles: {})", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                    return err(
+                        yaml_name,
+                        format!(
+                            "people[{i}].roles: unknown role `{r}` (roles: {})",
+                            known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -231,7 +260,13 @@ impl Config {
                 .approvers
                 .people
                 .iter()
-                .filter_map(|p| p.id_on(platform).map(|id| Person { id: id.to_string(), name: p.name.clone(), roles: p.roles.clone() }))
+                .filter_map(|p| {
+                    p.id_on(platform).map(|id| Person {
+                        id: id.to_string(),
+                        name: p.name.clone(),
+                        roles: p.roles.clone(),
+                    })
+                })
                 .collect(),
         }
     }
@@ -240,11 +275,17 @@ impl Config {
     pub fn plan(&self, catalog: &Catalog, env: &str, platform: &str, version: &str) -> Result<Plan, String> {
         if !self.raybot.environments.contains_key(env) {
             let envs: Vec<&String> = self.raybot.environments.keys().collect();
-            return Err(format!("unknown environment `{env}`; configured: {}.", envs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            return Err(format!(
+                "unknown environment `{env}`; configured: {}.",
+                envs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
         }
         let protocols = catalog.pipeline_for(env).ok_or_else(|| {
             let targets: Vec<&String> = catalog.pipeline.targets.keys().collect();
-            format!("the pipeline has no protocols for `{env}`; targets: {}.", targets.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "the pipeline has no protocols for `{env}`; targets: {}.",
+                targets.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
         })?;
         let job_env = &self.raybot.job_env;
         let job = |j: &JobToml| JobTemplate {
@@ -268,7 +309,11 @@ impl Config {
                             .iter()
                             .map(|s| Suite {
                                 name: s.name.clone(),
-                                job: job(&JobToml { argv: s.argv.clone(), timeout_seconds: s.timeout_seconds, env: s.env.clone() }),
+                                job: job(&JobToml {
+                                    argv: s.argv.clone(),
+                                    timeout_seconds: s.timeout_seconds,
+                                    env: s.env.clone(),
+                                }),
                                 critical: s.critical,
                             })
                             .collect(),

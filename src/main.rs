@@ -1,1 +1,368 @@
-fn main(){}
+//! The `raybot` binary: command-line entry points over the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::io::AsyncBufReadExt;
+
+use raybot::chat::local::{LineResult, LocalChat};
+use raybot::config::Config;
+use raybot::demo::{DemoOptions, Failure};
+use raybot::driver::Driver;
+use raybot::engine::Strategy;
+use raybot::http::{AppState, Metrics};
+use raybot::protocol::Catalog;
+
+#[derive(Parser)]
+#[command(
+    name = "raybot",
+    version,
+    about = "Chat-ops release manager: runs the MASTER RAY release protocols in a war room"
+)]
+struct Cli {
+    /// Configuration directory holding raybot.toml and release-approvers.yaml
+    /// [default: ./config if present, else the embedded sample].
+    #[arg(long, global = true, env = "RAYBOT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Protocols directory [default: ./protocols if present, else the embedded protocols].
+    #[arg(long, global = true, env = "RAYBOT_PROTOCOLS")]
+    protocols: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Play release v1.2 through Protocols 10 and 11 against a local sample service.
+    Demo {
+        #[arg(long, value_enum, default_value_t = StrategyArg::Bluegreen)]
+        strategy: StrategyArg,
+        /// Break something on purpose.
+        #[arg(long, value_enum)]
+        fail: Option<FailArg>,
+        /// Where evidence goes (one folder per release).
+        #[arg(long, default_value = ".artifacts")]
+        artifacts: PathBuf,
+    },
+    /// The local war room: read messages from stdin, print raybot's posts to stdout.
+    Chat {
+        /// Who is speaking (`/as NAME` switches).
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = ".artifacts")]
+        artifacts: PathBuf,
+    },
+    /// Work with the protocol files.
+    Protocols {
+        #[command(subcommand)]
+        action: ProtocolsCmd,
+    },
+    /// Start the HTTP server (/healthz, /metrics).
+    Serve {
+        /// Address to listen on [env: RAYBOT_LISTEN, or 0.0.0.0:$PORT, default 0.0.0.0:8080].
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Releases in the store.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent releases.
+    History,
+    /// The sample service the demo deploys (used by scripts/deploy_backend.sh).
+    #[command(hide = true, name = "sample-app")]
+    SampleApp {
+        #[command(subcommand)]
+        action: SampleCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProtocolsCmd {
+    /// List the protocols and the pipeline.
+    List,
+    /// Show one protocol's phases, steps and gates.
+    Show { id: String },
+    /// Validate a protocols directory (default: ./protocols or the embedded set).
+    Validate { dir: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum SampleCmd {
+    Serve {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        unhealthy: bool,
+    },
+    Router {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Bluegreen,
+    Canary,
+    Rolling,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailArg {
+    Smoke,
+    Deploy,
+    Approval,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RAYBOT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("[RAY ERROR] cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("[RAY ERROR] {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+    let result = match dir {
+        Some(d) => Catalog::load_dir(d),
+        None if Path::new("protocols/pipeline.yaml").exists() => Catalog::load_dir(Path::new("protocols")),
+        None => Catalog::embedded(),
+    };
+    result.map_err(|errs| {
+        anyhow::anyhow!("invalid protocols:\n{}", errs.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))
+    })
+}
+
+fn load_config(dir: Option<&Path>) -> anyhow::Result<Config> {
+    let cfg = match dir {
+        Some(d) => Config::load(d)?,
+        None if Path::new("config/raybot.toml").exists() => Config::load(Path::new("config"))?,
+        None => Config::embedded(&std::env::current_dir()?)?,
+    };
+    Ok(cfg)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Cmd::Demo { strategy, fail, artifacts } => {
+            let opts = DemoOptions {
+                strategy: match strategy {
+                    StrategyArg::Bluegreen => Strategy::Bluegreen,
+                    StrategyArg::Canary => Strategy::Canary,
+                    StrategyArg::Rolling => Strategy::Rolling,
+                },
+                fail: fail.map(|f| match f {
+                    FailArg::Smoke => Failure::Smoke,
+                    FailArg::Deploy => Failure::Deploy,
+                    FailArg::Approval => Failure::Approval,
+                }),
+                artifacts: std::path::absolute(&artifacts)?,
+                workdir: None,
+            };
+            let outcome = raybot::demo::run(opts, Box::new(std::io::stdout())).await?;
+            Ok(outcome.exit_code as u8)
+        }
+        Cmd::Chat { user, artifacts } => chat(cli.config.as_deref(), cli.protocols.as_deref(), user, artifacts).await,
+        Cmd::Protocols { action } => protocols(cli.protocols.as_deref(), action),
+        Cmd::Serve { listen } => serve(listen).await,
+        Cmd::Status { json } => status(json).await,
+        Cmd::History => status(false).await,
+        Cmd::SampleApp { action } => {
+            match action {
+                SampleCmd::Serve { port, version, unhealthy } => {
+                    raybot::sample_app::serve_app(port, version, !unhealthy).await?
+                }
+                SampleCmd::Router { port, state } => raybot::sample_app::serve_router(port, state).await?,
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn protocols(dir: Option<&Path>, action: ProtocolsCmd) -> anyhow::Result<u8> {
+    match action {
+        ProtocolsCmd::Validate { dir: target } => {
+            let target = target.or_else(|| dir.map(Path::to_path_buf));
+            let result = match &target {
+                Some(d) => Catalog::load_dir(d),
+                None if Path::new("protocols/pipeline.yaml").exists() => Catalog::load_dir(Path::new("protocols")),
+                None => Catalog::embedded(),
+            };
+            match result {
+                Ok(c) => {
+                    println!("ok: {} protocols and the pipeline in {} are valid.", c.protocols.len(), c.source);
+                    Ok(0)
+                }
+                Err(errs) => {
+                    for e in errs {
+                        eprintln!("[RAY ERROR] {e}");
+                    }
+                    Ok(1)
+                }
+            }
+        }
+        ProtocolsCmd::List => {
+            let c = load_catalog(dir)?;
+            for p in &c.protocols {
+                let steps: usize = p.phases.iter().map(|ph| ph.steps.len()).sum();
+                println!(
+                    "{:>3}  {} — {} phases, {steps} steps, {} gates ({})",
+                    p.id,
+                    p.title,
+                    p.phases.len(),
+                    p.gates.len(),
+                    p.source
+                );
+            }
+            for (env, ids) in &c.pipeline.targets {
+                println!("pipeline {env}: {}", ids.join(" → "));
+            }
+            Ok(0)
+        }
+        ProtocolsCmd::Show { id } => {
+            let c = load_catalog(dir)?;
+            let Some(p) = c.get(&id) else {
+                let ids: Vec<&str> = c.protocols.iter().map(|p| p.id.as_str()).collect();
+                eprintln!("[RAY ERROR] no protocol `{id}`; known: {}", ids.join(", "));
+                return Ok(1);
+            };
+            println!("PROTOCOL {}: {} ({})", p.id, p.title, p.compliance.clone().unwrap_or_default());
+            println!("Persona: {}\nMission: {}", p.role.persona, p.role.mission);
+            if let Some(g) = &p.role.guardrail {
+                println!("{g}");
+            }
+            for ph in &p.phases {
+                println!(
+                    "\nSTEP {}: {}{}",
+                    ph.number,
+                    ph.title,
+                    ph.gate.as_ref().map(|g| format!("  [gate: {g}]")).unwrap_or_default()
+                );
+                for (i, s) in ph.steps.iter().enumerate() {
+                    println!(
+                        "  {}.{} [{:?}] {} — {}",
+                        ph.number,
+                        i + 1,
+                        s.level,
+                        s.title,
+                        serde_json::to_string(&s.run).unwrap_or_default()
+                    );
+                    if let Some(c) = &s.communication {
+                        println!("      says: {c}");
+                    }
+                    if let Some(h) = &s.halt_condition {
+                        println!("      halt: {h}");
+                    }
+                    if !s.evidence.is_empty() {
+                        println!("      evidence: {}", s.evidence.join(", "));
+                    }
+                }
+            }
+            println!("\nQUALITY GATES");
+            for g in &p.gates {
+                println!(
+                    "  {} {} [{}]: pass when `{}`; on failure: {:?}{}",
+                    g.number,
+                    g.name,
+                    g.id,
+                    g.pass_threshold.clone().unwrap_or_default(),
+                    g.on_failure,
+                    if g.waivable { "" } else { " (not waivable)" }
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, artifacts: PathBuf) -> anyhow::Result<u8> {
+    let cfg = load_config(config)?;
+    let catalog = load_catalog(protocols)?;
+    let store =
+        raybot::store::open(std::env::var("RAYBOT_STORE").ok().as_deref()).context("opening the state store")?;
+    let session = format!("{:x}", raybot::driver::now().0);
+    let local = Arc::new(LocalChat::new(Box::new(std::io::stdout()), &session));
+    let artifacts = std::path::absolute(&artifacts)?;
+    let mut driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
+    driver.resume().await.context("resuming releases from the store")?;
+    let mut user = user;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                Some(line) => match local.parse_line(&mut user, &line) {
+                    LineResult::Nothing => {}
+                    LineResult::Local(text) => local.say(&text),
+                    LineResult::Inbound(inbound) => driver.inbound(inbound).await,
+                },
+                None => break,
+            },
+            Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
+        }
+    }
+    // End of input: let automated work finish until the release needs people or has ended.
+    while !driver.idle() {
+        match driver.recv_internal().await {
+            Some(msg) => driver.handle_internal(msg).await,
+            None => break,
+        }
+    }
+    Ok(0)
+}
+
+async fn serve(listen: Option<String>) -> anyhow::Result<u8> {
+    let addr = listen
+        .or_else(|| std::env::var("RAYBOT_LISTEN").ok())
+        .or_else(|| std::env::var("PORT").ok().map(|p| format!("0.0.0.0:{p}")))
+        .unwrap_or_else(|| "0.0.0.0:8080".to_string());
+    let store =
+        raybot::store::open(std::env::var("RAYBOT_STORE").ok().as_deref()).context("opening the state store")?;
+    let state = AppState { store, metrics: Arc::new(Metrics::new()) };
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+    eprintln!("raybot listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, raybot::http::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(0)
+}
+
+async fn status(json: bool) -> anyhow::Result<u8> {
+    let store =
+        raybot::store::open(std::env::var("RAYBOT_STORE").ok().as_deref()).context("opening the state store")?;
+    let list = store.summaries().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!("No releases in the store.");
+    } else {
+        for r in list {
+            println!("{}  {} → {}  {}  (by {}, {} events)", r.id, r.version, r.env, r.status, r.started_by, r.events);
+        }
+    }
+    Ok(0)
+}

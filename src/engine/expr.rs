@@ -98,10 +98,7 @@ impl Threshold {
         for part in text.split(" and ") {
             let tokens: Vec<&str> = part.split_whitespace().collect();
             let [metric, op, value] = tokens.as_slice() else {
-                return Err(format!(
-                    "`{}` is not `metric OP value` (OP is one of == != >= <= > <)",
-                    part.trim()
-                ));
+                return Err(format!("`{}` is not `metric OP value` (OP is one of == != >= <= > <)", part.trim()));
             };
             if !is_name(metric) {
                 return Err(format!("`{metric}` is not a metric name (lower_snake_case)"));
@@ -129,11 +126,7 @@ impl Threshold {
 
     /// Evaluates every clause. A metric that was never measured fails its clause; an unknown
     /// constant fails too (validation catches both before a release starts).
-    pub fn evaluate(
-        &self,
-        metrics: &BTreeMap<String, f64>,
-        constants: &BTreeMap<String, f64>,
-    ) -> Vec<ClauseResult> {
+    pub fn evaluate(&self, metrics: &BTreeMap<String, f64>, constants: &BTreeMap<String, f64>) -> Vec<ClauseResult> {
         self.clauses
             .iter()
             .map(|c| {

@@ -66,21 +66,13 @@ pub struct ProbeReport {
 impl ProbeReport {
     /// Share of successful requests, 0.0 when nothing was sent.
     pub fn success_rate(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            f64::from(self.ok) / f64::from(self.total)
-        }
+        if self.total == 0 { 0.0 } else { f64::from(self.ok) / f64::from(self.total) }
     }
 
     /// Share of answers that carried `version` in the version header.
     pub fn version_share(&self, version: &str) -> f64 {
         let seen: u32 = self.versions.values().sum();
-        if seen == 0 {
-            0.0
-        } else {
-            f64::from(self.versions.get(version).copied().unwrap_or(0)) / f64::from(seen)
-        }
+        if seen == 0 { 0.0 } else { f64::from(self.versions.get(version).copied().unwrap_or(0)) / f64::from(seen) }
     }
 }
 

@@ -8,6 +8,8 @@
 pub mod expr;
 pub mod io;
 pub mod plan;
+#[cfg(test)]
+mod props;
 mod release;
 mod render;
 #[doc(hidden)]
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 pub use plan::Plan;
-pub use release::{valid_version, Activity, Approval, GateVerdict, JobRecord, Release, Terminal, Verdict};
+pub use release::{Activity, Approval, GateVerdict, JobRecord, Release, Terminal, Verdict, valid_version};
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock: time comes in with events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -146,23 +148,58 @@ pub enum Event {
         plan: Box<Plan>,
     },
     /// A chat command from a person.
-    Command { by: UserRef, command: ReleaseCommand },
+    Command {
+        by: UserRef,
+        command: ReleaseCommand,
+    },
     /// A reaction added to or removed from a message.
-    Reaction { by: UserRef, message: String, emoji: String, added: bool },
+    Reaction {
+        by: UserRef,
+        message: String,
+        emoji: String,
+        added: bool,
+    },
     /// A button click on a message.
-    Click { by: UserRef, message: String, button: Button },
+    Click {
+        by: UserRef,
+        message: String,
+        button: Button,
+    },
     /// The chat platform assigned `message` to the post raybot made under `key`.
-    Posted { key: String, message: String },
-    JobFinished { job: JobId, outcome: JobOutcome },
-    ProbeFinished { probe: String, report: ProbeReport },
-    InputsChecked { check: String, results: Vec<InputStatus> },
-    BundleWritten { bundle: String, report: BundleReport },
+    Posted {
+        key: String,
+        message: String,
+    },
+    JobFinished {
+        job: JobId,
+        outcome: JobOutcome,
+    },
+    ProbeFinished {
+        probe: String,
+        report: ProbeReport,
+    },
+    InputsChecked {
+        check: String,
+        results: Vec<InputStatus>,
+    },
+    BundleWritten {
+        bundle: String,
+        report: BundleReport,
+    },
     /// Writing an evidence file failed.
-    EvidenceFailed { file: String, error: String },
+    EvidenceFailed {
+        file: String,
+        error: String,
+    },
     /// A timer armed by [`Effect::ArmTimer`] fired.
-    Tick { timer: String },
+    Tick {
+        timer: String,
+    },
     /// A raybot process took the release over after a restart (or from a replica that stopped).
-    Resumed { replica: String, previous: Option<String> },
+    Resumed {
+        replica: String,
+        previous: Option<String>,
+    },
 }
 
 /// How a post asks for interaction.
@@ -170,7 +207,9 @@ pub enum Event {
 pub enum Ask {
     Nothing,
     /// People react with this emoji (name, e.g. `white_check_mark`); raybot adds it first.
-    Reaction { emoji: String },
+    Reaction {
+        emoji: String,
+    },
     /// Approve / Reject buttons.
     Buttons,
 }
@@ -180,22 +219,49 @@ pub enum Ask {
 pub enum Effect {
     /// Post in the war room. When `key` is set the driver reports the message id with
     /// [`Event::Posted`] so that reactions and clicks on it can be matched.
-    Post { key: Option<String>, text: String, ask: Ask },
+    Post {
+        key: Option<String>,
+        text: String,
+        ask: Ask,
+    },
     /// Replace the text of an earlier keyed post (and remove its buttons).
-    Update { key: String, text: String },
+    Update {
+        key: String,
+        text: String,
+    },
     /// Answer one person only (ephemeral on Slack and Discord).
-    Reply { to: UserRef, text: String },
+    Reply {
+        to: UserRef,
+        text: String,
+    },
     RunJob(JobSpec),
     Probe(ProbeSpec),
     /// Check prerequisite files.
-    CheckInputs { check: String, items: Vec<InputSpec> },
+    CheckInputs {
+        check: String,
+        items: Vec<InputSpec>,
+    },
     /// Write an evidence file (path relative to the release's artifacts directory).
-    WriteEvidence { path: String, contents: String },
+    WriteEvidence {
+        path: String,
+        contents: String,
+    },
     /// Zip evidence files, with an optional SHA-256 manifest written first.
-    Bundle { bundle: String, zip: String, files: Vec<String>, manifest: Option<String>, protocol: String },
-    ArmTimer { timer: String, at: Timestamp },
+    Bundle {
+        bundle: String,
+        zip: String,
+        files: Vec<String>,
+        manifest: Option<String>,
+        protocol: String,
+    },
+    ArmTimer {
+        timer: String,
+        at: Timestamp,
+    },
     /// The release ended: free the environment lock.
-    Finished { outcome: Terminal },
+    Finished {
+        outcome: Terminal,
+    },
 }
 
 /// A job to run. `argv` is already expanded and never passes through a shell.

@@ -9,8 +9,7 @@ use super::expr::Threshold;
 use super::io::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::plan::{Environment, JobTemplate, Plan};
 use super::{
-    Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp,
-    UserRef, ray_error,
+    Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef, ray_error,
 };
 use crate::protocol::model::{GateFailure, HaltKind, Level, Phase, Protocol, Step, StepRun};
 
@@ -44,21 +43,36 @@ impl Terminal {
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum Task {
     /// Sub-step `index` of the rollout strategy.
-    DeployStep { index: usize },
+    DeployStep {
+        index: usize,
+    },
     /// Validation suite `index`; the probe after the last suite is `ValidateProbe`.
-    Suite { index: usize },
+    Suite {
+        index: usize,
+    },
     ValidateProbe,
     /// Rollback rehearsal: job, probe, then roll forward again.
-    Rehearsal { started: Timestamp },
-    RehearsalProbe { started: Timestamp, job_ms: u64 },
-    RollForward { recovery_ms: u64 },
+    Rehearsal {
+        started: Timestamp,
+    },
+    RehearsalProbe {
+        started: Timestamp,
+        job_ms: u64,
+    },
+    RollForward {
+        recovery_ms: u64,
+    },
     Security,
     OptionalJob,
     BaselineProbe,
     SoakProbe,
     /// Rolling the target environment back.
-    Rollback { started: Timestamp },
-    RollbackProbe { started: Timestamp },
+    Rollback {
+        started: Timestamp,
+    },
+    RollbackProbe {
+        started: Timestamp,
+    },
     /// Rolling staging back after a failed rehearsal gate.
     RollbackStaging,
 }
@@ -92,17 +106,36 @@ pub struct Halt {
 pub enum Activity {
     /// Between steps (never observed after `handle` returns).
     Idle,
-    Inputs { check: String },
-    Job { job: String, task: Task },
-    Probe { probe: String, task: Task },
+    Inputs {
+        check: String,
+    },
+    Job {
+        job: String,
+        task: Task,
+    },
+    Probe {
+        probe: String,
+        task: Task,
+    },
     /// Building a bundle; `finish` ends the release afterwards.
-    Bundle { bundle: String, finish: Option<Terminal> },
+    Bundle {
+        bundle: String,
+        finish: Option<Terminal>,
+    },
     /// Waiting for change-freeze acknowledgements.
-    Acks { reminder: String },
+    Acks {
+        reminder: String,
+    },
     /// Waiting for go/no-go approvals of round `round`.
-    Approval { round: usize, reminder: String },
+    Approval {
+        round: usize,
+        reminder: String,
+    },
     /// Health window: probes until `until`.
-    Soak { until: Timestamp, timer: String },
+    Soak {
+        until: Timestamp,
+        timer: String,
+    },
     Halted(Halt),
     Ended(Terminal),
 }
@@ -126,10 +159,7 @@ impl Activity {
 
     /// True when the release waits for people (acks, approvals, instructions) or has ended.
     pub fn needs_people(&self) -> bool {
-        matches!(
-            self,
-            Activity::Acks { .. } | Activity::Approval { .. } | Activity::Halted(_) | Activity::Ended(_)
-        )
+        matches!(self, Activity::Acks { .. } | Activity::Approval { .. } | Activity::Halted(_) | Activity::Ended(_))
     }
 }
 
@@ -273,12 +303,24 @@ pub struct Release {
     /// Observations of the health window.
     pub soak: Vec<ProbeReport>,
     pub last_replica: Option<String>,
-    /// Metrics as they were when the current phase / step began, restored by `/ray retry`.
-    pub metrics_at_phase: BTreeMap<String, f64>,
+    /// Metrics measured in the current phase: its gate reads only these.
+    pub phase_metrics: BTreeMap<String, f64>,
+    /// `phase_metrics` as they were when the current step began, restored by `/ray retry`.
     pub metrics_at_step: BTreeMap<String, f64>,
 }
 
 type Fx = Vec<Effect>;
+
+/// What [`Release::job_effect`] needs to start a job.
+struct JobAsk<'a> {
+    env: &'a str,
+    purpose: String,
+    template: &'a JobTemplate,
+    percent: u8,
+    log: String,
+    /// Evidence file the job writes itself (`{output}`).
+    output: Option<String>,
+}
 
 /// Result of starting a step.
 enum Entered {
@@ -298,9 +340,7 @@ fn expand(arg: &str, vars: &[(&str, &str)]) -> String {
 
 /// A version as `/ray deploy` accepts it.
 pub fn valid_version(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 64
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl Release {
@@ -343,12 +383,11 @@ impl Release {
             next_id: 1,
             soak: Vec::new(),
             last_replica: None,
-            metrics_at_phase: BTreeMap::new(),
+            phase_metrics: BTreeMap::new(),
             metrics_at_step: BTreeMap::new(),
         };
         let mut fx = Vec::new();
-        let chain: Vec<String> =
-            r.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
+        let chain: Vec<String> = r.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
         r.post(
             now,
             &mut fx,
@@ -393,9 +432,7 @@ impl Release {
         match event {
             Event::Started { .. } => {}
             Event::Command { by, command } => self.command(by, command, now, &mut fx),
-            Event::Reaction { by, message, emoji, added } => {
-                self.reaction(by, message, emoji, *added, now, &mut fx)
-            }
+            Event::Reaction { by, message, emoji, added } => self.reaction(by, message, emoji, *added, now, &mut fx),
             Event::Click { by, message, button } => self.click(by, message, *button, now, &mut fx),
             Event::Posted { key, message } => {
                 self.posts.entry(key.clone()).or_default().push(message.clone());
@@ -463,22 +500,26 @@ impl Release {
     fn step_label(&self) -> String {
         let p = self.phase();
         match p.steps.get(self.cursor.step) {
-            Some(s) => format!("Protocol {} STEP {}.{} {}", self.protocol().id, p.number, self.cursor.step + 1, s.title),
+            Some(s) => {
+                format!("Protocol {} STEP {}.{} {}", self.protocol().id, p.number, self.cursor.step + 1, s.title)
+            }
             None => format!("Protocol {} STEP {}", self.protocol().id, p.number),
         }
     }
 
-    fn metrics_mut(&mut self) -> &mut BTreeMap<String, f64> {
-        let i = self.cursor.protocol.min(self.metrics.len() - 1);
-        &mut self.metrics[i]
+    fn metric(&self, name: &str) -> Option<f64> {
+        self.phase_metrics.get(name).copied()
     }
 
     fn set_metric(&mut self, name: &str, value: f64) {
-        self.metrics_mut().insert(name.to_string(), value);
+        let i = self.cursor.protocol.min(self.metrics.len() - 1);
+        self.metrics[i].insert(name.to_string(), value);
+        self.phase_metrics.insert(name.to_string(), value);
     }
 
     fn add_metric(&mut self, name: &str, value: f64) {
-        *self.metrics_mut().entry(name.to_string()).or_insert(0.0) += value;
+        let v = self.metric(name).unwrap_or(0.0) + value;
+        self.set_metric(name, v);
     }
 
     /// Evidence path of the current protocol: `pre-deployment/<name>`.
@@ -495,17 +536,8 @@ impl Release {
         self.plan.environment(env).cloned()
     }
 
-    fn job_effect(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        env: &str,
-        purpose: String,
-        template: &JobTemplate,
-        percent: u8,
-        log: String,
-        output: Option<String>,
-    ) -> String {
+    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> String {
+        let JobAsk { env, purpose, template, percent, log, output } = ask;
         let id = self.next("job");
         let percent_s = percent.to_string();
         let output = output.map(|o| format!("{{artifacts}}/{o}")).unwrap_or_default();
@@ -518,8 +550,7 @@ impl Release {
             ("output", output.as_str()),
         ];
         let argv: Vec<String> = template.argv.iter().map(|a| expand(a, &vars)).collect();
-        let mut envs: Vec<(String, String)> =
-            template.env.iter().map(|(k, v)| (k.clone(), expand(v, &vars))).collect();
+        let mut envs: Vec<(String, String)> = template.env.iter().map(|(k, v)| (k.clone(), expand(v, &vars))).collect();
         envs.push(("RAYBOT_RELEASE".into(), self.id.clone()));
         envs.push(("RAYBOT_VERSION".into(), self.version.clone()));
         envs.push(("RAYBOT_ENV".into(), env.to_string()));
@@ -539,7 +570,14 @@ impl Release {
             self.production_touched = true;
         }
         self.evidence.insert(log.clone());
-        fx.push(Effect::RunJob(JobSpec { id: id.clone(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log }));
+        fx.push(Effect::RunJob(JobSpec {
+            id: id.clone(),
+            purpose,
+            argv,
+            env: envs,
+            timeout_ms: template.timeout_ms,
+            log,
+        }));
         id
     }
 
@@ -596,11 +634,15 @@ impl Release {
     }
 
     fn enter_phase(&mut self, now: Timestamp, fx: &mut Fx) {
-        self.metrics_at_phase = self.metrics[self.cursor.protocol].clone();
+        self.phase_metrics.clear();
         let phase = self.phase().clone();
         // When a later step carries the start line (P11 phase 3: the approval comes first), it is
         // posted when that step starts, as the seed orders it.
-        let later = phase.steps.iter().skip(1).any(|s| s.communication.is_some() && s.communication == phase.start_announcement);
+        let later = phase
+            .steps
+            .iter()
+            .skip(1)
+            .any(|s| s.communication.is_some() && s.communication == phase.start_announcement);
         if later {
             return;
         }
@@ -665,11 +707,8 @@ impl Release {
         let p = self.protocol().clone();
         if let Some(h) = &p.handoff {
             let passed = self.gates.iter().filter(|g| g.protocol == p.id && g.verdict == Verdict::Passed).count();
-            let waived = self
-                .gates
-                .iter()
-                .filter(|g| g.protocol == p.id && matches!(g.verdict, Verdict::Waived { .. }))
-                .count();
+            let waived =
+                self.gates.iter().filter(|g| g.protocol == p.id && matches!(g.verdict, Verdict::Waived { .. })).count();
             self.post(
                 now,
                 fx,
@@ -728,7 +767,13 @@ impl Release {
                 self.write(fx, report, text);
                 let bundle = self.next("bundle");
                 let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
-                fx.push(Effect::Bundle { bundle: bundle.clone(), zip: format!("{dir}/{zip}"), files, manifest: None, protocol });
+                fx.push(Effect::Bundle {
+                    bundle: bundle.clone(),
+                    zip: format!("{dir}/{zip}"),
+                    files,
+                    manifest: None,
+                    protocol,
+                });
                 self.activity = Activity::Bundle { bundle, finish: Some(outcome) };
             }
             _ => self.end(now, fx, outcome),
@@ -746,10 +791,19 @@ impl Release {
                 self.version, self.env, self.id
             ),
             Terminal::Rejected { by, reason } => {
-                format!("[RAY] ⛔ {} stopped: rejected by {}: {reason}. Nothing was deployed to {}.", self.version, self.mention(by), self.env)
+                format!(
+                    "[RAY] ⛔ {} stopped: rejected by {}: {reason}. Nothing was deployed to {}.",
+                    self.version,
+                    self.mention(by),
+                    self.env
+                )
             }
             Terminal::Aborted { by, reason } => {
-                format!("[RAY] ⛔ {} aborted by {}: {reason}. Environment lock released.", self.version, self.mention(by))
+                format!(
+                    "[RAY] ⛔ {} aborted by {}: {reason}. Environment lock released.",
+                    self.version,
+                    self.mention(by)
+                )
             }
         };
         self.post(now, fx, None, text, Ask::Nothing);
@@ -757,13 +811,18 @@ impl Release {
         fx.push(Effect::Finished { outcome });
     }
 
-    fn halt(&mut self, now: Timestamp, fx: &mut Fx, step: String, reason: String, gate: Option<String>, resume: Resume) {
-        let template = self
-            .protocol()
-            .communication
-            .error_template
-            .clone()
-            .unwrap_or_else(|| "[RAY ERROR] - \"Failed at {step}. Reason: {explanation}. Awaiting instructions.\"".into());
+    fn halt(
+        &mut self,
+        now: Timestamp,
+        fx: &mut Fx,
+        step: String,
+        reason: String,
+        gate: Option<String>,
+        resume: Resume,
+    ) {
+        let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {
+            "[RAY ERROR] - \"Failed at {step}. Reason: {explanation}. Awaiting instructions.\"".into()
+        });
         let mut text = template.replace("{step}", &step).replace("{explanation}", reason.trim_end_matches('.'));
         let hint = match (&gate, &resume) {
             (Some(g), _) if self.gate_waivable(g) => format!(
@@ -811,8 +870,10 @@ impl Release {
         }
         let threshold = gate.pass_threshold.as_deref().unwrap_or("");
         let clauses = match Threshold::parse(threshold) {
-            Ok(t) => t.evaluate(&self.metrics[self.cursor.protocol], &self.constants()),
-            Err(e) => vec![super::expr::ClauseResult { text: format!("invalid threshold: {e}"), actual: None, passed: false }],
+            Ok(t) => t.evaluate(&self.phase_metrics, &self.constants()),
+            Err(e) => {
+                vec![super::expr::ClauseResult { text: format!("invalid threshold: {e}"), actual: None, passed: false }]
+            }
         };
         let passed = clauses.iter().all(|c| c.passed);
         let actual: Vec<String> = clauses
@@ -917,7 +978,7 @@ impl Release {
                     .pass_threshold
                     .as_deref()
                     .and_then(|t| Threshold::parse(t).ok())
-                    .map(|t| t.metrics().all(|m| self.metrics[self.cursor.protocol].contains_key(m)))
+                    .map(|t| t.metrics().all(|m| self.phase_metrics.contains_key(m)))
                     .unwrap_or(false);
                 if measured {
                     if !self.gate_passes(&gate_id, now, fx) {
@@ -953,7 +1014,7 @@ impl Release {
 
     /// Starts the current step.
     fn enter_step(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
-        self.metrics_at_step = self.metrics[self.cursor.protocol].clone();
+        self.metrics_at_step = self.phase_metrics.clone();
         let step = self.step().clone();
         let phase_start = self.phase().start_announcement.clone();
         if let Some(c) = &step.communication {
@@ -1004,7 +1065,18 @@ impl Release {
                         }
                         let log = self.evidence_path(&format!("{env}-{}.log", job.replace('_', "-")));
                         self.step_note(now, fx, format!("running `{job}` on {env}."));
-                        let id = self.job_effect(now, fx, &env, format!("{job} {env}"), &t, 100, log, output);
+                        let id = self.job_effect(
+                            now,
+                            fx,
+                            JobAsk {
+                                env: &env,
+                                purpose: format!("{job} {env}"),
+                                template: &t,
+                                percent: 100,
+                                log,
+                                output,
+                            },
+                        );
                         self.activity = Activity::Job { job: id, task: Task::OptionalJob };
                         Entered::Waiting
                     }
@@ -1044,20 +1116,46 @@ impl Release {
                     return Entered::Waiting;
                 };
                 let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                let id = self.job_effect(now, fx, &env, format!("rollback rehearsal {env}"), &e.rollback, 0, log, None);
+                let id = self.job_effect(
+                    now,
+                    fx,
+                    JobAsk {
+                        env: &env,
+                        purpose: format!("rollback rehearsal {env}"),
+                        template: &e.rollback,
+                        percent: 0,
+                        log,
+                        output: None,
+                    },
+                );
                 self.activity = Activity::Job { job: id, task: Task::Rehearsal { started: now } };
                 Entered::Waiting
             }
             StepRun::Security => match self.plan.jobs.get("security").cloned() {
                 None => {
-                    self.step_note(now, fx, "no `security` job is configured: blocking findings cannot be measured.".into());
+                    self.step_note(
+                        now,
+                        fx,
+                        "no `security` job is configured: blocking findings cannot be measured.".into(),
+                    );
                     self.write_security(now, fx, None);
                     Entered::Done
                 }
                 Some(t) => {
                     let log = self.evidence_path("security-scan.log");
                     let env = self.env.clone();
-                    let id = self.job_effect(now, fx, &env, "security scan".into(), &t, 100, log, None);
+                    let id = self.job_effect(
+                        now,
+                        fx,
+                        JobAsk {
+                            env: &env,
+                            purpose: "security scan".into(),
+                            template: &t,
+                            percent: 100,
+                            log,
+                            output: None,
+                        },
+                    );
                     self.activity = Activity::Job { job: id, task: Task::Security };
                     Entered::Waiting
                 }
@@ -1090,7 +1188,7 @@ impl Release {
                 self.activity = Activity::Bundle { bundle, finish: None };
                 Entered::Waiting
             }
-            StepRun::Approval { roles, prompt } => self.open_approval(now, fx, &step, roles, prompt),
+            StepRun::Approval { roles, .. } => self.open_approval(now, fx, &step, roles),
             StepRun::Freeze { roles } => self.open_freeze(now, fx, &step, roles),
             StepRun::Document { template } => {
                 let (contents, note) = super::render::document(self, now, template, &step);
@@ -1111,7 +1209,7 @@ impl Release {
                 let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
                 self.activity = Activity::Probe { probe, task: Task::SoakProbe };
                 let _ = until;
-                self.metrics_mut().insert("soak_until".into(), until.0 as f64);
+                self.phase_metrics.insert("soak_until".into(), until.0 as f64);
                 Entered::Waiting
             }
             StepRun::Report { zip } => {
@@ -1123,7 +1221,13 @@ impl Release {
                 let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
                 let zip = format!("{dir}/{zip}");
                 self.evidence.insert(zip.clone());
-                fx.push(Effect::Bundle { bundle: bundle.clone(), zip, files, manifest: None, protocol: self.protocol().id.clone() });
+                fx.push(Effect::Bundle {
+                    bundle: bundle.clone(),
+                    zip,
+                    files,
+                    manifest: None,
+                    protocol: self.protocol().id.clone(),
+                });
                 self.activity = Activity::Bundle { bundle, finish: None };
                 Entered::Waiting
             }
@@ -1167,7 +1271,11 @@ impl Release {
             format!("Parity: {} keys compared, {} drifted, drift severity {sev_name}.", keys.len(), drift.len()),
         );
         if worst > 1.0 {
-            self.step_failed(now, fx, format!("configuration drift of severity {sev_name} between staging and production"));
+            self.step_failed(
+                now,
+                fx,
+                format!("configuration drift of severity {sev_name} between staging and production"),
+            );
             return Entered::Waiting;
         }
         Entered::Done
@@ -1186,7 +1294,18 @@ impl Release {
         let index = self.deploy_index.min(steps.len() - 1);
         let percent = steps[index];
         let log = self.deploy_log(env);
-        let id = self.job_effect(now, fx, env, format!("deploy {env} {percent}%"), &e.deploy, percent, log, None);
+        let id = self.job_effect(
+            now,
+            fx,
+            JobAsk {
+                env,
+                purpose: format!("deploy {env} {percent}%"),
+                template: &e.deploy,
+                percent,
+                log,
+                output: None,
+            },
+        );
         self.activity = Activity::Job { job: id, task: Task::DeployStep { index } };
     }
 
@@ -1264,7 +1383,12 @@ impl Release {
         let StepRun::Deploy { env } = self.step().run.clone() else { return };
         if !outcome.succeeded() {
             let percent = self.strategy.steps()[index];
-            return self.deploy_failed(now, fx, &env, format!("deploy job at {percent}% failed ({})", outcome.summary()));
+            return self.deploy_failed(
+                now,
+                fx,
+                &env,
+                format!("deploy job at {percent}% failed ({})", outcome.summary()),
+            );
         }
         let Some(e) = self.env_cfg(&env) else { return };
         let percent = self.strategy.steps()[index];
@@ -1277,11 +1401,22 @@ impl Release {
         let Some(e) = self.env_cfg(&env) else { return };
         let steps = self.strategy.steps();
         let percent = steps[index];
+        if env == self.env {
+            self.set_metric("validation_success_rate", report.success_rate());
+        }
         if !Self::probe_ok(&e, report) {
-            return self.deploy_failed(now, fx, &env, format!("probes at {percent}% traffic: {}", Self::probe_summary(report)));
+            return self.deploy_failed(
+                now,
+                fx,
+                &env,
+                format!("probes at {percent}% traffic: {}", Self::probe_summary(report)),
+            );
         }
         let last = index + 1 == steps.len();
-        if last && e.probe.version_header.is_some() && report.version_share(&self.version) + 1e-9 < e.probe.min_success_rate {
+        if last
+            && e.probe.version_header.is_some()
+            && report.version_share(&self.version) + 1e-9 < e.probe.min_success_rate
+        {
             return self.deploy_failed(
                 now,
                 fx,
@@ -1292,7 +1427,7 @@ impl Release {
         if env == self.env && self.plan.protocols.len() > 1 {
             let before = if index == 0 { 0 } else { self.completion(index - 1) };
             let now_pct = self.completion(index);
-            if before < 50 && now_pct >= 50 && now_pct < 100 {
+            if before < 50 && (50..100).contains(&now_pct) {
                 self.post(
                     now,
                     fx,
@@ -1323,11 +1458,8 @@ impl Release {
                     Ask::Nothing,
                 );
             }
-            self.set_metric("blocking_errors", self.metrics[self.cursor.protocol].get("blocking_errors").copied().unwrap_or(0.0));
-            self.set_metric(
-                "blocking_incidents",
-                self.metrics[self.cursor.protocol].get("blocking_incidents").copied().unwrap_or(0.0),
-            );
+            self.add_metric("blocking_errors", 0.0);
+            self.add_metric("blocking_incidents", 0.0);
             self.write_deploy_report(now, fx, &env, None);
             self.deploy_index = 0;
             return self.run(now, fx, Entered::Done, false);
@@ -1345,7 +1477,18 @@ impl Release {
         };
         if let Some(suite) = e.validation.get(index) {
             let log = self.evidence_path(&format!("{env}-validation.log"));
-            let id = self.job_effect(now, fx, env, format!("validation {} {env}", suite.name), &suite.job, 100, log, None);
+            let id = self.job_effect(
+                now,
+                fx,
+                JobAsk {
+                    env,
+                    purpose: format!("validation {} {env}", suite.name),
+                    template: &suite.job,
+                    percent: 100,
+                    log,
+                    output: None,
+                },
+            );
             self.activity = Activity::Job { job: id, task: Task::Suite { index } };
         } else {
             let probe = self.probe_effect(now, fx, &e, format!("validation {env}"));
@@ -1451,7 +1594,7 @@ impl Release {
             "blocking_findings": findings,
             "findings": outcome.map(|o| o.log_tail.clone()).unwrap_or_default(),
             "approvals": serde_json::Value::Null,
-            "status": match findings { Some(f) if f == 0.0 => "cleared", Some(_) => "blocking findings", None => "not run" },
+            "status": match findings { Some(0.0) => "cleared", Some(_) => "blocking findings", None => "not run" },
         });
         if let Some(name) = step.evidence.first() {
             let path = self.evidence_path(name);
@@ -1462,7 +1605,7 @@ impl Release {
 
     // ----- approvals ------------------------------------------------------------------------
 
-    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>, prompt: String) -> Entered {
+    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>) -> Entered {
         let round = self.rounds.len();
         self.rounds.push(ApprovalRound {
             protocol: self.protocol().id.clone(),
@@ -1473,33 +1616,52 @@ impl Release {
             decision: None,
             decided_at: None,
         });
-        let who: Vec<String> = roles
+        self.post_approval_request(now, fx, round, "");
+        Entered::Waiting
+    }
+
+    /// Posts (or re-posts) the go/no-go request of `round` with its buttons and arms a reminder.
+    fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
+        let r = self.rounds[round].clone();
+        let step = self.protocol().phases.iter().flat_map(|p| &p.steps).find(|s| s.id == r.step).cloned();
+        let prompt = match step.as_ref().map(|s| &s.run) {
+            Some(StepRun::Approval { prompt, .. }) => prompt.clone(),
+            _ => "[APPROVAL REQUEST] Approve?".to_string(),
+        };
+        let who: Vec<String> = r
+            .roles
             .iter()
-            .map(|r| {
-                let people: Vec<String> =
-                    self.plan.people.with_roles(std::slice::from_ref(r)).iter().map(|p| self.mention(&p.id)).collect();
-                format!("{r} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
+            .map(|role| {
+                let people: Vec<String> = self
+                    .plan
+                    .people
+                    .with_roles(std::slice::from_ref(role))
+                    .iter()
+                    .map(|p| self.mention(&p.id))
+                    .collect();
+                format!("{role} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
             })
             .collect();
-        let mut text = String::new();
-        if let Some(c) = &step.communication {
+        let mut text = lead.to_string();
+        if let Some(c) = step.as_ref().and_then(|s| s.communication.as_ref()) {
             if c != &prompt {
                 text.push_str(c);
                 text.push('\n');
             }
         }
         text.push_str(&prompt);
+        let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
         text.push_str(&format!(
-            "\nRelease {} ({} → {}). Needed: {}. Approve with the button or `/ray approve [comment]`; `/ray reject <reason>` stops the release.",
+            "\nRelease {} ({} → {}). Needed: {}.{} Approve with the button or `/ray approve [comment]`; `/ray reject <reason>` stops the release.",
             self.id,
             self.version,
             self.env,
-            who.join(", ")
+            who.join(", "),
+            if got.is_empty() { String::new() } else { format!(" Approved so far: {}.", got.join(", ")) }
         ));
         self.post(now, fx, Some(format!("approval:{round}")), text, Ask::Buttons);
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Approval { round, reminder };
-        Entered::Waiting
     }
 
     /// Which required roles are covered by distinct approvers (bipartite matching; small sizes).
@@ -1537,6 +1699,15 @@ impl Release {
     }
 
     fn approve(&mut self, by: &UserRef, comment: Option<String>, via: &str, now: Timestamp, fx: &mut Fx) {
+        let Some(person) = self.plan.people.get(&by.id).cloned() else {
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "approve",
+                format!("{} is not in config/release-approvers.yaml, so cannot approve releases.", by.id),
+            );
+        };
         let Activity::Approval { round, .. } = self.activity.clone() else {
             return self.refuse(
                 now,
@@ -1551,15 +1722,6 @@ impl Release {
             );
         };
         let r = self.rounds[round].clone();
-        let Some(person) = self.plan.people.get(&by.id).cloned() else {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "approve",
-                format!("{} is not in config/release-approvers.yaml; approvals need one of: {}.", by.id, r.roles.join(", ")),
-            );
-        };
         let roles: Vec<String> = person.roles.iter().filter(|x| r.roles.contains(x)).cloned().collect();
         if roles.is_empty() {
             return self.refuse(
@@ -1576,11 +1738,15 @@ impl Release {
             );
         }
         if r.approvals.iter().any(|a| a.user == by.id) {
-            fx.push(Effect::Reply { to: by.clone(), text: format!("[RAY] You already approved {} — counted once.", self.id) });
+            fx.push(Effect::Reply {
+                to: by.clone(),
+                text: format!("[RAY] You already approved {} — counted once.", self.id),
+            });
             return;
         }
         self.accept(now, by, format!("approved {} via {via}", r.step));
-        let approval = Approval { user: by.id.clone(), name: person.name.clone(), roles, at: now, comment, via: via.into() };
+        let approval =
+            Approval { user: by.id.clone(), name: person.name.clone(), roles, at: now, comment, via: via.into() };
         self.rounds[round].approvals.push(approval);
         let cover = self.coverage(&self.rounds[round]);
         let missing: Vec<String> =
@@ -1595,8 +1761,19 @@ impl Release {
         if missing.is_empty() && !only_initiator {
             self.rounds[round].decision = Some("approved".into());
             self.rounds[round].decided_at = Some(now);
-            self.update(now, fx, &format!("approval:{round}"), format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")));
-            self.post(now, fx, None, format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")), Ask::Nothing);
+            self.update(
+                now,
+                fx,
+                &format!("approval:{round}"),
+                format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
+            );
+            self.post(
+                now,
+                fx,
+                None,
+                format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")),
+                Ask::Nothing,
+            );
             self.set_metric("approvals_recorded", 1.0);
             self.write_approval(now, fx, round);
             return self.run(now, fx, Entered::Done, false);
@@ -1610,7 +1787,7 @@ impl Release {
             now,
             fx,
             None,
-            format!("[RAY] Approval recorded from {} ({}); {still}.", self.mention(&by.id), names.last().cloned().unwrap_or_default()),
+            format!("[RAY] Approval recorded: {}; {still}.", names.last().cloned().unwrap_or_default()),
             Ask::Nothing,
         );
     }
@@ -1656,7 +1833,13 @@ impl Release {
         };
         let roles = self.rounds[round].roles.clone();
         if !self.plan.people.has_any_role(&by.id, &roles) {
-            return self.refuse(now, fx, by, "reject", format!("{} may not reject this step; it needs one of: {}.", by.id, roles.join(", ")));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "reject",
+                format!("{} may not reject this step; it needs one of: {}.", by.id, roles.join(", ")),
+            );
         }
         self.accept(now, by, format!("rejected: {reason}"));
         self.rounds[round].decision = Some("rejected".into());
@@ -1679,7 +1862,8 @@ impl Release {
             self.step_failed(now, fx, format!("nobody holds the freeze roles ({})", roles.join(", ")));
             return Entered::Waiting;
         }
-        self.freeze = Freeze { required, acks: BTreeMap::new(), opened_at: Some(now), confirmed_at: None, reminders: 0 };
+        self.freeze =
+            Freeze { required, acks: BTreeMap::new(), opened_at: Some(now), confirmed_at: None, reminders: 0 };
         let text = self.freeze_text(step);
         self.post(now, fx, Some("freeze".into()), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
@@ -1692,8 +1876,15 @@ impl Release {
     }
 
     fn freeze_text(&self, step: &Step) -> String {
-        let head = step.communication.clone().unwrap_or_else(|| "Change freeze in effect. All teams acknowledge?".into());
-        let acked: Vec<String> = self.freeze.required.iter().filter(|u| self.freeze.acks.contains_key(*u)).map(|u| self.mention(u)).collect();
+        let head =
+            step.communication.clone().unwrap_or_else(|| "Change freeze in effect. All teams acknowledge?".into());
+        let acked: Vec<String> = self
+            .freeze
+            .required
+            .iter()
+            .filter(|u| self.freeze.acks.contains_key(*u))
+            .map(|u| self.mention(u))
+            .collect();
         let missing: Vec<String> = self.freeze_missing().iter().map(|u| self.mention(u)).collect();
         format!(
             "{head}\nRelease {} ({} → {}): react with :{}: or type `/ray ack`. Acknowledged {}/{}: {}. Waiting for: {}.",
@@ -1715,7 +1906,11 @@ impl Release {
                 fx,
                 by,
                 "ack",
-                format!("no change freeze is waiting for acknowledgement on release {} (it is {}).", self.id, self.activity.label()),
+                format!(
+                    "no change freeze is waiting for acknowledgement on release {} (it is {}).",
+                    self.id,
+                    self.activity.label()
+                ),
             );
         }
         if !self.freeze.required.contains(&by.id) {
@@ -1729,7 +1924,10 @@ impl Release {
             );
         }
         if self.freeze.acks.contains_key(&by.id) {
-            fx.push(Effect::Reply { to: by.clone(), text: format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id) });
+            fx.push(Effect::Reply {
+                to: by.clone(),
+                text: format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id),
+            });
             return;
         }
         self.accept(now, by, format!("acknowledged freeze via {via}"));
@@ -1749,7 +1947,11 @@ impl Release {
                 now,
                 fx,
                 None,
-                format!("[PHASE {}] Change freeze confirmed by all {} stakeholders.", self.phase().number, self.freeze.required.len()),
+                format!(
+                    "[PHASE {}] Change freeze confirmed by all {} stakeholders.",
+                    self.phase().number,
+                    self.freeze.required.len()
+                ),
                 Ask::Nothing,
             );
             self.write_freeze(now, fx);
@@ -1789,7 +1991,11 @@ impl Release {
                 fx,
                 by,
                 "command",
-                format!("release {} has already ended ({}). Start a new one with `/ray deploy <version>`.", self.id, self.activity.label()),
+                format!(
+                    "release {} has already ended ({}). Start a new one with `/ray deploy <version>`.",
+                    self.id,
+                    self.activity.label()
+                ),
             );
         }
         match command {
@@ -1803,7 +2009,17 @@ impl Release {
             ReleaseCommand::Retry => self.retry(by, now, fx),
             ReleaseCommand::Rollback { reason } => {
                 if !self.is_operator(by) {
-                    return self.refuse(now, fx, by, "rollback", format!("{} may not roll back; it needs one of: {}.", by.id, self.plan.policy.operator_roles.join(", ")));
+                    return self.refuse(
+                        now,
+                        fx,
+                        by,
+                        "rollback",
+                        format!(
+                            "{} may not roll back; it needs one of: {}.",
+                            by.id,
+                            self.plan.policy.operator_roles.join(", ")
+                        ),
+                    );
                 }
                 if !self.production_touched {
                     return self.refuse(
@@ -1814,22 +2030,46 @@ impl Release {
                         format!("nothing to roll back: {} has not been touched by {}. Use `/ray abort <reason>` to stop it.", self.env, self.id),
                     );
                 }
-                if matches!(self.activity, Activity::Job { task: Task::Rollback { .. }, .. } | Activity::Probe { task: Task::RollbackProbe { .. }, .. }) {
-                    return self.refuse(now, fx, by, "rollback", format!("a rollback of {} is already running.", self.env));
+                if matches!(
+                    self.activity,
+                    Activity::Job { task: Task::Rollback { .. }, .. }
+                        | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
+                ) {
+                    return self.refuse(
+                        now,
+                        fx,
+                        by,
+                        "rollback",
+                        format!("a rollback of {} is already running.", self.env),
+                    );
                 }
                 let reason = reason.clone().unwrap_or_else(|| "requested".into());
                 self.accept(now, by, format!("requested rollback: {reason}"));
                 let why = format!("requested by {}: {reason}", self.mention(&by.id));
                 if matches!(self.activity, Activity::Job { .. } | Activity::Probe { .. }) {
                     self.rollback_requested = Some((by.id.clone(), why));
-                    fx.push(Effect::Reply { to: by.clone(), text: "[RAY] Rollback queued: it starts as soon as the running step finishes.".into() });
+                    fx.push(Effect::Reply {
+                        to: by.clone(),
+                        text: "[RAY] Rollback queued: it starts as soon as the running step finishes.".into(),
+                    });
                 } else {
                     self.start_rollback(now, fx, why, by.id.clone());
                 }
             }
             ReleaseCommand::Abort { reason } => {
                 if !self.is_operator(by) && by.id != self.started_by.id {
-                    return self.refuse(now, fx, by, "abort", format!("{} may not abort {}; it needs one of: {} or the person who started it.", by.id, self.id, self.plan.policy.operator_roles.join(", ")));
+                    return self.refuse(
+                        now,
+                        fx,
+                        by,
+                        "abort",
+                        format!(
+                            "{} may not abort {}; it needs one of: {} or the person who started it.",
+                            by.id,
+                            self.id,
+                            self.plan.policy.operator_roles.join(", ")
+                        ),
+                    );
                 }
                 if self.production_touched {
                     return self.refuse(
@@ -1837,7 +2077,10 @@ impl Release {
                         fx,
                         by,
                         "abort",
-                        format!("{} has already changed {}; use `/ray rollback <reason>` to restore the previous version.", self.id, self.env),
+                        format!(
+                            "{} has already changed {}; use `/ray rollback <reason>` to restore the previous version.",
+                            self.id, self.env
+                        ),
                     );
                 }
                 let reason = reason.clone().unwrap_or_else(|| "no reason given".into());
@@ -1854,7 +2097,13 @@ impl Release {
         }
         if added {
             if matches!(self.activity, Activity::Acks { .. }) && !self.freeze.required.contains(&by.id) {
-                return self.refuse(now, fx, by, "ack", format!("{} is not on the change-freeze list of {}; the reaction does not count.", by.id, self.id));
+                return self.refuse(
+                    now,
+                    fx,
+                    by,
+                    "ack",
+                    format!("{} is not on the change-freeze list of {}; the reaction does not count.", by.id, self.id),
+                );
             }
             if matches!(self.activity, Activity::Acks { .. }) {
                 self.ack(by, "reaction", now, fx);
@@ -1875,7 +2124,13 @@ impl Release {
             _ => None,
         };
         if round.is_none() || round != current {
-            return self.refuse(now, fx, by, "click", "this approval request is closed; `/ray status` shows what is waiting.".into());
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "click",
+                "this approval request is closed; `/ray status` shows what is waiting.".into(),
+            );
         }
         match button {
             Button::Approve => self.approve(by, None, "button", now, fx),
@@ -1885,25 +2140,63 @@ impl Release {
 
     fn waive(&mut self, by: &UserRef, gate: &str, justification: &str, now: Timestamp, fx: &mut Fx) {
         let Activity::Halted(h) = self.activity.clone() else {
-            return self.refuse(now, fx, by, "waive", format!("release {} is not halted at a gate (it is {}).", self.id, self.activity.label()));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "waive",
+                format!("release {} is not halted at a gate (it is {}).", self.id, self.activity.label()),
+            );
         };
         if !self.plan.people.has_any_role(&by.id, &self.plan.policy.waiver_roles) {
-            return self.refuse(now, fx, by, "waive", format!("{} may not waive gates; waivers need one of: {}.", by.id, self.plan.policy.waiver_roles.join(", ")));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "waive",
+                format!(
+                    "{} may not waive gates; waivers need one of: {}.",
+                    by.id,
+                    self.plan.policy.waiver_roles.join(", ")
+                ),
+            );
         }
         let p = self.protocol().clone();
         let wanted = gate.to_lowercase();
-        let Some(g) = p.gates.iter().find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted) else {
+        let Some(g) = p
+            .gates
+            .iter()
+            .find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted)
+        else {
             let ids: Vec<&str> = p.gates.iter().map(|g| g.id.as_str()).collect();
-            return self.refuse(now, fx, by, "waive", format!("unknown gate `{gate}` in Protocol {}; gates: {}.", p.id, ids.join(", ")));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "waive",
+                format!("unknown gate `{gate}` in Protocol {}; gates: {}.", p.id, ids.join(", ")),
+            );
         };
         if h.gate.as_deref() != Some(g.id.as_str()) {
-            return self.refuse(now, fx, by, "waive", format!("the release is halted at {}, not at gate `{}`.", h.step, g.id));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "waive",
+                format!("the release is halted at {}, not at gate `{}`.", h.step, g.id),
+            );
         }
         if !g.waivable {
             return self.refuse(now, fx, by, "waive", format!("gate `{}` ({}) cannot be waived.", g.id, g.name));
         }
         if justification.split_whitespace().count() < 3 {
-            return self.refuse(now, fx, by, "waive", "a waiver needs a justification of at least three words: `/ray waive <gate> <justification>`.".into());
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "waive",
+                "a waiver needs a justification of at least three words: `/ray waive <gate> <justification>`.".into(),
+            );
         }
         self.accept(now, by, format!("waived gate {}: {justification}", g.id));
         self.waivers.push((format!("{}/{}", p.id, g.id), by.id.clone(), justification.to_string(), now));
@@ -1911,7 +2204,12 @@ impl Release {
             now,
             fx,
             None,
-            format!("[RAY] Gate '{}' waived by {} ({}): {justification}", g.name, self.mention(&by.id), self.plan.people.get(&by.id).map(|p| p.roles.join("/")).unwrap_or_default()),
+            format!(
+                "[RAY] Gate '{}' waived by {} ({}): {justification}",
+                g.name,
+                self.mention(&by.id),
+                self.plan.people.get(&by.id).map(|p| p.roles.join("/")).unwrap_or_default()
+            ),
             Ask::Nothing,
         );
         self.activity = Activity::Idle;
@@ -1924,10 +2222,22 @@ impl Release {
 
     fn retry(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
         let Activity::Halted(h) = self.activity.clone() else {
-            return self.refuse(now, fx, by, "retry", format!("release {} is not halted (it is {}); nothing to retry.", self.id, self.activity.label()));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "retry",
+                format!("release {} is not halted (it is {}); nothing to retry.", self.id, self.activity.label()),
+            );
         };
         if !self.is_operator(by) {
-            return self.refuse(now, fx, by, "retry", format!("{} may not retry; it needs one of: {}.", by.id, self.plan.policy.operator_roles.join(", ")));
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "retry",
+                format!("{} may not retry; it needs one of: {}.", by.id, self.plan.policy.operator_roles.join(", ")),
+            );
         }
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
@@ -1938,16 +2248,27 @@ impl Release {
                 self.start_rollback(now, fx, reason, by.id.clone());
             }
             Resume::Phase => {
-                self.post(now, fx, None, format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)), Ask::Nothing);
+                self.post(
+                    now,
+                    fx,
+                    None,
+                    format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)),
+                    Ask::Nothing,
+                );
                 self.cursor.step = 0;
                 self.deploy_index = 0;
-                self.metrics[self.cursor.protocol] = self.metrics_at_phase.clone();
                 self.enter_phase(now, fx);
                 self.run(now, fx, Entered::Waiting, true);
             }
             Resume::Step => {
-                self.metrics[self.cursor.protocol] = self.metrics_at_step.clone();
-                self.post(now, fx, None, format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)), Ask::Nothing);
+                self.phase_metrics = self.metrics_at_step.clone();
+                self.post(
+                    now,
+                    fx,
+                    None,
+                    format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)),
+                    Ask::Nothing,
+                );
                 self.run(now, fx, Entered::Waiting, true);
             }
         }
@@ -1962,13 +2283,35 @@ impl Release {
             now,
             fx,
             None,
-            format!("[RAY ANNOUNCEMENT] Rolling back {env} ({}): {reason}. Stakeholders: {}.", trigger, self.stakeholder_mentions()),
+            format!(
+                "[RAY ANNOUNCEMENT] Rolling back {env} ({}): {reason}. Stakeholders: {}.",
+                trigger,
+                self.stakeholder_mentions()
+            ),
             Ask::Nothing,
         );
-        self.rollback = Some(RollbackRecord { env: env.clone(), reason, trigger, started_at: now, finished_at: None, confirmed: None });
+        self.rollback = Some(RollbackRecord {
+            env: env.clone(),
+            reason,
+            trigger,
+            started_at: now,
+            finished_at: None,
+            confirmed: None,
+        });
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
         let log = format!("{dir}/{env}-rollback-run.log");
-        let id = self.job_effect(now, fx, &env, format!("rollback {env}"), &e.rollback, 0, log, None);
+        let id = self.job_effect(
+            now,
+            fx,
+            JobAsk {
+                env: &env,
+                purpose: format!("rollback {env}"),
+                template: &e.rollback,
+                percent: 0,
+                log,
+                output: None,
+            },
+        );
         self.activity = Activity::Job { job: id, task: Task::Rollback { started: now } };
     }
 
@@ -1980,9 +2323,26 @@ impl Release {
         let Some(e) = self.env_cfg("staging") else {
             return self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
         };
-        self.post(now, fx, None, "[RAY] Rolling staging back as the gate's failure handling requires.".into(), Ask::Nothing);
+        self.post(
+            now,
+            fx,
+            None,
+            "[RAY] Rolling staging back as the gate's failure handling requires.".into(),
+            Ask::Nothing,
+        );
         let log = self.evidence_path("staging-rollback.log");
-        let id = self.job_effect(now, fx, "staging", "rollback staging".into(), &e.rollback, 0, log, None);
+        let id = self.job_effect(
+            now,
+            fx,
+            JobAsk {
+                env: "staging",
+                purpose: "rollback staging".into(),
+                template: &e.rollback,
+                percent: 0,
+                log,
+                output: None,
+            },
+        );
         self.activity = Activity::Job { job: id, task: Task::RollbackStaging };
     }
 
@@ -2019,18 +2379,34 @@ impl Release {
                 }
                 let Some(e) = self.env_cfg(&env) else { return };
                 let probe = self.probe_effect(now, fx, &e, format!("after rollback rehearsal {env}"));
-                self.activity = Activity::Probe { probe, task: Task::RehearsalProbe { started, job_ms: outcome.duration_ms } };
+                self.activity =
+                    Activity::Probe { probe, task: Task::RehearsalProbe { started, job_ms: outcome.duration_ms } };
             }
             Task::RollForward { recovery_ms } => {
                 let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
                 if !outcome.succeeded() {
-                    return self.step_failed(now, fx, format!("re-deploying {} to {env} after the rehearsal failed ({})", self.version, outcome.summary()));
+                    return self.step_failed(
+                        now,
+                        fx,
+                        format!(
+                            "re-deploying {} to {env} after the rehearsal failed ({})",
+                            self.version,
+                            outcome.summary()
+                        ),
+                    );
                 }
                 self.write_rehearsal(now, fx, &env, Some(recovery_ms), None);
                 let secs = recovery_ms as f64 / 1000.0;
                 self.set_metric("recovery_seconds", secs);
                 let rto = self.constants().get("rto").copied().unwrap_or(0.0);
-                self.step_note(now, fx, format!("Rollback rehearsal on {env}: recovered in {secs:.1}s (RTO {rto}s); {} restored.", self.version));
+                self.step_note(
+                    now,
+                    fx,
+                    format!(
+                        "Rollback rehearsal on {env}: recovered in {secs:.1}s (RTO {rto}s); {} restored.",
+                        self.version
+                    ),
+                );
                 if secs > rto {
                     return self.step_failed(now, fx, format!("recovery took {secs:.1}s, over the RTO of {rto}s"));
                 }
@@ -2038,8 +2414,12 @@ impl Release {
             }
             Task::Security => {
                 self.write_security(now, fx, Some(outcome));
-                let findings = self.metrics[self.cursor.protocol].get("blocking_findings").copied().unwrap_or(1.0);
-                self.step_note(now, fx, format!("Security scan: {} ({} blocking findings).", outcome.summary(), findings));
+                let findings = self.metric("blocking_findings").unwrap_or(1.0);
+                self.step_note(
+                    now,
+                    fx,
+                    format!("Security scan: {} ({} blocking findings).", outcome.summary(), findings),
+                );
                 if findings > 0.0 {
                     return self.step_failed(now, fx, format!("{findings} blocking security findings"));
                 }
@@ -2055,7 +2435,14 @@ impl Release {
             Task::Rollback { started } => {
                 if !outcome.succeeded() {
                     let env = self.env.clone();
-                    return self.halt(now, fx, format!("rollback of {env}"), format!("rollback job failed ({})", outcome.summary()), None, Resume::Rollback);
+                    return self.halt(
+                        now,
+                        fx,
+                        format!("rollback of {env}"),
+                        format!("rollback job failed ({})", outcome.summary()),
+                        None,
+                        Resume::Rollback,
+                    );
                 }
                 let env = self.env.clone();
                 let Some(e) = self.env_cfg(&env) else { return };
@@ -2066,24 +2453,44 @@ impl Release {
                 let Some(Halt { step, reason, gate, .. }) = self.halted_snapshot() else {
                     return;
                 };
-                let note = if outcome.succeeded() { "staging rolled back".to_string() } else { format!("staging rollback failed ({})", outcome.summary()) };
+                let note = if outcome.succeeded() {
+                    "staging rolled back".to_string()
+                } else {
+                    format!("staging rollback failed ({})", outcome.summary())
+                };
                 self.halt(now, fx, step, format!("{reason}; {note}"), gate, Resume::Phase);
             }
-            Task::ValidateProbe | Task::RehearsalProbe { .. } | Task::BaselineProbe | Task::SoakProbe | Task::RollbackProbe { .. } => {}
+            Task::ValidateProbe
+            | Task::RehearsalProbe { .. }
+            | Task::BaselineProbe
+            | Task::SoakProbe
+            | Task::RollbackProbe { .. } => {}
         }
     }
 
     fn halted_snapshot(&self) -> Option<Halt> {
         self.gates.last().map(|g| Halt {
             step: format!("{} (Protocol {})", g.name, g.protocol),
-            reason: g.clauses.iter().map(|c| format!("{} (actual {})", c.0, c.1.map(fmt_num).unwrap_or_else(|| "not measured".into()))).collect::<Vec<_>>().join(", "),
+            reason: g
+                .clauses
+                .iter()
+                .map(|c| format!("{} (actual {})", c.0, c.1.map(fmt_num).unwrap_or_else(|| "not measured".into())))
+                .collect::<Vec<_>>()
+                .join(", "),
             gate: Some(g.gate.clone()),
             resume: Resume::Phase,
             at: g.at,
         })
     }
 
-    fn write_rehearsal(&mut self, now: Timestamp, fx: &mut Fx, env: &str, recovery_ms: Option<u64>, failure: Option<String>) {
+    fn write_rehearsal(
+        &mut self,
+        now: Timestamp,
+        fx: &mut Fx,
+        env: &str,
+        recovery_ms: Option<u64>,
+        failure: Option<String>,
+    ) {
         let step = self.step().clone();
         let Some(name) = step.evidence.first() else { return };
         let path = self.evidence_path(name);
@@ -2093,7 +2500,12 @@ impl Release {
             .filter(|j| j.env == env && (j.purpose.starts_with("rollback rehearsal") || j.purpose.starts_with("roll forward")))
             .map(|j| serde_json::json!({"action": j.purpose, "argv": j.argv, "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code), "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms), "started_at": j.started_at.rfc3339()}))
             .collect();
-        let probe = self.probes.iter().rev().find(|p| p.env == env && p.purpose.starts_with("after rollback rehearsal")).and_then(|p| p.report.clone());
+        let probe = self
+            .probes
+            .iter()
+            .rev()
+            .find(|p| p.env == env && p.purpose.starts_with("after rollback rehearsal"))
+            .and_then(|p| p.report.clone());
         let rto = self.constants().get("rto").copied().unwrap_or(0.0);
         let body = serde_json::json!({
             "environment": env,
@@ -2128,12 +2540,27 @@ impl Release {
                 let Some(e) = self.env_cfg(&env) else { return };
                 if !Self::probe_ok(&e, report) {
                     self.write_rehearsal(now, fx, &env, None, Some(Self::probe_summary(report)));
-                    return self.step_failed(now, fx, format!("{env} unhealthy after the rollback rehearsal: {}", Self::probe_summary(report)));
+                    return self.step_failed(
+                        now,
+                        fx,
+                        format!("{env} unhealthy after the rollback rehearsal: {}", Self::probe_summary(report)),
+                    );
                 }
                 let recovery_ms = now.0.saturating_sub(started.0).max(job_ms);
                 // Restore the candidate so that later checks see the version under release.
                 let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                let id = self.job_effect(now, fx, &env, format!("roll forward {env}"), &e.deploy, 100, log, None);
+                let id = self.job_effect(
+                    now,
+                    fx,
+                    JobAsk {
+                        env: &env,
+                        purpose: format!("roll forward {env}"),
+                        template: &e.deploy,
+                        percent: 100,
+                        log,
+                        output: None,
+                    },
+                );
                 self.activity = Activity::Job { job: id, task: Task::RollForward { recovery_ms } };
             }
             Task::BaselineProbe => {
@@ -2157,7 +2584,10 @@ impl Release {
                         now,
                         fx,
                         format!("rollback of {env}"),
-                        format!("after the rollback job {env} is not healthy on the previous version: {}", Self::probe_summary(report)),
+                        format!(
+                            "after the rollback job {env} is not healthy on the previous version: {}",
+                            Self::probe_summary(report)
+                        ),
                         None,
                         Resume::Rollback,
                     );
@@ -2175,7 +2605,13 @@ impl Release {
                 let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
                 self.finish(now, fx, Terminal::RolledBack { reason });
             }
-            Task::Suite { .. } | Task::Rehearsal { .. } | Task::RollForward { .. } | Task::Security | Task::OptionalJob | Task::Rollback { .. } | Task::RollbackStaging => {}
+            Task::Suite { .. }
+            | Task::Rehearsal { .. }
+            | Task::RollForward { .. }
+            | Task::Security
+            | Task::OptionalJob
+            | Task::Rollback { .. }
+            | Task::RollbackStaging => {}
         }
     }
 
@@ -2186,7 +2622,7 @@ impl Release {
             self.add_metric("slo_breaches", 1.0);
         }
         self.soak.push(report.clone());
-        let until = Timestamp(self.metrics[self.cursor.protocol].get("soak_until").copied().unwrap_or(0.0) as u64);
+        let until = Timestamp(self.metric("soak_until").unwrap_or(0.0) as u64);
         if now < until {
             let timer = self.arm(fx, now.plus_ms(e.health_window.interval_ms).min(until));
             self.activity = Activity::Soak { until, timer };
@@ -2198,8 +2634,12 @@ impl Release {
             let text = super::render::health_log(self, now, &step, &e);
             self.write(fx, path, text);
         }
-        let breaches = self.metrics[self.cursor.protocol].get("slo_breaches").copied().unwrap_or(0.0);
-        self.step_note(now, fx, format!("Health window over: {} probe rounds, {} SLO breaches.", self.soak.len(), breaches));
+        let breaches = self.metric("slo_breaches").unwrap_or(0.0);
+        self.step_note(
+            now,
+            fx,
+            format!("Health window over: {} probe rounds, {} SLO breaches.", self.soak.len(), breaches),
+        );
         if breaches > 0.0 {
             return self.step_failed(now, fx, format!("{breaches} SLO breaches during the health window"));
         }
@@ -2261,14 +2701,20 @@ impl Release {
             .iter()
             .filter(|r| r.required && r.status != "present")
             .map(|r| format!("{} ({})", r.name, r.status))
-            .chain(extra.iter().filter(|c| c["status"] == "missing").map(|c| c["item"].as_str().unwrap_or("").to_string()))
+            .chain(
+                extra.iter().filter(|c| c["status"] == "missing").map(|c| c["item"].as_str().unwrap_or("").to_string()),
+            )
             .collect();
         self.step_note(
             now,
             fx,
             format!(
                 "Prerequisites: {good}/{total} present{}.",
-                if missing.is_empty() { String::new() } else { format!("; missing or invalid: {}", missing.join(", ")) }
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; missing or invalid: {}", missing.join(", "))
+                }
             ),
         );
         if !missing.is_empty() {
@@ -2306,11 +2752,19 @@ impl Release {
                         report.zip,
                         report.files.len(),
                         &report.zip_sha256[..report.zip_sha256.len().min(12)],
-                        if report.missing.is_empty() { String::new() } else { format!("; missing: {}", report.missing.join(", ")) }
+                        if report.missing.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; missing: {}", report.missing.join(", "))
+                        }
                     ),
                 );
                 if !report.missing.is_empty() {
-                    return self.step_failed(now, fx, format!("package incomplete: {} missing", report.missing.join(", ")));
+                    return self.step_failed(
+                        now,
+                        fx,
+                        format!("package incomplete: {} missing", report.missing.join(", ")),
+                    );
                 }
             }
             StepRun::Report { .. } => {
@@ -2318,7 +2772,16 @@ impl Release {
                 let present = expected.iter().filter(|e| report.files.iter().any(|f| &f.path == *e)).count();
                 let rc = if expected.is_empty() { 1.0 } else { present as f64 / expected.len() as f64 };
                 self.set_metric("report_completeness", rc);
-                self.step_note(now, fx, format!("DEPLOYMENT-REPORT.md and {} written ({} files, report completeness {:.0}%).", report.zip, report.files.len(), rc * 100.0));
+                self.step_note(
+                    now,
+                    fx,
+                    format!(
+                        "DEPLOYMENT-REPORT.md and {} written ({} files, report completeness {:.0}%).",
+                        report.zip,
+                        report.files.len(),
+                        rc * 100.0
+                    ),
+                );
             }
             _ => {}
         }
@@ -2335,7 +2798,9 @@ impl Release {
                     return out;
                 }
                 if s.level == Level::Must && !matches!(s.run, StepRun::Report { .. }) {
-                    out.extend(s.evidence.iter().filter(|e| !e.ends_with(".zip")).map(|e| format!("{}/{e}", p.artifacts_dir)));
+                    out.extend(
+                        s.evidence.iter().filter(|e| !e.ends_with(".zip")).map(|e| format!("{}/{e}", p.artifacts_dir)),
+                    );
                 }
             }
         }
@@ -2366,11 +2831,23 @@ impl Release {
                     .zip(&cover)
                     .filter(|(_, c)| c.is_none())
                     .map(|(role, _)| {
-                        let people: Vec<String> = self.plan.people.with_roles(std::slice::from_ref(role)).iter().map(|p| self.mention(&p.id)).collect();
+                        let people: Vec<String> = self
+                            .plan
+                            .people
+                            .with_roles(std::slice::from_ref(role))
+                            .iter()
+                            .map(|p| self.mention(&p.id))
+                            .collect();
                         format!("{role} ({})", people.join(", "))
                     })
                     .collect();
-                self.post(now, fx, None, format!("[RAY REMINDER] Go/no-go for {} is waiting for: {}.", self.version, missing.join(", ")), Ask::Nothing);
+                self.post(
+                    now,
+                    fx,
+                    None,
+                    format!("[RAY REMINDER] Go/no-go for {} is waiting for: {}.", self.version, missing.join(", ")),
+                    Ask::Nothing,
+                );
                 let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
                 self.activity = Activity::Approval { round, reminder };
             }
@@ -2385,7 +2862,10 @@ impl Release {
     }
 
     fn resumed(&mut self, replica: &str, previous: Option<&str>, now: Timestamp, fx: &mut Fx) {
-        let before = previous.map(str::to_string).or_else(|| self.last_replica.clone()).unwrap_or_else(|| "the previous raybot process".into());
+        let before = previous
+            .map(str::to_string)
+            .or_else(|| self.last_replica.clone())
+            .unwrap_or_else(|| "the previous raybot process".into());
         self.last_replica = Some(replica.to_string());
         match self.activity.clone() {
             Activity::Job { job, task } => {
@@ -2401,7 +2881,11 @@ impl Release {
                 let env = match &task {
                     Task::RollbackProbe { .. } => self.env.clone(),
                     _ => match &self.step().run {
-                        StepRun::Deploy { env } | StepRun::Validate { env } | StepRun::RollbackRehearsal { env } | StepRun::Baseline { env } | StepRun::HealthWindow { env } => env.clone(),
+                        StepRun::Deploy { env }
+                        | StepRun::Validate { env }
+                        | StepRun::RollbackRehearsal { env }
+                        | StepRun::Baseline { env }
+                        | StepRun::HealthWindow { env } => env.clone(),
                         _ => self.env.clone(),
                     },
                 };
@@ -2420,13 +2904,18 @@ impl Release {
             Activity::Acks { .. } => {
                 let step = self.step().clone();
                 let text = self.freeze_text(&step);
-                self.post(now, fx, Some("freeze".into()), format!("[RAY] Resumed after a restart.\n{text}"), Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
+                self.post(
+                    now,
+                    fx,
+                    Some("freeze".into()),
+                    format!("[RAY] Resumed after a restart.\n{text}"),
+                    Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() },
+                );
                 let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
                 self.activity = Activity::Acks { reminder };
             }
             Activity::Approval { round, .. } => {
-                let reminder = self.arm(fx, now);
-                self.activity = Activity::Approval { round, reminder };
+                self.post_approval_request(now, fx, round, "[RAY] Resumed after a restart.\n");
             }
             Activity::Soak { until, .. } => {
                 let timer = self.arm(fx, now);
@@ -2456,12 +2945,21 @@ impl Release {
         match &self.activity {
             Activity::Acks { .. } => {
                 let missing: Vec<String> = self.freeze_missing().iter().map(|u| self.mention(u)).collect();
-                s.push_str(&format!(" Freeze acknowledgements {}/{}; missing: {}.", self.freeze.acks.len(), self.freeze.required.len(), missing.join(", ")));
+                s.push_str(&format!(
+                    " Freeze acknowledgements {}/{}; missing: {}.",
+                    self.freeze.acks.len(),
+                    self.freeze.required.len(),
+                    missing.join(", ")
+                ));
             }
             Activity::Approval { round, .. } => {
                 let r = &self.rounds[*round];
                 let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
-                s.push_str(&format!(" Approvals so far: {}; required roles: {}.", if got.is_empty() { "none".into() } else { got.join(", ") }, r.roles.join(", ")));
+                s.push_str(&format!(
+                    " Approvals so far: {}; required roles: {}.",
+                    if got.is_empty() { "none".into() } else { got.join(", ") },
+                    r.roles.join(", ")
+                ));
             }
             Activity::Halted(h) => s.push_str(&format!(" Halted at {}: {}.", h.step, h.reason)),
             _ => {}
@@ -2469,7 +2967,17 @@ impl Release {
         let gates: Vec<String> = self
             .gates
             .iter()
-            .map(|g| format!("{} {}", g.name, match g.verdict { Verdict::Passed => "passed", Verdict::Failed => "failed", Verdict::Waived { .. } => "waived" }))
+            .map(|g| {
+                format!(
+                    "{} {}",
+                    g.name,
+                    match g.verdict {
+                        Verdict::Passed => "passed",
+                        Verdict::Failed => "failed",
+                        Verdict::Waived { .. } => "waived",
+                    }
+                )
+            })
             .collect();
         if !gates.is_empty() {
             s.push_str(&format!(" Gates: {}.", gates.join("; ")));
@@ -2498,5 +3006,9 @@ fn capitalize(s: &str) -> String {
 }
 
 pub(crate) fn fmt_num(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 { format!("{}", v.round() as i64) } else { format!("{v:.3}").trim_end_matches('0').to_string() }
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.3}").trim_end_matches('0').to_string()
+    }
 }

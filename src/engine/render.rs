@@ -45,7 +45,12 @@ fn md_header(r: &Release, now: Timestamp, title: &str, step: Option<&Step>) -> S
     if let Some(step) = step {
         s.push_str(&format!("- Step: {} ({:?})\n", step.title, step.level));
     }
-    s.push_str(&format!("- Generated: {} by raybot\n- Started by: {} at {}\n\n", now.rfc3339(), r.started_by.id, r.started_at.rfc3339()));
+    s.push_str(&format!(
+        "- Generated: {} by raybot\n- Started by: {} at {}\n\n",
+        now.rfc3339(),
+        r.started_by.id,
+        r.started_at.rfc3339()
+    ));
     s
 }
 
@@ -58,7 +63,12 @@ fn person(r: &Release, id: &str) -> String {
 
 /// Documents computed from the release: returns the file contents (if the template writes one) and
 /// the line posted in chat.
-pub(super) fn document(r: &Release, now: Timestamp, template: DocumentTemplate, step: &Step) -> (Option<String>, String) {
+pub(super) fn document(
+    r: &Release,
+    now: Timestamp,
+    template: DocumentTemplate,
+    step: &Step,
+) -> (Option<String>, String) {
     match template {
         DocumentTemplate::DeploymentChecklist => {
             let mut s = md_header(r, now, "Production deployment checklist", Some(step));
@@ -88,19 +98,39 @@ pub(super) fn document(r: &Release, now: Timestamp, template: DocumentTemplate, 
                 s.push_str("- No failures during the rehearsal.\n");
             }
             for j in failed {
-                s.push_str(&format!("- {} failed: {}\n", j.purpose, j.outcome.as_ref().map(|o| o.summary()).unwrap_or_default()));
+                s.push_str(&format!(
+                    "- {} failed: {}\n",
+                    j.purpose,
+                    j.outcome.as_ref().map(|o| o.summary()).unwrap_or_default()
+                ));
             }
             for w in &r.waivers {
                 s.push_str(&format!("- Gate {} waived by {}: {}\n", w.0, w.1, w.2));
             }
-            s.push_str(&format!("\n## Communication plan\n\n- Channel: {}\n- Stakeholders: {}\n", r.plan.channel, r.plan.people.persons.iter().map(|p| person(r, &p.id)).collect::<Vec<_>>().join("; ")));
+            s.push_str(&format!(
+                "\n## Communication plan\n\n- Channel: {}\n- Stakeholders: {}\n",
+                r.plan.channel,
+                r.plan.people.persons.iter().map(|p| person(r, &p.id)).collect::<Vec<_>>().join("; ")
+            ));
             (Some(s), "deployment checklist updated from the rehearsal (deployment-checklist.md).".into())
         }
         DocumentTemplate::ReleaseManifest | DocumentTemplate::ReadinessChecklist => {
             let mut s = md_header(r, now, "Release manifest", Some(step));
-            s.push_str(&format!("## Scope\n\n- Version: {}\n- Target: {}\n- Rollout strategy: {} ({:?}% traffic steps)\n", r.version, r.env, r.strategy.as_str(), r.strategy.steps()));
+            s.push_str(&format!(
+                "## Scope\n\n- Version: {}\n- Target: {}\n- Rollout strategy: {} ({:?}% traffic steps)\n",
+                r.version,
+                r.env,
+                r.strategy.as_str(),
+                r.strategy.steps()
+            ));
             if let Some(e) = r.plan.environment(&r.env) {
-                s.push_str(&format!("- Impacted service endpoint: {}\n\n## Rollback procedure\n\n- `{}` (timeout {} s, RTO {} s)\n", e.probe.url, e.rollback.argv.join(" "), e.rollback.timeout_ms / 1000, e.rto_seconds));
+                s.push_str(&format!(
+                    "- Impacted service endpoint: {}\n\n## Rollback procedure\n\n- `{}` (timeout {} s, RTO {} s)\n",
+                    e.probe.url,
+                    e.rollback.argv.join(" "),
+                    e.rollback.timeout_ms / 1000,
+                    e.rto_seconds
+                ));
             }
             s.push_str("\n## Stakeholders\n\n");
             for p in &r.plan.people.persons {
@@ -109,23 +139,62 @@ pub(super) fn document(r: &Release, now: Timestamp, template: DocumentTemplate, 
             s.push_str("\n## Confirmations\n\n");
             for round in r.rounds.iter().filter(|x| x.decision.as_deref() == Some("approved")) {
                 for a in &round.approvals {
-                    s.push_str(&format!("- {} approved `{}` (Protocol {}) at {}\n", person(r, &a.user), round.step, round.protocol, a.at.rfc3339()));
+                    s.push_str(&format!(
+                        "- {} approved `{}` (Protocol {}) at {}\n",
+                        person(r, &a.user),
+                        round.step,
+                        round.protocol,
+                        a.at.rfc3339()
+                    ));
                 }
             }
             for g in &r.gates {
                 s.push_str(&format!("- Gate {} (Protocol {}): {}\n", g.name, g.protocol, verdict(&g.verdict)));
             }
-            (Some(s), format!("release scope confirmed: {} → {}, {} stakeholders listed (release-manifest.md).", r.version, r.env, r.plan.people.persons.len()))
+            (
+                Some(s),
+                format!(
+                    "release scope confirmed: {} → {}, {} stakeholders listed (release-manifest.md).",
+                    r.version,
+                    r.env,
+                    r.plan.people.persons.len()
+                ),
+            )
         }
         DocumentTemplate::DeploymentWindow => {
-            let sre: Vec<String> = r.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.id.clone()).collect();
-            let po: Vec<String> = r.plan.people.with_roles(&["product_owner".to_string()]).iter().map(|p| p.id.clone()).collect();
-            (None, format!("Deployment window: from {} (now); communication channel: {}; on-call: SRE ({}), Product ({}).", now.rfc3339(), r.plan.channel, sre.join(", "), po.join(", ")))
+            let sre: Vec<String> =
+                r.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.id.clone()).collect();
+            let po: Vec<String> =
+                r.plan.people.with_roles(&["product_owner".to_string()]).iter().map(|p| p.id.clone()).collect();
+            (
+                None,
+                format!(
+                    "Deployment window: from {} (now); communication channel: {}; on-call: SRE ({}), Product ({}).",
+                    now.rfc3339(),
+                    r.plan.channel,
+                    sre.join(", "),
+                    po.join(", ")
+                ),
+            )
         }
         DocumentTemplate::RunbookCoverage => {
-            let sre: Vec<String> = r.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.name.clone()).collect();
-            let rm: Vec<String> = r.plan.people.with_roles(&["release_manager".to_string()]).iter().map(|p| p.name.clone()).collect();
-            (None, format!("On-call: Primary SRE ({}), escalation: Release Manager ({}). Runbooks: rollback via `{}`.", sre.join(", "), rm.join(", "), r.plan.environment(&r.env).map(|e| e.rollback.argv.join(" ")).unwrap_or_default()))
+            let sre: Vec<String> =
+                r.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.name.clone()).collect();
+            let rm: Vec<String> =
+                r.plan.people.with_roles(&["release_manager".to_string()]).iter().map(|p| p.name.clone()).collect();
+            let rollback = r
+                .plan
+                .environment(&r.env)
+                .map(|e| e.rollback.argv.join(" ").replace("{env}", &r.env).replace("{version}", &r.version))
+                .unwrap_or_default();
+            (
+                None,
+                format!(
+                    "On-call: Primary SRE ({}), escalation: Release Manager ({}). Runbook: rollback with `{rollback}`.",
+                    sre.join(", "),
+                    rm.join(", ")
+                ),
+            )
         }
         DocumentTemplate::RetrospectiveInputs => {
             let mut improvements = Vec::new();
@@ -133,7 +202,9 @@ pub(super) fn document(r: &Release, now: Timestamp, template: DocumentTemplate, 
                 improvements.push(json!({"improvement": format!("Investigate failure of {}", j.purpose), "owner": "Release Engineering", "evidence": j.log}));
             }
             for w in &r.waivers {
-                improvements.push(json!({"improvement": format!("Remove the need for waiver of {}: {}", w.0, w.2), "owner": w.1}));
+                improvements.push(
+                    json!({"improvement": format!("Remove the need for waiver of {}: {}", w.0, w.2), "owner": w.1}),
+                );
             }
             if r.freeze.reminders > 0 {
                 improvements.push(json!({"improvement": format!("Freeze acknowledgements needed {} reminder(s)", r.freeze.reminders), "owner": "Release Manager"}));
@@ -170,11 +241,20 @@ pub(super) fn freeze_doc(r: &Release, now: Timestamp, step: &Step) -> String {
     for u in &r.freeze.required {
         let roles = r.plan.people.get(u).map(|p| p.roles.join(", ")).unwrap_or_default();
         match r.freeze.acks.get(u) {
-            Some((t, via)) => s.push_str(&format!("| {} | {roles} | {} | {via} |\n", r.plan.people.get(u).map(|p| format!("{} ({u})", p.name)).unwrap_or_else(|| u.clone()), t.rfc3339())),
+            Some((t, via)) => s.push_str(&format!(
+                "| {} | {roles} | {} | {via} |\n",
+                r.plan.people.get(u).map(|p| format!("{} ({u})", p.name)).unwrap_or_else(|| u.clone()),
+                t.rfc3339()
+            )),
             None => s.push_str(&format!("| {u} | {roles} | MISSING | |\n")),
         }
     }
-    s.push_str(&format!("\nAcknowledgements: {}/{} ({:.0}%).\n", r.freeze.acks.len(), r.freeze.required.len(), 100.0 * r.freeze.acks.len() as f64 / r.freeze.required.len().max(1) as f64));
+    s.push_str(&format!(
+        "\nAcknowledgements: {}/{} ({:.0}%).\n",
+        r.freeze.acks.len(),
+        r.freeze.required.len(),
+        100.0 * r.freeze.acks.len() as f64 / r.freeze.required.len().max(1) as f64
+    ));
     s
 }
 
@@ -204,10 +284,28 @@ pub(super) fn health_log(r: &Release, now: Timestamp, step: &Step, e: &Environme
     for (i, p) in r.soak.iter().enumerate() {
         let ok = p.success_rate() + 1e-9 >= e.probe.min_success_rate && p.p95_ms <= e.probe.max_p95_ms;
         let versions: Vec<String> = p.versions.iter().map(|(v, n)| format!("{v}×{n}")).collect();
-        s.push_str(&format!("| {} | {}/{} | {:.0}% | {} | {} | {} | {} |\n", i + 1, p.ok, p.total, p.success_rate() * 100.0, p.p50_ms, p.p95_ms, versions.join(" "), if ok { "yes" } else { "NO" }));
+        s.push_str(&format!(
+            "| {} | {}/{} | {:.0}% | {} | {} | {} | {} |\n",
+            i + 1,
+            p.ok,
+            p.total,
+            p.success_rate() * 100.0,
+            p.p50_ms,
+            p.p95_ms,
+            versions.join(" "),
+            if ok { "yes" } else { "NO" }
+        ));
     }
-    let breaches = r.soak.iter().filter(|p| !(p.success_rate() + 1e-9 >= e.probe.min_success_rate && p.p95_ms <= e.probe.max_p95_ms)).count();
-    s.push_str(&format!("\nObservations: {} rounds, {breaches} SLO breaches. Decision: {}.\n", r.soak.len(), if breaches == 0 { "stable, proceed to reporting" } else { "escalate to Protocol 13" }));
+    let breaches = r
+        .soak
+        .iter()
+        .filter(|p| !(p.success_rate() + 1e-9 >= e.probe.min_success_rate && p.p95_ms <= e.probe.max_p95_ms))
+        .count();
+    s.push_str(&format!(
+        "\nObservations: {} rounds, {breaches} SLO breaches. Decision: {}.\n",
+        r.soak.len(),
+        if breaches == 0 { "stable, proceed to reporting" } else { "escalate to Protocol 13" }
+    ));
     s
 }
 
@@ -225,7 +323,12 @@ pub(super) fn rollback_plan(r: &Release, now: Timestamp) -> String {
     }
     s.push_str("## Steps executed\n\n");
     for j in r.jobs.iter().filter(|j| j.env == r.env) {
-        s.push_str(&format!("1. `{}` — {} — {}\n", j.argv.join(" "), j.purpose, j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into())));
+        s.push_str(&format!(
+            "1. `{}` — {} — {}\n",
+            j.argv.join(" "),
+            j.purpose,
+            j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into())
+        ));
     }
     s.push_str("\n## Follow-up (Protocol 13)\n\n- Incident review of the failed gate, with the logs in this folder.\n- Stakeholders notified in the war room.\n");
     s
@@ -240,14 +343,44 @@ pub(super) fn deployment_report(r: &Release, now: Timestamp, outcome: Option<&Te
     };
     s.push_str(&format!("**Outcome:** {status}\n\n## Quality gates\n\n| Protocol | Gate | Threshold | Actual | Verdict | At |\n|---|---|---|---|---|---|\n"));
     for g in &r.gates {
-        let actual: Vec<String> = g.clauses.iter().map(|c| format!("{} = {}", c.0.split_whitespace().next().unwrap_or(""), c.1.map(fmt_num).unwrap_or_else(|| "n/a".into()))).collect();
-        s.push_str(&format!("| {} | {} | `{}` | {} | {} | {} |\n", g.protocol, g.name, g.threshold, actual.join(", "), verdict(&g.verdict), g.at.rfc3339()));
+        let actual: Vec<String> = g
+            .clauses
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} = {}",
+                    c.0.split_whitespace().next().unwrap_or(""),
+                    c.1.map(fmt_num).unwrap_or_else(|| "n/a".into())
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "| {} | {} | `{}` | {} | {} | {} |\n",
+            g.protocol,
+            g.name,
+            g.threshold,
+            actual.join(", "),
+            verdict(&g.verdict),
+            g.at.rfc3339()
+        ));
     }
     s.push_str("\n## Approvals\n\n");
     for round in &r.rounds {
-        s.push_str(&format!("- Protocol {} `{}` ({}): {}\n", round.protocol, round.step, round.roles.join(", "), round.decision.clone().unwrap_or_else(|| "pending".into())));
+        s.push_str(&format!(
+            "- Protocol {} `{}` ({}): {}\n",
+            round.protocol,
+            round.step,
+            round.roles.join(", "),
+            round.decision.clone().unwrap_or_else(|| "pending".into())
+        ));
         for a in &round.approvals {
-            s.push_str(&format!("  - {} at {} via {}{}\n", person(r, &a.user), a.at.rfc3339(), a.via, a.comment.as_ref().map(|c| format!(" — “{c}”")).unwrap_or_default()));
+            s.push_str(&format!(
+                "  - {} at {} via {}{}\n",
+                person(r, &a.user),
+                a.at.rfc3339(),
+                a.via,
+                a.comment.as_ref().map(|c| format!(" — “{c}”")).unwrap_or_default()
+            ));
         }
     }
     s.push_str(&format!("\n## Change freeze\n\n- {}/{} acknowledged", r.freeze.acks.len(), r.freeze.required.len()));
@@ -256,17 +389,37 @@ pub(super) fn deployment_report(r: &Release, now: Timestamp, outcome: Option<&Te
     }
     s.push_str("\n\n## Jobs\n\n| Job | Environment | Command | Result | Log |\n|---|---|---|---|---|\n");
     for j in &r.jobs {
-        s.push_str(&format!("| {} | {} | `{}` | {} | {} |\n", j.purpose, j.env, j.argv.join(" "), j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into()), j.log));
+        s.push_str(&format!(
+            "| {} | {} | `{}` | {} | {} |\n",
+            j.purpose,
+            j.env,
+            j.argv.join(" "),
+            j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into()),
+            j.log
+        ));
     }
     s.push_str("\n## Probes\n\n| Purpose | URL | Healthy | p95 ms | Versions |\n|---|---|---|---|---|\n");
     for p in &r.probes {
         if let Some(rep) = &p.report {
             let versions: Vec<String> = rep.versions.iter().map(|(v, n)| format!("{v}×{n}")).collect();
-            s.push_str(&format!("| {} | {} | {}/{} | {} | {} |\n", p.purpose, rep.url, rep.ok, rep.total, rep.p95_ms, versions.join(" ")));
+            s.push_str(&format!(
+                "| {} | {} | {}/{} | {} | {} |\n",
+                p.purpose,
+                rep.url,
+                rep.ok,
+                rep.total,
+                rep.p95_ms,
+                versions.join(" ")
+            ));
         }
     }
     if let Some(rb) = &r.rollback {
-        s.push_str(&format!("\n## Rollback\n\n- Reason: {}\n- Trigger: {}\n- Confirmation: {}\n", rb.reason, rb.trigger, rb.confirmed.clone().unwrap_or_else(|| "not confirmed".into())));
+        s.push_str(&format!(
+            "\n## Rollback\n\n- Reason: {}\n- Trigger: {}\n- Confirmation: {}\n",
+            rb.reason,
+            rb.trigger,
+            rb.confirmed.clone().unwrap_or_else(|| "not confirmed".into())
+        ));
     }
     if !r.waivers.is_empty() {
         s.push_str("\n## Waivers\n\n");
@@ -275,7 +428,11 @@ pub(super) fn deployment_report(r: &Release, now: Timestamp, outcome: Option<&Te
         }
     }
     let refusals: Vec<_> = r.audit.iter().filter(|a| !a.accepted).collect();
-    s.push_str(&format!("\n## Audit\n\n- {} accepted actions, {} refusals\n", r.audit.len() - refusals.len(), refusals.len()));
+    s.push_str(&format!(
+        "\n## Audit\n\n- {} accepted actions, {} refusals\n",
+        r.audit.len() - refusals.len(),
+        refusals.len()
+    ));
     for a in refusals {
         s.push_str(&format!("  - refused {} at {}: {}\n", a.who, a.at.rfc3339(), a.what));
     }

@@ -157,19 +157,26 @@ impl Sim {
                 Effect::RunJob(spec) => {
                     self.jobs_run.push(spec.purpose.clone());
                     let fail = self.fail_jobs.iter().any(|f| spec.purpose.starts_with(f.as_str()));
-                    let env = spec.env.iter().find(|(k, _)| k == "RAYBOT_ENV").map(|(_, v)| v.clone()).unwrap_or_default();
-                    let version = spec.env.iter().find(|(k, _)| k == "RAYBOT_VERSION").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let env =
+                        spec.env.iter().find(|(k, _)| k == "RAYBOT_ENV").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let version = spec
+                        .env
+                        .iter()
+                        .find(|(k, _)| k == "RAYBOT_VERSION")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
                     if !fail {
                         let entry = self.serving.entry(env).or_insert(("v1.1".into(), None));
                         if spec.purpose.starts_with("rollback") {
                             if let Some(prev) = entry.1.take() {
                                 entry.0 = prev;
                             }
-                        } else if (spec.purpose.starts_with("deploy") && spec.purpose.ends_with("100%")) || spec.purpose.starts_with("roll forward") {
-                            if entry.0 != version {
-                                entry.1 = Some(entry.0.clone());
-                                entry.0 = version;
-                            }
+                        } else if ((spec.purpose.starts_with("deploy") && spec.purpose.ends_with("100%"))
+                            || spec.purpose.starts_with("roll forward"))
+                            && entry.0 != version
+                        {
+                            entry.1 = Some(entry.0.clone());
+                            entry.0 = version;
                         }
                     }
                     Some(Event::JobFinished {
@@ -199,14 +206,30 @@ impl Sim {
                     versions.insert(version, spec.count);
                     Some(Event::ProbeFinished {
                         probe: spec.id,
-                        report: ProbeReport { url: spec.url, total: spec.count, ok, p50_ms: 2, p95_ms: 5, max_ms: 9, statuses, versions, errors: Vec::new() },
+                        report: ProbeReport {
+                            url: spec.url,
+                            total: spec.count,
+                            ok,
+                            p50_ms: 2,
+                            p95_ms: 5,
+                            max_ms: 9,
+                            statuses,
+                            versions,
+                            errors: Vec::new(),
+                        },
                     })
                 }
                 Effect::CheckInputs { check, items } => Some(Event::InputsChecked {
                     check,
                     results: items
                         .into_iter()
-                        .map(|i| InputStatus { name: i.name.clone(), found: vec![i.name], status: "present".into(), required: i.required, sha256: None })
+                        .map(|i| InputStatus {
+                            name: i.name.clone(),
+                            found: vec![i.name],
+                            status: "present".into(),
+                            required: i.required,
+                            sha256: None,
+                        })
                         .collect(),
                 }),
                 Effect::WriteEvidence { path, contents } => {
@@ -221,9 +244,13 @@ impl Sim {
                         .filter(|f| self.files.contains_key(*f) || f.ends_with(".log") || manifest.as_ref() == Some(*f))
                         .map(|f| FileDigest { path: f.clone(), sha256: "0".repeat(64), bytes: 1 })
                         .collect();
-                    let missing: Vec<String> = all.iter().filter(|f| !present.iter().any(|p| &p.path == *f)).cloned().collect();
+                    let missing: Vec<String> =
+                        all.iter().filter(|f| !present.iter().any(|p| &p.path == *f)).cloned().collect();
                     self.files.insert(zip.clone(), "zip".into());
-                    Some(Event::BundleWritten { bundle, report: BundleReport { zip, zip_sha256: "a".repeat(64), files: present, missing } })
+                    Some(Event::BundleWritten {
+                        bundle,
+                        report: BundleReport { zip, zip_sha256: "a".repeat(64), files: present, missing },
+                    })
                 }
                 Effect::ArmTimer { timer, at } => {
                     self.timers.push((timer, at));
@@ -242,7 +269,8 @@ impl Sim {
             }
             // The health window only waits for time: let it pass.
             if queue.is_empty() {
-                if let Some(super::Activity::Soak { timer, until }) = self.release.as_ref().map(|r| r.activity.clone()) {
+                if let Some(super::Activity::Soak { timer, until }) = self.release.as_ref().map(|r| r.activity.clone())
+                {
                     let at = self.timers.iter().find(|(t, _)| *t == timer).map(|(_, a)| *a).unwrap_or(until);
                     self.now = self.now.max(at);
                     let ev = Event::Tick { timer };

@@ -91,7 +91,8 @@ fn canary_posts_milestones_at_start_half_and_completion() {
     approve(&mut sim, "carol");
     let prod: Vec<&String> = sim.jobs_run.iter().filter(|j| j.starts_with("deploy production")).collect();
     assert_eq!(prod, ["deploy production 10%", "deploy production 50%", "deploy production 100%"]);
-    let milestones: Vec<&String> = sim.channel.iter().filter(|l| l.starts_with("[RAY ANNOUNCEMENT] Production deployment")).collect();
+    let milestones: Vec<&String> =
+        sim.channel.iter().filter(|l| l.starts_with("[RAY ANNOUNCEMENT] Production deployment")).collect();
     assert_eq!(milestones.len(), 3, "{milestones:?}");
     assert!(milestones[0].contains("started (canary: 10% → 50% → 100%)"));
     assert!(milestones[1].contains("50% complete. No errors observed."));
@@ -153,7 +154,11 @@ fn initiator_cannot_be_the_only_approver() {
             }
         }
     }
-    plan.people.persons.push(plan::Person { id: "frank".into(), name: "Frank".into(), roles: vec!["release_manager".into()] });
+    plan.people.persons.push(plan::Person {
+        id: "frank".into(),
+        name: "Frank".into(),
+        roles: vec!["release_manager".into()],
+    });
     let mut sim = Sim::new();
     sim.start_with("alice", Strategy::Bluegreen, plan);
     approve(&mut sim, "alice");
@@ -177,7 +182,10 @@ fn people_without_the_role_are_refused_and_nothing_changes() {
     let after = sim.release();
     assert_eq!(before.rounds, after.rounds);
     assert_eq!(before.activity, after.activity);
-    assert_eq!(after.audit.iter().filter(|a| !a.accepted).count(), before.audit.iter().filter(|a| !a.accepted).count() + 2);
+    assert_eq!(
+        after.audit.iter().filter(|a| !a.accepted).count(),
+        before.audit.iter().filter(|a| !a.accepted).count() + 2
+    );
 }
 
 #[test]
@@ -213,7 +221,12 @@ fn freeze_reactions_count_and_uncount_and_strangers_do_not_count() {
     react(&mut sim, "carol", false);
     assert_eq!(sim.release().freeze.acks.len(), 0);
     // A reaction on another message or with another emoji does nothing.
-    sim.send(Event::Reaction { by: Sim::user("carol"), message: "other".into(), emoji: "white_check_mark".into(), added: true });
+    sim.send(Event::Reaction {
+        by: Sim::user("carol"),
+        message: "other".into(),
+        emoji: "white_check_mark".into(),
+        added: true,
+    });
     sim.send(Event::Reaction { by: Sim::user("carol"), message: msg.clone(), emoji: "tada".into(), added: true });
     assert_eq!(sim.release().freeze.acks.len(), 0);
     assert!(posted(&sim, "Waiting for: @alice, @bob, @carol, @dave, @erin"));
@@ -244,14 +257,26 @@ fn gate_failure_halts_then_waiver_continues() {
     assert!(text.contains("[RAY GATE FAILED: Rollback & Security Gate]"), "{text}");
     assert!(text.contains("blocking_findings = 1"), "{text}");
     // A stakeholder may not waive; a short justification is refused; an unknown gate is named.
-    sim.command("erin", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "ship it now please".into() });
+    sim.command(
+        "erin",
+        ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "ship it now please".into() },
+    );
     sim.command("alice", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "fine".into() });
-    sim.command("alice", ReleaseCommand::Waive { gate: "nope".into(), justification: "this gate does not exist".into() });
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive { gate: "nope".into(), justification: "this gate does not exist".into() },
+    );
     assert_eq!(sim.replies.iter().filter(|(_, t)| t.starts_with("[RAY ERROR]")).count(), 3);
     assert!(matches!(sim.release().activity, Activity::Halted(_)));
-    sim.command("alice", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "false positive in vendored test fixture, tracked in SEC-42".into() });
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive {
+            gate: "rollback-security".into(),
+            justification: "false positive in vendored test fixture, tracked in SEC-42".into(),
+        },
+    );
     assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
-    let g = sim.release().gates.iter().filter(|g| g.gate == "rollback-security").last().unwrap();
+    let g = sim.release().gates.iter().rfind(|g| g.gate == "rollback-security").unwrap();
     assert!(matches!(&g.verdict, Verdict::Waived { by, .. } if by == "alice"));
     assert!(sim.release().waivers[0].2.contains("SEC-42"));
 }
@@ -267,7 +292,10 @@ fn launch_gate_cannot_be_waived() {
     // The rollback itself failed: halted, awaiting a retry of the rollback.
     let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
     assert_eq!(h.resume, release::Resume::Rollback);
-    sim.command("alice", ReleaseCommand::Waive { gate: "launch".into(), justification: "we accept the risk here".into() });
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive { gate: "launch".into(), justification: "we accept the risk here".into() },
+    );
     assert!(sim.replies.last().unwrap().1.starts_with("[RAY ERROR]"));
     sim.fail_jobs.clear();
     sim.command("carol", ReleaseCommand::Retry);
@@ -318,7 +346,10 @@ fn production_health_window_breach_escalates() {
     approve(&mut sim, "carol");
     let text = sim.channel.join("\n");
     let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{text}") };
-    assert!(h.reason.contains("SLO breaches during the health window") && h.reason.contains("Escalate to Protocol 13"), "{h:?}");
+    assert!(
+        h.reason.contains("SLO breaches during the health window") && h.reason.contains("Escalate to Protocol 13"),
+        "{h:?}"
+    );
     assert!(sim.files["deployment/deployment-health-log.md"].contains("escalate to Protocol 13"));
     // Production was touched: abort is refused, rollback restores v1.1.
     sim.command("alice", ReleaseCommand::Abort { reason: None });
@@ -343,10 +374,17 @@ fn unknown_job_after_restart_is_not_rerun() {
         .unwrap();
     let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
     assert!(matches!(r.activity, Activity::Job { .. }));
-    let fx = r.handle(&Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()) }, Timestamp(sim.now.0));
+    let fx = r.handle(
+        &Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()) },
+        Timestamp(sim.now.0),
+    );
     assert!(!fx.iter().any(|e| matches!(e, Effect::RunJob(_))), "{fx:?}");
-    let text: Vec<String> = fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
-    assert!(text[0].starts_with("[RAY ERROR] - \"Failed at Protocol 11 STEP 3.2 Execute Production Deployment"), "{text:?}");
+    let text: Vec<String> =
+        fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    assert!(
+        text[0].starts_with("[RAY ERROR] - \"Failed at Protocol 11 STEP 3.2 Execute Production Deployment"),
+        "{text:?}"
+    );
     assert!(text[0].contains("job outcome unknown after raybot-1 stopped. Awaiting instructions."), "{text:?}");
     assert!(matches!(r.activity, Activity::Halted(_)));
 }
@@ -367,9 +405,20 @@ fn intake_missing_prerequisite_halts_with_seed_error() {
     // Restart a fresh release where the check reports a missing file.
     let mut r = Release::replay(sim.log[..1].iter()).unwrap();
     let Activity::Inputs { check } = r.activity.clone() else { panic!("{:?}", r.activity) };
-    let results = vec![InputStatus { name: "QUALITY-AUDIT-PACKAGE.zip".into(), found: vec![], status: "missing".into(), required: true, sha256: None }];
+    let results = vec![InputStatus {
+        name: "QUALITY-AUDIT-PACKAGE.zip".into(),
+        found: vec![],
+        status: "missing".into(),
+        required: true,
+        sha256: None,
+    }];
     let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
-    let posts: Vec<String> = fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
-    assert!(posts.iter().any(|p| p.contains("Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals") && p.contains("QUALITY-AUDIT-PACKAGE.zip (missing)")), "{posts:#?}");
+    let posts: Vec<String> =
+        fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    assert!(
+        posts.iter().any(|p| p.contains("Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals")
+            && p.contains("QUALITY-AUDIT-PACKAGE.zip (missing)")),
+        "{posts:#?}"
+    );
     assert!(matches!(r.activity, Activity::Halted(_)));
 }

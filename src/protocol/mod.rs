@@ -73,7 +73,11 @@ impl Catalog {
         for p in paths {
             match std::fs::read_to_string(&p) {
                 Ok(t) => files.push((p.display().to_string(), t)),
-                Err(e) => errors.push(ProtocolError { file: p.display().to_string(), field: "(file)".into(), message: e.to_string() }),
+                Err(e) => errors.push(ProtocolError {
+                    file: p.display().to_string(),
+                    field: "(file)".into(),
+                    message: e.to_string(),
+                }),
             }
         }
         if !errors.is_empty() {
@@ -106,17 +110,29 @@ impl Catalog {
         let mut seen = BTreeSet::new();
         for (file, p) in &protocols {
             if !seen.insert(p.id.clone()) {
-                errors.push(ProtocolError { file: file.clone(), field: "id".into(), message: format!("protocol id {} is used by two files", p.id) });
+                errors.push(ProtocolError {
+                    file: file.clone(),
+                    field: "id".into(),
+                    message: format!("protocol id {} is used by two files", p.id),
+                });
             }
         }
         let Some((pfile, pipeline)) = pipeline else {
-            errors.push(ProtocolError { file: format!("{source}/pipeline.yaml"), field: "(file)".into(), message: "missing: the pipeline that chains protocols for /ray deploy".into() });
+            errors.push(ProtocolError {
+                file: format!("{source}/pipeline.yaml"),
+                field: "(file)".into(),
+                message: "missing: the pipeline that chains protocols for /ray deploy".into(),
+            });
             return Err(errors);
         };
         for (env, ids) in &pipeline.targets {
             for (i, id) in ids.iter().enumerate() {
                 if !protocols.iter().any(|(_, p)| p.id == *id) {
-                    errors.push(ProtocolError { file: pfile.clone(), field: format!("targets.{env}[{i}]"), message: format!("no protocol with id {id}") });
+                    errors.push(ProtocolError {
+                        file: pfile.clone(),
+                        field: format!("targets.{env}[{i}]"),
+                        message: format!("no protocol with id {id}"),
+                    });
                 }
             }
         }
@@ -140,7 +156,8 @@ fn yaml_error(file: &str, e: &serde_norway::Error) -> ProtocolError {
 /// Checks the rules the YAML schema cannot express.
 pub fn validate(file: &str, p: &Protocol) -> Vec<ProtocolError> {
     let mut errors = Vec::new();
-    let mut err = |field: String, message: String| errors.push(ProtocolError { file: file.to_string(), field, message });
+    let mut err =
+        |field: String, message: String| errors.push(ProtocolError { file: file.to_string(), field, message });
     if p.phases.is_empty() {
         err("phases".into(), "a protocol needs at least one phase".into());
     }
@@ -155,7 +172,9 @@ pub fn validate(file: &str, p: &Protocol) -> Vec<ProtocolError> {
                     err(format!("gates[{gi}].pass_threshold"), e);
                 }
             }
-            None => err(format!("gates[{gi}].pass_threshold"), format!("gate {} has no machine-readable threshold", g.id)),
+            None => {
+                err(format!("gates[{gi}].pass_threshold"), format!("gate {} has no machine-readable threshold", g.id))
+            }
         }
     }
     let mut step_ids = BTreeSet::new();
@@ -175,7 +194,10 @@ pub fn validate(file: &str, p: &Protocol) -> Vec<ProtocolError> {
             }
             for (ei, e) in s.evidence.iter().enumerate() {
                 if e.contains("..") || e.starts_with('/') || e.is_empty() {
-                    err(format!("{at}.evidence[{ei}]"), format!("`{e}` must be a plain file name inside {}", p.artifacts_dir));
+                    err(
+                        format!("{at}.evidence[{ei}]"),
+                        format!("`{e}` must be a plain file name inside {}", p.artifacts_dir),
+                    );
                 }
             }
             match &s.run {
@@ -204,13 +226,17 @@ mod tests {
         assert_eq!(chain.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["10", "11"]);
         let p11 = c.get("11").unwrap();
         let launch = p11.gates.iter().find(|g| g.id == "launch").unwrap();
-        assert_eq!(launch.pass_threshold.as_deref(), Some("blocking_incidents == 0 and validation_success_rate >= 0.95"));
+        assert_eq!(
+            launch.pass_threshold.as_deref(),
+            Some("blocking_incidents == 0 and validation_success_rate >= 0.95")
+        );
         assert!(!launch.waivable);
     }
 
     #[test]
     fn broken_file_names_file_and_field() {
-        let mut files: Vec<(String, String)> = EMBEDDED.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
+        let mut files: Vec<(String, String)> =
+            EMBEDDED.iter().map(|(n, t)| ((*n).to_string(), (*t).to_string())).collect();
         files[2].1 = files[2].1.replacen("kind: intake", "kind: intak", 1);
         let errs = Catalog::from_files(&files, "test").unwrap_err();
         assert!(errs[0].file.contains("10-pre-deployment"), "{errs:?}");

@@ -1,0 +1,342 @@
+//! `raybot demo`: release v1.2 through Protocols 10 and 11 in a local war room, with the sample
+//! people reacting and approving, against a real sample service on loopback.
+//!
+//! The demo writes the sample scripts and upstream inputs into a scratch directory, starts the
+//! sample service at v1.1 on staging and production (a blue/green router and two colours per
+//! environment, all on 127.0.0.1), then plays the release. Exit code: 0 released, 3 rolled back,
+//! 1 anything else.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::chat::local::LocalChat;
+use crate::chat::{ChatError, ChatSink, Inbound};
+use crate::config::Config;
+use crate::driver::Driver;
+use crate::engine::{Activity, Ask, Button, Terminal, UserRef};
+use crate::http::Metrics;
+use crate::jobs::{JobRequest, run_job};
+use crate::protocol::Catalog;
+use crate::store::Store;
+
+/// Files the demo needs on disk, compiled into the binary so it runs from anywhere.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("deploy_backend.sh", include_str!("../scripts/deploy_backend.sh")),
+    ("rollback_backend.sh", include_str!("../scripts/rollback_backend.sh")),
+    ("smoke_test.sh", include_str!("../scripts/smoke_test.sh")),
+    ("security_scan.sh", include_str!("../scripts/security_scan.sh")),
+    ("refresh_staging_data.sh", include_str!("../scripts/refresh_staging_data.sh")),
+    ("stop_sample.sh", include_str!("../scripts/stop_sample.sh")),
+    ("_sample_lib.sh", include_str!("../scripts/_sample_lib.sh")),
+];
+const INPUTS: &[(&str, &[u8])] = &[
+    ("QUALITY-AUDIT-PACKAGE.zip", include_bytes!("../examples/release-inputs/QUALITY-AUDIT-PACKAGE.zip")),
+    ("integration-evidence-bundle.zip", include_bytes!("../examples/release-inputs/integration-evidence-bundle.zip")),
+    ("UAT-CLOSURE-PACKAGE.zip", include_bytes!("../examples/release-inputs/UAT-CLOSURE-PACKAGE.zip")),
+    ("release-manifest.json", include_bytes!("../examples/release-inputs/release-manifest.json")),
+];
+
+/// What the demo should break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// v1.2 answers 503 in production: the Production Launch Gate fails and raybot rolls back.
+    Smoke,
+    /// The production deploy script exits 1: raybot rolls back.
+    Deploy,
+    /// The SRE lead rejects the production go/no-go.
+    Approval,
+}
+
+/// Demo options.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub strategy: crate::engine::Strategy,
+    pub fail: Option<Failure>,
+    pub artifacts: PathBuf,
+    /// Scratch directory (sample service state, scripts, store); a fresh temp dir when `None`.
+    pub workdir: Option<PathBuf>,
+}
+
+/// How the demo ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoOutcome {
+    pub exit_code: i32,
+    pub release: Option<String>,
+    pub outcome: Option<Terminal>,
+}
+
+/// A chat sink that prints like `raybot chat` and tells the scripted people what was posted.
+struct DemoChat {
+    local: Arc<LocalChat>,
+    cues: mpsc::UnboundedSender<(String, String, Ask)>,
+}
+
+#[async_trait]
+impl ChatSink for DemoChat {
+    async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
+        let id = self.local.post(text, ask).await?;
+        let _ = self.cues.send((id.clone(), text.to_string(), ask.clone()));
+        Ok(id)
+    }
+    async fn update(&self, message: &str, text: &str) -> Result<(), ChatError> {
+        self.local.update(message, text).await
+    }
+    async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
+        self.local.reply(to, text).await
+    }
+}
+
+/// The first of `n` consecutive free loopback ports.
+pub fn free_port_block(n: u16) -> std::io::Result<u16> {
+    // Let the OS pick the first port (ephemeral ports are handed out so that concurrent callers do
+    // not collide), then check that the next ones are free too.
+    for _ in 0..200 {
+        let first = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let base = first.local_addr()?.port();
+        if base > u16::MAX - n {
+            continue;
+        }
+        let rest: Vec<_> = (1..n).map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i))).collect();
+        if rest.iter().all(Result::is_ok) {
+            return Ok(base);
+        }
+    }
+    Err(std::io::Error::other("no block of free loopback ports found"))
+}
+
+fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Writes the sample scripts (`scripts/`) and upstream inputs (`inputs/`) into `workdir`.
+pub fn write_sample_files(workdir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(workdir.join("scripts"))?;
+    std::fs::create_dir_all(workdir.join("inputs"))?;
+    for (name, text) in SCRIPTS {
+        write_executable(&workdir.join("scripts").join(name), text)?;
+    }
+    for (name, bytes) in INPUTS {
+        std::fs::write(workdir.join("inputs").join(name), bytes)?;
+    }
+    Ok(())
+}
+
+/// Prepares the scratch directory and returns the demo configuration.
+pub fn prepare(workdir: &Path, fail: Option<Failure>) -> anyhow::Result<Config> {
+    write_sample_files(workdir)?;
+    let mut cfg = Config::embedded(workdir)?;
+    let staging = free_port_block(3)?;
+    let mut production = free_port_block(3)?;
+    if production.abs_diff(staging) < 3 {
+        production = staging + 10;
+    }
+    let r = &mut cfg.raybot;
+    r.release.inputs_dir = "inputs".into();
+    r.release.remind_after_seconds = 2;
+    r.job_env.insert("SAMPLE_STATE_DIR".into(), workdir.join("sample").display().to_string());
+    r.job_env.insert("SAMPLE_PORT_STAGING".into(), staging.to_string());
+    r.job_env.insert("SAMPLE_PORT_PRODUCTION".into(), production.to_string());
+    match fail {
+        Some(Failure::Smoke) => {
+            r.job_env.insert("SAMPLE_FAIL".into(), "production:smoke".into());
+        }
+        Some(Failure::Deploy) => {
+            r.job_env.insert("SAMPLE_FAIL".into(), "production:deploy".into());
+        }
+        _ => {}
+    }
+    for (name, port) in [("staging", staging), ("production", production)] {
+        if let Some(e) = r.environments.get_mut(name) {
+            e.probe.url = format!("http://127.0.0.1:{port}/healthz");
+            e.health_window.duration_seconds = 3;
+            e.health_window.interval_seconds = 1;
+        }
+    }
+    cfg.source = format!("demo ({})", workdir.display());
+    Ok(cfg)
+}
+
+async fn setup_job(cfg: &Config, workdir: &Path, argv: &[&str], log: &str) -> anyhow::Result<()> {
+    let mut env: Vec<(String, String)> = cfg.raybot.job_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // Setup never injects failures (an empty value means none to the scripts).
+    env.retain(|(k, _)| k != "SAMPLE_FAIL");
+    env.push(("SAMPLE_FAIL".into(), String::new()));
+    if let Ok(exe) = std::env::current_exe() {
+        env.push(("RAYBOT_BIN".into(), exe.display().to_string()));
+    }
+    let outcome = run_job(JobRequest {
+        argv: argv.iter().map(|s| (*s).to_string()).collect(),
+        env,
+        cwd: workdir.to_path_buf(),
+        timeout: Duration::from_secs(30),
+        log_path: workdir.join(log),
+        header: format!("# demo setup: {}", argv.join(" ")),
+    })
+    .await;
+    if !outcome.succeeded() {
+        anyhow::bail!(
+            "demo setup `{}` failed: {} — {}",
+            argv.join(" "),
+            outcome.summary(),
+            outcome.log_tail.join(" | ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the demo, printing the transcript to `out`.
+pub async fn run(opts: DemoOptions, out: Box<dyn std::io::Write + Send>) -> anyhow::Result<DemoOutcome> {
+    let temp = match &opts.workdir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("raybot-demo-").tempdir()?),
+    };
+    let workdir = opts.workdir.clone().or_else(|| temp.as_ref().map(|t| t.path().to_path_buf())).unwrap_or_default();
+    let cfg = prepare(&workdir, opts.fail)?;
+    let local = Arc::new(LocalChat::new(out, "demo"));
+    let result = play(&opts, &cfg, &workdir, local.clone()).await;
+    // Always stop the sample service, whatever happened.
+    let _ = setup_job(&cfg, &workdir, &["scripts/stop_sample.sh"], "setup.log").await;
+    local.say("[demo] sample service stopped.");
+    result
+}
+
+async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<LocalChat>) -> anyhow::Result<DemoOutcome> {
+    let catalog = Catalog::embedded().map_err(|e| anyhow::anyhow!("embedded protocols: {e:?}"))?;
+    local.say(&format!(
+        "[demo] Starting the sample service v1.1 on staging ({}) and production ({}) — blue/green on loopback.",
+        cfg.raybot.environments["staging"].probe.url, cfg.raybot.environments["production"].probe.url
+    ));
+    for env in ["staging", "production"] {
+        setup_job(
+            cfg,
+            workdir,
+            &["scripts/deploy_backend.sh", "--env", env, "--release", "v1.1", "--percent", "100"],
+            "setup.log",
+        )
+        .await?;
+    }
+    let store: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&workdir.join("store"))?);
+    let (cue_tx, mut cue_rx) = mpsc::unbounded_channel();
+    let chat = Arc::new(DemoChat { local: local.clone(), cues: cue_tx });
+    let metrics = Arc::new(Metrics::new());
+    let mut driver = Driver::new(cfg.clone(), catalog, store, chat, opts.artifacts.clone(), "local", metrics);
+    let (people_tx, mut people_rx) = mpsc::unbounded_channel::<(String, Inbound)>();
+    let user = |id: &str| UserRef::new("local", id);
+
+    let deploy = format!("/ray deploy v1.2 --strategy {}", opts.strategy.as_str());
+    local.say(&format!("alice: {deploy}"));
+    driver.inbound(Inbound::Command { user: user("alice"), text: deploy }).await;
+
+    let mut approvals_seen = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        if let Some((id, outcome)) = driver.finished.first().cloned() {
+            let code = match outcome {
+                Terminal::Released => 0,
+                Terminal::RolledBack { .. } => 3,
+                _ => 1,
+            };
+            if matches!(outcome, Terminal::RolledBack { .. }) {
+                let url = cfg.raybot.environments["production"].probe.url.clone();
+                let report = crate::probe::run_probe(
+                    &reqwest::Client::new(),
+                    &crate::probe::ProbeRequest {
+                        url,
+                        count: 5,
+                        interval: Duration::from_millis(20),
+                        timeout: Duration::from_secs(2),
+                        version_header: Some("x-version".into()),
+                    },
+                )
+                .await;
+                local.say(&format!(
+                    "[demo] production now serves {:?} ({} of {} healthy).",
+                    report.versions.keys().collect::<Vec<_>>(),
+                    report.ok,
+                    report.total
+                ));
+            }
+            local.say(&format!(
+                "[demo] {id}: {}. Evidence in {}/{id}/. Exit code {code}.",
+                outcome.label(),
+                opts.artifacts.display()
+            ));
+            return Ok(DemoOutcome { exit_code: code, release: Some(id), outcome: Some(outcome) });
+        }
+        if let Some(r) = driver.active().next() {
+            if let Activity::Halted(h) = &r.activity {
+                if driver.idle() {
+                    local.say(&format!("[demo] the release halted at {}: {} — the demo stops here.", h.step, h.reason));
+                    return Ok(DemoOutcome { exit_code: 1, release: Some(r.id.clone()), outcome: None });
+                }
+            }
+        } else if driver.idle() && driver.finished.is_empty() {
+            local.say("[demo] no release is running.");
+            return Ok(DemoOutcome { exit_code: 1, release: None, outcome: None });
+        }
+        tokio::select! {
+            Some((message, text, ask)) = cue_rx.recv() => {
+                let tx = people_tx.clone();
+                let script: Vec<(u64, &str, Inbound)> = match ask {
+                    Ask::Reaction { emoji } => vec![
+                        (300, "alice: /ray ack", Inbound::Command { user: user("alice"), text: "/ray ack".into() }),
+                        (200, "bob reacted ✅", Inbound::Reaction { user: user("bob"), message: message.clone(), emoji: emoji.clone(), added: true }),
+                        (200, "mallory reacted ✅", Inbound::Reaction { user: user("mallory"), message: message.clone(), emoji: emoji.clone(), added: true }),
+                        (200, "carol reacted ✅", Inbound::Reaction { user: user("carol"), message: message.clone(), emoji: emoji.clone(), added: true }),
+                        (200, "dave: /ray ack", Inbound::Command { user: user("dave"), text: "/ray ack".into() }),
+                    ],
+                    Ask::Buttons => {
+                        approvals_seen += 1;
+                        if approvals_seen == 1 {
+                            vec![
+                                (300, "erin clicked [Approve]", Inbound::Click { user: user("erin"), message: message.clone(), button: Button::Approve }),
+                                (300, "alice: /ray approve rehearsal evidence reviewed", Inbound::Command { user: user("alice"), text: "/ray approve rehearsal evidence reviewed".into() }),
+                                (300, "bob clicked [Approve]", Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve }),
+                            ]
+                        } else if opts.fail == Some(Failure::Approval) {
+                            vec![
+                                (300, "bob clicked [Approve]", Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve }),
+                                (300, "carol: /ray reject error budget exhausted this week", Inbound::Command { user: user("carol"), text: "/ray reject error budget exhausted this week".into() }),
+                            ]
+                        } else {
+                            vec![
+                                (300, "bob clicked [Approve]", Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve }),
+                                (300, "carol: /ray approve dashboards and alerts ready", Inbound::Command { user: user("carol"), text: "/ray approve dashboards and alerts ready".into() }),
+                            ]
+                        }
+                    }
+                    Ask::Nothing if text.starts_with("[RAY REMINDER] Change freeze") => vec![
+                        (300, "erin: /react ✅ (after the reminder)", Inbound::Reaction { user: user("erin"), message: driver_freeze_message(&driver), emoji: "white_check_mark".into(), added: true }),
+                    ],
+                    Ask::Nothing => vec![],
+                };
+                let script: Vec<(u64, String, Inbound)> = script.into_iter().map(|(d, s, i)| (d, s.to_string(), i)).collect();
+                tokio::spawn(async move {
+                    for (delay, said, inbound) in script {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        let _ = tx.send((said, inbound));
+                    }
+                });
+            }
+            Some((said, inbound)) = people_rx.recv() => {
+                local.say(&said);
+                driver.inbound(inbound).await;
+            }
+            Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
+            _ = tokio::time::sleep_until(deadline) => {
+                local.say("[demo] gave up after 150 s.");
+                return Ok(DemoOutcome { exit_code: 1, release: None, outcome: None });
+            }
+        }
+    }
+}
+
+fn driver_freeze_message(driver: &Driver) -> String {
+    driver.active().next().and_then(|r| r.posts.get("freeze")).and_then(|v| v.last().cloned()).unwrap_or_default()
+}

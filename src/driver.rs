@@ -1,0 +1,655 @@
+//! The driver: the only place where the engine meets the world.
+//!
+//! For every inbound event it routes to the right release, lets the engine decide, makes the event
+//! durable in the [`Store`] *before* anything is said in chat, then performs the effects: posts,
+//! jobs, probes, evidence, timers. Results of jobs and probes come back as events through the same
+//! path, so a restart can rebuild every release by replaying its log.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::chat::{ChatSink, Inbound};
+use crate::command::{self, Command, HELP};
+use crate::config::Config;
+use crate::engine::{Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
+use crate::evidence::{EvidenceWriter, InputCheck};
+use crate::http::Metrics;
+use crate::jobs::{JobRequest, run_job};
+use crate::probe::{ProbeRequest, run_probe};
+use crate::protocol::Catalog;
+use crate::store::{LockOutcome, ReleaseSummary, Store, StoreError};
+
+/// What the store keeps per event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub at: Timestamp,
+    pub event: Event,
+}
+
+/// The wall clock, in the engine's unit.
+pub fn now() -> Timestamp {
+    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+}
+
+/// Message shown when the store cannot take a write.
+pub const STORE_DOWN: &str = "state store unavailable — nothing was changed, try again";
+
+struct Active {
+    release: Release,
+    log_len: u64,
+    lock_token: Option<u64>,
+}
+
+/// Results of background work, addressed to a release.
+#[derive(Debug)]
+pub struct Internal {
+    pub release: String,
+    pub event: Event,
+}
+
+/// Runs releases for one chat platform.
+pub struct Driver {
+    pub config: Config,
+    pub catalog: Catalog,
+    store: Arc<dyn Store>,
+    chat: Arc<dyn ChatSink>,
+    /// Evidence root; each release writes under `<root>/<release id>/`.
+    pub artifacts: PathBuf,
+    platform: String,
+    replica: String,
+    releases: BTreeMap<String, Active>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    /// Background jobs, probes, checks and bundles not yet reported back.
+    in_flight: usize,
+    /// Outcomes of releases that ended while this driver ran.
+    pub finished: Vec<(String, Terminal)>,
+}
+
+impl Driver {
+    pub fn new(
+        config: Config,
+        catalog: Catalog,
+        store: Arc<dyn Store>,
+        chat: Arc<dyn ChatSink>,
+        artifacts: PathBuf,
+        platform: &str,
+        metrics: Arc<Metrics>,
+    ) -> Driver {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let replica = std::env::var("RAYBOT_REPLICA")
+            .or_else(|_| std::env::var("FLY_MACHINE_ID"))
+            .unwrap_or_else(|_| format!("raybot-{}", std::process::id()));
+        Driver {
+            config,
+            catalog,
+            store,
+            chat,
+            artifacts,
+            platform: platform.to_string(),
+            replica,
+            releases: BTreeMap::new(),
+            internal_tx,
+            internal_rx,
+            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+            metrics,
+            in_flight: 0,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Loads every unfinished release of this platform from the store and resumes it.
+    pub async fn resume(&mut self) -> Result<usize, StoreError> {
+        let summaries = self.store.summaries().await?;
+        let mut resumed = 0;
+        for s in summaries.into_iter().filter(|s| !s.finished) {
+            let lines = self.store.read(&s.id).await?;
+            let mut events = Vec::with_capacity(lines.len());
+            for l in &lines {
+                let e: StoredEvent =
+                    serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{}: {e}", s.id)))?;
+                events.push((e.at, e.event));
+            }
+            let Some(release) = Release::replay(events.iter()) else { continue };
+            if release.plan.people.platform != self.platform {
+                continue;
+            }
+            let token = match self.store.lock(&release.env, &release.id, self.lease_ms(), now().0).await? {
+                LockOutcome::Acquired(l) => Some(l.token),
+                LockOutcome::Held(l) => {
+                    tracing::warn!(release = %release.id, holder = %l.owner, "environment lock held by another release; not resuming");
+                    continue;
+                }
+            };
+            let id = release.id.clone();
+            self.releases.insert(id.clone(), Active { release, log_len: lines.len() as u64, lock_token: token });
+            let previous = None;
+            let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.config.raybot.release.lock_lease_seconds * 1000
+    }
+
+    /// True when no release is busy: each one waits for people or has ended, and nothing runs.
+    pub fn idle(&self) -> bool {
+        self.in_flight == 0 && self.releases.values().all(|a| a.release.activity.needs_people())
+    }
+
+    /// Active (unfinished) releases.
+    pub fn active(&self) -> impl Iterator<Item = &Release> {
+        self.releases.values().map(|a| &a.release).filter(|r| !r.is_finished())
+    }
+
+    /// Waits for the next background result and applies it. Returns false if none can come.
+    pub async fn next_internal(&mut self) -> bool {
+        if self.in_flight == 0 && !self.has_timers() {
+            return false;
+        }
+        match self.internal_rx.recv().await {
+            Some(msg) => {
+                self.handle_internal(msg).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn has_timers(&self) -> bool {
+        self.active().any(|r| {
+            matches!(
+                r.activity,
+                crate::engine::Activity::Soak { .. }
+                    | crate::engine::Activity::Acks { .. }
+                    | crate::engine::Activity::Approval { .. }
+            )
+        })
+    }
+
+    /// Receives the next background result, if one arrives within `wait`.
+    pub async fn next_internal_timeout(&mut self, wait: Duration) -> bool {
+        match tokio::time::timeout(wait, self.internal_rx.recv()).await {
+            Ok(Some(msg)) => {
+                self.handle_internal(msg).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next background result (jobs, probes, timers …); never `None` while the driver lives.
+    pub async fn recv_internal(&mut self) -> Option<Internal> {
+        self.internal_rx.recv().await
+    }
+
+    /// Applies a background result.
+    pub async fn handle_internal(&mut self, msg: Internal) {
+        if !matches!(msg.event, Event::Tick { .. }) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        if let Err(e) = self.apply(&msg.release, msg.event.clone(), None).await {
+            // Keep the result and try again: a finished job must not be lost to a store hiccup.
+            tracing::warn!(release = %msg.release, error = %e, "could not record a result; retrying in 1s");
+            if !matches!(msg.event, Event::Tick { .. }) {
+                self.in_flight += 1;
+            }
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = tx.send(msg);
+            });
+        }
+    }
+
+    /// Handles something a person did.
+    pub async fn inbound(&mut self, msg: Inbound) {
+        self.metrics.inbound(match &msg {
+            Inbound::Command { .. } => "command",
+            Inbound::Reaction { .. } => "reaction",
+            Inbound::Click { .. } => "click",
+        });
+        match msg {
+            Inbound::Command { user, text } => self.command(user, &text).await,
+            Inbound::Reaction { user, message, emoji, added } => {
+                if let Some(id) = self.release_of_message(&message) {
+                    let ev = Event::Reaction { by: user.clone(), message, emoji, added };
+                    self.apply_or_tell(&id, ev, &user).await;
+                }
+            }
+            Inbound::Click { user, message, button } => match self.release_of_message(&message) {
+                Some(id) => {
+                    let ev = Event::Click { by: user.clone(), message, button };
+                    self.apply_or_tell(&id, ev, &user).await;
+                }
+                None => {
+                    self.reply(
+                        &user,
+                        ray_error("that button belongs to no running release; `/ray status` shows what is running."),
+                    )
+                    .await
+                }
+            },
+        }
+    }
+
+    fn release_of_message(&self, message: &str) -> Option<String> {
+        self.releases
+            .values()
+            .find(|a| a.release.posts.values().any(|ids| ids.iter().any(|m| m == message)))
+            .map(|a| a.release.id.clone())
+    }
+
+    async fn reply(&self, to: &UserRef, text: String) {
+        if let Err(e) = self.chat.reply(to, &text).await {
+            tracing::warn!(error = %e, "could not reply");
+        }
+    }
+
+    async fn apply_or_tell(&mut self, id: &str, ev: Event, user: &UserRef) {
+        if let Err(e) = self.apply(id, ev, Some(user)).await {
+            tracing::warn!(release = %id, error = %e, "store write failed");
+        }
+    }
+
+    async fn command(&mut self, user: UserRef, text: &str) {
+        let cmd = match command::parse(text) {
+            Ok(c) => c,
+            Err(e) => return self.reply(&user, ray_error(e)).await,
+        };
+        match cmd {
+            Command::Help => self.reply(&user, HELP.to_string()).await,
+            Command::Protocols => {
+                let mut s = String::from("[RAY] Protocols:");
+                for p in &self.catalog.protocols {
+                    s.push_str(&format!(
+                        "\n- {} {} ({} phases, {} gates)",
+                        p.id,
+                        p.title,
+                        p.phases.len(),
+                        p.gates.len()
+                    ));
+                }
+                for (env, ids) in &self.catalog.pipeline.targets {
+                    s.push_str(&format!("\n/ray deploy … to {env} runs: {}", ids.join(" → ")));
+                }
+                self.reply(&user, s).await;
+            }
+            Command::History => {
+                let text = match self.store.summaries().await {
+                    Ok(list) if list.is_empty() => "[RAY] No releases yet.".to_string(),
+                    Ok(list) => {
+                        let mut s = String::from("[RAY] Recent releases:");
+                        for r in list.iter().take(10) {
+                            s.push_str(&format!(
+                                "\n- {} {} → {}: {} (by {}, {})",
+                                r.id,
+                                r.version,
+                                r.env,
+                                r.status,
+                                r.started_by,
+                                Timestamp(r.started_at_ms).rfc3339()
+                            ));
+                        }
+                        s
+                    }
+                    Err(_) => ray_error(STORE_DOWN),
+                };
+                self.reply(&user, text).await;
+            }
+            Command::Status { version } => {
+                let found: Vec<String> = self
+                    .releases
+                    .values()
+                    .map(|a| &a.release)
+                    .filter(|r| version.as_ref().is_none_or(|v| &r.version == v))
+                    .filter(|r| version.is_some() || !r.is_finished())
+                    .map(Release::status_text)
+                    .collect();
+                let text = if found.is_empty() {
+                    match version {
+                        Some(v) => {
+                            ray_error(format!("no release of {v} is known here; `/ray history` lists releases."))
+                        }
+                        None => "[RAY] No release is running. Start one with `/ray deploy <version>`.".to_string(),
+                    }
+                } else {
+                    found.join("\n")
+                };
+                self.reply(&user, text).await;
+            }
+            Command::Deploy { version, env, strategy } => {
+                self.deploy(user, version, env, strategy.unwrap_or_default()).await
+            }
+            Command::Release(rc) => {
+                let Some(id) = self.route(&rc) else {
+                    let what = match rc {
+                        ReleaseCommand::Ack => "no change freeze is waiting for acknowledgement",
+                        ReleaseCommand::Approve { .. } | ReleaseCommand::Reject { .. } => {
+                            "no release is waiting for approval"
+                        }
+                        _ => "no release is running",
+                    };
+                    return self
+                        .reply(
+                            &user,
+                            ray_error(format!(
+                                "{what}. `/ray status` shows what is running; `/ray deploy <version>` starts a release."
+                            )),
+                        )
+                        .await;
+                };
+                self.apply_or_tell(&id, Event::Command { by: user.clone(), command: rc }, &user).await;
+            }
+        }
+    }
+
+    /// Picks the release a command is for: the one waiting for that kind of input, else the only one.
+    fn route(&self, rc: &ReleaseCommand) -> Option<String> {
+        use crate::engine::Activity;
+        let active: Vec<&Release> = self.active().collect();
+        let waiting = active.iter().find(|r| match rc {
+            ReleaseCommand::Ack => matches!(r.activity, Activity::Acks { .. }),
+            ReleaseCommand::Approve { .. } | ReleaseCommand::Reject { .. } => {
+                matches!(r.activity, Activity::Approval { .. })
+            }
+            ReleaseCommand::Waive { .. } | ReleaseCommand::Retry => matches!(r.activity, Activity::Halted(_)),
+            _ => false,
+        });
+        match (waiting, active.as_slice()) {
+            (Some(r), _) => Some(r.id.clone()),
+            (None, [only]) => Some(only.id.clone()),
+            _ => None,
+        }
+    }
+
+    async fn deploy(&mut self, user: UserRef, version: String, env: Option<String>, strategy: crate::engine::Strategy) {
+        let env = env.unwrap_or_else(|| "production".to_string());
+        let people = self.config.people(&self.platform);
+        if people.get(&user.id).is_none() {
+            return self
+                .reply(
+                    &user,
+                    ray_error(format!(
+                        "{} is not in config/release-approvers.yaml; only listed people may start a release.",
+                        user.id
+                    )),
+                )
+                .await;
+        }
+        let plan = match self.config.plan(&self.catalog, &env, &self.platform, &version) {
+            Ok(p) => p,
+            Err(e) => return self.reply(&user, ray_error(e)).await,
+        };
+        let started = now();
+        let id = format!("{version}-{env}-{}", compact_time(started));
+        // One release per environment until it ends, however long it waits for people: an
+        // unfinished release holds the environment even if its lease lapsed while nobody ran raybot.
+        match self.store.summaries().await {
+            Ok(list) => {
+                if let Some(other) = list.iter().find(|s| s.env == env && !s.finished) {
+                    return self
+                        .reply(
+                            &user,
+                            ray_error(format!(
+                                "{env} is locked by release {} ({} by {}, {}) — one release per environment. Wait for it to finish, or `/ray abort` / `/ray rollback` it.",
+                                other.id, other.version, people.mention(&other.started_by), other.status
+                            )),
+                        )
+                        .await;
+                }
+            }
+            Err(_) => return self.reply(&user, ray_error(STORE_DOWN)).await,
+        }
+        let lock = match self.store.lock(&env, &id, self.lease_ms(), started.0).await {
+            Ok(LockOutcome::Acquired(l)) => l,
+            Ok(LockOutcome::Held(l)) => {
+                let holder = self.releases.get(&l.owner).map(|a| {
+                    format!(
+                        "{} (started by {}, {})",
+                        a.release.id,
+                        people.mention(&a.release.started_by.id),
+                        a.release.activity.label()
+                    )
+                });
+                return self
+                    .reply(
+                        &user,
+                        ray_error(format!(
+                            "{env} is locked by release {} — one release per environment. Wait for it to finish, or `/ray abort` / `/ray rollback` it.",
+                            holder.unwrap_or(l.owner)
+                        )),
+                    )
+                    .await;
+            }
+            Err(_) => return self.reply(&user, ray_error(STORE_DOWN)).await,
+        };
+        let ev = Event::Started {
+            release: id.clone(),
+            version,
+            env: env.clone(),
+            strategy,
+            by: user.clone(),
+            plan: Box::new(plan),
+        };
+        let Some((release, fx)) = Release::start(&ev, started) else {
+            let _ = self.store.unlock(&env, &id, lock.token).await;
+            return self.reply(&user, ray_error("could not start the release (empty pipeline)")).await;
+        };
+        let line = match serde_json::to_string(&StoredEvent { at: started, event: ev }) {
+            Ok(l) => l,
+            Err(e) => return self.reply(&user, ray_error(format!("internal error: {e}"))).await,
+        };
+        if self.store.append(&id, 0, &[line], &summary(&release, 1)).await.is_err() {
+            let _ = self.store.unlock(&env, &id, lock.token).await;
+            return self.reply(&user, ray_error(STORE_DOWN)).await;
+        }
+        self.metrics.release_started();
+        self.releases.insert(id.clone(), Active { release, log_len: 1, lock_token: Some(lock.token) });
+        self.perform(&id, fx).await;
+    }
+
+    /// Applies `event` to release `id`: decide, persist, then act. Store failures leave the
+    /// release untouched and tell `user` (if any) that nothing changed.
+    pub async fn apply(&mut self, id: &str, event: Event, user: Option<&UserRef>) -> Result<(), StoreError> {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let Some(active) = self.releases.get(id) else { return Ok(()) };
+            let at = now();
+            let mut next = active.release.clone();
+            let fx = next.handle(&event, at);
+            let line =
+                serde_json::to_string(&StoredEvent { at, event }).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let len = active.log_len;
+            if let Err(e) = self.store.append(id, len, &[line], &summary(&next, len + 1)).await {
+                if let Some(u) = user {
+                    self.reply(u, ray_error(STORE_DOWN)).await;
+                }
+                return Err(e);
+            }
+            if let Some(a) = self.releases.get_mut(id) {
+                a.release = next;
+                a.log_len = len + 1;
+            }
+            queue.extend(self.perform(id, fx).await);
+        }
+        Ok(())
+    }
+
+    /// Performs effects; returns events that must be applied right away (message ids, write errors).
+    async fn perform(&mut self, id: &str, fx: Vec<Effect>) -> Vec<Event> {
+        let mut follow = Vec::new();
+        let root = self.artifacts.join(id);
+        for e in fx {
+            match e {
+                Effect::Post { key, text, ask } => match self.chat.post(&text, &ask).await {
+                    Ok(message) => {
+                        if let Some(key) = key {
+                            follow.push(Event::Posted { key, message });
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "post failed"),
+                },
+                Effect::Update { key, text } => {
+                    let msg =
+                        self.releases.get(id).and_then(|a| a.release.posts.get(&key)).and_then(|v| v.last().cloned());
+                    if let Some(m) = msg {
+                        if let Err(err) = self.chat.update(&m, &text).await {
+                            tracing::warn!(error = %err, "update failed");
+                        }
+                    }
+                }
+                Effect::Reply { to, text } => self.reply(&to, text).await,
+                Effect::RunJob(spec) => {
+                    self.in_flight += 1;
+                    self.metrics.job_started();
+                    let root_s = root.display().to_string();
+                    let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{artifacts}", &root_s)).collect();
+                    let mut env = spec.env.clone();
+                    env.push(("RAYBOT_ARTIFACTS".into(), root_s.clone()));
+                    if let Ok(exe) = std::env::current_exe() {
+                        env.push(("RAYBOT_BIN".into(), exe.display().to_string()));
+                    }
+                    if let Some(a) = self.releases.get(id) {
+                        env.push(("RAYBOT_INPUTS_DIR".into(), a.release.plan.inputs_dir.clone()));
+                    }
+                    let req = JobRequest {
+                        argv,
+                        env,
+                        cwd: self.config.base_dir.clone(),
+                        timeout: Duration::from_millis(spec.timeout_ms),
+                        log_path: root.join(&spec.log),
+                        header: format!("# release {id} — {} — job {}", spec.purpose, spec.id),
+                    };
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    let metrics = self.metrics.clone();
+                    tokio::spawn(async move {
+                        let outcome = run_job(req).await;
+                        metrics.job_finished(outcome.succeeded());
+                        let _ = tx.send(Internal { release, event: Event::JobFinished { job: spec.id, outcome } });
+                    });
+                }
+                Effect::Probe(spec) => {
+                    self.in_flight += 1;
+                    let client = self.http.clone();
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    tokio::spawn(async move {
+                        let req = ProbeRequest {
+                            url: spec.url.clone(),
+                            count: spec.count,
+                            interval: Duration::from_millis(spec.interval_ms),
+                            timeout: Duration::from_millis(spec.timeout_ms),
+                            version_header: spec.version_header.clone(),
+                        };
+                        let report = run_probe(&client, &req).await;
+                        let _ = tx.send(Internal { release, event: Event::ProbeFinished { probe: spec.id, report } });
+                    });
+                }
+                Effect::CheckInputs { check, items } => {
+                    self.in_flight += 1;
+                    let inputs_dir =
+                        self.releases.get(id).map(|a| PathBuf::from(&a.release.plan.inputs_dir)).unwrap_or_default();
+                    let base = self.config.base_dir.clone();
+                    let checks: Vec<InputCheck> = items
+                        .into_iter()
+                        .map(|i| InputCheck {
+                            dir: match i.location.as_str() {
+                                "repository" => base.clone(),
+                                "artifacts" => root.clone(),
+                                _ => inputs_dir.clone(),
+                            },
+                            name: i.name,
+                            required: i.required,
+                            max_age: i.max_age_days.map(|d| Duration::from_secs(d * 86_400)),
+                        })
+                        .collect();
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    tokio::task::spawn_blocking(move || {
+                        let results = crate::evidence::check_inputs(&checks);
+                        let _ = tx.send(Internal { release, event: Event::InputsChecked { check, results } });
+                    });
+                }
+                Effect::WriteEvidence { path, contents } => {
+                    if let Err(err) = EvidenceWriter::new(&root).write(&path, contents.as_bytes()) {
+                        follow.push(Event::EvidenceFailed { file: path, error: err.to_string() });
+                    }
+                }
+                Effect::Bundle { bundle, zip, files, manifest, protocol } => {
+                    self.in_flight += 1;
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    let root = root.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let writer = EvidenceWriter::new(&root);
+                        let event = match writer.bundle(
+                            &zip,
+                            &files,
+                            manifest.as_deref(),
+                            &release,
+                            &protocol,
+                            &now().rfc3339(),
+                        ) {
+                            Ok(report) => Event::BundleWritten { bundle, report },
+                            Err(err) => Event::EvidenceFailed { file: zip, error: err.to_string() },
+                        };
+                        let _ = tx.send(Internal { release, event });
+                    });
+                }
+                Effect::ArmTimer { timer, at } => {
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    let wait = Duration::from_millis(at.0.saturating_sub(now().0));
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = tx.send(Internal { release, event: Event::Tick { timer } });
+                    });
+                }
+                Effect::Finished { outcome } => {
+                    self.metrics.release_finished(outcome.label());
+                    if let Some(a) = self.releases.get(id) {
+                        let env = a.release.env.clone();
+                        if let Some(token) = a.lock_token {
+                            if let Err(err) = self.store.unlock(&env, id, token).await {
+                                tracing::warn!(error = %err, "could not release the environment lock");
+                            }
+                        }
+                    }
+                    self.finished.push((id.to_string(), outcome));
+                }
+            }
+        }
+        follow
+    }
+}
+
+/// `20261121T233420Z`-style compact UTC time for release ids.
+fn compact_time(t: Timestamp) -> String {
+    t.rfc3339().replace(['-', ':'], "").chars().take(15).collect::<String>() + "Z"
+}
+
+/// The index row of a release.
+pub fn summary(r: &Release, events: u64) -> ReleaseSummary {
+    ReleaseSummary {
+        id: r.id.clone(),
+        version: r.version.clone(),
+        env: r.env.clone(),
+        status: r.activity.label(),
+        finished: r.is_finished(),
+        started_by: r.started_by.id.clone(),
+        started_at_ms: r.started_at.0,
+        updated_at_ms: r.updated_at.0,
+        events,
+    }
+}

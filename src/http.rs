@@ -1,0 +1,128 @@
+//! `raybot serve`: the HTTP side. `/healthz` reports the process and the state store; `/metrics`
+//! is Prometheus text. Chat platform endpoints plug into [`router`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+/// Process metrics, exported at `/metrics`.
+pub struct Metrics {
+    registry: Registry,
+    inbound: Family<KindLabel, Counter>,
+    releases_started: Counter,
+    releases_finished: Family<OutcomeLabel, Counter>,
+    active: Gauge,
+    jobs: Family<OutcomeLabel, Counter>,
+    jobs_running: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("raybot");
+        let inbound = Family::<KindLabel, Counter>::default();
+        let releases_started = Counter::default();
+        let releases_finished = Family::<OutcomeLabel, Counter>::default();
+        let active = Gauge::default();
+        let jobs = Family::<OutcomeLabel, Counter>::default();
+        let jobs_running = Gauge::default();
+        registry.register("inbound_events", "Commands, reactions and clicks received", inbound.clone());
+        registry.register("releases_started", "Releases started", releases_started.clone());
+        registry.register("releases_finished", "Releases ended, by outcome", releases_finished.clone());
+        registry.register("active_releases", "Releases in progress", active.clone());
+        registry.register("jobs", "Jobs finished, by outcome", jobs.clone());
+        registry.register("jobs_running", "Jobs running now", jobs_running.clone());
+        Metrics { registry, inbound, releases_started, releases_finished, active, jobs, jobs_running }
+    }
+
+    pub fn inbound(&self, kind: &str) {
+        self.inbound.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+
+    pub fn release_started(&self) {
+        self.releases_started.inc();
+        self.active.inc();
+    }
+
+    pub fn release_finished(&self, outcome: &str) {
+        self.releases_finished.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        self.active.dec();
+    }
+
+    pub fn job_started(&self) {
+        self.jobs_running.inc();
+    }
+
+    pub fn job_finished(&self, ok: bool) {
+        self.jobs_running.dec();
+        self.jobs.get_or_create(&OutcomeLabel { outcome: if ok { "succeeded" } else { "failed" }.into() }).inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The HTTP application (tests call it without a socket).
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let check = tokio::time::timeout(std::time::Duration::from_secs(2), s.store.health()).await;
+    match check {
+        Ok(Ok(())) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "store": "ok"}))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "store unhealthy");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "degraded", "store": "unavailable"})),
+            )
+        }
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "degraded", "store": "timeout"})))
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+}

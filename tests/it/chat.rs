@@ -1,0 +1,71 @@
+//! `raybot chat`: a war room on stdin/stdout, cut off between people and resumed from the store.
+
+use crate::support::{Workspace, release_dir};
+
+#[test]
+fn a_release_survives_four_sessions_and_refuses_bad_input() {
+    let ws = Workspace::new();
+
+    // Session 1: bad input first, then the release starts and runs until people are needed.
+    let (out, code) = ws.chat(
+        "alice",
+        "/ray dploy v1.2\n/ray deploy v1.2;rm -rf /\n/ray deploy\n/ray approve\n/ray deploy v1.2\n/ray deploy v1.3\n/as mallory\n/ray approve\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[RAY ERROR] unknown command `dploy`"), "{out}");
+    assert!(out.contains("[RAY ERROR] `v1.2;rm` is not a valid version"), "{out}");
+    assert!(out.contains("[RAY ERROR] missing version. Usage: `/ray deploy <version>"), "{out}");
+    assert!(out.contains("[RAY ERROR] no release is waiting for approval"), "{out}");
+    assert!(out.contains("[RAY ERROR] production is locked by release v1.2-production-"), "{out}");
+    assert!(out.contains("[RAY ERROR] mallory is not in config/release-approvers.yaml"), "{out}");
+    assert!(out.contains("[APPROVAL REQUEST] Readiness review"), "{out}");
+    assert!(!out.contains("Go decision recorded"), "{out}");
+
+    // Session 2: the readiness review is approved; raybot moves on to the change freeze.
+    let (out, code) = ws.chat("alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[RAY] Resumed after a restart."), "{out}");
+    assert!(out.contains("Go decision recorded"), "{out}");
+    assert!(out.contains("Change freeze in effect. All teams acknowledge?"), "{out}");
+
+    // Session 3: everyone acknowledges, with a reaction or /ray ack; a stranger's reaction is refused.
+    let (out, code) = ws.chat(
+        "alice",
+        "/ray ack\n/as bob\n/react ✅\n/as mallory\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("mallory is not on the change-freeze list"), "{out}");
+    assert!(out.contains("Change freeze confirmed by all 5 stakeholders"), "{out}");
+    assert!(
+        out.contains("[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)"),
+        "{out}"
+    );
+
+    // Session 4: the go/no-go, the production deploy, the health window and the report.
+    let (out, code) =
+        ws.chat("erin", "/ray approve\n/as bob\n/click approve\n/as carol\n/ray approve monitoring ready\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("erin (stakeholder) may not approve"), "{out}");
+    assert!(out.contains("Production deployment 100% complete"), "{out}");
+    assert!(out.contains("v1.2 released to production"), "{out}");
+    assert_eq!(ws.serving(ws.production_port), "v1.2");
+
+    let dir = release_dir(&ws.artifacts());
+    let freeze = std::fs::read_to_string(dir.join("deployment/change-freeze-confirmation.md")).unwrap();
+    assert!(freeze.contains("| reaction |") && freeze.contains("| command |"), "{freeze}");
+    assert!(dir.join("deployment/DEPLOYMENT-EVIDENCE.zip").is_file());
+
+    // The store knows the release ended.
+    let (status, code) = crate::support::run(
+        std::process::Command::new(crate::support::RAYBOT)
+            .args(["status", "--json"])
+            .current_dir(ws.path())
+            .env_remove("RAYBOT_STORE"),
+        "",
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{status}");
+    let list: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(list[0]["status"], "released");
+    assert_eq!(list[0]["finished"], true);
+}

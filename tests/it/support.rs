@@ -1,0 +1,143 @@
+//! Shared fixtures: a scratch workspace with the sample scripts, inputs, a config on free ports and
+//! the sample service running v1.1; helpers to run the `raybot` binary with a time limit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RAYBOT: &str = env!("CARGO_BIN_EXE_raybot");
+
+/// A scratch directory laid out like a project using raybot.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub staging_port: u16,
+    pub production_port: u16,
+}
+
+impl Workspace {
+    /// Scripts, inputs and `config/` on free ports, with short health windows; the sample service
+    /// is started at v1.1 on staging and production.
+    pub fn new() -> Workspace {
+        let dir = tempfile::Builder::new().prefix("raybot-it-").tempdir().expect("tempdir");
+        raybot::demo::write_sample_files(dir.path()).expect("sample files");
+        let staging_port = raybot::demo::free_port_block(3).expect("ports");
+        let mut production_port = raybot::demo::free_port_block(3).expect("ports");
+        if production_port.abs_diff(staging_port) < 3 {
+            production_port = staging_port + 10;
+        }
+        let toml = raybot::config::EMBEDDED_RAYBOT_TOML
+            .replace("inputs_dir = \"examples/release-inputs\"", "inputs_dir = \"inputs\"")
+            .replace("18080", &staging_port.to_string())
+            .replace("18090", &production_port.to_string())
+            .replace("duration_seconds = 60", "duration_seconds = 2")
+            .replace("duration_seconds = 10", "duration_seconds = 2")
+            .replace("interval_seconds = 10", "interval_seconds = 1")
+            .replace("interval_seconds = 5", "interval_seconds = 1");
+        std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
+        std::fs::write(dir.path().join("config/raybot.toml"), toml).expect("raybot.toml");
+        std::fs::write(dir.path().join("config/release-approvers.yaml"), raybot::config::EMBEDDED_APPROVERS_YAML)
+            .expect("approvers");
+        let ws = Workspace { dir, staging_port, production_port };
+        for env in ["staging", "production"] {
+            let out = ws.script(&["scripts/deploy_backend.sh", "--env", env, "--release", "v1.1", "--percent", "100"]);
+            assert!(out.status.success(), "setup failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn script(&self, argv: &[&str]) -> Output {
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(self.path())
+            .env("RAYBOT_BIN", RAYBOT)
+            .env("SAMPLE_STATE_DIR", ".raybot/sample")
+            .env("SAMPLE_PORT_STAGING", self.staging_port.to_string())
+            .env("SAMPLE_PORT_PRODUCTION", self.production_port.to_string())
+            .env("SAMPLE_FAIL", "")
+            .output()
+            .expect("script runs")
+    }
+
+    /// What the production router serves now (the `x-version` header of /healthz).
+    pub fn serving(&self, port: u16) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-D",
+                "-",
+                &format!("http://127.0.0.1:{port}/healthz"),
+            ])
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        text.lines().find_map(|l| l.strip_prefix("x-version:").map(|v| v.trim().to_string())).unwrap_or_default()
+    }
+
+    /// Runs `raybot chat --user USER` in the workspace with `input` on stdin.
+    pub fn chat(&self, user: &str, input: &str) -> (String, i32) {
+        run(
+            Command::new(RAYBOT).args(["chat", "--user", user]).current_dir(self.path()).env_remove("RAYBOT_STORE"),
+            input,
+            Duration::from_secs(120),
+        )
+    }
+
+    pub fn artifacts(&self) -> PathBuf {
+        self.path().join(".artifacts")
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = self.script(&["scripts/stop_sample.sh"]);
+    }
+}
+
+/// Runs a command with `input` on stdin; returns stdout+stderr and the exit code. Panics past `limit`.
+pub fn run(cmd: &mut Command, input: &str, limit: Duration) -> (String, i32) {
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("raybot starts");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("stdin");
+    }
+    let start = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().expect("wait") {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "timed out after {limit:?}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (text, out.status.code().unwrap_or(-1))
+}
+
+/// The single release folder under an artifacts directory.
+pub fn release_dir(artifacts: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(artifacts)
+        .unwrap_or_else(|e| panic!("{}: {e}", artifacts.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "expected one release folder in {}: {dirs:?}", artifacts.display());
+    dirs[0].clone()
+}
