@@ -62,7 +62,9 @@ fn bench(c: &mut Criterion) {
 
     let lines: Vec<String> = log
         .iter()
-        .map(|(at, event)| serde_json::to_string(&StoredEvent { at: *at, event: event.clone() }).expect("serialises"))
+        .map(|(at, event)| {
+            serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica: None }).expect("serialises")
+        })
         .collect();
     c.bench_function("rebuild from 10,000 stored JSON lines (parse + fold)", |b| {
         b.iter(|| {

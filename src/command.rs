@@ -221,6 +221,29 @@ mod tests {
         assert!(parse("/ray retry now").unwrap_err().contains("takes no arguments"));
     }
 
+    /// The Discord command definition in `commands/` offers exactly the verbs the grammar knows.
+    #[test]
+    fn discord_command_data_matches_the_grammar() {
+        let text = include_str!("../commands/discord-commands.json");
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        let subs: Vec<&str> =
+            json[0]["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        let verbs: Vec<&str> = VERBS.split(", ").collect();
+        assert_eq!(subs, verbs);
+        for verb in verbs {
+            // Every verb parses (with its required arguments), none is "unknown".
+            let line = match verb {
+                "deploy" => "deploy v1.2",
+                "reject" => "reject no",
+                "waive" => "waive intake because we must",
+                v => v,
+            };
+            assert!(parse(line).is_ok(), "{line}");
+        }
+        let manifest = include_str!("../commands/slack-app-manifest.yaml");
+        assert!(manifest.contains("command: /ray") && manifest.contains("/slack/interactions"));
+    }
+
     #[test]
     fn release_commands() {
         assert_eq!(parse("/ray ack").unwrap(), Command::Release(ReleaseCommand::Ack));

@@ -29,6 +29,9 @@ use crate::store::{LockOutcome, ReleaseSummary, Store, StoreError};
 pub struct StoredEvent {
     pub at: Timestamp,
     pub event: Event,
+    /// The raybot process that recorded it (named in "job outcome unknown after … stopped").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// The wall clock, in the engine's unit.
@@ -112,9 +115,11 @@ impl Driver {
         for s in summaries.into_iter().filter(|s| !s.finished) {
             let lines = self.store.read(&s.id).await?;
             let mut events = Vec::with_capacity(lines.len());
+            let mut previous = None;
             for l in &lines {
                 let e: StoredEvent =
                     serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{}: {e}", s.id)))?;
+                previous = e.replica.or(previous);
                 events.push((e.at, e.event));
             }
             let Some(release) = Release::replay(events.iter()) else { continue };
@@ -130,7 +135,6 @@ impl Driver {
             };
             let id = release.id.clone();
             self.releases.insert(id.clone(), Active { release, log_len: lines.len() as u64, lock_token: token });
-            let previous = None;
             let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
             resumed += 1;
         }
@@ -445,10 +449,11 @@ impl Driver {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.reply(&user, ray_error("could not start the release (empty pipeline)")).await;
         };
-        let line = match serde_json::to_string(&StoredEvent { at: started, event: ev }) {
-            Ok(l) => l,
-            Err(e) => return self.reply(&user, ray_error(format!("internal error: {e}"))).await,
-        };
+        let line =
+            match serde_json::to_string(&StoredEvent { at: started, event: ev, replica: Some(self.replica.clone()) }) {
+                Ok(l) => l,
+                Err(e) => return self.reply(&user, ray_error(format!("internal error: {e}"))).await,
+            };
         if self.store.append(&id, 0, &[line], &summary(&release, 1)).await.is_err() {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.reply(&user, ray_error(STORE_DOWN)).await;
@@ -467,8 +472,8 @@ impl Driver {
             let at = now();
             let mut next = active.release.clone();
             let fx = next.handle(&event, at);
-            let line =
-                serde_json::to_string(&StoredEvent { at, event }).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let line = serde_json::to_string(&StoredEvent { at, event, replica: Some(self.replica.clone()) })
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let len = active.log_len;
             if let Err(e) = self.store.append(id, len, &[line], &summary(&next, len + 1)).await {
                 if let Some(u) = user {

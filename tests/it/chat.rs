@@ -1,6 +1,10 @@
 //! `raybot chat`: a war room on stdin/stdout, cut off between people and resumed from the store.
 
-use crate::support::{Workspace, release_dir};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{RAYBOT, Workspace, release_dir};
 
 #[test]
 fn a_release_survives_four_sessions_and_refuses_bad_input() {
@@ -68,4 +72,63 @@ fn a_release_survives_four_sessions_and_refuses_bad_input() {
     let list: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(list[0]["status"], "released");
     assert_eq!(list[0]["finished"], true);
+}
+
+/// raybot is killed (SIGKILL) while the staging deploy job runs. The restarted process reports the
+/// job's outcome as unknown, names the process that stopped, does not run the job again, and takes
+/// instructions.
+#[test]
+fn a_job_interrupted_by_a_crash_is_reported_not_rerun() {
+    let ws = Workspace::new();
+    ws.edit_config(|t| {
+        t.replacen(
+            r#"deploy = { argv = ["scripts/deploy_backend.sh", "--env", "{env}", "--release", "{version}", "--strategy", "{strategy}", "--percent", "{percent}"], timeout_seconds = 120 }"#,
+            r#"deploy = { argv = ["sleep", "6"], timeout_seconds = 120 }"#,
+            1,
+        )
+    });
+    let mut child = Command::new(RAYBOT)
+        .args(["chat", "--user", "alice"])
+        .current_dir(ws.path())
+        .env_remove("RAYBOT_STORE")
+        .env("RAYBOT_REPLICA", "raybot-first")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("raybot starts");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/ray deploy v1.2").unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let start = Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("Rehearsing deployment on staging environment") {
+        assert!(start.elapsed() < Duration::from_secs(30), "the staging deploy never started:\n{seen}");
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL: no clean-up of any kind
+    child.wait().unwrap();
+    drop(stdin);
+
+    let (out, code) = ws.chat("alice", "/ray status\n/ray abort crash drill\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("[RAY ERROR] - \"Failed at Protocol 10 STEP 2.1 Execute Staging Deployment Rehearsal (deploy staging 0%). Reason: job outcome unknown after raybot-first stopped. Awaiting instructions.\""),
+        "{out}"
+    );
+    assert!(out.contains("Halted at"), "{out}");
+    assert!(out.contains("aborted by @alice: crash drill"), "{out}");
+    let log = std::fs::read_to_string(release_dir(&ws.artifacts()).join("pre-deployment/staging-deployment-run.log"))
+        .unwrap();
+    assert_eq!(log.matches("$ sleep 6").count(), 1, "the job ran again:\n{log}");
 }

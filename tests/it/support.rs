@@ -46,6 +46,15 @@ impl Workspace {
         ws
     }
 
+    /// Rewrites `config/raybot.toml`.
+    pub fn edit_config(&self, edit: impl Fn(String) -> String) {
+        let path = self.path().join("config/raybot.toml");
+        let text = std::fs::read_to_string(&path).expect("raybot.toml");
+        let edited = edit(text.clone());
+        assert_ne!(text, edited, "the edit changed nothing");
+        std::fs::write(path, edited).expect("raybot.toml");
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
