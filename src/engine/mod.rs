@@ -122,7 +122,7 @@ pub enum Button {
 /// A chat command aimed at a running release (`/ray deploy`, `/ray history` … are handled by the
 /// driver, which owns locks and the store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "verb", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum ReleaseCommand {
     Ack,
     Approve { comment: Option<String> },
@@ -136,7 +136,7 @@ pub enum ReleaseCommand {
 
 /// Everything that can happen to a release. The log stores these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// `/ray deploy` accepted: the first event of every release.
     Started {

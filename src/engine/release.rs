@@ -307,6 +307,10 @@ pub struct Release {
     pub phase_metrics: BTreeMap<String, f64>,
     /// `phase_metrics` as they were when the current step began, restored by `/ray retry`.
     pub metrics_at_step: BTreeMap<String, f64>,
+    /// Set while replaying a log: effects are discarded, so texts that only feed effects (message
+    /// edits) are not rendered. Never part of the state's meaning.
+    #[serde(skip)]
+    quiet: bool,
 }
 
 type Fx = Vec<Effect>;
@@ -385,6 +389,7 @@ impl Release {
             last_replica: None,
             phase_metrics: BTreeMap::new(),
             metrics_at_step: BTreeMap::new(),
+            quiet: false,
         };
         let mut fx = Vec::new();
         let chain: Vec<String> = r.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
@@ -413,9 +418,11 @@ impl Release {
         let mut iter = events.into_iter();
         let (t0, first) = iter.next()?;
         let (mut r, _) = Release::start(first, *t0)?;
+        r.quiet = true;
         for (t, e) in iter {
             r.handle(e, *t);
         }
+        r.quiet = false;
         Some(r)
     }
 
@@ -471,9 +478,18 @@ impl Release {
         fx.push(Effect::Post { key, text, ask });
     }
 
-    fn update(&mut self, now: Timestamp, fx: &mut Fx, key: &str, text: String) {
-        self.communication.push((now, format!("(updated) {text}")));
+    /// Edits a keyed post. Edits are not part of the communication log: what they show (acks,
+    /// decisions) is recorded in the state itself.
+    fn update(&mut self, fx: &mut Fx, key: &str, text: String) {
         fx.push(Effect::Update { key: key.to_string(), text });
+    }
+
+    /// Re-renders the freeze message with who acknowledged and who is missing.
+    fn update_freeze(&mut self, fx: &mut Fx) {
+        if !self.quiet {
+            let text = self.freeze_text(self.step());
+            self.update(fx, "freeze", text);
+        }
     }
 
     fn refuse(&mut self, now: Timestamp, fx: &mut Fx, by: &UserRef, what: &str, text: String) {
@@ -512,9 +528,17 @@ impl Release {
     }
 
     fn set_metric(&mut self, name: &str, value: f64) {
+        fn put(map: &mut BTreeMap<String, f64>, name: &str, value: f64) {
+            match map.get_mut(name) {
+                Some(v) => *v = value,
+                None => {
+                    map.insert(name.to_string(), value);
+                }
+            }
+        }
         let i = self.cursor.protocol.min(self.metrics.len() - 1);
-        self.metrics[i].insert(name.to_string(), value);
-        self.phase_metrics.insert(name.to_string(), value);
+        put(&mut self.metrics[i], name, value);
+        put(&mut self.phase_metrics, name, value);
     }
 
     fn add_metric(&mut self, name: &str, value: f64) {
@@ -1762,7 +1786,6 @@ impl Release {
             self.rounds[round].decision = Some("approved".into());
             self.rounds[round].decided_at = Some(now);
             self.update(
-                now,
                 fx,
                 &format!("approval:{round}"),
                 format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
@@ -1845,7 +1868,6 @@ impl Release {
         self.rounds[round].decision = Some("rejected".into());
         self.rounds[round].decided_at = Some(now);
         self.update(
-            now,
             fx,
             &format!("approval:{round}"),
             format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(&by.id), now.rfc3339()),
@@ -1938,9 +1960,7 @@ impl Release {
     fn freeze_progress(&mut self, now: Timestamp, fx: &mut Fx) {
         let ratio = self.freeze.acks.len() as f64 / self.freeze.required.len() as f64;
         self.set_metric("freeze_ack_ratio", ratio);
-        let step = self.step().clone();
-        let text = self.freeze_text(&step);
-        self.update(now, fx, "freeze", text);
+        self.update_freeze(fx);
         if self.freeze_missing().is_empty() {
             self.freeze.confirmed_at = Some(now);
             self.post(
@@ -1972,9 +1992,7 @@ impl Release {
             self.accept(now, by, "withdrew freeze acknowledgement (reaction removed)".into());
             let ratio = self.freeze.acks.len() as f64 / self.freeze.required.len() as f64;
             self.set_metric("freeze_ack_ratio", ratio);
-            let step = self.step().clone();
-            let text = self.freeze_text(&step);
-            self.update(now, fx, "freeze", text);
+            self.update_freeze(fx);
         }
     }
 
@@ -2986,14 +3004,15 @@ impl Release {
     }
 }
 
+/// Emoji names and characters that mean the same acknowledgement (Slack sends names, Discord the
+/// character).
 fn same_emoji(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        let s = s.trim_matches(':');
-        match s {
-            "✅" | "white_check_mark" | "heavy_check_mark" | "✔️" => "white_check_mark".into(),
-            other => other.to_string(),
+    fn norm(s: &str) -> &str {
+        match s.trim_matches(':') {
+            "✅" | "white_check_mark" | "heavy_check_mark" | "✔️" => "white_check_mark",
+            other => other,
         }
-    };
+    }
     norm(a) == norm(b)
 }
 
