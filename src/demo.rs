@@ -90,22 +90,24 @@ impl ChatSink for DemoChat {
     }
 }
 
-/// The first of `n` consecutive free loopback ports.
+/// The first of `n` consecutive free loopback ports, below the kernel's ephemeral range (so that
+/// outgoing connections, probes included, never take one of them between this check and the bind).
+/// The start is drawn at random so that concurrent demos and tests rarely try the same block.
 pub fn free_port_block(n: u16) -> std::io::Result<u16> {
-    // Let the OS pick the first port (ephemeral ports are handed out so that concurrent callers do
-    // not collide), then check that the next ones are free too.
-    for _ in 0..200 {
-        let first = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        let base = first.local_addr()?.port();
-        if base > u16::MAX - n {
-            continue;
-        }
-        let rest: Vec<_> = (1..n).map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i))).collect();
-        if rest.iter().all(Result::is_ok) {
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+            ^ std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..500 {
+        // xorshift: cheap, good enough to spread starts over the range.
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let base = 20_000 + (seed % 12_000) as u16;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return Ok(base);
         }
     }
-    Err(std::io::Error::other("no block of free loopback ports found"))
+    Err(std::io::Error::other("no block of free loopback ports found between 20000 and 32000"))
 }
 
 fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
@@ -133,8 +135,8 @@ pub fn prepare(workdir: &Path, fail: Option<Failure>) -> anyhow::Result<Config> 
     let mut cfg = Config::embedded(workdir)?;
     let staging = free_port_block(3)?;
     let mut production = free_port_block(3)?;
-    if production.abs_diff(staging) < 3 {
-        production = staging + 10;
+    while production.abs_diff(staging) < 3 {
+        production = free_port_block(3)?;
     }
     let r = &mut cfg.raybot;
     r.release.inputs_dir = "inputs".into();

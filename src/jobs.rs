@@ -250,19 +250,15 @@ async fn on_timeout(child: &mut Child, pgid: Option<u32>) -> Ending {
 }
 
 /// Sends `SIGKILL` to every process in the job's process group.
-#[allow(unsafe_code)]
 fn kill_group(pgid: Option<u32>) {
-    let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+    let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) else {
         return;
     };
     if pgid <= 1 {
         return;
     }
-    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the process group
-    // `pgid`, which is the job's own group (created by `process_group(0)`, its leader not yet reaped).
-    let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
+    // The group is the job's own (created by `process_group(0)`, its leader not yet reaped).
+    if let Err(err) = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL) {
         tracing::warn!(pgid, %err, "killing job process group");
     }
 }

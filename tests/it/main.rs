@@ -4,4 +4,5 @@
 mod chat;
 mod cli;
 mod demo;
+mod scripts;
 mod support;

@@ -23,8 +23,8 @@ impl Workspace {
         raybot::demo::write_sample_files(dir.path()).expect("sample files");
         let staging_port = raybot::demo::free_port_block(3).expect("ports");
         let mut production_port = raybot::demo::free_port_block(3).expect("ports");
-        if production_port.abs_diff(staging_port) < 3 {
-            production_port = staging_port + 10;
+        while production_port.abs_diff(staging_port) < 3 {
+            production_port = raybot::demo::free_port_block(3).expect("ports");
         }
         let toml = raybot::config::EMBEDDED_RAYBOT_TOML
             .replace("inputs_dir = \"examples/release-inputs\"", "inputs_dir = \"inputs\"")
