@@ -213,6 +213,12 @@ fn protocols(dir: Option<&Path>, action: ProtocolsCmd) -> anyhow::Result<u8> {
             };
             match result {
                 Ok(c) => {
+                    let in_pipeline: Vec<&String> = c.pipeline.targets.values().flatten().collect();
+                    for p in c.protocols.iter().filter(|p| !in_pipeline.contains(&&p.id)) {
+                        for w in raybot::protocol::unmeasurable_gates(&format!("protocol {}", p.id), p) {
+                            println!("warning (not in the pipeline, so not run): {w}");
+                        }
+                    }
                     println!("ok: {} protocols and the pipeline in {} are valid.", c.protocols.len(), c.source);
                     Ok(0)
                 }

@@ -153,6 +153,48 @@ fn yaml_error(file: &str, e: &serde_norway::Error) -> ProtocolError {
     ProtocolError { file: file.to_string(), field, message }
 }
 
+/// Metrics a step kind measures (what gate thresholds can read).
+pub fn metrics_of(run: &StepRun) -> &'static [&'static str] {
+    match run {
+        StepRun::Intake => &["completeness_score", "checklist_completion"],
+        StepRun::Parity => &["drift_severity"],
+        StepRun::Deploy { .. } => &["blocking_errors", "blocking_incidents", "validation_success_rate"],
+        StepRun::Validate { .. } => &["coverage", "validation_success_rate", "blocking_errors", "blocking_incidents"],
+        StepRun::RollbackRehearsal { .. } => &["recovery_seconds"],
+        StepRun::Security => &["blocking_findings"],
+        StepRun::Package { .. } => &["manifest_completeness"],
+        StepRun::Approval { .. } => &["approvals_recorded"],
+        StepRun::Freeze { .. } => &["freeze_ack_ratio"],
+        StepRun::HealthWindow { .. } => &["slo_breaches"],
+        StepRun::Report { .. } => &["report_completeness"],
+        StepRun::Job { .. } | StepRun::Baseline { .. } | StepRun::Document { .. } | StepRun::Note => &[],
+    }
+}
+
+/// Gates whose threshold reads a metric no step of their phase measures: such a gate can never
+/// pass. An error for protocols the pipeline runs; `protocols validate` reports it for the others.
+pub fn unmeasurable_gates(file: &str, p: &Protocol) -> Vec<ProtocolError> {
+    let mut out = Vec::new();
+    for (pi, phase) in p.phases.iter().enumerate() {
+        let Some(gate) = phase.gate.as_ref().and_then(|g| p.gates.iter().find(|x| &x.id == g)) else { continue };
+        let Some(Ok(t)) = gate.pass_threshold.as_deref().map(Threshold::parse) else { continue };
+        let measured: BTreeSet<&str> = phase.steps.iter().flat_map(|s| metrics_of(&s.run).iter().copied()).collect();
+        for m in t.metrics() {
+            if !measured.contains(m) {
+                out.push(ProtocolError {
+                    file: file.to_string(),
+                    field: format!("phases[{pi}].gate"),
+                    message: format!(
+                        "gate `{}` reads `{m}`, which no step of phase {} measures",
+                        gate.id, phase.number
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Checks the rules the YAML schema cannot express.
 pub fn validate(file: &str, p: &Protocol) -> Vec<ProtocolError> {
     let mut errors = Vec::new();
@@ -231,6 +273,17 @@ mod tests {
             Some("blocking_incidents == 0 and validation_success_rate >= 0.95")
         );
         assert!(!launch.waivable);
+    }
+
+    #[test]
+    fn pipeline_gates_are_measurable_and_07s_are_reported() {
+        let c = Catalog::embedded().unwrap();
+        for id in ["10", "11", "06"] {
+            let p = c.get(id).unwrap();
+            assert!(unmeasurable_gates(id, p).is_empty(), "{id}: {:?}", unmeasurable_gates(id, p));
+        }
+        let p07 = c.get("07").unwrap();
+        assert!(!unmeasurable_gates("07", p07).is_empty());
     }
 
     #[test]
