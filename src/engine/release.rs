@@ -2943,6 +2943,11 @@ impl Release {
         }
     }
 
+    /// Prerequisite artifacts of the current protocol: (name, required).
+    pub fn protocol_prerequisites(&self) -> Vec<(String, bool)> {
+        self.protocol().prerequisites.artifacts.iter().map(|a| (a.name.clone(), a.required)).collect()
+    }
+
     /// `/ray status` text.
     pub fn status_text(&self) -> String {
         let p = self.protocol();

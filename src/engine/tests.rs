@@ -422,3 +422,120 @@ fn intake_missing_prerequisite_halts_with_seed_error() {
     );
     assert!(matches!(r.activity, Activity::Halted(_)));
 }
+
+#[test]
+fn critical_parity_drift_halts_intake_and_a_waiver_is_recorded_in_the_evidence() {
+    let mut plan = testkit::sample_plan("production");
+    if let Some(p) = plan.environments.get_mut("production").and_then(|e| e.parity.get_mut("runtime")) {
+        p.value = "sample-app/2".into();
+    }
+    let mut sim = Sim::new();
+    sim.start_with("alice", Strategy::Bluegreen, plan);
+    // The phase's gate has both its figures, so it decides at once.
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert_eq!(h.step, "Intake Confirmation Gate (Protocol 10 gate 1)");
+    assert!(h.reason.contains("drift_severity = 4"), "{h:?}");
+    assert_eq!(h.gate.as_deref(), Some("intake"));
+    assert!(posted(&sim, "configuration drift of severity critical between staging and production"));
+    let parity = &sim.files["pre-deployment/staging-parity-report.json"];
+    assert!(parity.contains("\"key\": \"runtime\"") && parity.contains("\"drift_severity\": \"critical\""), "{parity}");
+    sim.command(
+        "carol",
+        ReleaseCommand::Waive {
+            gate: "intake".into(),
+            justification: "runtime v2 is rolled out to staging next week".into(),
+        },
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    let approval = &sim.files["pre-deployment/readiness-approval.json"];
+    assert!(approval.contains("runtime v2 is rolled out"), "the waiver is a recorded risk: {approval}");
+}
+
+#[test]
+fn tampered_pre_deployment_package_fails_the_readiness_confirmation_gate() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    // Protocol 10 finished; cut the log just before Protocol 11 reads its inputs and answer with a
+    // package whose digest differs from the one the bundle recorded.
+    let idx = sim.log.iter().rposition(|(_, e)| matches!(e, Event::InputsChecked { .. })).unwrap();
+    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let Activity::Inputs { check } = r.activity.clone() else { panic!("{:?}", r.activity) };
+    let zip = r.bundles.iter().find(|b| b.zip.ends_with("PRE-DEPLOYMENT-PACKAGE.zip")).unwrap().zip.clone();
+    let results: Vec<InputStatus> = r
+        .protocol_prerequisites()
+        .into_iter()
+        .map(|(name, required)| InputStatus {
+            sha256: if name == zip { Some("f".repeat(64)) } else { None },
+            found: vec![name.clone()],
+            name,
+            status: "present".into(),
+            required,
+        })
+        .collect();
+    let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
+    let posts: Vec<String> =
+        fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    assert!(posts.iter().any(|p| p.contains("PRE-DEPLOYMENT-PACKAGE.zip (checksum mismatch)")), "{posts:#?}");
+    assert!(posts.iter().any(|p| p.contains("[RAY GATE FAILED: Readiness Confirmation Gate]")), "{posts:#?}");
+    assert!(matches!(r.activity, Activity::Halted(_)));
+    assert!(!r.production_touched);
+}
+
+#[test]
+fn rollback_asked_during_a_deploy_job_runs_when_the_job_ends() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    // Rebuild the release at the moment the first production deploy job runs.
+    let idx = sim
+        .log
+        .iter()
+        .position(|(_, e)| matches!(e, Event::JobFinished { job, .. } if sim.release().jobs.iter().any(|j| &j.id == job && j.purpose.starts_with("deploy production"))))
+        .unwrap();
+    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let Activity::Job { job, .. } = r.activity.clone() else { panic!() };
+    let fx = r.handle(
+        &Event::Command {
+            by: Sim::user("carol"),
+            command: ReleaseCommand::Rollback { reason: Some("pager fired".into()) },
+        },
+        sim.now,
+    );
+    assert!(matches!(&fx[0], Effect::Reply { text, .. } if text.contains("Rollback queued")), "{fx:?}");
+    let ok = JobOutcome { exit_code: Some(0), timed_out: false, duration_ms: 5, spawn_error: None, log_tail: vec![] };
+    // The deploy step's probe runs first (it only reads), then the queued rollback starts.
+    let fx = r.handle(&Event::JobFinished { job, outcome: ok }, sim.now);
+    let Some(Effect::Probe(p)) = fx.iter().find(|e| matches!(e, Effect::Probe(_))).cloned() else { panic!("{fx:?}") };
+    let report = ProbeReport { url: p.url, total: 20, ok: 20, p50_ms: 1, p95_ms: 2, max_ms: 3, ..Default::default() };
+    let fx = r.handle(&Event::ProbeFinished { probe: p.id, report }, sim.now);
+    assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");
+}
+
+#[test]
+fn step_retry_reruns_only_the_failed_step() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("refresh_data".into());
+    // A failing GUIDELINE job is noted and the release goes on.
+    sim.start("alice", Strategy::Bluegreen);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+    // A failing MUST step halts; /ray retry reruns that step alone.
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("rollback rehearsal staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert!(h.step.contains("STEP 3.1 Rehearse Rollback Procedure"), "{h:?}");
+    let deploys = sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count();
+    sim.fail_jobs.clear();
+    sim.command("carol", ReleaseCommand::Retry);
+    assert_eq!(
+        sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count(),
+        deploys,
+        "phase 2 must not rerun"
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+}
