@@ -551,6 +551,29 @@ impl Release {
         format!("{}/{}", self.protocol().artifacts_dir, name)
     }
 
+    /// Writes `contents` to the step's (first) evidence file, if it names one.
+    fn write_step_file(&mut self, fx: &mut Fx, step: &Step, contents: String) {
+        if let Some(name) = step.evidence.first() {
+            let path = self.evidence_path(name);
+            self.write(fx, path, contents);
+        }
+    }
+
+    /// Writes a JSON evidence document (common header + `body`) to the step's evidence file.
+    fn write_step_json(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, body: serde_json::Value) {
+        if !step.evidence.is_empty() {
+            let doc = super::render::json_doc(self, now, step, body);
+            self.write_step_file(fx, step, doc);
+        }
+    }
+
+    /// `product_owner (@bob, @frank)`: a role and who holds it.
+    fn role_people(&self, role: &str) -> String {
+        let people: Vec<String> =
+            self.plan.people.with_roles(&[role.to_string()]).iter().map(|p| self.mention(&p.id)).collect();
+        format!("{role} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
+    }
+
     fn write(&mut self, fx: &mut Fx, path: String, contents: String) {
         self.evidence.insert(path.clone());
         fx.push(Effect::WriteEvidence { path, contents });
@@ -1216,9 +1239,8 @@ impl Release {
             StepRun::Freeze { roles } => self.open_freeze(now, fx, &step, roles),
             StepRun::Document { template } => {
                 let (contents, note) = super::render::document(self, now, template, &step);
-                if let (Some(contents), Some(name)) = (contents, step.evidence.first()) {
-                    let path = self.evidence_path(name);
-                    self.write(fx, path, contents);
+                if let Some(contents) = contents {
+                    self.write_step_file(fx, &step, contents);
                 }
                 self.step_note(now, fx, note);
                 Entered::Done
@@ -1284,11 +1306,7 @@ impl Release {
             "status": if worst <= 1.0 { "parity" } else { "drift" },
         });
         let step = self.step().clone();
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
-            let doc = super::render::json_doc(self, now, &step, body);
-            self.write(fx, path, doc);
-        }
+        self.write_step_json(now, fx, &step, body);
         self.step_note(
             now,
             fx,
@@ -1575,11 +1593,7 @@ impl Release {
             "blocking": blocking,
             "result": if blocking == 0.0 { "passed" } else { "failed" },
         });
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
-            let doc = super::render::json_doc(self, now, &step, body);
-            self.write(fx, path, doc);
-        }
+        self.write_step_json(now, fx, &step, body);
         let summary = format!(
             "{env} validation: {passed}/{} suites passed (coverage {:.0}%), probes {}.",
             suite_jobs.len(),
@@ -1620,11 +1634,7 @@ impl Release {
             "approvals": serde_json::Value::Null,
             "status": match findings { Some(0.0) => "cleared", Some(_) => "blocking findings", None => "not run" },
         });
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
-            let doc = super::render::json_doc(self, now, &step, body);
-            self.write(fx, path, doc);
-        }
+        self.write_step_json(now, fx, &step, body);
     }
 
     // ----- approvals ------------------------------------------------------------------------
@@ -1652,20 +1662,7 @@ impl Release {
             Some(StepRun::Approval { prompt, .. }) => prompt.clone(),
             _ => "[APPROVAL REQUEST] Approve?".to_string(),
         };
-        let who: Vec<String> = r
-            .roles
-            .iter()
-            .map(|role| {
-                let people: Vec<String> = self
-                    .plan
-                    .people
-                    .with_roles(std::slice::from_ref(role))
-                    .iter()
-                    .map(|p| self.mention(&p.id))
-                    .collect();
-                format!("{role} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
-            })
-            .collect();
+        let who: Vec<String> = r.roles.iter().map(|role| self.role_people(role)).collect();
         let mut text = lead.to_string();
         if let Some(c) = step.as_ref().and_then(|s| s.communication.as_ref()) {
             if c != &prompt {
@@ -1818,8 +1815,9 @@ impl Release {
     fn write_approval(&mut self, now: Timestamp, fx: &mut Fx, round: usize) {
         let step = self.step().clone();
         let r = self.rounds[round].clone();
-        let Some(name) = step.evidence.first() else { return };
-        let path = self.evidence_path(name);
+        if step.evidence.is_empty() {
+            return;
+        }
         let signatures: Vec<serde_json::Value> = r
             .approvals
             .iter()
@@ -1840,8 +1838,7 @@ impl Release {
             "gates_so_far": self.gates.iter().map(|g| serde_json::json!({"gate": g.name, "verdict": g.verdict})).collect::<Vec<_>>(),
             "risks": self.waivers.iter().map(|w| serde_json::json!({"waived_gate": w.0, "by": w.1, "justification": w.2})).collect::<Vec<_>>(),
         });
-        let doc = super::render::json_doc(self, now, &step, body);
-        self.write(fx, path, doc);
+        self.write_step_json(now, fx, &step, body);
     }
 
     fn reject(&mut self, by: &UserRef, reason: String, now: Timestamp, fx: &mut Fx) {
@@ -1981,10 +1978,11 @@ impl Release {
 
     fn write_freeze(&mut self, now: Timestamp, fx: &mut Fx) {
         let step = self.step().clone();
-        let Some(name) = step.evidence.first() else { return };
-        let path = self.evidence_path(name);
+        if step.evidence.is_empty() {
+            return;
+        }
         let text = super::render::freeze_doc(self, now, &step);
-        self.write(fx, path, text);
+        self.write_step_file(fx, &step, text);
     }
 
     fn unack(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
@@ -2510,8 +2508,9 @@ impl Release {
         failure: Option<String>,
     ) {
         let step = self.step().clone();
-        let Some(name) = step.evidence.first() else { return };
-        let path = self.evidence_path(name);
+        if step.evidence.is_empty() {
+            return;
+        }
         let jobs: Vec<serde_json::Value> = self
             .jobs
             .iter()
@@ -2534,8 +2533,7 @@ impl Release {
             "within_rto": recovery_ms.map(|m| m as f64 / 1000.0 <= rto),
             "failure": failure,
         });
-        let doc = super::render::json_doc(self, now, &step, body);
-        self.write(fx, path, doc);
+        self.write_step_json(now, fx, &step, body);
     }
 
     fn probe_finished(&mut self, probe: &str, report: &ProbeReport, now: Timestamp, fx: &mut Fx) {
@@ -2583,11 +2581,8 @@ impl Release {
             }
             Task::BaselineProbe => {
                 let step = self.step().clone();
-                if let Some(name) = step.evidence.first() {
-                    let path = self.evidence_path(name);
-                    let text = super::render::baseline_doc(self, now, &step, report);
-                    self.write(fx, path, text);
-                }
+                let text = super::render::baseline_doc(self, now, &step, report);
+                self.write_step_file(fx, &step, text);
                 self.step_note(now, fx, format!("baseline captured: {}.", Self::probe_summary(report)));
                 self.run(now, fx, Entered::Done, false);
             }
@@ -2647,11 +2642,8 @@ impl Release {
             return;
         }
         let step = self.step().clone();
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
-            let text = super::render::health_log(self, now, &step, &e);
-            self.write(fx, path, text);
-        }
+        let text = super::render::health_log(self, now, &step, &e);
+        self.write_step_file(fx, &step, text);
         let breaches = self.metric("slo_breaches").unwrap_or(0.0);
         self.step_note(
             now,
@@ -2702,8 +2694,7 @@ impl Release {
         self.set_metric("completeness_score", score);
         self.set_metric("checklist_completion", score);
         let step = self.step().clone();
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
+        {
             let body = serde_json::json!({
                 "artifacts": results,
                 "checks": extra,
@@ -2712,8 +2703,7 @@ impl Release {
                 "completeness": score,
                 "status": if good == total { "complete" } else { "incomplete" },
             });
-            let doc = super::render::json_doc(self, now, &step, body);
-            self.write(fx, path, doc);
+            self.write_step_json(now, fx, &step, body);
         }
         let missing: Vec<String> = results
             .iter()
@@ -2848,16 +2838,7 @@ impl Release {
                     .iter()
                     .zip(&cover)
                     .filter(|(_, c)| c.is_none())
-                    .map(|(role, _)| {
-                        let people: Vec<String> = self
-                            .plan
-                            .people
-                            .with_roles(std::slice::from_ref(role))
-                            .iter()
-                            .map(|p| self.mention(&p.id))
-                            .collect();
-                        format!("{role} ({})", people.join(", "))
-                    })
+                    .map(|(role, _)| self.role_people(role))
                     .collect();
                 self.post(
                     now,
