@@ -115,7 +115,17 @@ fn a_job_interrupted_by_a_crash_is_reported_not_rerun() {
             seen.push('\n');
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the job has really started (its command line is in the log), then SIGKILL.
+    let started = || {
+        std::fs::read_dir(ws.artifacts()).into_iter().flatten().filter_map(Result::ok).any(|d| {
+            std::fs::read_to_string(d.path().join("pre-deployment/staging-deployment-run.log"))
+                .is_ok_and(|l| l.contains("$ sleep 6"))
+        })
+    };
+    while !started() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the deploy job never started:\n{seen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().unwrap(); // SIGKILL: no clean-up of any kind
     child.wait().unwrap();
     drop(stdin);
