@@ -533,7 +533,20 @@ impl Driver {
                         cwd: self.config.base_dir.clone(),
                         timeout: Duration::from_millis(spec.timeout_ms),
                         log_path: root.join(&spec.log),
-                        header: format!("# release {id} — {} — job {}", spec.purpose, spec.id),
+                        header: {
+                            let protocol = self
+                                .releases
+                                .get(id)
+                                .and_then(|a| a.release.plan.protocols.get(a.release.cursor.protocol))
+                                .map(|p| format!("Protocol {} ({})", p.id, p.title))
+                                .unwrap_or_default();
+                            format!(
+                                "# release {id} — {protocol} — {} — job {} — {}",
+                                spec.purpose,
+                                spec.id,
+                                now().rfc3339()
+                            )
+                        },
                     };
                     let tx = self.internal_tx.clone();
                     let release = id.to_string();
