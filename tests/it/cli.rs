@@ -74,3 +74,36 @@ fn serve_answers_healthz_and_metrics() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Two raybot processes on one embedded store: the second is told plainly, and changes nothing.
+#[test]
+fn a_second_process_on_the_same_store_is_refused_clearly() {
+    let state = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", state.path().display());
+    let mut holder = Command::new(RAYBOT)
+        .args(["chat", "--user", "alice"])
+        .current_dir(state.path())
+        .env("RAYBOT_STORE", &store)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The chat answers /ray help once it has the store open.
+    let mut stdin = holder.stdin.take().unwrap();
+    writeln!(stdin, "/ray help").unwrap();
+    let mut out = BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("/ray deploy") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "chat ended early");
+    }
+    let (text, code) = run(Command::new(RAYBOT).arg("status").env("RAYBOT_STORE", &store), "", Duration::from_secs(20));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("[RAY ERROR]") && text.contains("another raybot process is using the store"), "{text}");
+    drop(stdin);
+    holder.wait().unwrap();
+    let (text, code) = run(Command::new(RAYBOT).arg("status").env("RAYBOT_STORE", &store), "", Duration::from_secs(20));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("No releases in the store."), "{text}");
+}
