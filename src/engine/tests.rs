@@ -539,3 +539,29 @@ fn step_retry_reruns_only_the_failed_step() {
     );
     assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
 }
+
+/// Protocol 06 is not in the default pipeline, but its steps are all runnable: a pipeline of 06
+/// alone deploys staging, asks for approval, deploys production and validates it.
+#[test]
+fn protocol_06_runs_on_its_own() {
+    let mut plan = testkit::sample_plan("production");
+    let catalog = crate::protocol::Catalog::embedded().unwrap();
+    plan.protocols = vec![catalog.get("06").unwrap().clone()];
+    let mut sim = Sim::new();
+    sim.start_with("alice", Strategy::Canary, plan);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+    assert!(posted(
+        &sim,
+        "[APPROVAL REQUEST] Staging deployment successful. All quality gates passed. Proceed with production deployment? (yes/no)"
+    ));
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let text = sim.channel.join("\n");
+    assert_eq!(sim.outcome, Some(Terminal::Released), "{text}");
+    assert!(
+        text.contains("[DEPLOYMENT PHASE 3 COMPLETE] - Post-Deployment Validation finished successfully ✓"),
+        "{text}"
+    );
+    assert!(sim.files.contains_key("deployment/smoke-test-results.json"), "{:?}", sim.files.keys());
+    assert_eq!(sim.serving["production"].0, "v1.2");
+}
