@@ -73,8 +73,12 @@ pub enum Task {
     RollbackProbe {
         started: Timestamp,
     },
-    /// Rolling staging back after a failed rehearsal gate.
-    RollbackStaging,
+    /// Rolling staging back after a failed rehearsal gate; then the release halts for `step`.
+    RollbackStaging {
+        step: String,
+        reason: String,
+        gate: String,
+    },
 }
 
 /// Where `/ray retry` resumes a halted release.
@@ -971,16 +975,7 @@ impl Release {
         let reason = format!("{} (threshold: {threshold})", actual.join(", "));
         match gate.on_failure {
             GateFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
-            GateFailure::RollbackStaging => {
-                self.activity = Activity::Halted(Halt {
-                    step: step.clone(),
-                    reason: reason.clone(),
-                    gate: Some(gate.id.clone()),
-                    resume: Resume::Phase,
-                    at: now,
-                });
-                self.rollback_staging(now, fx, step, reason, gate.id.clone());
-            }
+            GateFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
             GateFailure::Rollback => {
                 if self.production_touched || self.plan.protocols.len() == 1 {
                     self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), "automatic".into());
@@ -1079,7 +1074,6 @@ impl Release {
             }
             StepRun::Intake => {
                 let check = self.next("check");
-                let dir = self.protocol().artifacts_dir.clone();
                 let items = self
                     .protocol()
                     .prerequisites
@@ -1092,7 +1086,6 @@ impl Release {
                         max_age_days: self.plan.inputs_max_age_days,
                     })
                     .collect();
-                let _ = dir;
                 fx.push(Effect::CheckInputs { check: check.clone(), items });
                 self.activity = Activity::Inputs { check };
                 Entered::Waiting
@@ -1254,7 +1247,6 @@ impl Release {
                 let until = now.plus_ms(e.health_window.duration_ms);
                 let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
                 self.activity = Activity::Probe { probe, task: Task::SoakProbe };
-                let _ = until;
                 self.phase_metrics.insert("soak_until".into(), until.0 as f64);
                 Entered::Waiting
             }
@@ -2359,7 +2351,7 @@ impl Release {
                 output: None,
             },
         );
-        self.activity = Activity::Job { job: id, task: Task::RollbackStaging };
+        self.activity = Activity::Job { job: id, task: Task::RollbackStaging { step, reason, gate } };
     }
 
     // ----- results --------------------------------------------------------------------------
@@ -2465,16 +2457,13 @@ impl Release {
                 let probe = self.probe_effect(now, fx, &e, format!("after rollback {env}"));
                 self.activity = Activity::Probe { probe, task: Task::RollbackProbe { started } };
             }
-            Task::RollbackStaging => {
-                let Some(Halt { step, reason, gate, .. }) = self.halted_snapshot() else {
-                    return;
-                };
+            Task::RollbackStaging { step, reason, gate } => {
                 let note = if outcome.succeeded() {
                     "staging rolled back".to_string()
                 } else {
                     format!("staging rollback failed ({})", outcome.summary())
                 };
-                self.halt(now, fx, step, format!("{reason}; {note}"), gate, Resume::Phase);
+                self.halt(now, fx, step, format!("{reason}; {note}"), Some(gate), Resume::Phase);
             }
             Task::ValidateProbe
             | Task::RehearsalProbe { .. }
@@ -2482,21 +2471,6 @@ impl Release {
             | Task::SoakProbe
             | Task::RollbackProbe { .. } => {}
         }
-    }
-
-    fn halted_snapshot(&self) -> Option<Halt> {
-        self.gates.last().map(|g| Halt {
-            step: format!("{} (Protocol {})", g.name, g.protocol),
-            reason: g
-                .clauses
-                .iter()
-                .map(|c| format!("{} (actual {})", c.0, c.1.map(fmt_num).unwrap_or_else(|| "not measured".into())))
-                .collect::<Vec<_>>()
-                .join(", "),
-            gate: Some(g.gate.clone()),
-            resume: Resume::Phase,
-            at: g.at,
-        })
     }
 
     fn write_rehearsal(
@@ -2624,7 +2598,7 @@ impl Release {
             | Task::Security
             | Task::OptionalJob
             | Task::Rollback { .. }
-            | Task::RollbackStaging => {}
+            | Task::RollbackStaging { .. } => {}
         }
     }
 

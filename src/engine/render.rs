@@ -114,7 +114,7 @@ pub(super) fn document(
             ));
             (Some(s), "deployment checklist updated from the rehearsal (deployment-checklist.md).".into())
         }
-        DocumentTemplate::ReleaseManifest | DocumentTemplate::ReadinessChecklist => {
+        DocumentTemplate::ReleaseManifest => {
             let mut s = md_header(r, now, "Release manifest", Some(step));
             s.push_str(&format!(
                 "## Scope\n\n- Version: {}\n- Target: {}\n- Rollout strategy: {} ({:?}% traffic steps)\n",

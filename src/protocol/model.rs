@@ -206,7 +206,6 @@ pub enum StepRun {
 #[serde(rename_all = "snake_case")]
 pub enum DocumentTemplate {
     DeploymentChecklist,
-    ReadinessChecklist,
     ReleaseManifest,
     DeploymentWindow,
     RetrospectiveInputs,
