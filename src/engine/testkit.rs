@@ -32,6 +32,8 @@ pub struct Sim {
     pub files: BTreeMap<String, String>,
     /// Job purposes that fail (prefix match), e.g. `deploy production`.
     pub fail_jobs: Vec<String>,
+    /// Evidence files that have vanished by the time a bundle is built.
+    pub lose_files: Vec<String>,
     /// Versions whose health checks fail (the `--fail smoke` case).
     pub unhealthy: Vec<String>,
     /// What each environment serves: env → (current, previous).
@@ -60,6 +62,7 @@ impl Sim {
             replies: Vec::new(),
             files: BTreeMap::new(),
             fail_jobs: Vec::new(),
+            lose_files: Vec::new(),
             unhealthy: Vec::new(),
             serving,
             jobs_run: Vec::new(),
@@ -242,6 +245,7 @@ impl Sim {
                     let present: Vec<FileDigest> = all
                         .iter()
                         .filter(|f| self.files.contains_key(*f) || f.ends_with(".log") || manifest.as_ref() == Some(*f))
+                        .filter(|f| !self.lose_files.contains(f))
                         .map(|f| FileDigest { path: f.clone(), sha256: "0".repeat(64), bytes: 1 })
                         .collect();
                     let missing: Vec<String> =

@@ -565,3 +565,49 @@ fn protocol_06_runs_on_its_own() {
     assert!(sim.files.contains_key("deployment/smoke-test-results.json"), "{:?}", sim.files.keys());
     assert_eq!(sim.serving["production"].0, "v1.2");
 }
+
+#[test]
+fn incomplete_package_halts_the_readiness_phase_until_waived() {
+    let mut sim = Sim::new();
+    sim.lose_files.push("pre-deployment/observability-baseline.md".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert!(h.step.contains("STEP 4.1 Assemble Go/No-Go Package"), "{h:?}");
+    assert!(h.reason.contains("package incomplete: pre-deployment/observability-baseline.md missing"), "{h:?}");
+    assert_eq!(h.gate.as_deref(), Some("readiness"));
+    // The approval round has not opened: no go/no-go on an incomplete package.
+    assert!(sim.release().rounds.is_empty());
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive {
+            gate: "readiness".into(),
+            justification: "baseline is guidance, dashboards cover it".into(),
+        },
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn reject_button_stops_the_release_and_strangers_cannot_click() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    let message = sim.message("approval:1");
+    sim.send(Event::Click { by: Sim::user("erin"), message: message.clone(), button: Button::Reject });
+    assert!(sim.replies.last().unwrap().1.starts_with("[RAY ERROR] erin may not reject"), "{:?}", sim.replies.last());
+    assert!(sim.outcome.is_none());
+    // A click on a closed request (the readiness one) is refused too.
+    let old = sim.message("approval:0");
+    sim.send(Event::Click { by: Sim::user("bob"), message: old, button: Button::Approve });
+    assert!(sim.replies.last().unwrap().1.contains("this approval request is closed"));
+    sim.send(Event::Click { by: Sim::user("carol"), message, button: Button::Reject });
+    assert_eq!(
+        sim.outcome,
+        Some(Terminal::Rejected { by: "carol".into(), reason: "rejected with the Reject button".into() })
+    );
+    assert!(
+        sim.channel.iter().any(|l| l.starts_with("(updated) [RAY] ⛔ Rejected by @carol")),
+        "{}",
+        sim.channel.join("\n")
+    );
+    assert!(sim.files["deployment/production-approval.json"].contains("\"decision\": \"rejected\""));
+}
