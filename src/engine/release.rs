@@ -632,6 +632,12 @@ impl Release {
         id
     }
 
+    /// Starts a job and waits for it as `task`.
+    fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>, task: Task) {
+        let job = self.job_effect(now, fx, ask);
+        self.activity = Activity::Job { job, task };
+    }
+
     fn is_target_deploy(&self, purpose: &str) -> bool {
         purpose.starts_with("deploy ") || purpose.starts_with("rollback ")
     }
@@ -1105,7 +1111,7 @@ impl Release {
                         }
                         let log = self.evidence_path(&format!("{env}-{}.log", job.replace('_', "-")));
                         self.step_note(now, fx, format!("running `{job}` on {env}."));
-                        let id = self.job_effect(
+                        self.start_job(
                             now,
                             fx,
                             JobAsk {
@@ -1116,8 +1122,8 @@ impl Release {
                                 log,
                                 output,
                             },
+                            Task::OptionalJob,
                         );
-                        self.activity = Activity::Job { job: id, task: Task::OptionalJob };
                         Entered::Waiting
                     }
                 }
@@ -1146,17 +1152,14 @@ impl Release {
                 self.deploy_substep(now, fx, &env);
                 Entered::Waiting
             }
-            StepRun::Validate { env } => {
-                self.set_metric("validation_suites_passed", 0.0);
-                self.validate_next(now, fx, &env, 0)
-            }
+            StepRun::Validate { env } => self.validate_next(now, fx, &env, 0),
             StepRun::RollbackRehearsal { env } => {
                 let Some(e) = self.env_cfg(&env) else {
                     self.step_failed(now, fx, format!("environment `{env}` is not configured"));
                     return Entered::Waiting;
                 };
                 let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                let id = self.job_effect(
+                self.start_job(
                     now,
                     fx,
                     JobAsk {
@@ -1167,8 +1170,8 @@ impl Release {
                         log,
                         output: None,
                     },
+                    Task::Rehearsal { started: now },
                 );
-                self.activity = Activity::Job { job: id, task: Task::Rehearsal { started: now } };
                 Entered::Waiting
             }
             StepRun::Security => match self.plan.jobs.get("security").cloned() {
@@ -1184,7 +1187,7 @@ impl Release {
                 Some(t) => {
                     let log = self.evidence_path("security-scan.log");
                     let env = self.env.clone();
-                    let id = self.job_effect(
+                    self.start_job(
                         now,
                         fx,
                         JobAsk {
@@ -1195,8 +1198,8 @@ impl Release {
                             log,
                             output: None,
                         },
+                        Task::Security,
                     );
-                    self.activity = Activity::Job { job: id, task: Task::Security };
                     Entered::Waiting
                 }
             },
@@ -1328,7 +1331,7 @@ impl Release {
         let index = self.deploy_index.min(steps.len() - 1);
         let percent = steps[index];
         let log = self.deploy_log(env);
-        let id = self.job_effect(
+        self.start_job(
             now,
             fx,
             JobAsk {
@@ -1339,8 +1342,8 @@ impl Release {
                 log,
                 output: None,
             },
+            Task::DeployStep { index },
         );
-        self.activity = Activity::Job { job: id, task: Task::DeployStep { index } };
     }
 
     fn deploy_log(&self, env: &str) -> String {
@@ -1511,7 +1514,7 @@ impl Release {
         };
         if let Some(suite) = e.validation.get(index) {
             let log = self.evidence_path(&format!("{env}-validation.log"));
-            let id = self.job_effect(
+            self.start_job(
                 now,
                 fx,
                 JobAsk {
@@ -1522,8 +1525,8 @@ impl Release {
                     log,
                     output: None,
                 },
+                Task::Suite { index },
             );
-            self.activity = Activity::Job { job: id, task: Task::Suite { index } };
         } else {
             let probe = self.probe_effect(now, fx, &e, format!("validation {env}"));
             self.activity = Activity::Probe { probe, task: Task::ValidateProbe };
@@ -2308,7 +2311,7 @@ impl Release {
         });
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
         let log = format!("{dir}/{env}-rollback-run.log");
-        let id = self.job_effect(
+        self.start_job(
             now,
             fx,
             JobAsk {
@@ -2319,8 +2322,8 @@ impl Release {
                 log,
                 output: None,
             },
+            Task::Rollback { started: now },
         );
-        self.activity = Activity::Job { job: id, task: Task::Rollback { started: now } };
     }
 
     fn stakeholder_mentions(&self) -> String {
@@ -2339,7 +2342,7 @@ impl Release {
             Ask::Nothing,
         );
         let log = self.evidence_path("staging-rollback.log");
-        let id = self.job_effect(
+        self.start_job(
             now,
             fx,
             JobAsk {
@@ -2350,8 +2353,8 @@ impl Release {
                 log,
                 output: None,
             },
+            Task::RollbackStaging { step, reason, gate },
         );
-        self.activity = Activity::Job { job: id, task: Task::RollbackStaging { step, reason, gate } };
     }
 
     // ----- results --------------------------------------------------------------------------
@@ -2539,7 +2542,7 @@ impl Release {
                 let recovery_ms = now.0.saturating_sub(started.0).max(job_ms);
                 // Restore the candidate so that later checks see the version under release.
                 let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                let id = self.job_effect(
+                self.start_job(
                     now,
                     fx,
                     JobAsk {
@@ -2550,8 +2553,8 @@ impl Release {
                         log,
                         output: None,
                     },
+                    Task::RollForward { recovery_ms },
                 );
-                self.activity = Activity::Job { job: id, task: Task::RollForward { recovery_ms } };
             }
             Task::BaselineProbe => {
                 let step = self.step().clone();
