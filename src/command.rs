@@ -11,21 +11,31 @@ use crate::engine::{ReleaseCommand, Strategy};
 /// A parsed `/ray` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `/ray deploy <version> [to <env>] [--strategy …]`: start a release.
     Deploy {
+        /// Version to release, e.g. `v1.2` (letters, digits, `.`, `_`, `-`; at most 64).
         version: String,
+        /// Target environment; `production` when omitted.
         env: Option<String>,
+        /// Rollout strategy; blue/green when omitted.
         strategy: Option<Strategy>,
     },
     /// A command for the running release (ack, approve, reject, waive, retry, rollback, abort).
     Release(ReleaseCommand),
+    /// `/ray status [<version>]`: where the running releases (or every release of a version) stand.
     Status {
+        /// Only releases of this version that this process knows, finished ones included.
         version: Option<String>,
     },
+    /// `/ray history`: the ten most recent releases from the store.
     History,
+    /// `/ray protocols`: the loaded protocols and which ones each target runs.
     Protocols,
+    /// `/ray help`: the command reference.
     Help,
 }
 
+/// Usage line of `/ray deploy`, quoted in its error messages.
 pub const DEPLOY_USAGE: &str = "/ray deploy <version> [to <env>] [--strategy bluegreen|canary|rolling]";
 
 /// The command reference (`/ray help`).

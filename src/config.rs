@@ -12,31 +12,43 @@ use crate::protocol::Catalog;
 
 /// The sample configuration compiled into the binary.
 pub const EMBEDDED_RAYBOT_TOML: &str = include_str!("../config/raybot.toml");
+/// The sample `config/release-approvers.yaml` (five example people) compiled into the binary.
 pub const EMBEDDED_APPROVERS_YAML: &str = include_str!("../config/release-approvers.yaml");
 
 /// A configuration problem, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
 pub struct ConfigError {
+    /// The file at fault, e.g. `config/raybot.toml` or `embedded config/raybot.toml`.
     pub file: String,
+    /// What is wrong, e.g. `environments.staging.probe.count: must be above 0`.
     pub message: String,
 }
 
+/// `config/raybot.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaybotToml {
+    /// `[war_room]`: where raybot speaks.
     pub war_room: WarRoom,
+    /// `[release]`: inputs, reminders, roles and locking.
     pub release: ReleaseSettings,
+    /// Environment variables given to every job, e.g. `SAMPLE_PORT_STAGING = "18080"`; a job's own
+    /// `env` wins.
     #[serde(default)]
     pub job_env: BTreeMap<String, String>,
+    /// Jobs that belong to no environment, by name; `security` runs the security scan step.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobToml>,
+    /// Deployment targets by name, e.g. `staging`, `production`.
     pub environments: BTreeMap<String, EnvironmentToml>,
 }
 
+/// `[war_room]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarRoom {
+    /// Channel name used in texts and evidence, e.g. `#release-war-room`.
     pub channel: String,
     /// Slack channel ids raybot answers in.
     #[serde(default)]
@@ -46,93 +58,145 @@ pub struct WarRoom {
     pub discord_channels: Vec<String>,
 }
 
+/// `[release]`: settings shared by every release.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseSettings {
+    /// Folder of upstream artifacts, relative to the base directory; `{version}` is expanded,
+    /// e.g. `examples/release-inputs`.
     pub inputs_dir: String,
+    /// Inputs older than this many days count as `expired`; omit to accept any age.
     #[serde(default)]
     pub inputs_max_age_days: Option<u64>,
+    /// Remind missing freeze acknowledgers and approvers after this many seconds, then each period.
     pub remind_after_seconds: u64,
+    /// Reaction name that acknowledges the change freeze, e.g. `white_check_mark`.
     pub ack_emoji: String,
+    /// Roles that may `/ray waive` a failed gate, e.g. `["release_manager", "sre_lead"]`.
     pub waiver_roles: Vec<String>,
+    /// Roles that may `/ray retry`, `/ray rollback` and `/ray abort`.
     pub operator_roles: Vec<String>,
+    /// Lease of the environment lock in seconds, e.g. `3600`.
     pub lock_lease_seconds: u64,
 }
 
+/// A job: `{ argv = [...], timeout_seconds = 120 }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobToml {
+    /// Program and arguments, never run through a shell; placeholders `{version}` `{env}`
+    /// `{strategy}` `{percent}` `{release}` `{output}`.
     pub argv: Vec<String>,
+    /// Kill the job's process group after this many seconds.
     pub timeout_seconds: u64,
+    /// Extra environment variables for this job; they override `job_env`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
 
+/// `[[environments.<env>.validation]]`: one validation suite.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuiteToml {
+    /// Suite name for chat and evidence, e.g. `smoke`.
     pub name: String,
+    /// Program and arguments, as for [`JobToml::argv`]; exit 0 means passed.
     pub argv: Vec<String>,
+    /// Kill the suite's process group after this many seconds.
     pub timeout_seconds: u64,
+    /// A failing critical suite fails the validate step; others only lower `coverage`.
     #[serde(default)]
     pub critical: bool,
+    /// Extra environment variables; they override `job_env`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
 
+/// `[environments.<env>.probe]`: how to probe health and what counts as healthy.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeToml {
+    /// `http://` or `https://` health URL, e.g. `http://127.0.0.1:18080/healthz`.
     pub url: String,
+    /// GET requests per probe run, e.g. `20`.
     pub count: u32,
+    /// Milliseconds between the starts of two requests.
     pub interval_ms: u64,
+    /// Limit for one request, in milliseconds.
     pub timeout_ms: u64,
+    /// Minimum share of 2xx answers, 0 to 1, e.g. `0.95`.
     pub min_success_rate: f64,
+    /// Maximum p95 latency in milliseconds, e.g. `500`.
     pub max_p95_ms: u64,
+    /// Response header naming the serving version, e.g. `x-version`; when set, the last rollout
+    /// step also checks that the new version serves.
     #[serde(default)]
     pub version_header: Option<String>,
 }
 
+/// `[environments.<env>.health_window]`: the soak after a deploy.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthWindowToml {
+    /// How long to keep probing, in seconds, e.g. `60`.
     pub duration_seconds: u64,
+    /// Seconds between probe rounds.
     pub interval_seconds: u64,
 }
 
+/// `[environments.<name>]`: one deployment target.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentToml {
+    /// Recovery time objective in seconds: the rollback rehearsal must recover within it (gates
+    /// read staging's value as `rto` when staging is configured).
     pub rto_seconds: f64,
+    /// Deploy job, run once per rollout step with `{percent}` set.
     pub deploy: JobToml,
+    /// Rollback job, restoring the previous version; the rehearsal runs it too.
     pub rollback: JobToml,
+    /// Optional jobs that protocol steps name, e.g. `refresh_data`, `dry_run`.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobToml>,
+    /// Validation suites, run in order by the validate step.
     #[serde(default)]
     pub validation: Vec<SuiteToml>,
+    /// Health probing.
     pub probe: ProbeToml,
+    /// The soak after deploying here.
     pub health_window: HealthWindowToml,
+    /// Settings compared between staging and production, e.g.
+    /// `runtime = { value = "sample-app/1", severity = "critical" }`.
     #[serde(default)]
     pub parity: BTreeMap<String, plan::ParityValue>,
 }
 
+/// `config/release-approvers.yaml`: roles and people.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApproversYaml {
+    /// Role name → what it means; when present, people may only hold these roles.
     #[serde(default)]
     pub roles: BTreeMap<String, String>,
+    /// Everyone raybot knows; nobody else may start, approve or acknowledge.
     pub people: Vec<PersonYaml>,
 }
 
+/// One person, with one user id per platform.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PersonYaml {
+    /// Display name for evidence, e.g. `Alice Example`.
     pub name: String,
+    /// Roles, e.g. `[release_manager]`.
     pub roles: Vec<String>,
+    /// Name in `raybot chat --user NAME` and `/as NAME`, e.g. `alice`.
     #[serde(default)]
     pub local: Option<String>,
+    /// Slack member id, e.g. `U0ALICE001`.
     #[serde(default)]
     pub slack: Option<String>,
+    /// Discord user id (a snowflake, quoted), e.g. `"100000000000000001"`.
     #[serde(default)]
     pub discord: Option<String>,
 }
@@ -140,7 +204,9 @@ pub struct PersonYaml {
 /// Loaded configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The parsed `raybot.toml`.
     pub raybot: RaybotToml,
+    /// The parsed `release-approvers.yaml`.
     pub approvers: ApproversYaml,
     /// Directory jobs run in and relative paths resolve against.
     pub base_dir: PathBuf,
@@ -182,6 +248,7 @@ impl Config {
         )
     }
 
+    /// Parses and checks both files' texts; `toml_name` and `yaml_name` name them in errors.
     pub fn parse(
         toml_text: &str,
         yaml_text: &str,
@@ -357,6 +424,7 @@ impl Config {
 }
 
 impl PersonYaml {
+    /// Their user id on `platform` (`local`, `slack`, `discord`); `None` if they have none there.
     pub fn id_on(&self, platform: &str) -> Option<&str> {
         match platform {
             "local" => self.local.as_deref(),

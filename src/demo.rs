@@ -54,8 +54,11 @@ pub enum Failure {
 /// Demo options.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// Rollout strategy for the production deploy (`--strategy`).
     pub strategy: crate::engine::Strategy,
+    /// What to break on purpose (`--fail`); `None` plays a clean release.
     pub fail: Option<Failure>,
+    /// Evidence root (`--artifacts`, default `.artifacts`); the release writes into `<root>/<release id>/`.
     pub artifacts: PathBuf,
     /// Scratch directory (sample service state, scripts, store); a fresh temp dir when `None`.
     pub workdir: Option<PathBuf>,
@@ -64,8 +67,11 @@ pub struct DemoOptions {
 /// How the demo ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoOutcome {
+    /// Process exit code: 0 released, 3 rolled back, 1 anything else (rejected, halted, timed out).
     pub exit_code: i32,
+    /// Id of the release played, if one started.
     pub release: Option<String>,
+    /// How it ended; `None` if it halted or the demo gave up.
     pub outcome: Option<Terminal>,
 }
 

@@ -27,7 +27,9 @@ use crate::store::{LockOutcome, ReleaseSummary, Store, StoreError};
 /// What the store keeps per event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
+    /// When the driver applied it (the `now` the engine saw).
     pub at: Timestamp,
+    /// The event itself.
     pub event: Event,
     /// The raybot process that recorded it (named in "job outcome unknown after … stopped").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,13 +53,17 @@ struct Active {
 /// Results of background work, addressed to a release.
 #[derive(Debug)]
 pub struct Internal {
+    /// Id of the release that asked for the work.
     pub release: String,
+    /// The result: `JobFinished`, `ProbeFinished`, `InputsChecked`, `BundleWritten`, `Tick` ….
     pub event: Event,
 }
 
 /// Runs releases for one chat platform.
 pub struct Driver {
+    /// Configuration new releases are planned from (running releases keep their frozen plan).
     pub config: Config,
+    /// Protocols new releases are planned from; also answers `/ray protocols`.
     pub catalog: Catalog,
     store: Arc<dyn Store>,
     chat: Arc<dyn ChatSink>,
@@ -77,6 +83,8 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// A driver for `platform` (`local`, `slack`, `discord`), named as a replica by `RAYBOT_REPLICA`,
+    /// else `FLY_MACHINE_ID`, else `raybot-<pid>`. [`Driver::resume`] then picks up unfinished releases.
     pub fn new(
         config: Config,
         catalog: Catalog,

@@ -38,6 +38,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A fresh registry with every `raybot_*` metric at zero.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("raybot");
         let inbound = Family::<KindLabel, Counter>::default();
@@ -55,24 +56,30 @@ impl Metrics {
         Metrics { registry, inbound, releases_started, releases_finished, active, jobs, jobs_running }
     }
 
+    /// Counts one inbound event of `kind`: `command`, `reaction` or `click`.
     pub fn inbound(&self, kind: &str) {
         self.inbound.get_or_create(&KindLabel { kind: kind.into() }).inc();
     }
 
+    /// Counts a started release and raises the active gauge.
     pub fn release_started(&self) {
         self.releases_started.inc();
         self.active.inc();
     }
 
+    /// Counts an ended release under its [`Terminal::label`](crate::engine::Terminal::label) and
+    /// lowers the active gauge.
     pub fn release_finished(&self, outcome: &str) {
         self.releases_finished.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
         self.active.dec();
     }
 
+    /// Raises the running-jobs gauge.
     pub fn job_started(&self) {
         self.jobs_running.inc();
     }
 
+    /// Lowers the running-jobs gauge and counts the job as `succeeded` or `failed`.
     pub fn job_finished(&self, ok: bool) {
         self.jobs_running.dec();
         self.jobs.get_or_create(&OutcomeLabel { outcome: if ok { "succeeded" } else { "failed" }.into() }).inc();
@@ -97,7 +104,9 @@ impl Default for Metrics {
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
+    /// Checked by `/healthz` (2 s limit).
     pub store: Arc<dyn Store>,
+    /// Rendered by `/metrics`; the same instance the driver updates.
     pub metrics: Arc<Metrics>,
 }
 

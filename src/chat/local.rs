@@ -125,9 +125,11 @@ impl LocalChat {
 /// What an input line amounts to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineResult {
+    /// Blank line, `#` comment or ordinary talk: nothing for raybot to do.
     Nothing,
     /// A message for this user only (usage errors, `/as` confirmations).
     Local(String),
+    /// Something for the driver: a `/ray` command, `/react`, `/unreact` or `/click`.
     Inbound(Inbound),
 }
 

@@ -12,18 +12,29 @@ use crate::engine::{Ask, Button, UserRef};
 pub enum Inbound {
     /// A `/ray …` command (the text after `/ray`, or the whole line).
     Command {
+        /// Who typed it.
         user: UserRef,
+        /// The command text, e.g. `/ray approve looks good`.
         text: String,
     },
+    /// A reaction added to or removed from a message.
     Reaction {
+        /// Who reacted.
         user: UserRef,
+        /// Platform message id reacted on; routes the event to the release that posted it.
         message: String,
+        /// Emoji name (`white_check_mark`) or character (`✅`).
         emoji: String,
+        /// False when the reaction was removed.
         added: bool,
     },
+    /// A click on an Approve / Reject button.
     Click {
+        /// Who clicked.
         user: UserRef,
+        /// Platform message id of the approval request.
         message: String,
+        /// Which button.
         button: Button,
     },
 }

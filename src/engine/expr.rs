@@ -10,38 +10,55 @@ use std::fmt;
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
+    /// The `and`-joined clauses; all must hold for the gate to pass.
     pub clauses: Vec<Clause>,
 }
 
+/// One comparison, e.g. `coverage >= 0.90`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {
+    /// Metric the release measures, e.g. `coverage`, `drift_severity`.
     pub metric: String,
+    /// The comparison.
     pub op: Op,
+    /// What the metric is compared with.
     pub value: Operand,
 }
 
+/// Comparison operators. `==`, `!=`, `>=` and `<=` allow a 1e-9 tolerance; `>` and `<` are strict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
+    /// `>=`
     Ge,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `<`
     Lt,
 }
 
+/// Right-hand side of a clause.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operand {
+    /// A literal, e.g. `0.90`.
     Number(f64),
+    /// A plan constant (`rto`) or a severity level (`low` = 1); unknown names fail the clause.
     Name(String),
 }
 
 /// Result of evaluating one clause.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClauseResult {
+    /// The clause as written back, e.g. `coverage >= 0.9`.
     pub text: String,
     /// The metric's value, `None` if the release has not measured it.
     pub actual: Option<f64>,
+    /// Whether the clause held.
     pub passed: bool,
 }
 

@@ -47,13 +47,17 @@ impl JobOutcome {
 /// Figures from one HTTP probe run (`count` GET requests against one URL).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeReport {
+    /// The URL probed, e.g. `http://127.0.0.1:18090/healthz`.
     pub url: String,
     /// Requests sent.
     pub total: u32,
     /// Requests answered with a 2xx status in time.
     pub ok: u32,
+    /// Median latency in milliseconds over requests that got an HTTP answer (0 if none did).
     pub p50_ms: u64,
+    /// 95th-percentile latency in milliseconds; compared with the environment's `max_p95_ms`.
     pub p95_ms: u64,
+    /// Slowest answer in milliseconds.
     pub max_ms: u64,
     /// Status code (or `error`) → count.
     pub statuses: BTreeMap<String, u32>,
@@ -85,6 +89,7 @@ pub struct InputStatus {
     pub found: Vec<String>,
     /// `present`, `missing`, `expired` (older than the configured max age), `unreadable` or `corrupt`.
     pub status: String,
+    /// Copied from the request: only required artifacts count towards completeness.
     pub required: bool,
     /// SHA-256 of the first match, hex.
     pub sha256: Option<String>,
@@ -95,7 +100,9 @@ pub struct InputStatus {
 pub struct FileDigest {
     /// Path relative to the release's artifacts directory, e.g. `pre-deployment/staging-test-results.json`.
     pub path: String,
+    /// SHA-256 of the contents, hex.
     pub sha256: String,
+    /// Size in bytes.
     pub bytes: u64,
 }
 
@@ -104,7 +111,9 @@ pub struct FileDigest {
 pub struct BundleReport {
     /// The zip, relative to the release's artifacts directory.
     pub zip: String,
+    /// SHA-256 of the zip, hex; later prerequisite checks compare against it.
     pub zip_sha256: String,
+    /// Files put into the zip (the manifest included, when there is one).
     pub files: Vec<FileDigest>,
     /// Files that were asked for but did not exist.
     pub missing: Vec<String>,

@@ -46,6 +46,7 @@ impl Timestamp {
         }
     }
 
+    /// The time `ms` milliseconds later (saturating), e.g. when a reminder or soak round is due.
     pub fn plus_ms(self, ms: u64) -> Timestamp {
         Timestamp(self.0.saturating_add(ms))
     }
@@ -61,6 +62,7 @@ pub struct UserRef {
 }
 
 impl UserRef {
+    /// A user of `platform` (`local`, `slack`, `discord`), e.g. `UserRef::new("local", "alice")`.
     pub fn new(platform: impl Into<String>, id: impl Into<String>) -> Self {
         UserRef { platform: platform.into(), id: id.into() }
     }
@@ -93,6 +95,7 @@ impl Strategy {
         }
     }
 
+    /// The canonical name, as in `--strategy`, job argv (`{strategy}`) and evidence.
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Bluegreen => "bluegreen",
@@ -101,6 +104,7 @@ impl Strategy {
         }
     }
 
+    /// Reads a `--strategy` value; `blue-green` and `blue/green` are accepted for blue/green.
     pub fn parse(s: &str) -> Option<Strategy> {
         match s {
             "bluegreen" | "blue-green" | "blue/green" => Some(Strategy::Bluegreen),
@@ -115,7 +119,9 @@ impl Strategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Button {
+    /// Counts as `/ray approve` without a comment.
     Approve,
+    /// Counts as `/ray reject` and stops the release.
     Reject,
 }
 
@@ -124,13 +130,38 @@ pub enum Button {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReleaseCommand {
+    /// `/ray ack`: acknowledge the change freeze (same as reacting on the freeze message).
     Ack,
-    Approve { comment: Option<String> },
-    Reject { reason: String },
-    Waive { gate: String, justification: String },
+    /// `/ray approve [comment]`: approve the open go/no-go round.
+    Approve {
+        /// Free text kept with the signature in the approval evidence.
+        comment: Option<String>,
+    },
+    /// `/ray reject <reason>`: reject the open go/no-go round; the release ends `Rejected`.
+    Reject {
+        /// Why, as posted in chat and recorded in the evidence.
+        reason: String,
+    },
+    /// `/ray waive <gate> <justification>`: pass the failed gate the release is halted at.
+    Waive {
+        /// Gate id (or number) in the current protocol, lowercased, e.g. `intake`.
+        gate: String,
+        /// At least three words; recorded in the gate verdict and the report.
+        justification: String,
+    },
+    /// `/ray retry`: run the halted step, phase or rollback again.
     Retry,
-    Rollback { reason: Option<String> },
-    Abort { reason: Option<String> },
+    /// `/ray rollback [reason]`: restore the previous version of the target environment.
+    Rollback {
+        /// Why; `requested` when omitted.
+        reason: Option<String>,
+    },
+    /// `/ray abort [reason]`: end a release that has not touched the target environment yet.
+    Abort {
+        /// Why; `no reason given` when omitted.
+        reason: Option<String>,
+    },
+    /// `/ray status`: answered privately; the only command a finished release still accepts.
     Status,
 }
 
@@ -140,64 +171,98 @@ pub enum ReleaseCommand {
 pub enum Event {
     /// `/ray deploy` accepted: the first event of every release.
     Started {
+        /// Release id, `<version>-<env>-<UTC time>`, e.g. `v1.2-production-20261121T233420Z`.
         release: String,
+        /// Version being released, e.g. `v1.2`.
         version: String,
+        /// Target environment, e.g. `production`.
         env: String,
+        /// Rollout strategy for the target environment.
         strategy: Strategy,
+        /// Who typed `/ray deploy`; their approval alone never passes a go/no-go round.
         by: UserRef,
+        /// Protocols and configuration frozen for this release, so replays ignore later edits.
         plan: Box<Plan>,
     },
     /// A chat command from a person.
     Command {
+        /// Who typed it; roles come from the plan's people.
         by: UserRef,
+        /// What was asked.
         command: ReleaseCommand,
     },
     /// A reaction added to or removed from a message.
     Reaction {
+        /// Who reacted.
         by: UserRef,
+        /// Platform message id the reaction is on; only the freeze post counts.
         message: String,
+        /// Emoji name or character (`white_check_mark` or `✅`, both accepted).
         emoji: String,
+        /// False when the reaction was removed, which withdraws a freeze acknowledgement.
         added: bool,
     },
     /// A button click on a message.
     Click {
+        /// Who clicked.
         by: UserRef,
+        /// Platform message id of the approval request; clicks on closed rounds are refused.
         message: String,
+        /// Which button.
         button: Button,
     },
     /// The chat platform assigned `message` to the post raybot made under `key`.
     Posted {
+        /// The key of [`Effect::Post`], e.g. `freeze` or `approval:0`.
         key: String,
+        /// The platform's message id.
         message: String,
     },
+    /// A job started by [`Effect::RunJob`] ended.
     JobFinished {
+        /// The id from [`JobSpec::id`].
         job: JobId,
+        /// Exit code, duration and output tail.
         outcome: JobOutcome,
     },
+    /// A probe started by [`Effect::Probe`] ended.
     ProbeFinished {
+        /// The id from [`ProbeSpec::id`], e.g. `v1.2-production-…#probe7`.
         probe: String,
+        /// Success rate, latencies and serving versions.
         report: ProbeReport,
     },
+    /// The prerequisite files asked for by [`Effect::CheckInputs`] were looked up.
     InputsChecked {
+        /// The check id from the effect.
         check: String,
+        /// One status per requested artifact, in request order.
         results: Vec<InputStatus>,
     },
+    /// A zip asked for by [`Effect::Bundle`] was written.
     BundleWritten {
+        /// The bundle id from the effect.
         bundle: String,
+        /// Zip path and digest, files included and files missing.
         report: BundleReport,
     },
     /// Writing an evidence file failed.
     EvidenceFailed {
+        /// Path relative to the release's artifacts directory.
         file: String,
+        /// The I/O error text; the release halts with it.
         error: String,
     },
     /// A timer armed by [`Effect::ArmTimer`] fired.
     Tick {
+        /// The timer id; ticks of timers the release no longer waits for are ignored.
         timer: String,
     },
     /// A raybot process took the release over after a restart (or from a replica that stopped).
     Resumed {
+        /// The process taking over (`RAYBOT_REPLICA`, `FLY_MACHINE_ID` or `raybot-<pid>`).
         replica: String,
+        /// The process that recorded the log's last event, named in "job outcome unknown" halts.
         previous: Option<String>,
     },
 }
@@ -205,9 +270,11 @@ pub enum Event {
 /// How a post asks for interaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ask {
+    /// A plain message.
     Nothing,
     /// People react with this emoji (name, e.g. `white_check_mark`); raybot adds it first.
     Reaction {
+        /// The configured `ack_emoji`.
         emoji: String,
     },
     /// Approve / Reject buttons.
@@ -220,46 +287,68 @@ pub enum Effect {
     /// Post in the war room. When `key` is set the driver reports the message id with
     /// [`Event::Posted`] so that reactions and clicks on it can be matched.
     Post {
+        /// Name for later updates and for matching reactions/clicks, e.g. `freeze`, `approval:0`.
         key: Option<String>,
+        /// The message, already rendered.
         text: String,
+        /// Reaction or buttons to offer.
         ask: Ask,
     },
     /// Replace the text of an earlier keyed post (and remove its buttons).
     Update {
+        /// Key of the earlier post; the latest message posted under it is edited.
         key: String,
+        /// The new text.
         text: String,
     },
     /// Answer one person only (ephemeral on Slack and Discord).
     Reply {
+        /// The person who asked.
         to: UserRef,
+        /// The answer; refusals start with `[RAY ERROR]`.
         text: String,
     },
+    /// Start a job in the background; its result comes back as [`Event::JobFinished`].
     RunJob(JobSpec),
+    /// Start an HTTP probe; its figures come back as [`Event::ProbeFinished`].
     Probe(ProbeSpec),
     /// Check prerequisite files.
     CheckInputs {
+        /// Id echoed back in [`Event::InputsChecked`].
         check: String,
+        /// The protocol's prerequisite artifacts.
         items: Vec<InputSpec>,
     },
     /// Write an evidence file (path relative to the release's artifacts directory).
     WriteEvidence {
+        /// e.g. `pre-deployment/staging-parity-report.json`.
         path: String,
+        /// The whole file; it replaces any earlier version atomically.
         contents: String,
     },
     /// Zip evidence files, with an optional SHA-256 manifest written first.
     Bundle {
+        /// Id echoed back in [`Event::BundleWritten`].
         bundle: String,
+        /// Zip path relative to the artifacts directory, e.g. `pre-deployment/PRE-DEPLOYMENT-PACKAGE.zip`.
         zip: String,
+        /// Files to include, relative to the artifacts directory; absent ones are reported missing.
         files: Vec<String>,
+        /// Path of the SHA-256 manifest to write and include, if any.
         manifest: Option<String>,
+        /// Protocol id, recorded in the manifest.
         protocol: String,
     },
+    /// Deliver [`Event::Tick`] for `timer` at `at` (reminders, health-window rounds).
     ArmTimer {
+        /// Timer id, e.g. `v1.2-production-…#timer9`.
         timer: String,
+        /// When to fire; a time in the past fires at once.
         at: Timestamp,
     },
     /// The release ended: free the environment lock.
     Finished {
+        /// How the release ended.
         outcome: Terminal,
     },
 }
@@ -267,11 +356,16 @@ pub enum Effect {
 /// A job to run. `argv` is already expanded and never passes through a shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
+    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4`.
     pub id: JobId,
     /// What it is for, e.g. `deploy production 50%`.
     pub purpose: String,
+    /// Program and arguments; the driver still replaces `{artifacts}` with the release's folder.
     pub argv: Vec<String>,
+    /// Extra environment: the configured `job_env` and job `env`, plus `RAYBOT_RELEASE`,
+    /// `RAYBOT_VERSION`, `RAYBOT_ENV`, `RAYBOT_STRATEGY` and `RAYBOT_PERCENT`.
     pub env: Vec<(String, String)>,
+    /// Kill the job's process group after this many milliseconds.
     pub timeout_ms: u64,
     /// Log file relative to the release's artifacts directory.
     pub log: String,
@@ -280,21 +374,30 @@ pub struct JobSpec {
 /// An HTTP probe to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSpec {
+    /// Id the report comes back with, e.g. `v1.2-production-…#probe7`.
     pub id: String,
+    /// Health URL of the environment, e.g. `http://127.0.0.1:18090/healthz`.
     pub url: String,
+    /// Number of sequential GET requests.
     pub count: u32,
+    /// Milliseconds between the starts of two requests.
     pub interval_ms: u64,
+    /// Limit for one request, in milliseconds.
     pub timeout_ms: u64,
+    /// Response header that names the serving version, e.g. `x-version`.
     pub version_header: Option<String>,
 }
 
 /// A prerequisite file to check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputSpec {
+    /// File name or glob as the protocol lists it, e.g. `QUALITY-AUDIT-PACKAGE.zip`, `scripts/deploy_*.sh`.
     pub name: String,
     /// `inputs`, `repository` or `artifacts`.
     pub location: String,
+    /// A missing optional artifact does not lower the completeness score.
     pub required: bool,
+    /// Older files count as `expired`; `None` accepts any age.
     pub max_age_days: Option<u64>,
 }
 

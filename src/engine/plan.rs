@@ -22,6 +22,7 @@ pub struct Plan {
     pub jobs: BTreeMap<String, JobTemplate>,
     /// The people of the platform the release was started on.
     pub people: People,
+    /// Who may waive, retry, roll back and abort; reminder timing; the freeze emoji.
     pub policy: Policy,
     /// Where prerequisite inputs live (already expanded for this version).
     pub inputs_dir: String,
@@ -35,8 +36,11 @@ pub struct Plan {
 /// One deployment target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
+    /// Its name, e.g. `production`.
     pub name: String,
+    /// The deploy job, run once per rollout step with `{percent}` set.
     pub deploy: JobTemplate,
+    /// The rollback job, restoring the previous version (also used by the rehearsal).
     pub rollback: JobTemplate,
     /// Validation suites (smoke, e2e, regression …) run against the environment.
     #[serde(default)]
@@ -44,18 +48,21 @@ pub struct Environment {
     /// Optional jobs by name (`refresh_data`, `dry_run`).
     #[serde(default)]
     pub jobs: BTreeMap<String, JobTemplate>,
+    /// How to probe its health and what counts as healthy.
     pub probe: ProbeSettings,
     /// Recovery time objective in seconds (`recovery_seconds <= rto`).
     pub rto_seconds: f64,
     /// Configuration that must match between staging and production, with each key's severity.
     #[serde(default)]
     pub parity: BTreeMap<String, ParityValue>,
+    /// The soak after deploying here.
     pub health_window: HealthWindow,
 }
 
 /// A value compared for parity, and how bad a drift of it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParityValue {
+    /// The setting as configured for this environment, e.g. `checkout_v2=on`.
     pub value: String,
     /// `low`, `medium`, `high` or `critical`.
     pub severity: String,
@@ -64,8 +71,12 @@ pub struct ParityValue {
 /// A job as configured: argv with `{version}`, `{env}`, `{strategy}`, `{percent}` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTemplate {
+    /// Program and arguments, never run through a shell, e.g. `["scripts/deploy_backend.sh", "--env", "{env}"]`.
     pub argv: Vec<String>,
+    /// Kill the job's process group after this many milliseconds.
     pub timeout_ms: u64,
+    /// Extra environment variables (the global `job_env` merged with the job's own), placeholders
+    /// expanded in the values.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
@@ -73,7 +84,9 @@ pub struct JobTemplate {
 /// A validation suite.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suite {
+    /// Suite name for chat and evidence, e.g. `smoke`.
     pub name: String,
+    /// The job that runs it; exit 0 means passed.
     pub job: JobTemplate,
     /// A failing critical suite is a blocking error.
     pub critical: bool,
@@ -82,9 +95,13 @@ pub struct Suite {
 /// HTTP probing of an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSettings {
+    /// Health URL, e.g. `http://127.0.0.1:18090/healthz`.
     pub url: String,
+    /// GET requests per probe run, e.g. `20`.
     pub count: u32,
+    /// Milliseconds between the starts of two requests.
     pub interval_ms: u64,
+    /// Limit for one request, in milliseconds.
     pub timeout_ms: u64,
     /// Minimum share of 2xx answers.
     pub min_success_rate: f64,
@@ -98,35 +115,44 @@ pub struct ProbeSettings {
 /// The soak period after a production deploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthWindow {
+    /// How long to keep probing, in milliseconds.
     pub duration_ms: u64,
+    /// Milliseconds between probe rounds.
     pub interval_ms: u64,
 }
 
 /// Who is who on the platform the release runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct People {
+    /// `local`, `slack` or `discord`; decides how mentions look.
     pub platform: String,
+    /// Everyone with an id on that platform, in `release-approvers.yaml` order.
     pub persons: Vec<Person>,
 }
 
+/// One person from `release-approvers.yaml`, as seen on one platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
     /// Platform user id (`alice` locally, `U024BE7LH` on Slack, a snowflake on Discord).
     pub id: String,
     /// Display name for evidence (`Alice Example`).
     pub name: String,
+    /// Roles, e.g. `release_manager`, `sre_lead`; they decide who may approve, ack and operate.
     pub roles: Vec<String>,
 }
 
 impl People {
+    /// The person with platform user id `id`; `None` for anyone not in `release-approvers.yaml`.
     pub fn get(&self, id: &str) -> Option<&Person> {
         self.persons.iter().find(|p| p.id == id)
     }
 
+    /// Whether `id` is a listed person holding `role`.
     pub fn has_role(&self, id: &str, role: &str) -> bool {
         self.get(id).is_some_and(|p| p.roles.iter().any(|r| r == role))
     }
 
+    /// Whether `id` holds at least one of `roles` (false for an empty list).
     pub fn has_any_role(&self, id: &str, roles: &[String]) -> bool {
         roles.iter().any(|r| self.has_role(id, r))
     }
@@ -159,6 +185,7 @@ pub struct Policy {
 }
 
 impl Plan {
+    /// The configured environment `name`, if any.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.get(name)
     }

@@ -20,14 +20,28 @@ pub enum Terminal {
     /// Every protocol completed; the version serves in the target environment.
     Released,
     /// Production was rolled back (automatically or by `/ray rollback`) and the old version serves.
-    RolledBack { reason: String },
+    RolledBack {
+        /// What triggered it, e.g. `Production Launch Gate failed: …` or `requested by @carol: …`.
+        reason: String,
+    },
     /// An approver said no.
-    Rejected { by: String, reason: String },
+    Rejected {
+        /// User id of the approver who rejected.
+        by: String,
+        /// Their `/ray reject` reason.
+        reason: String,
+    },
     /// An operator stopped the release before production was touched.
-    Aborted { by: String, reason: String },
+    Aborted {
+        /// User id of whoever typed `/ray abort`.
+        by: String,
+        /// Their reason, or `no reason given`.
+        reason: String,
+    },
 }
 
 impl Terminal {
+    /// Short outcome for chat, metrics labels and the release index: `released`, `rolled back` ….
     pub fn label(&self) -> &'static str {
         match self {
             Terminal::Released => "released",
@@ -44,39 +58,58 @@ impl Terminal {
 pub enum Task {
     /// Sub-step `index` of the rollout strategy.
     DeployStep {
+        /// Index into [`Strategy::steps`]; the job and the probe after it share it.
         index: usize,
     },
     /// Validation suite `index`; the probe after the last suite is `ValidateProbe`.
     Suite {
+        /// Index into the environment's `validation` suites.
         index: usize,
     },
+    /// The probe after the last validation suite; it completes the `validate` step.
     ValidateProbe,
     /// Rollback rehearsal: job, probe, then roll forward again.
     Rehearsal {
+        /// When the rehearsal began: recovery time is measured from here.
         started: Timestamp,
     },
+    /// Probe checking the environment is healthy after the rehearsal's rollback job.
     RehearsalProbe {
+        /// When the rehearsal began.
         started: Timestamp,
+        /// Run time of the rollback job; recovery is never reported shorter than this.
         job_ms: u64,
     },
+    /// Re-deploying the candidate after a successful rehearsal, so later steps test it.
     RollForward {
+        /// Measured recovery time, compared with the RTO once the roll-forward succeeds.
         recovery_ms: u64,
     },
+    /// The `security` job; its log tail may carry `blocking_findings=N`.
     Security,
+    /// An optional per-environment job (`StepRun::Job`, e.g. `refresh_data`).
     OptionalJob,
+    /// Probe whose figures become the observability baseline.
     BaselineProbe,
+    /// One probe round of the health window.
     SoakProbe,
     /// Rolling the target environment back.
     Rollback {
+        /// When the rollback began (the announced duration is measured from here).
         started: Timestamp,
     },
+    /// Probe confirming the previous version serves again after the rollback job.
     RollbackProbe {
+        /// When the rollback began.
         started: Timestamp,
     },
     /// Rolling staging back after a failed rehearsal gate; then the release halts for `step`.
     RollbackStaging {
+        /// Label of the failed gate, used as the halt's step.
         step: String,
+        /// The gate's figures, used as the halt reason.
         reason: String,
+        /// Id of the failed gate, so `/ray waive` can name it.
         gate: String,
     },
 }
@@ -96,11 +129,15 @@ pub enum Resume {
 /// Why and where a release stopped to wait for instructions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Halt {
+    /// Where it stopped, e.g. `Protocol 10 STEP 2.1 Deploy to staging` or `rollback of production`.
     pub step: String,
+    /// Why, as posted in the `[RAY ERROR]` message.
     pub reason: String,
     /// Gate that failed, if the halt came from a gate.
     pub gate: Option<String>,
+    /// What `/ray retry` runs again.
     pub resume: Resume,
+    /// When the release halted.
     pub at: Timestamp,
 }
 
@@ -110,37 +147,54 @@ pub struct Halt {
 pub enum Activity {
     /// Between steps (never observed after `handle` returns).
     Idle,
+    /// Waiting for the prerequisite check `check`.
     Inputs {
+        /// Id of the [`Effect::CheckInputs`] awaited.
         check: String,
     },
+    /// Waiting for job `job`; `task` says what its result decides.
     Job {
+        /// Id of the running job.
         job: String,
+        /// What the result is for.
         task: Task,
     },
+    /// Waiting for probe `probe`; `task` says what its figures decide.
     Probe {
+        /// Id of the running probe.
         probe: String,
+        /// What the figures are for.
         task: Task,
     },
     /// Building a bundle; `finish` ends the release afterwards.
     Bundle {
+        /// Id of the [`Effect::Bundle`] awaited.
         bundle: String,
+        /// Set when this is the final report bundle of an ending release.
         finish: Option<Terminal>,
     },
     /// Waiting for change-freeze acknowledgements.
     Acks {
+        /// Timer of the next reminder to the people still missing.
         reminder: String,
     },
     /// Waiting for go/no-go approvals of round `round`.
     Approval {
+        /// Index into [`Release::rounds`].
         round: usize,
+        /// Timer of the next reminder to the roles still missing.
         reminder: String,
     },
     /// Health window: probes until `until`.
     Soak {
+        /// End of the health window.
         until: Timestamp,
+        /// Timer of the next probe round.
         timer: String,
     },
+    /// Stopped; waits for `/ray retry`, `/ray waive`, `/ray rollback` or `/ray abort`.
     Halted(Halt),
+    /// Over; only `/ray status` is still answered.
     Ended(Terminal),
 }
 
@@ -170,10 +224,15 @@ impl Activity {
 /// One approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
+    /// Platform user id of the approver.
     pub user: String,
+    /// Display name from `release-approvers.yaml`, for the evidence.
     pub name: String,
+    /// The approver's roles that this round requires.
     pub roles: Vec<String>,
+    /// When they approved.
     pub at: Timestamp,
+    /// The `/ray approve` comment, if any (buttons carry none).
     pub comment: Option<String>,
     /// `command` or `button`.
     pub via: String,
@@ -182,130 +241,215 @@ pub struct Approval {
 /// A go/no-go round (one approval step).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRound {
+    /// Protocol id, e.g. `10`.
     pub protocol: String,
+    /// Id of the approval step.
     pub step: String,
+    /// Required roles; each must be covered by a different approver.
     pub roles: Vec<String>,
+    /// Approvals so far, in order.
     pub approvals: Vec<Approval>,
+    /// When the request was posted.
     pub opened_at: Timestamp,
     /// `approved` or `rejected` once decided.
     pub decision: Option<String>,
+    /// When the decision fell.
     pub decided_at: Option<Timestamp>,
 }
 
 /// The change freeze.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Freeze {
+    /// User ids of everyone holding a freeze role; all must acknowledge.
     pub required: Vec<String>,
+    /// User id → when and how (`command` or `reaction`) they acknowledged.
     pub acks: BTreeMap<String, (Timestamp, String)>,
+    /// When the freeze was announced.
     pub opened_at: Option<Timestamp>,
+    /// When the last required acknowledgement arrived.
     pub confirmed_at: Option<Timestamp>,
+    /// Reminders posted so far (a retrospective input).
     pub reminders: u32,
 }
 
+/// Result of a gate evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Every clause of the threshold held.
     Passed,
+    /// A clause failed or read an unmeasured metric; the gate's `on_failure` applied.
     Failed,
-    Waived { by: String, justification: String },
+    /// Accepted by `/ray waive`; the figures were not evaluated.
+    Waived {
+        /// User id of who waived it.
+        by: String,
+        /// Their justification.
+        justification: String,
+    },
 }
 
 /// A gate evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateVerdict {
+    /// Protocol id, e.g. `11`.
     pub protocol: String,
+    /// Gate id, e.g. `launch`.
     pub gate: String,
+    /// Gate name, e.g. `Production Launch Gate`.
     pub name: String,
+    /// The threshold expression evaluated, e.g. `coverage >= 0.90 and blocking_errors == 0`.
     pub threshold: String,
+    /// Per clause: its text, the measured value (`None` if never measured) and whether it held.
     pub clauses: Vec<(String, Option<f64>, bool)>,
+    /// The outcome.
     pub verdict: Verdict,
+    /// When it was evaluated or waived.
     pub at: Timestamp,
 }
 
 /// A job run and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
+    /// Job id, `<release>#job<n>`.
     pub id: String,
+    /// What it was for, e.g. `deploy production 50%`; evidence filters on these prefixes.
     pub purpose: String,
+    /// Environment it ran against.
     pub env: String,
+    /// The expanded command line.
     pub argv: Vec<String>,
+    /// Log file relative to the release's artifacts directory.
     pub log: String,
+    /// When it was started.
     pub started_at: Timestamp,
+    /// `None` while running (or if raybot stopped before it reported).
     pub outcome: Option<JobOutcome>,
+    /// When its outcome arrived.
     pub finished_at: Option<Timestamp>,
 }
 
+/// A probe run and its figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRecord {
+    /// Probe id, `<release>#probe<n>`.
     pub id: String,
+    /// What it was for, e.g. `after deploy production 50%`, `health window production`.
     pub purpose: String,
+    /// Environment probed.
     pub env: String,
+    /// When it was started.
     pub started_at: Timestamp,
+    /// `None` until the figures arrive.
     pub report: Option<ProbeReport>,
 }
 
+/// One action by a person, accepted or refused: the release's audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// When it happened.
     pub at: Timestamp,
+    /// Platform user id.
     pub who: String,
+    /// What was done, or for refusals `<action>: <why it was refused>`.
     pub what: String,
+    /// False for refusals (reported in the deployment report).
     pub accepted: bool,
 }
 
+/// A rollback of the target environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackRecord {
+    /// Environment rolled back (the release's target).
     pub env: String,
+    /// Why, e.g. `Production Launch Gate failed: …`.
     pub reason: String,
+    /// `automatic`, or the user id of who asked for it.
     pub trigger: String,
+    /// When the rollback job was started.
     pub started_at: Timestamp,
+    /// When the probe confirmed the previous version serves again.
     pub finished_at: Option<Timestamp>,
+    /// Summary of that confirming probe.
     pub confirmed: Option<String>,
 }
 
 /// Protocol/phase/step position.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
+    /// Index into [`Plan::protocols`].
     pub protocol: usize,
+    /// Index into the protocol's phases.
     pub phase: usize,
+    /// Index into the phase's steps.
     pub step: usize,
 }
 
 /// A release: the fold of its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {
+    /// Release id, e.g. `v1.2-production-20261121T233420Z`; also its evidence folder name.
     pub id: String,
+    /// Version being released, e.g. `v1.2`.
     pub version: String,
+    /// Target environment, e.g. `production`.
     pub env: String,
+    /// Rollout strategy for the target environment.
     pub strategy: Strategy,
+    /// Who typed `/ray deploy`.
     pub started_by: UserRef,
+    /// Time of the `Started` event.
     pub started_at: Timestamp,
+    /// Time of the latest event.
     pub updated_at: Timestamp,
+    /// The frozen protocols and configuration from the `Started` event.
     pub plan: Arc<Plan>,
+    /// The step being run.
     pub cursor: Cursor,
+    /// What the release is doing or waiting for.
     pub activity: Activity,
     /// Metrics per protocol (index as in the plan).
     pub metrics: Vec<BTreeMap<String, f64>>,
+    /// The change freeze of the current (or last) freeze step.
     pub freeze: Freeze,
+    /// Every go/no-go round, in order.
     pub rounds: Vec<ApprovalRound>,
+    /// Every gate evaluation or waiver, in order.
     pub gates: Vec<GateVerdict>,
+    /// Every job started, in order.
     pub jobs: Vec<JobRecord>,
+    /// Every probe started, in order.
     pub probes: Vec<ProbeRecord>,
+    /// Prerequisite checks: check id → the status of each artifact.
     pub inputs: Vec<(String, Vec<InputStatus>)>,
+    /// Bundles written, each once; later prerequisite checks verify zips against these digests.
     pub bundles: Vec<BundleReport>,
     /// Post key → message ids the platform gave it.
     pub posts: BTreeMap<String, Vec<String>>,
+    /// Evidence paths (relative to the artifacts directory) written or expected; the final report
+    /// bundles them.
     pub evidence: BTreeSet<String>,
+    /// Every person's action, accepted or refused.
     pub audit: Vec<AuditEntry>,
     /// Everything raybot posted, in order (the communication log).
     pub communication: Vec<(Timestamp, String)>,
+    /// Rollout sub-step of the current deploy step (index into [`Strategy::steps`]).
     pub deploy_index: usize,
+    /// A deploy or rollback job was started on the target environment (multi-protocol releases
+    /// only): from then on `/ray rollback` replaces `/ray abort`, and `halt: rollback` steps roll back.
     pub production_touched: bool,
+    /// The rollback, once one started.
     pub rollback: Option<RollbackRecord>,
+    /// `/ray rollback` queued while a job or probe ran: (user id, reason). Picked up at the next
+    /// rollout sub-step or validation suite on the target environment.
     pub rollback_requested: Option<(String, String)>,
+    /// Waivers: (`<protocol>/<gate>`, user id, justification, when). A waived gate passes unevaluated.
     pub waivers: Vec<(String, String, String, Timestamp)>,
+    /// Counter for job, probe, timer, check and bundle ids (`<release>#job4`).
     pub next_id: u64,
     /// Observations of the health window.
     pub soak: Vec<ProbeReport>,
+    /// The raybot process that last resumed this release.
     pub last_replica: Option<String>,
     /// Metrics measured in the current phase: its gate reads only these.
     pub phase_metrics: BTreeMap<String, f64>,

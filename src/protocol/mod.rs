@@ -24,22 +24,27 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {field}: {message}")]
 pub struct ProtocolError {
+    /// The YAML file (or directory) at fault, e.g. `protocols/10-pre-deployment-validation.yaml`.
     pub file: String,
     /// Path of the offending field, e.g. `phases[1].steps[0].run`.
     pub field: String,
+    /// What is wrong, e.g. `a phase needs at least one step`.
     pub message: String,
 }
 
 /// The loaded protocol set.
 #[derive(Debug, Clone)]
 pub struct Catalog {
+    /// Every protocol found, in file-name order (not only those the pipeline runs).
     pub protocols: Vec<Protocol>,
+    /// Which protocols `/ray deploy` chains per target environment.
     pub pipeline: Pipeline,
     /// Where it came from (`embedded` or a directory).
     pub source: String,
 }
 
 impl Catalog {
+    /// The protocol with `id`, ignoring leading zeros (`6` finds `06`).
     pub fn get(&self, id: &str) -> Option<&Protocol> {
         let id = id.trim_start_matches('0');
         self.protocols.iter().find(|p| p.id.trim_start_matches('0') == id)

@@ -21,33 +21,47 @@ pub struct Protocol {
     pub source: String,
     /// Folder under the release's artifacts directory, e.g. `pre-deployment`.
     pub artifacts_dir: String,
+    /// What must exist before the protocol starts; checked by its `intake` step.
     #[serde(default)]
     pub prerequisites: Prerequisites,
+    /// Persona and guardrail (posted when the protocol starts) and mission.
     pub role: Role,
+    /// The workflow, run in order.
     pub phases: Vec<Phase>,
+    /// Upstream inputs, downstream outputs and storage, as the seed lists them (documentation only).
     #[serde(default)]
     pub integration: Integration,
+    /// Quality gates; each phase names the one evaluated when it ends.
     #[serde(default)]
     pub gates: Vec<Gate>,
+    /// The seed's message templates; the error template and validation prompt are posted.
     #[serde(default)]
     pub communication: Communication,
+    /// The seed's automation scripts and manual fallbacks (documentation only; raybot runs jobs).
     #[serde(default)]
     pub automation: Automation,
+    /// Completion announcement, posted with a gate summary when the protocol's last phase ends.
     #[serde(default)]
     pub handoff: Option<Handoff>,
+    /// The seed's evidence summary table (documentation only).
     #[serde(default)]
     pub evidence_summary: Vec<EvidenceSummaryRow>,
+    /// The seed's quality metrics table (documentation only).
     #[serde(default)]
     pub quality_metrics: Vec<QualityMetric>,
 }
 
+/// A protocol's "PREREQUISITES" section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Prerequisites {
+    /// Files checked on disk; missing required ones fail the intake step.
     #[serde(default)]
     pub artifacts: Vec<PrerequisiteArtifact>,
+    /// Approvals the seed requires, verbatim; copied into the intake evidence, not checked.
     #[serde(default)]
     pub approvals: Vec<String>,
+    /// System states the seed requires, verbatim; copied into the intake evidence, not checked.
     #[serde(default)]
     pub system_states: Vec<String>,
 }
@@ -75,12 +89,16 @@ fn yes() -> bool {
     true
 }
 
+/// Which folder a prerequisite artifact is looked up in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactLocation {
+    /// The release inputs folder (`inputs_dir` in `raybot.toml`, `{version}` expanded).
     #[default]
     Inputs,
+    /// The directory jobs run in (the parent of `config/`).
     Repository,
+    /// This release's artifacts directory, e.g. evidence an earlier protocol wrote.
     Artifacts,
 }
 
@@ -88,18 +106,22 @@ pub enum ArtifactLocation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
+    /// Who raybot acts as, e.g. `Release Engineer`; posted when the protocol starts.
     pub persona: String,
+    /// The seed's mission sentence (shown by `raybot protocols show`).
     pub mission: String,
     /// The `🚫 [CRITICAL]` line.
     #[serde(default)]
     pub guardrail: Option<String>,
 }
 
+/// One phase of a protocol's workflow (`STEP n` in the seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
     /// 1-based phase number (`STEP n` in the seed).
     pub number: u32,
+    /// Title as the seed writes it, used in the default `PHASE n START` line.
     pub title: String,
     /// Announcement when the phase starts (the first `[MUST]` step's communication in P10/P11).
     #[serde(default)]
@@ -107,26 +129,33 @@ pub struct Phase {
     /// Announcement when the phase completes, if the seed has one.
     #[serde(default)]
     pub complete_announcement: Option<String>,
+    /// The steps, run in order.
     pub steps: Vec<Step>,
     /// Id of the gate evaluated when the phase ends.
     #[serde(default)]
     pub gate: Option<String>,
 }
 
+/// How binding a step is (the seed's `[MUST]` / `[GUIDELINE]` tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Level {
+    /// A met halt condition stops the release; its evidence is expected in the report.
     #[serde(rename = "MUST")]
     Must,
+    /// A met halt condition is posted and the release goes on.
     #[serde(rename = "GUIDELINE")]
     Guideline,
 }
 
+/// One step of a phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Stable id, kebab-case, unique within the protocol.
     pub id: String,
+    /// `MUST` or `GUIDELINE`.
     pub level: Level,
+    /// Title as the seed writes it; appears in halt messages and evidence headers.
     pub title: String,
     /// The seed's `Action:` text.
     pub action: String,
@@ -172,31 +201,72 @@ pub enum StepRun {
     /// Compare staging vs production parity keys; metric `drift_severity` (0 none .. 4 critical).
     Parity,
     /// Run an optional job of the environment (`job` names it in `raybot.toml`); skipped if absent.
-    Job { job: String, env: String },
+    Job {
+        /// Job name under `environments.<env>.jobs`, e.g. `refresh_data`.
+        job: String,
+        /// Environment whose job runs, e.g. `staging`.
+        env: String,
+    },
     /// Deploy to an environment. Staging runs one step; production follows the rollout strategy
     /// with probes between steps and milestone posts. Metric `blocking_errors`.
-    Deploy { env: String },
+    Deploy {
+        /// Environment to deploy to.
+        env: String,
+    },
     /// Run the environment's validation suites and probes. Metrics `coverage`,
     /// `validation_success_rate`, `blocking_errors` / `blocking_incidents`.
-    Validate { env: String },
+    Validate {
+        /// Environment to validate.
+        env: String,
+    },
     /// Run the environment's rollback job and time recovery; metric `recovery_seconds`.
-    RollbackRehearsal { env: String },
+    RollbackRehearsal {
+        /// Environment to rehearse on, e.g. `staging`; the candidate is re-deployed afterwards.
+        env: String,
+    },
     /// Run the security job; metric `blocking_findings`.
     Security,
     /// Write the observability baseline from the latest probe figures.
-    Baseline { env: String },
+    Baseline {
+        /// Environment to probe.
+        env: String,
+    },
     /// Zip the listed evidence into `zip`, with a SHA-256 manifest; metric `manifest_completeness`.
-    Package { zip: String, manifest: Option<String>, files: Vec<String> },
+    Package {
+        /// Zip name in the protocol's artifacts dir, e.g. `PRE-DEPLOYMENT-PACKAGE.zip`.
+        zip: String,
+        /// Manifest name, e.g. `pre-deployment-manifest.json`; written first and zipped too.
+        manifest: Option<String>,
+        /// Evidence file names to include; missing ones fail the step.
+        files: Vec<String>,
+    },
     /// Collect go/no-go approvals; metric `approvals_recorded`.
-    Approval { roles: Vec<String>, prompt: String },
+    Approval {
+        /// Roles that must approve, each by a different person (not the initiator alone).
+        roles: Vec<String>,
+        /// The `[APPROVAL REQUEST] …` text posted with the buttons.
+        prompt: String,
+    },
     /// Change freeze acknowledgement by everyone in `roles`; metric `freeze_ack_ratio`.
-    Freeze { roles: Vec<String> },
+    Freeze {
+        /// Everyone holding any of these roles must acknowledge.
+        roles: Vec<String>,
+    },
     /// Write a document computed from the release (checklists, manifests, retrospective inputs).
-    Document { template: DocumentTemplate },
+    Document {
+        /// Which document.
+        template: DocumentTemplate,
+    },
     /// Probe the environment repeatedly for the soak period; metric `slo_breaches`.
-    HealthWindow { env: String },
+    HealthWindow {
+        /// Environment to watch; its `health_window` sets duration and interval.
+        env: String,
+    },
     /// Compile `DEPLOYMENT-REPORT.md` and zip everything; metric `report_completeness`.
-    Report { zip: String },
+    Report {
+        /// Zip name in the protocol's artifacts dir, e.g. `DEPLOYMENT-EVIDENCE.zip`.
+        zip: String,
+    },
     /// Post the step's communication only (guidance that needs no automation here).
     Note,
 }
@@ -205,20 +275,29 @@ pub enum StepRun {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentTemplate {
+    /// `deployment-checklist.md`: production steps, rehearsal learnings and communication plan.
     DeploymentChecklist,
+    /// `release-manifest.md`: scope, rollback procedure, stakeholders and confirmations so far.
     ReleaseManifest,
+    /// Chat line only: the deployment window, channel and on-call people.
     DeploymentWindow,
+    /// `retrospective-inputs.json`: failed jobs, waivers, reminders and job durations.
     RetrospectiveInputs,
+    /// Chat line only: on-call SRE, escalation contact and the rollback command.
     RunbookCoverage,
 }
 
+/// The seed's "INTEGRATION POINTS" section, verbatim (documentation only).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Integration {
+    /// Upstream protocols and what they hand over.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// Downstream protocols and what they receive.
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Where evidence is stored, e.g. `.artifacts/pre-deployment/`.
     #[serde(default)]
     pub storage: Vec<String>,
 }
@@ -229,10 +308,13 @@ pub struct Integration {
 pub struct Gate {
     /// Stable id used by `/ray waive <gate>`, e.g. `intake`.
     pub id: String,
+    /// The seed's gate number; `/ray waive 1` works too.
     pub number: u32,
     /// Name as the seed writes it, e.g. `Intake Confirmation Gate`.
     pub name: String,
+    /// The seed's criteria sentence, quoted when the gate fails (unless `failed_criteria` is set).
     pub criteria: String,
+    /// Evidence files the seed names for this gate (documentation only).
     #[serde(default)]
     pub evidence: Vec<String>,
     /// The seed's pass threshold sentence.
@@ -245,6 +327,7 @@ pub struct Gate {
     pub failure_handling: String,
     /// What raybot does on failure.
     pub on_failure: GateFailure,
+    /// The seed's validation script for this gate (documentation only; raybot evaluates the threshold).
     #[serde(default)]
     pub automation: Option<String>,
     /// Whether `/ray waive` may pass this gate. Gates whose failure means rollback are not waivable.
@@ -261,6 +344,7 @@ pub struct Gate {
     pub options: Vec<String>,
 }
 
+/// What a failed gate does to the release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateFailure {
@@ -272,6 +356,7 @@ pub enum GateFailure {
     Rollback,
 }
 
+/// The seed's "COMMUNICATION PROTOCOLS" section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Communication {
@@ -292,49 +377,69 @@ pub struct Communication {
     pub other: Vec<String>,
 }
 
+/// A named error message template from the seed (kept verbatim, not posted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorTemplate {
+    /// e.g. `Environment Unreachable`.
     pub name: String,
+    /// e.g. `[ERROR] Unable to connect to {environment}. Check network/credentials.`
     pub template: String,
+    /// The seed's recovery steps for this error.
     #[serde(default)]
     pub recovery_steps: Vec<String>,
 }
 
+/// The seed's "AUTOMATION HOOKS" section, verbatim (documentation only; raybot runs configured jobs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Automation {
+    /// Commands and CI snippets, e.g. `python scripts/validate_prerequisites_10.py`.
     #[serde(default)]
     pub scripts: Vec<String>,
+    /// What to do by hand when automation is unavailable.
     #[serde(default)]
     pub manual_fallbacks: Vec<String>,
 }
 
+/// The seed's "HANDOFF CHECKLIST" section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Handoff {
+    /// Checklist items, verbatim (raybot posts its own gate and evidence summary instead).
     pub checklist: Vec<String>,
     /// The completion line, e.g. `[MASTER RAY™ | PROTOCOL COMPLETE] Ready for Protocol 15: …`.
     pub announcement: String,
+    /// Files the seed hands to the next protocol, e.g. `PRE-DEPLOYMENT-PACKAGE.zip` (documentation only).
     #[serde(default)]
     pub evidence_package: Vec<String>,
+    /// The seed's next protocol, e.g. `15-production-deployment` (documentation only; the pipeline
+    /// decides what runs next).
     #[serde(default)]
     pub next_protocol: Option<String>,
 }
 
+/// One row of the seed's evidence summary table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceSummaryRow {
+    /// File name, e.g. `intake-validation-report.json`.
     pub artifact: String,
+    /// Folder, e.g. `.artifacts/pre-deployment/`.
     pub location: String,
+    /// What it proves, e.g. `Confirms prerequisite readiness`.
     pub purpose: String,
+    /// Who reads it, e.g. `Protocol 21 Gates`.
     pub consumer: String,
 }
 
+/// One row of the seed's quality metrics table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualityMetric {
+    /// e.g. `Gate 2 Pass Rate`.
     pub metric: String,
+    /// e.g. `≥ 95%`.
     pub target: String,
 }
 
@@ -342,7 +447,9 @@ pub struct QualityMetric {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
+    /// Pipeline name, e.g. `release`.
     pub name: String,
+    /// What the pipeline is for, for readers of the file (raybot does not show it).
     pub description: String,
     /// Target environment → protocol ids in order.
     pub targets: std::collections::BTreeMap<String, Vec<String>>,

@@ -16,7 +16,14 @@ use serde::{Deserialize, Serialize};
 pub enum StoreError {
     /// Someone else appended to the log since we read it (optimistic concurrency).
     #[error("release {release} changed underneath us (expected {expected} events, found {found})")]
-    Conflict { release: String, expected: u64, found: u64 },
+    Conflict {
+        /// The release whose log changed.
+        release: String,
+        /// Log length the writer had read.
+        expected: u64,
+        /// Log length actually found.
+        found: u64,
+    },
     /// The backing store cannot be reached or refused the operation.
     #[error("state store unavailable: {0}")]
     Unavailable(String),
@@ -28,15 +35,21 @@ pub enum StoreError {
 /// One row of the release index (`raybot status`, `/ray history`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseSummary {
+    /// Release id, e.g. `v1.2-production-20261121T233420Z`.
     pub id: String,
+    /// Version released, e.g. `v1.2`.
     pub version: String,
+    /// Target environment; an unfinished release blocks new `/ray deploy`s to it.
     pub env: String,
     /// Human status such as `awaiting approval`, `released`, `rolled back`.
     pub status: String,
     /// True once the release reached a terminal state.
     pub finished: bool,
+    /// Platform user id of who typed `/ray deploy`.
     pub started_by: String,
+    /// Start time, milliseconds since the Unix epoch.
     pub started_at_ms: u64,
+    /// Time of the latest event, milliseconds since the Unix epoch.
     pub updated_at_ms: u64,
     /// Number of events in the log.
     pub events: u64,
@@ -45,6 +58,7 @@ pub struct ReleaseSummary {
 /// An environment lock: one release per environment at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
+    /// The environment locked, e.g. `production`.
     pub env: String,
     /// Who holds it (the release id).
     pub owner: String,
