@@ -84,7 +84,11 @@ fn bad_version(v: &str) -> String {
 /// Parses the text of a chat command, with or without the leading `/ray`.
 pub fn parse(text: &str) -> Result<Command, String> {
     let text = text.trim();
-    let text = text.strip_prefix("/ray").map(str::trim_start).unwrap_or(text);
+    let text = match text.strip_prefix("/ray") {
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => rest.trim_start(),
+        Some(_) => return Err(format!("unknown command `{}`: commands start with `/ray `.", truncate(text, 40))),
+        None => text,
+    };
     let words: Vec<&str> = text.split_whitespace().collect();
     let Some((verb, args)) = words.split_first() else {
         return Err("missing command. Type `/ray help` for the list.".into());
@@ -110,7 +114,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
             [gate, rest @ ..] if !rest.is_empty() => {
                 if !is_token(&gate.to_lowercase(), 40) {
                     return Err(format!(
-                        "`{gate}` is not a gate id (letters, digits, `-`), e.g. `/ray waive intake <justification>`."
+                        "`{gate}` is not a gate id (letters, digits, `-`, `_`), e.g. `/ray waive intake <justification>`."
                     ));
                 }
                 let justification = free_text(rest).map_err(|e| format!("justification: {e}"))?.unwrap_or_default();
@@ -226,6 +230,7 @@ mod tests {
         assert!(parse(&format!("/ray deploy {}", "a".repeat(65))).unwrap_err().contains("at most 64"));
         assert!(parse("/ray dploy v1.2").unwrap_err().contains("unknown command `dploy`"));
         assert!(parse("/ray").unwrap_err().contains("missing command"));
+        assert!(parse("/raydeploy v1.2").unwrap_err().contains("commands start with `/ray `"));
         assert!(parse("/ray reject").unwrap_err().contains("needs a reason"));
         assert!(parse("/ray waive intake").unwrap_err().contains("gate and a justification"));
         assert!(parse("/ray retry now").unwrap_err().contains("takes no arguments"));

@@ -50,12 +50,6 @@ pub struct RaybotToml {
 pub struct WarRoom {
     /// Channel name used in texts and evidence, e.g. `#release-war-room`.
     pub channel: String,
-    /// Slack channel ids raybot answers in.
-    #[serde(default)]
-    pub slack_channels: Vec<String>,
-    /// Discord channel ids raybot answers in.
-    #[serde(default)]
-    pub discord_channels: Vec<String>,
 }
 
 /// `[release]`: settings shared by every release.
@@ -270,17 +264,27 @@ impl Config {
 
     fn check(&self, toml_name: &str, yaml_name: &str) -> Result<(), ConfigError> {
         let err = |file: &str, message: String| Err(ConfigError { file: file.into(), message });
+        let job_ok = |at: String, argv: &[String], timeout: u64| -> Result<(), ConfigError> {
+            if argv.is_empty() || argv[0].trim().is_empty() {
+                return err(toml_name, format!("{at}.argv: must name a program"));
+            }
+            if timeout == 0 {
+                return err(toml_name, format!("{at}.timeout_seconds: must be above 0"));
+            }
+            Ok(())
+        };
+        for (name, job) in &self.raybot.jobs {
+            job_ok(format!("jobs.{name}"), &job.argv, job.timeout_seconds)?;
+        }
         for (name, e) in &self.raybot.environments {
             for (what, job) in [("deploy", &e.deploy), ("rollback", &e.rollback)]
                 .into_iter()
                 .chain(e.jobs.iter().map(|(k, v)| (k.as_str(), v)))
             {
-                if job.argv.is_empty() {
-                    return err(toml_name, format!("environments.{name}.{what}.argv: must name a program"));
-                }
-                if job.timeout_seconds == 0 {
-                    return err(toml_name, format!("environments.{name}.{what}.timeout_seconds: must be above 0"));
-                }
+                job_ok(format!("environments.{name}.{what}"), &job.argv, job.timeout_seconds)?;
+            }
+            for (i, suite) in e.validation.iter().enumerate() {
+                job_ok(format!("environments.{name}.validation[{i}]"), &suite.argv, suite.timeout_seconds)?;
             }
             if !(0.0..=1.0).contains(&e.probe.min_success_rate) {
                 return err(toml_name, format!("environments.{name}.probe.min_success_rate: must be between 0 and 1"));

@@ -48,6 +48,8 @@ struct Active {
     release: Release,
     log_len: u64,
     lock_token: Option<u64>,
+    /// When the environment lock's lease ends (ms); renewed as the release goes on.
+    lock_expires_at: u64,
 }
 
 /// Results of background work, addressed to a release.
@@ -134,15 +136,23 @@ impl Driver {
             if release.plan.people.platform != self.platform {
                 continue;
             }
-            let token = match self.store.lock(&release.env, &release.id, self.lease_ms(), now().0).await? {
-                LockOutcome::Acquired(l) => Some(l.token),
+            let (token, lock_expires_at) = match self
+                .store
+                .lock(&release.env, &release.id, self.lease_ms(), now().0)
+                .await?
+            {
+                LockOutcome::Acquired(l) => (Some(l.token), l.expires_at_ms),
                 LockOutcome::Held(l) => {
                     tracing::warn!(release = %release.id, holder = %l.owner, "environment lock held by another release; not resuming");
                     continue;
                 }
             };
             let id = release.id.clone();
-            self.releases.insert(id.clone(), Active { release, log_len: lines.len() as u64, lock_token: token });
+            self.releases.insert(
+                id.clone(),
+                Active { release, log_len: lines.len() as u64, lock_token: token, lock_expires_at },
+            );
+            self.metrics.release_resumed();
             let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
             resumed += 1;
         }
@@ -467,7 +477,10 @@ impl Driver {
             return self.reply(&user, ray_error(STORE_DOWN)).await;
         }
         self.metrics.release_started();
-        self.releases.insert(id.clone(), Active { release, log_len: 1, lock_token: Some(lock.token) });
+        self.releases.insert(
+            id.clone(),
+            Active { release, log_len: 1, lock_token: Some(lock.token), lock_expires_at: lock.expires_at_ms },
+        );
         self.perform(&id, fx).await;
     }
 
@@ -493,9 +506,32 @@ impl Driver {
                 a.release = next;
                 a.log_len = len + 1;
             }
+            self.renew_lock(id, at).await;
             queue.extend(self.perform(id, fx).await);
         }
         Ok(())
+    }
+
+    /// Extends the environment lock once half of its lease has passed, while the release runs.
+    async fn renew_lock(&mut self, id: &str, at: Timestamp) {
+        let lease = self.lease_ms();
+        let Some(a) = self.releases.get(id) else { return };
+        if a.release.is_finished() || at.0 + lease / 2 < a.lock_expires_at {
+            return;
+        }
+        let env = a.release.env.clone();
+        match self.store.lock(&env, id, lease, at.0).await {
+            Ok(LockOutcome::Acquired(l)) => {
+                if let Some(a) = self.releases.get_mut(id) {
+                    a.lock_token = Some(l.token);
+                    a.lock_expires_at = l.expires_at_ms;
+                }
+            }
+            Ok(LockOutcome::Held(l)) => {
+                tracing::warn!(release = %id, holder = %l.owner, "the environment lock was taken over");
+            }
+            Err(e) => tracing::warn!(release = %id, error = %e, "could not renew the environment lock"),
+        }
     }
 
     /// Performs effects; returns events that must be applied right away (message ids, write errors).

@@ -67,6 +67,12 @@ impl Metrics {
         self.active.inc();
     }
 
+    /// Raises the active gauge for a release picked up from the store after a restart (it was
+    /// counted as started by the process that started it).
+    pub fn release_resumed(&self) {
+        self.active.inc();
+    }
+
     /// Counts an ended release under its [`Terminal::label`](crate::engine::Terminal::label) and
     /// lowers the active gauge.
     pub fn release_finished(&self, outcome: &str) {

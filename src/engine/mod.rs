@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 
 pub use io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 pub use plan::Plan;
-pub use release::{Activity, Approval, GateVerdict, JobRecord, Release, Terminal, Verdict, valid_version};
+pub use release::{
+    Activity, Approval, ApprovalRound, AuditEntry, Cursor, Freeze, GateVerdict, Halt, JobRecord, ProbeRecord, Release,
+    Resume, RollbackRecord, Task, Terminal, Verdict, valid_version,
+};
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock: time comes in with events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -68,7 +71,7 @@ impl UserRef {
     }
 }
 
-/// Identifies a job run (`<release>#<n>`); results for a job the release no longer waits for are
+/// Identifies a job run (`<release>#job<n>`); results for a job the release no longer waits for are
 /// recorded and otherwise ignored.
 pub type JobId = String;
 

@@ -68,7 +68,8 @@ pub struct ParityValue {
     pub severity: String,
 }
 
-/// A job as configured: argv with `{version}`, `{env}`, `{strategy}`, `{percent}` placeholders.
+/// A job as configured: argv with `{version}`, `{env}`, `{strategy}`, `{percent}`, `{release}` and
+/// `{output}` placeholders (the driver turns `{artifacts}` into the release's evidence folder).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTemplate {
     /// Program and arguments, never run through a shell, e.g. `["scripts/deploy_backend.sh", "--env", "{env}"]`.

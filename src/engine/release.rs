@@ -1466,11 +1466,6 @@ impl Release {
 
     fn deploy_substep(&mut self, now: Timestamp, fx: &mut Fx, env: &str) {
         let Some(e) = self.env_cfg(env) else { return };
-        if self.rollback_requested.is_some() && env == self.env {
-            let (by, reason) = self.rollback_requested.take().unwrap_or_default();
-            self.start_rollback(now, fx, reason, by);
-            return;
-        }
         let steps = self.strategy.steps();
         let index = self.deploy_index.min(steps.len() - 1);
         let percent = steps[index];
@@ -2503,6 +2498,21 @@ impl Release {
 
     // ----- results --------------------------------------------------------------------------
 
+    /// A `/ray rollback` that arrived while a job or probe ran starts as soon as it ends, whatever
+    /// step it belonged to. Returns whether it did.
+    fn run_queued_rollback(&mut self, now: Timestamp, fx: &mut Fx, task: &Task) -> bool {
+        if matches!(task, Task::Rollback { .. } | Task::RollbackProbe { .. }) {
+            return false;
+        }
+        match self.rollback_requested.take() {
+            Some((by, reason)) => {
+                self.start_rollback(now, fx, reason, by);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn job_finished(&mut self, job: &str, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {
         if let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) {
             if j.outcome.is_some() {
@@ -2516,14 +2526,13 @@ impl Release {
             return;
         }
         self.activity = Activity::Idle;
+        if self.run_queued_rollback(now, fx, &task) {
+            return;
+        }
         match task {
             Task::DeployStep { index } => self.deploy_job_done(now, fx, index, outcome),
             Task::Suite { index } => {
                 let StepRun::Validate { env } = self.step().run.clone() else { return };
-                if self.rollback_requested.is_some() && env == self.env {
-                    let (by, reason) = self.rollback_requested.take().unwrap_or_default();
-                    return self.start_rollback(now, fx, reason, by);
-                }
                 self.validate_next(now, fx, &env, index + 1);
             }
             Task::Rehearsal { started } => {
@@ -2669,6 +2678,9 @@ impl Release {
             return;
         }
         self.activity = Activity::Idle;
+        if self.run_queued_rollback(now, fx, &task) {
+            return;
+        }
         match task {
             Task::DeployStep { index } => self.deploy_probe_done(now, fx, index, report),
             Task::ValidateProbe => self.validation_done(now, fx, report),
@@ -2867,9 +2879,15 @@ impl Release {
         if let Some(outcome) = finish {
             return self.end(now, fx, outcome);
         }
-        let asked = report.files.len() + report.missing.len();
-        let completeness = if asked == 0 { 0.0 } else { report.files.len() as f64 / asked as f64 };
         let step = self.step().clone();
+        // The manifest is written by the bundle itself: count only the files the step asked for.
+        let manifest = match &step.run {
+            StepRun::Package { manifest: Some(m), .. } => Some(self.evidence_path(m)),
+            _ => None,
+        };
+        let found = report.files.iter().filter(|f| Some(&f.path) != manifest.as_ref()).count();
+        let asked = found + report.missing.len();
+        let completeness = if asked == 0 { 0.0 } else { found as f64 / asked as f64 };
         match step.run {
             StepRun::Package { .. } => {
                 self.set_metric("manifest_completeness", completeness);

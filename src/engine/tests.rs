@@ -508,12 +508,11 @@ fn rollback_asked_during_a_deploy_job_runs_when_the_job_ends() {
     );
     assert!(matches!(&fx[0], Effect::Reply { text, .. } if text.contains("Rollback queued")), "{fx:?}");
     let ok = JobOutcome { exit_code: Some(0), timed_out: false, duration_ms: 5, spawn_error: None, log_tail: vec![] };
-    // The deploy step's probe runs first (it only reads), then the queued rollback starts.
+    // The rollback starts as soon as the running job ends: no further step, not even a probe.
     let fx = r.handle(&Event::JobFinished { job, outcome: ok }, sim.now);
-    let Some(Effect::Probe(p)) = fx.iter().find(|e| matches!(e, Effect::Probe(_))).cloned() else { panic!("{fx:?}") };
-    let report = ProbeReport { url: p.url, total: 20, ok: 20, p50_ms: 1, p95_ms: 2, max_ms: 3, ..Default::default() };
-    let fx = r.handle(&Event::ProbeFinished { probe: p.id, report }, sim.now);
     assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Probe(_))), "{fx:?}");
+    assert!(r.rollback_requested.is_none());
 }
 
 #[test]
@@ -610,4 +609,30 @@ fn reject_button_stops_the_release_and_strangers_cannot_click() {
         sim.channel.join("\n")
     );
     assert!(sim.files["deployment/production-approval.json"].contains("\"decision\": \"rejected\""));
+}
+
+#[test]
+fn rollback_asked_during_the_health_window_probe_is_not_lost() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let idx = sim
+        .log
+        .iter()
+        .position(|(_, e)| matches!(e, Event::ProbeFinished { probe, .. } if sim.release().probes.iter().any(|p| &p.id == probe && p.purpose.starts_with("health window"))))
+        .unwrap();
+    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let Activity::Probe { probe, .. } = r.activity.clone() else { panic!("{:?}", r.activity) };
+    r.handle(
+        &Event::Command {
+            by: Sim::user("alice"),
+            command: ReleaseCommand::Rollback { reason: Some("error budget".into()) },
+        },
+        sim.now,
+    );
+    let report =
+        ProbeReport { url: "x".into(), total: 20, ok: 20, p50_ms: 1, p95_ms: 2, max_ms: 3, ..Default::default() };
+    let fx = r.handle(&Event::ProbeFinished { probe, report }, sim.now);
+    assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");
 }

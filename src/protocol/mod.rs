@@ -46,8 +46,7 @@ pub struct Catalog {
 impl Catalog {
     /// The protocol with `id`, ignoring leading zeros (`6` finds `06`).
     pub fn get(&self, id: &str) -> Option<&Protocol> {
-        let id = id.trim_start_matches('0');
-        self.protocols.iter().find(|p| p.id.trim_start_matches('0') == id)
+        self.protocols.iter().find(|p| same_id(&p.id, id))
     }
 
     /// The protocols `/ray deploy … to <env>` runs, in order.
@@ -132,12 +131,14 @@ impl Catalog {
         };
         for (env, ids) in &pipeline.targets {
             for (i, id) in ids.iter().enumerate() {
-                if !protocols.iter().any(|(_, p)| p.id == *id) {
-                    errors.push(ProtocolError {
+                match protocols.iter().find(|(_, p)| same_id(&p.id, id)) {
+                    // A protocol /ray deploy runs must have gates its steps can pass.
+                    Some((file, p)) => errors.extend(unmeasurable_gates(file, p)),
+                    None => errors.push(ProtocolError {
                         file: pfile.clone(),
                         field: format!("targets.{env}[{i}]"),
                         message: format!("no protocol with id {id}"),
-                    });
+                    }),
                 }
             }
         }
@@ -146,6 +147,11 @@ impl Catalog {
         }
         Ok(Catalog { protocols: protocols.into_iter().map(|(_, p)| p).collect(), pipeline, source: source.to_string() })
     }
+}
+
+/// Protocol ids compare without leading zeros: `6` and `06` name the same protocol.
+fn same_id(a: &str, b: &str) -> bool {
+    a.trim_start_matches('0') == b.trim_start_matches('0')
 }
 
 fn yaml_error(file: &str, e: &serde_norway::Error) -> ProtocolError {
@@ -289,6 +295,24 @@ mod tests {
         }
         let p07 = c.get("07").unwrap();
         assert!(!unmeasurable_gates("07", p07).is_empty());
+    }
+
+    #[test]
+    fn a_pipeline_protocol_with_an_unmeasurable_gate_is_refused() {
+        let files: Vec<(String, String)> = EMBEDDED
+            .iter()
+            .map(|(n, t)| {
+                let t = if *n == "pipeline.yaml" {
+                    t.replace("staging: [\"10\"]", "staging: [\"7\"]")
+                } else {
+                    (*t).to_string()
+                };
+                ((*n).to_string(), t)
+            })
+            .collect();
+        assert_ne!(files[4].1, EMBEDDED[4].1, "the pipeline edit must apply");
+        let errs = Catalog::from_files(&files, "test").unwrap_err();
+        assert!(errs.iter().any(|e| e.file.contains("07-release") && e.message.contains("gate `all-tests-green` reads `coverage`")), "{errs:?}");
     }
 
     #[test]

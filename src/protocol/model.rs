@@ -184,9 +184,11 @@ pub struct Step {
 pub enum HaltKind {
     /// "Stop if …": the release halts and awaits `/ray retry`, `/ray waive` or `/ray abort`.
     Stop,
-    /// "Pause if/until …": the release waits (for people, or for `/ray retry`).
+    /// "Pause if/until …": like `Stop`, the release halts until `/ray retry` (or a waiver). The
+    /// seed's "pause until people confirm" cases are freeze and approval steps, which wait by nature.
     Pause,
-    /// "Trigger/Initiate rollback if …": production is rolled back automatically.
+    /// "Trigger/Initiate rollback if …": the target environment is rolled back automatically once
+    /// the release has changed it; before that there is nothing to roll back and the release halts.
     Rollback,
     /// "Escalate …": the release halts and the escalation target is named.
     Escalate,
@@ -226,7 +228,7 @@ pub enum StepRun {
     },
     /// Run the security job; metric `blocking_findings`.
     Security,
-    /// Write the observability baseline from the latest probe figures.
+    /// Probe the environment once more and write the observability baseline from those figures.
     Baseline {
         /// Environment to probe.
         env: String,
@@ -350,9 +352,10 @@ pub struct Gate {
 pub enum GateFailure {
     /// Halt and wait for `/ray retry`, `/ray waive` or `/ray abort`.
     Halt,
-    /// Roll back the named environment's deployment (staging rehearsal), then halt.
+    /// Roll staging back (the rehearsal's failure handling), then halt for `/ray retry`.
     RollbackStaging,
-    /// Roll production back automatically; the release ends rolled back.
+    /// Roll the target environment back automatically and end the release rolled back — once the
+    /// release has changed it; a failure before that (nothing deployed yet) halts instead.
     Rollback,
 }
 
