@@ -173,42 +173,6 @@ impl Driver {
         self.releases.values().map(|a| &a.release).filter(|r| !r.is_finished())
     }
 
-    /// Waits for the next background result and applies it. Returns false if none can come.
-    pub async fn next_internal(&mut self) -> bool {
-        if self.in_flight == 0 && !self.has_timers() {
-            return false;
-        }
-        match self.internal_rx.recv().await {
-            Some(msg) => {
-                self.handle_internal(msg).await;
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn has_timers(&self) -> bool {
-        self.active().any(|r| {
-            matches!(
-                r.activity,
-                crate::engine::Activity::Soak { .. }
-                    | crate::engine::Activity::Acks { .. }
-                    | crate::engine::Activity::Approval { .. }
-            )
-        })
-    }
-
-    /// Receives the next background result, if one arrives within `wait`.
-    pub async fn next_internal_timeout(&mut self, wait: Duration) -> bool {
-        match tokio::time::timeout(wait, self.internal_rx.recv()).await {
-            Ok(Some(msg)) => {
-                self.handle_internal(msg).await;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// The next background result (jobs, probes, timers …); never `None` while the driver lives.
     pub async fn recv_internal(&mut self) -> Option<Internal> {
         self.internal_rx.recv().await
