@@ -18,6 +18,29 @@ fn to_production_approval(sim: &mut Sim) {
     assert!(matches!(sim.release().activity, Activity::Approval { round: 1, .. }), "{}", sim.channel.join("\n"));
 }
 
+/// The texts of the posts among `fx`.
+fn posts(fx: &[Effect]) -> Vec<String> {
+    fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect()
+}
+
+/// The release rebuilt from the log as it was while the first job or probe whose purpose starts
+/// with `purpose` was running (the log cut just before its result).
+fn while_running(sim: &Sim, purpose: &str) -> Release {
+    let r = sim.release();
+    let idx = sim
+        .log
+        .iter()
+        .position(|(_, e)| match e {
+            Event::JobFinished { job, .. } => r.jobs.iter().any(|j| &j.id == job && j.purpose.starts_with(purpose)),
+            Event::ProbeFinished { probe, .. } => {
+                r.probes.iter().any(|p| &p.id == probe && p.purpose.starts_with(purpose))
+            }
+            _ => false,
+        })
+        .unwrap_or_else(|| panic!("nothing called `{purpose}` ran"));
+    Release::replay(sim.log[..idx].iter()).expect("replays")
+}
+
 fn posted(sim: &Sim, needle: &str) -> bool {
     sim.channel.iter().any(|l| l.contains(needle))
 }
@@ -367,20 +390,14 @@ fn unknown_job_after_restart_is_not_rerun() {
     approve(&mut sim, "bob");
     approve(&mut sim, "carol");
     // Rebuild from the log cut right after the first production deploy job was asked for.
-    let idx = sim
-        .log
-        .iter()
-        .position(|(_, e)| matches!(e, Event::JobFinished { job, .. } if sim.release().jobs.iter().any(|j| &j.id == job && j.purpose.starts_with("deploy production"))))
-        .unwrap();
-    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let mut r = while_running(&sim, "deploy production");
     assert!(matches!(r.activity, Activity::Job { .. }));
     let fx = r.handle(
         &Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()) },
         Timestamp(sim.now.0),
     );
     assert!(!fx.iter().any(|e| matches!(e, Effect::RunJob(_))), "{fx:?}");
-    let text: Vec<String> =
-        fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    let text = posts(&fx);
     assert!(
         text[0].starts_with("[RAY ERROR] - \"Failed at Protocol 11 STEP 3.2 Execute Production Deployment"),
         "{text:?}"
@@ -413,8 +430,7 @@ fn intake_missing_prerequisite_halts_with_seed_error() {
         sha256: None,
     }];
     let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
-    let posts: Vec<String> =
-        fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    let posts = posts(&fx);
     assert!(
         posts.iter().any(|p| p.contains("Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals")
             && p.contains("QUALITY-AUDIT-PACKAGE.zip (missing)")),
@@ -477,8 +493,7 @@ fn tampered_pre_deployment_package_fails_the_readiness_confirmation_gate() {
         })
         .collect();
     let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
-    let posts: Vec<String> =
-        fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect();
+    let posts = posts(&fx);
     assert!(posts.iter().any(|p| p.contains("PRE-DEPLOYMENT-PACKAGE.zip (checksum mismatch)")), "{posts:#?}");
     assert!(posts.iter().any(|p| p.contains("[RAY GATE FAILED: Readiness Confirmation Gate]")), "{posts:#?}");
     assert!(matches!(r.activity, Activity::Halted(_)));
@@ -492,12 +507,7 @@ fn rollback_asked_during_a_deploy_job_runs_when_the_job_ends() {
     approve(&mut sim, "bob");
     approve(&mut sim, "carol");
     // Rebuild the release at the moment the first production deploy job runs.
-    let idx = sim
-        .log
-        .iter()
-        .position(|(_, e)| matches!(e, Event::JobFinished { job, .. } if sim.release().jobs.iter().any(|j| &j.id == job && j.purpose.starts_with("deploy production"))))
-        .unwrap();
-    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let mut r = while_running(&sim, "deploy production");
     let Activity::Job { job, .. } = r.activity.clone() else { panic!() };
     let fx = r.handle(
         &Event::Command {
@@ -617,12 +627,7 @@ fn rollback_asked_during_the_health_window_probe_is_not_lost() {
     to_production_approval(&mut sim);
     approve(&mut sim, "bob");
     approve(&mut sim, "carol");
-    let idx = sim
-        .log
-        .iter()
-        .position(|(_, e)| matches!(e, Event::ProbeFinished { probe, .. } if sim.release().probes.iter().any(|p| &p.id == probe && p.purpose.starts_with("health window"))))
-        .unwrap();
-    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let mut r = while_running(&sim, "health window");
     let Activity::Probe { probe, .. } = r.activity.clone() else { panic!("{:?}", r.activity) };
     r.handle(
         &Event::Command {
