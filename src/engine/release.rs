@@ -91,8 +91,11 @@ pub enum Task {
     OptionalJob,
     /// Probe whose figures become the observability baseline.
     BaselineProbe,
-    /// One probe round of the health window.
-    SoakProbe,
+    /// One probe round of the health window, which ends at `until`.
+    SoakProbe {
+        /// End of the soak period.
+        until: Timestamp,
+    },
     /// Rolling the target environment back.
     Rollback {
         /// When the rollback began (the announced duration is measured from here).
@@ -1393,8 +1396,7 @@ impl Release {
                 self.set_metric("slo_breaches", 0.0);
                 let until = now.plus_ms(e.health_window.duration_ms);
                 let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
-                self.activity = Activity::Probe { probe, task: Task::SoakProbe };
-                self.phase_metrics.insert("soak_until".into(), until.0 as f64);
+                self.activity = Activity::Probe { probe, task: Task::SoakProbe { until } };
                 Entered::Waiting
             }
             StepRun::Report { zip } => {
@@ -2624,7 +2626,7 @@ impl Release {
             Task::ValidateProbe
             | Task::RehearsalProbe { .. }
             | Task::BaselineProbe
-            | Task::SoakProbe
+            | Task::SoakProbe { .. }
             | Task::RollbackProbe { .. } => {}
         }
     }
@@ -2719,7 +2721,7 @@ impl Release {
                 self.step_note(now, fx, format!("baseline captured: {}.", Self::probe_summary(report)));
                 self.run(now, fx, Entered::Done, false);
             }
-            Task::SoakProbe => self.soak_probe(now, fx, report),
+            Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
             Task::RollbackProbe { started } => {
                 let env = self.env.clone();
                 let Some(e) = self.env_cfg(&env) else { return };
@@ -2761,14 +2763,13 @@ impl Release {
         }
     }
 
-    fn soak_probe(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport) {
+    fn soak_probe(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport, until: Timestamp) {
         let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
         let Some(e) = self.env_cfg(&env) else { return };
         if !Self::probe_ok(&e, report) {
             self.add_metric("slo_breaches", 1.0);
         }
         self.soak.push(report.clone());
-        let until = Timestamp(self.metric("soak_until").unwrap_or(0.0) as u64);
         if now < until {
             let timer = self.arm(fx, now.plus_ms(e.health_window.interval_ms).min(until));
             self.activity = Activity::Soak { until, timer };
@@ -2989,11 +2990,11 @@ impl Release {
                 let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
                 self.activity = Activity::Approval { round, reminder };
             }
-            Activity::Soak { timer: t, .. } if t == timer => {
+            Activity::Soak { timer: t, until } if t == timer => {
                 let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
                 let Some(e) = self.env_cfg(&env) else { return };
                 let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
-                self.activity = Activity::Probe { probe, task: Task::SoakProbe };
+                self.activity = Activity::Probe { probe, task: Task::SoakProbe { until } };
             }
             _ => {}
         }
