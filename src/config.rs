@@ -50,6 +50,15 @@ pub struct RaybotToml {
 pub struct WarRoom {
     /// Channel name used in texts and evidence, e.g. `#release-war-room`.
     pub channel: String,
+    /// Slack channel id (`C…`) of the war room; raybot answers commands only there.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    /// Discord channel id (snowflake) of the war room; raybot answers commands only there.
+    #[serde(default)]
+    pub discord_channel: Option<String>,
+    /// Discord guild (server) ids the `/ray` command is registered in.
+    #[serde(default)]
+    pub discord_guilds: Vec<String>,
 }
 
 /// `[release]`: settings shared by every release.

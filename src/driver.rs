@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::chat::{ChatSink, Inbound};
+use crate::chat::{ChatSink, Delivery, Handled, Inbound};
 use crate::command::{self, Command, HELP};
 use crate::config::Config;
 use crate::engine::{Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
@@ -82,7 +82,13 @@ pub struct Driver {
     in_flight: usize,
     /// Outcomes of releases that ended while this driver ran.
     pub finished: Vec<(String, Terminal)>,
+    /// While a [`Delivery`] with a reply channel is handled: its sender and what was said to them.
+    capture: Option<(UserRef, Vec<String>)>,
 }
+
+/// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
+/// tokens live 15 minutes).
+pub const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 
 impl Driver {
     /// A driver for `platform` (`local`, `slack`, `discord`), named as a replica by `RAYBOT_REPLICA`,
@@ -115,6 +121,7 @@ impl Driver {
             metrics,
             in_flight: 0,
             finished: Vec::new(),
+            capture: None,
         }
     }
 
@@ -197,6 +204,41 @@ impl Driver {
         }
     }
 
+    /// Handles one platform delivery: drops it if its idempotency key was seen before, else handles
+    /// it like [`Driver::inbound`], and reports back through `done` what was said to the sender.
+    pub async fn deliver(&mut self, d: Delivery) {
+        let Delivery { key, inbound, done } = d;
+        let user = match &inbound {
+            Inbound::Command { user, .. } | Inbound::Reaction { user, .. } | Inbound::Click { user, .. } => {
+                user.clone()
+            }
+        };
+        if done.is_some() {
+            self.capture = Some((user.clone(), Vec::new()));
+        }
+        let mut duplicate = false;
+        let fresh = match &key {
+            None => Ok(true),
+            Some(k) => self.store.remember(&format!("inbound:{k}"), DEDUP_TTL_MS, now().0).await,
+        };
+        match fresh {
+            Ok(true) => self.inbound(inbound).await,
+            Ok(false) => {
+                duplicate = true;
+                tracing::debug!(key = ?key, "duplicate delivery ignored");
+            }
+            // Reactions and clicks are not commands, but the person still learns nothing was counted.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record an idempotency key");
+                self.reply(&user, ray_error(STORE_DOWN)).await;
+            }
+        }
+        let replies = self.capture.take().map(|(_, r)| r).unwrap_or_default();
+        if let Some(done) = done {
+            let _ = done.send(Handled { duplicate, replies });
+        }
+    }
+
     /// Handles something a person did.
     pub async fn inbound(&mut self, msg: Inbound) {
         self.metrics.inbound(match &msg {
@@ -235,7 +277,13 @@ impl Driver {
             .map(|a| a.release.id.clone())
     }
 
-    async fn reply(&self, to: &UserRef, text: String) {
+    async fn reply(&mut self, to: &UserRef, text: String) {
+        if let Some((who, said)) = &mut self.capture {
+            if who == to {
+                said.push(text);
+                return;
+            }
+        }
         if let Err(e) = self.chat.reply(to, &text).await {
             tracing::warn!(error = %e, "could not reply");
         }

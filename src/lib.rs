@@ -32,4 +32,5 @@ pub mod jobs;
 pub mod probe;
 pub mod protocol;
 pub mod sample_app;
+pub mod server;
 pub mod store;

@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::Chat { user, artifacts } => chat(cli.config.as_deref(), cli.protocols.as_deref(), user, artifacts).await,
         Cmd::Protocols { action } => protocols(cli.protocols.as_deref(), action),
-        Cmd::Serve { listen } => serve(listen).await,
+        Cmd::Serve { listen } => serve(cli.config.as_deref(), cli.protocols.as_deref(), listen).await,
         Cmd::Status { json } => status(json).await,
         Cmd::History => status(false).await,
         Cmd::SampleApp { action } => {
@@ -307,8 +307,7 @@ fn protocols(dir: Option<&Path>, action: ProtocolsCmd) -> anyhow::Result<u8> {
 async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, artifacts: PathBuf) -> anyhow::Result<u8> {
     let cfg = load_config(config)?;
     let catalog = load_catalog(protocols)?;
-    let store =
-        raybot::store::open(std::env::var("RAYBOT_STORE").ok().as_deref()).context("opening the state store")?;
+    let store = raybot::store::open(store_spec().as_deref()).context("opening the state store")?;
     let session = format!("{:x}", raybot::driver::now().0);
     let local = Arc::new(LocalChat::new(Box::new(std::io::stdout()), &session));
     let artifacts = std::path::absolute(&artifacts)?;
@@ -339,27 +338,64 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
     Ok(0)
 }
 
-async fn serve(listen: Option<String>) -> anyhow::Result<u8> {
+async fn serve(config: Option<&Path>, protocols: Option<&Path>, listen: Option<String>) -> anyhow::Result<u8> {
     let addr = listen
         .or_else(|| std::env::var("RAYBOT_LISTEN").ok())
         .or_else(|| std::env::var("PORT").ok().map(|p| format!("0.0.0.0:{p}")))
         .unwrap_or_else(|| "0.0.0.0:8080".to_string());
-    let store =
-        raybot::store::open(std::env::var("RAYBOT_STORE").ok().as_deref()).context("opening the state store")?;
-    let state = AppState { store, metrics: Arc::new(Metrics::new()) };
+    let cfg = load_config(config)?;
+    let catalog = load_catalog(protocols)?;
+    let store = raybot::store::open(store_spec().as_deref()).context("opening the state store")?;
+    let metrics = Arc::new(Metrics::new());
+    let artifacts = std::path::absolute(
+        std::env::var("RAYBOT_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(".artifacts")),
+    )?;
+    let ctx = raybot::server::ServeContext {
+        config: cfg,
+        catalog,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        artifacts,
+    };
+    let mut app = raybot::http::router(AppState { store, metrics });
+    let mut platforms = Vec::new();
+    let mut tasks = Vec::new();
+    // Each configured platform gets its own driver task and adds its routes.
+    for started in raybot::server::start_platforms(&ctx).await? {
+        platforms.push(started.name);
+        app = app.merge(started.routes);
+        tasks.extend(started.tasks);
+    }
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     eprintln!("raybot listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, raybot::http::router(state))
+    if platforms.is_empty() {
+        eprintln!(
+            "no chat platform configured (set SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET, or DISCORD_TOKEN / DISCORD_PUBLIC_KEY): serving /healthz and /metrics only"
+        );
+    } else {
+        eprintln!("chat platforms: {}", platforms.join(", "));
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    for t in tasks {
+        t.abort();
+    }
     Ok(0)
 }
 
+/// `RAYBOT_STORE`, else `REDIS_URL`.
+fn store_spec() -> Option<String> {
+    std::env::var("RAYBOT_STORE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| std::env::var("REDIS_URL").ok().filter(|s| !s.trim().is_empty()))
+}
+
 async fn status(json: bool) -> anyhow::Result<u8> {
-    let store =
-        raybot::store::open(std::env::var("RAYBOT_STORE").ok().as_deref()).context("opening the state store")?;
+    let store = raybot::store::open(store_spec().as_deref()).context("opening the state store")?;
     let list = store.summaries().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);

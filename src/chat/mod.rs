@@ -39,6 +39,37 @@ pub enum Inbound {
     },
 }
 
+/// One inbound event as a platform adapter hands it to the driver.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Idempotency key (Slack `event_id` / `trigger_id`, Discord interaction id, or for reactions
+    /// `message + user + emoji + add/remove` with the platform's event id). A key seen before is
+    /// acknowledged and ignored, so a retried or replayed delivery counts once.
+    pub key: Option<String>,
+    /// What the person did.
+    pub inbound: Inbound,
+    /// When set, the driver sends back everything it says privately to this person while handling
+    /// the delivery (instead of calling [`ChatSink::reply`]), so the adapter can answer inside the
+    /// platform's own response (Slack's HTTP reply, Discord's interaction response).
+    pub done: Option<tokio::sync::oneshot::Sender<Handled>>,
+}
+
+impl Delivery {
+    /// A delivery without idempotency key or reply channel.
+    pub fn new(inbound: Inbound) -> Delivery {
+        Delivery { key: None, inbound, done: None }
+    }
+}
+
+/// What the driver did with a [`Delivery`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Handled {
+    /// True when the idempotency key was seen before and the delivery was ignored.
+    pub duplicate: bool,
+    /// Private answers for the person who sent it, in order (e.g. a `[RAY ERROR] …` line).
+    pub replies: Vec<String>,
+}
+
 /// Errors a chat platform reports.
 #[derive(Debug, thiserror::Error)]
 #[error("chat platform: {0}")]
