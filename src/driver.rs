@@ -84,6 +84,8 @@ pub struct Driver {
     pub finished: Vec<(String, Terminal)>,
     /// While a [`Delivery`] with a reply channel is handled: its sender and what was said to them.
     capture: Option<(UserRef, Vec<String>)>,
+    /// Timers armed by this driver and not yet fired, per release.
+    timers: BTreeMap<String, usize>,
 }
 
 /// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
@@ -122,6 +124,7 @@ impl Driver {
             in_flight: 0,
             finished: Vec::new(),
             capture: None,
+            timers: BTreeMap::new(),
         }
     }
 
@@ -130,16 +133,7 @@ impl Driver {
         let summaries = self.store.summaries().await?;
         let mut resumed = 0;
         for s in summaries.into_iter().filter(|s| !s.finished) {
-            let lines = self.store.read(&s.id).await?;
-            let mut events = Vec::with_capacity(lines.len());
-            let mut previous = None;
-            for l in &lines {
-                let e: StoredEvent =
-                    serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{}: {e}", s.id)))?;
-                previous = e.replica.or(previous);
-                events.push((e.at, e.event));
-            }
-            let Some(release) = Release::replay(events.iter()) else { continue };
+            let Some((release, log_len, previous)) = self.load(&s.id).await? else { continue };
             if release.plan.people.platform != self.platform {
                 continue;
             }
@@ -155,10 +149,7 @@ impl Driver {
                 }
             };
             let id = release.id.clone();
-            self.releases.insert(
-                id.clone(),
-                Active { release, log_len: lines.len() as u64, lock_token: token, lock_expires_at },
-            );
+            self.releases.insert(id.clone(), Active { release, log_len, lock_token: token, lock_expires_at });
             self.metrics.release_resumed();
             let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
             resumed += 1;
@@ -166,13 +157,95 @@ impl Driver {
         Ok(resumed)
     }
 
+    /// Reads release `id` from the store and rebuilds it (the store is the truth when another
+    /// replica wrote to it). Returns the release and its log length, or `None` if it is unknown.
+    async fn load(&self, id: &str) -> Result<Option<(Release, u64, Option<String>)>, StoreError> {
+        let lines = self.store.read(id).await?;
+        let mut events = Vec::with_capacity(lines.len());
+        let mut previous = None;
+        for l in &lines {
+            let e: StoredEvent = serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
+            previous = e.replica.or(previous);
+            events.push((e.at, e.event));
+        }
+        Ok(Release::replay(events.iter()).map(|r| (r, lines.len() as u64, previous)))
+    }
+
+    /// Catches up with events another replica recorded for release `id`.
+    async fn reload(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };
+        if let Some(a) = self.releases.get_mut(id) {
+            a.release = release;
+            a.log_len = log_len;
+        }
+        Ok(())
+    }
+
+    /// Picks up releases other replicas started or moved on since this one last looked, so that
+    /// a command reaching any replica finds the release it is for. Cheap when nothing changed (one
+    /// read of the index).
+    pub async fn refresh(&mut self) -> Result<(), StoreError> {
+        let now_ms = now().0;
+        for s in self.store.summaries().await? {
+            let known = self.releases.get(&s.id).map(|a| a.log_len);
+            if known == Some(s.events) || (known.is_none() && s.finished) {
+                continue;
+            }
+            let Some((release, log_len, _)) = self.load(&s.id).await? else { continue };
+            if release.plan.people.platform != self.platform {
+                continue;
+            }
+            match self.releases.get_mut(&s.id) {
+                Some(a) => {
+                    a.release = release;
+                    a.log_len = log_len;
+                }
+                None => {
+                    let lock = self.store.lock_holder(&release.env, now_ms).await?.filter(|l| l.owner == s.id);
+                    let id = s.id.clone();
+                    self.releases.insert(
+                        id,
+                        Active {
+                            release,
+                            log_len,
+                            lock_token: lock.as_ref().map(|l| l.token),
+                            lock_expires_at: lock.map(|l| l.expires_at_ms).unwrap_or(0),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The release lost its environment lock: stop acting on it and say so.
+    async fn fenced(&mut self, id: &str, e: &StoreError) {
+        tracing::warn!(release = %id, error = %e, "fenced: another release holds the environment now");
+        if let Some(a) = self.releases.remove(id) {
+            let text = ray_error(format!(
+                "release {id} lost the {} lock (its lease lapsed and another release took it); this raybot stops acting on {id}. `/ray status` shows what holds {} now.",
+                a.release.env, a.release.env
+            ));
+            if let Err(err) = self.chat.post(&text, &crate::engine::Ask::Nothing).await {
+                tracing::warn!(error = %err, "post failed");
+            }
+        }
+    }
+
     fn lease_ms(&self) -> u64 {
         self.config.raybot.release.lock_lease_seconds * 1000
     }
 
     /// True when no release is busy: each one waits for people or has ended, and nothing runs.
+    ///
+    /// A release another replica drives (loaded by [`Driver::refresh`]) may be busy there; this
+    /// driver waits only for its own jobs, probes and timers.
     pub fn idle(&self) -> bool {
-        self.in_flight == 0 && self.releases.values().all(|a| a.release.activity.needs_people())
+        self.in_flight == 0
+            && self
+                .releases
+                .iter()
+                .all(|(id, a)| a.release.activity.needs_people() || self.timers.get(id).copied().unwrap_or(0) == 0)
     }
 
     /// Active (unfinished) releases.
@@ -187,13 +260,19 @@ impl Driver {
 
     /// Applies a background result.
     pub async fn handle_internal(&mut self, msg: Internal) {
-        if !matches!(msg.event, Event::Tick { .. }) {
+        if matches!(msg.event, Event::Tick { .. }) {
+            if let Some(n) = self.timers.get_mut(&msg.release) {
+                *n = n.saturating_sub(1);
+            }
+        } else {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         if let Err(e) = self.apply(&msg.release, msg.event.clone(), None).await {
             // Keep the result and try again: a finished job must not be lost to a store hiccup.
             tracing::warn!(release = %msg.release, error = %e, "could not record a result; retrying in 1s");
-            if !matches!(msg.event, Event::Tick { .. }) {
+            if matches!(msg.event, Event::Tick { .. }) {
+                *self.timers.entry(msg.release.clone()).or_default() += 1;
+            } else {
                 self.in_flight += 1;
             }
             let tx = self.internal_tx.clone();
@@ -246,6 +325,13 @@ impl Driver {
             Inbound::Reaction { .. } => "reaction",
             Inbound::Click { .. } => "click",
         });
+        if let Inbound::Reaction { user, .. } | Inbound::Click { user, .. } = &msg {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "could not read the store");
+                let user = user.clone();
+                return self.reply(&user, ray_error(STORE_DOWN)).await;
+            }
+        }
         match msg {
             Inbound::Command { user, text } => self.command(user, &text).await,
             Inbound::Reaction { user, message, emoji, added } => {
@@ -300,6 +386,14 @@ impl Driver {
             Ok(c) => c,
             Err(e) => return self.reply(&user, ray_error(e)).await,
         };
+        // Everything but help and the protocol list depends on the store: catch up with other
+        // replicas first, and fail fast (nothing changed) when the store cannot be read.
+        if !matches!(cmd, Command::Help | Command::Protocols) {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "could not read the store");
+                return self.reply(&user, ray_error(STORE_DOWN)).await;
+            }
+        }
         match cmd {
             Command::Help => self.reply(&user, HELP.to_string()).await,
             Command::Protocols => {
@@ -484,7 +578,7 @@ impl Driver {
                 Ok(l) => l,
                 Err(e) => return self.reply(&user, ray_error(format!("internal error: {e}"))).await,
             };
-        if self.store.append(&id, 0, &[line], &summary(&release, 1)).await.is_err() {
+        if self.store.append(&id, 0, &[line], &summary(&release, 1), Some(lock.token)).await.is_err() {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.reply(&user, ray_error(STORE_DOWN)).await;
         }
@@ -500,19 +594,42 @@ impl Driver {
     /// release untouched and tell `user` (if any) that nothing changed.
     pub async fn apply(&mut self, id: &str, event: Event, user: Option<&UserRef>) -> Result<(), StoreError> {
         let mut queue = VecDeque::from([event]);
+        let mut conflicts = 0;
         while let Some(event) = queue.pop_front() {
             let Some(active) = self.releases.get(id) else { return Ok(()) };
             let at = now();
             let mut next = active.release.clone();
             let fx = next.handle(&event, at);
-            let line = serde_json::to_string(&StoredEvent { at, event, replica: Some(self.replica.clone()) })
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let line =
+                serde_json::to_string(&StoredEvent { at, event: event.clone(), replica: Some(self.replica.clone()) })
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let len = active.log_len;
-            if let Err(e) = self.store.append(id, len, &[line], &summary(&next, len + 1)).await {
-                if let Some(u) = user {
-                    self.reply(u, ray_error(STORE_DOWN)).await;
+            let fence = active.lock_token;
+            match self.store.append(id, len, &[line], &summary(&next, len + 1), fence).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. }) if conflicts < 3 => {
+                    // Another replica recorded an event first: catch up and decide again.
+                    conflicts += 1;
+                    self.reload(id).await?;
+                    queue.push_front(event);
+                    continue;
                 }
-                return Err(e);
+                Err(e @ StoreError::Fenced { .. }) => {
+                    self.fenced(id, &e).await;
+                    return Err(e);
+                }
+                Err(e) => {
+                    if let Some(u) = user {
+                        let text = match &e {
+                            StoreError::Conflict { .. } => {
+                                ray_error("the release changed while this was handled; nothing was changed, try again")
+                            }
+                            _ => ray_error(STORE_DOWN),
+                        };
+                        self.reply(u, text).await;
+                    }
+                    return Err(e);
+                }
             }
             if let Some(a) = self.releases.get_mut(id) {
                 a.release = next;
@@ -540,7 +657,12 @@ impl Driver {
                 }
             }
             Ok(LockOutcome::Held(l)) => {
-                tracing::warn!(release = %id, holder = %l.owner, "the environment lock was taken over");
+                let e = StoreError::Fenced {
+                    release: id.to_string(),
+                    token: self.releases.get(id).and_then(|a| a.lock_token).unwrap_or(0),
+                    current: l.token,
+                };
+                self.fenced(id, &e).await;
             }
             Err(e) => tracing::warn!(release = %id, error = %e, "could not renew the environment lock"),
         }
@@ -577,8 +699,11 @@ impl Driver {
                     let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{artifacts}", &root_s)).collect();
                     let mut env = spec.env.clone();
                     env.push(("RAYBOT_ARTIFACTS".into(), root_s.clone()));
-                    if let Ok(exe) = std::env::current_exe() {
-                        env.push(("RAYBOT_BIN".into(), exe.display().to_string()));
+                    // Jobs can call raybot itself (the sample scripts do); a configured RAYBOT_BIN wins.
+                    if !env.iter().any(|(k, _)| k == "RAYBOT_BIN") {
+                        if let Ok(exe) = std::env::current_exe() {
+                            env.push(("RAYBOT_BIN".into(), exe.display().to_string()));
+                        }
                     }
                     if let Some(a) = self.releases.get(id) {
                         env.push(("RAYBOT_INPUTS_DIR".into(), a.release.plan.inputs_dir.clone()));
@@ -682,6 +807,7 @@ impl Driver {
                     });
                 }
                 Effect::ArmTimer { timer, at } => {
+                    *self.timers.entry(id.to_string()).or_default() += 1;
                     let tx = self.internal_tx.clone();
                     let release = id.to_string();
                     let wait = Duration::from_millis(at.0.saturating_sub(now().0));

@@ -26,6 +26,7 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     summaries_newest_first_and_updated(&make()).await;
     lock_lifecycle(&make()).await;
     lock_expiry_and_takeover(&make()).await;
+    stale_token_is_fenced(&make()).await;
     remember_is_idempotent_until_ttl(&make()).await;
     concurrent_appenders_lose_nothing(Arc::new(make()), 50).await;
     health_ok(&make()).await;
@@ -82,11 +83,11 @@ pub async fn append_read_roundtrip<S: Store>(store: &S) {
     first.push("{\"text\":\"déploiement ✅ \\\"v1.2\\\"\\nline 2\"}".to_owned());
     first.push(format!(r#"{{"blob":"{}"}}"#, "x".repeat(100_000)));
     let n = first.len() as u64;
-    assert_eq!(store.append(&a, 0, &first, &summary(&a, t, n)).await.expect("append 1"), n);
+    assert_eq!(store.append(&a, 0, &first, &summary(&a, t, n), None).await.expect("append 1"), n);
     let second = events("a", 10..12);
-    assert_eq!(store.append(&a, n, &second, &summary(&a, t, n + 2)).await.expect("append 2"), n + 2);
-    assert_eq!(store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1)).await.expect("append b"), 1);
-    assert_eq!(store.append(&a, n + 2, &[], &summary(&a, t, n + 2)).await.expect("empty append"), n + 2);
+    assert_eq!(store.append(&a, n, &second, &summary(&a, t, n + 2), None).await.expect("append 2"), n + 2);
+    assert_eq!(store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), None).await.expect("append b"), 1);
+    assert_eq!(store.append(&a, n + 2, &[], &summary(&a, t, n + 2), None).await.expect("empty append"), n + 2);
 
     let mut expected = first;
     expected.extend(second);
@@ -100,12 +101,12 @@ pub async fn conflict_leaves_log_unchanged<S: Store>(store: &S) {
     let r = unique("conflict");
     let t = now_ms();
     let original = summary(&r, t, 2);
-    store.append(&r, 0, &events("c", 0..2), &original).await.expect("append");
+    store.append(&r, 0, &events("c", 0..2), &original, None).await.expect("append");
 
     for wrong in [0, 1, 3, 100] {
         let mut changed = summary(&r, t, 3);
         changed.status = "should not be stored".to_owned();
-        match store.append(&r, wrong, &events("bad", 0..1), &changed).await {
+        match store.append(&r, wrong, &events("bad", 0..1), &changed, None).await {
             Err(StoreError::Conflict { release, expected, found }) => {
                 assert_eq!(release, r);
                 assert_eq!(expected, wrong);
@@ -127,7 +128,7 @@ pub async fn summaries_newest_first_and_updated<S: Store>(store: &S) {
     let ids: Vec<String> = (0..3).map(|i| format!("{prefix}-{i}")).collect();
     // Started at base+1000, base+3000, base+2000: newest is ids[1].
     for (id, offset) in ids.iter().zip([1000, 3000, 2000]) {
-        store.append(id, 0, &events(id, 0..1), &summary(id, base + offset, 1)).await.expect("append");
+        store.append(id, 0, &events(id, 0..1), &summary(id, base + offset, 1), None).await.expect("append");
     }
     let mine = |all: Vec<ReleaseSummary>| -> Vec<ReleaseSummary> {
         all.into_iter().filter(|s| s.id.starts_with(&prefix)).collect()
@@ -142,7 +143,7 @@ pub async fn summaries_newest_first_and_updated<S: Store>(store: &S) {
     update.status = "released".to_owned();
     update.finished = true;
     update.updated_at_ms = base + 9000;
-    store.append(&ids[0], 1, &events(&ids[0], 1..3), &update).await.expect("append update");
+    store.append(&ids[0], 1, &events(&ids[0], 1..3), &update, None).await.expect("append update");
     let listed = mine(store.summaries().await.expect("summaries"));
     let order: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(order, [&ids[1], &ids[2], &ids[0]]);
@@ -225,6 +226,37 @@ pub async fn lock_expiry_and_takeover<S: Store>(store: &S) {
     }
 }
 
+/// A release whose lease lapsed and whose environment another release took can no longer write
+/// with its old token; the new holder can, and a holder whose own lease lapsed unnoticed is not
+/// fenced by re-acquiring it.
+pub async fn stale_token_is_fenced<S: Store>(store: &S) {
+    let env = unique("env");
+    let (a, b) = (unique("rel-a"), unique("rel-b"));
+    let t = now_ms();
+    let short = 100;
+    let la = acquired(store.lock(&env, &a, short, now_ms()).await.expect("lock a"), "a");
+    store.append(&a, 0, &events("a", 0..1), &summary(&a, t, 1), Some(la.token)).await.expect("holder writes");
+    sleep(Duration::from_millis(short + 150)).await;
+    let lb = acquired(store.lock(&env, &b, 60_000, now_ms()).await.expect("lock b"), "b");
+    match store.append(&a, 1, &events("a", 1..2), &summary(&a, t, 2), Some(la.token)).await {
+        Err(StoreError::Fenced { release, token, current }) => {
+            assert_eq!((release.as_str(), token, current), (a.as_str(), la.token, lb.token));
+        }
+        other => panic!("a write with the stale token {} must be fenced, got {other:?}", la.token),
+    }
+    assert_eq!(store.read(&a).await.expect("read a"), events("a", 0..1), "the fenced write changed the log");
+    store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), Some(lb.token)).await.expect("new holder writes");
+
+    // Same owner, lease lapsed, nobody else took it: it gets a new token and keeps writing.
+    let env2 = unique("env");
+    let c = unique("rel-c");
+    let lc = acquired(store.lock(&env2, &c, short, now_ms()).await.expect("lock c"), "c");
+    sleep(Duration::from_millis(short + 150)).await;
+    let lc2 = acquired(store.lock(&env2, &c, 60_000, now_ms()).await.expect("relock c"), "c again");
+    assert!(lc2.token > lc.token);
+    store.append(&c, 0, &events("c", 0..1), &summary(&c, t, 1), Some(lc2.token)).await.expect("c writes");
+}
+
 /// `remember` says true the first time, false while the key lives, and true again once its TTL
 /// has passed.
 pub async fn remember_is_idempotent_until_ttl<S: Store>(store: &S) {
@@ -260,7 +292,7 @@ pub async fn concurrent_appenders_lose_nothing<S: Store>(store: Arc<S>, writers:
             for _attempt in 0..10_000u32 {
                 let len = store.read(&release).await.expect("read").len() as u64;
                 let sum = summary(&release, started, len + 1);
-                match store.append(&release, len, std::slice::from_ref(&event), &sum).await {
+                match store.append(&release, len, std::slice::from_ref(&event), &sum, None).await {
                     Ok(new_len) => {
                         assert_eq!(new_len, len + 1);
                         return;

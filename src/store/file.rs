@@ -40,6 +40,8 @@ const EVENTS: TableDefinition<(&str, u64), &str> = TableDefinition::new("events"
 const RELEASES: TableDefinition<&str, &str> = TableDefinition::new("releases");
 const LOCKS: TableDefinition<&str, &str> = TableDefinition::new("locks");
 const FENCES: TableDefinition<&str, u64> = TableDefinition::new("fences");
+/// Per release: the token that took its environment lock after its lease lapsed.
+const RELEASE_FENCES: TableDefinition<&str, u64> = TableDefinition::new("release_fences");
 const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
 const IDEMPOTENCY_BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_expiry");
 
@@ -98,6 +100,7 @@ impl FileStore {
             txn.open_table(RELEASES).map_err(init)?;
             txn.open_table(LOCKS).map_err(init)?;
             txn.open_table(FENCES).map_err(init)?;
+            txn.open_table(RELEASE_FENCES).map_err(init)?;
             txn.open_table(IDEMPOTENCY).map_err(init)?;
             txn.open_table(IDEMPOTENCY_BY_EXPIRY).map_err(init)?;
         }
@@ -213,6 +216,7 @@ impl Store for FileStore {
         expected_len: u64,
         events: &[String],
         summary: &ReleaseSummary,
+        fence: Option<u64>,
     ) -> Result<u64, StoreError> {
         let release = release.to_owned();
         let events = events.to_vec();
@@ -226,6 +230,13 @@ impl Store for FileStore {
                 if found != expected_len {
                     // Dropping `txn` without commit aborts it: nothing was written.
                     return Err(StoreError::Conflict { release, expected: expected_len, found });
+                }
+                if let Some(token) = fence {
+                    let fences = txn.open_table(RELEASE_FENCES).map_err(|e| err(e.into()))?;
+                    let current = fences.get(release.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
+                    if let Some(current) = current.filter(|c| *c > token) {
+                        return Err(StoreError::Fenced { release, token, current });
+                    }
                 }
                 let mut seq = found;
                 for event in &events {
@@ -307,6 +318,12 @@ impl Store for FileStore {
                         let last = fences.get(env.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value()).unwrap_or(0);
                         let token = last.saturating_add(1);
                         fences.insert(env.as_str(), token).map_err(|e| err(e.into()))?;
+                        if let Some(lapsed) = current.filter(|l| l.owner != owner) {
+                            txn.open_table(RELEASE_FENCES)
+                                .map_err(|e| err(e.into()))?
+                                .insert(lapsed.owner.as_str(), token)
+                                .map_err(|e| err(e.into()))?;
+                        }
                         let fresh = Lock { env: env.clone(), owner: owner.clone(), token, expires_at_ms };
                         (LockOutcome::Acquired(fresh.clone()), Some(fresh))
                     }
@@ -463,8 +480,8 @@ mod tests {
         let lock;
         {
             let store = FileStore::open(dir.path()).expect("open");
-            assert_eq!(store.append("r-1", 0, &events[..3], &summary).await.expect("append"), 3);
-            assert_eq!(store.append("r-1", 3, &events[3..], &summary).await.expect("append"), 5);
+            assert_eq!(store.append("r-1", 0, &events[..3], &summary, None).await.expect("append"), 3);
+            assert_eq!(store.append("r-1", 3, &events[3..], &summary, None).await.expect("append"), 5);
             lock = match store.lock("prod", "r-1", 60_000, now).await.expect("lock") {
                 LockOutcome::Acquired(lock) => lock,
                 LockOutcome::Held(other) => panic!("held by {other:?}"),
@@ -486,7 +503,7 @@ mod tests {
         }
         // Appending at the old length still detects the conflict after reopening.
         assert!(matches!(
-            store.append("r-1", 3, &events[..1], &summary).await,
+            store.append("r-1", 3, &events[..1], &summary, None).await,
             Err(StoreError::Conflict { expected: 3, found: 5, .. })
         ));
     }

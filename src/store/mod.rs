@@ -7,6 +7,7 @@
 
 pub mod conformance;
 pub mod file;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,17 @@ pub enum StoreError {
         expected: u64,
         /// Log length actually found.
         found: u64,
+    },
+    /// The release lost its environment lock to another release (its lease lapsed and the lock was
+    /// taken): writes with the old fencing token are refused.
+    #[error("release {release} lost its environment lock (token {token}; the lock is now at token {current})")]
+    Fenced {
+        /// The release whose write was refused.
+        release: String,
+        /// The token the writer presented.
+        token: u64,
+        /// The token that took over.
+        current: u64,
     },
     /// The backing store cannot be reached or refused the operation.
     #[error("state store unavailable: {0}")]
@@ -82,12 +94,17 @@ pub enum LockOutcome {
 pub trait Store: Send + Sync + 'static {
     /// Appends `events` to the log of `release` if the log has exactly `expected_len` entries, and
     /// stores `summary` in the index in the same transaction. Returns the new length.
+    ///
+    /// `fence` is the fencing token of the environment lock the writer holds: when the lock was
+    /// taken from this release after its lease lapsed ([`Store::lock`] records the new token
+    /// against the previous owner), a write with an older token fails with [`StoreError::Fenced`].
     async fn append(
         &self,
         release: &str,
         expected_len: u64,
         events: &[String],
         summary: &ReleaseSummary,
+        fence: Option<u64>,
     ) -> Result<u64, StoreError>;
 
     /// The whole log of `release`, oldest first (empty when unknown).
@@ -96,7 +113,8 @@ pub trait Store: Send + Sync + 'static {
     /// All releases in the index, newest first.
     async fn summaries(&self) -> Result<Vec<ReleaseSummary>, StoreError>;
 
-    /// Acquires the lock of `env` for `owner`, or extends it when `owner` already holds it.
+    /// Acquires the lock of `env` for `owner`, or extends it when `owner` already holds it. Taking a
+    /// lapsed lease from another owner fences that owner's log (see [`Store::append`]).
     async fn lock(&self, env: &str, owner: &str, lease_ms: u64, now_ms: u64) -> Result<LockOutcome, StoreError>;
 
     /// Releases the lock of `env` if `owner` holds it with `token`. Returns whether it did.
@@ -112,16 +130,21 @@ pub trait Store: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `spec` (`RAYBOT_STORE`): `file://PATH`, or `None` for `.raybot/`.
+/// Opens the store named by `spec` (`RAYBOT_STORE`, else `REDIS_URL`): `file://PATH`,
+/// `redis://…` / `rediss://…`, or `None` for the embedded store in `.raybot/`. Redis connects
+/// lazily; call it inside a Tokio runtime.
 pub fn open(spec: Option<&str>) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match spec.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(std::sync::Arc::new(file::FileStore::open(std::path::Path::new(".raybot"))?)),
         Some(s) if s.starts_with("file://") => {
             Ok(std::sync::Arc::new(file::FileStore::open(std::path::Path::new(&s["file://".len()..]))?))
         }
-        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => Err(StoreError::Unavailable(
-            "RAYBOT_STORE=redis://… is not available in this build yet; use file://PATH or leave it unset".into(),
-        )),
-        Some(s) => Err(StoreError::Unavailable(format!("RAYBOT_STORE must be file://PATH (got `{s}`)"))),
+        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+            Ok(std::sync::Arc::new(redis::RedisStore::open(s)?))
+        }
+        Some(s) => Err(StoreError::Unavailable(format!(
+            "RAYBOT_STORE must be file://PATH, redis://HOST:PORT or rediss://HOST:PORT (got `{}`)",
+            redis::redact(s)
+        ))),
     }
 }

@@ -4,5 +4,8 @@
 mod chat;
 mod cli;
 mod demo;
+mod redis;
+#[path = "../support/redis.rs"]
+mod redis_server;
 mod scripts;
 mod support;

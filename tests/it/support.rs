@@ -91,13 +91,24 @@ impl Workspace {
         text.lines().find_map(|l| l.strip_prefix("x-version:").map(|v| v.trim().to_string())).unwrap_or_default()
     }
 
-    /// Runs `raybot chat --user USER` in the workspace with `input` on stdin.
+    /// Runs `raybot chat --user USER` in the workspace with `input` on stdin (embedded store).
     pub fn chat(&self, user: &str, input: &str) -> (String, i32) {
-        run(
-            Command::new(RAYBOT).args(["chat", "--user", user]).current_dir(self.path()).env_remove("RAYBOT_STORE"),
-            input,
-            Duration::from_secs(120),
-        )
+        self.chat_on(None, user, input)
+    }
+
+    /// Like [`Workspace::chat`] on the store `RAYBOT_STORE=store` (e.g. `redis://…`).
+    pub fn chat_on(&self, store: Option<&str>, user: &str, input: &str) -> (String, i32) {
+        run(self.raybot(store).args(["chat", "--user", user]), input, Duration::from_secs(120))
+    }
+
+    /// A `raybot` command in the workspace on `store` (`None`: the embedded store in `.raybot/`).
+    pub fn raybot(&self, store: Option<&str>) -> Command {
+        let mut cmd = Command::new(RAYBOT);
+        cmd.current_dir(self.path()).env_remove("RAYBOT_STORE").env_remove("REDIS_URL");
+        if let Some(s) = store {
+            cmd.env("RAYBOT_STORE", s);
+        }
+        cmd
     }
 
     pub fn artifacts(&self) -> PathBuf {
@@ -149,4 +160,78 @@ pub fn release_dir(artifacts: &Path) -> PathBuf {
         .collect();
     assert_eq!(dirs.len(), 1, "expected one release folder in {}: {dirs:?}", artifacts.display());
     dirs[0].clone()
+}
+
+/// A `raybot chat` process kept running: lines go in one at a time, the transcript is collected.
+pub struct LiveChat {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub transcript: String,
+}
+
+impl LiveChat {
+    pub fn start(mut cmd: Command) -> LiveChat {
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("raybot starts");
+        let stdin = child.stdin.take();
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        LiveChat { child, stdin, lines, transcript: String::new() }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to raybot");
+    }
+
+    /// Waits until the transcript contains `text` (panics with the transcript after `limit`).
+    pub fn wait_for(&mut self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.transcript.contains(text) {
+            assert!(start.elapsed() < limit, "waited {limit:?} for `{text}`:\n{}", self.transcript);
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.transcript.push_str(&line);
+                self.transcript.push('\n');
+            }
+        }
+    }
+
+    /// Collects what is left of stdout once the process ended (until EOF, or a quiet second when
+    /// a grandchild still holds the pipe).
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+        }
+    }
+
+    /// SIGKILL: no clean-up of any kind.
+    pub fn kill(mut self) -> String {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        self.drain();
+        std::mem::take(&mut self.transcript)
+    }
+
+    /// Closes stdin and waits for the process to end; returns the whole transcript.
+    pub fn finish(mut self, limit: Duration) -> String {
+        self.stdin = None;
+        let start = Instant::now();
+        while self.child.try_wait().expect("wait").is_none() {
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("raybot chat did not end within {limit:?}:\n{}", self.transcript);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.drain();
+        std::mem::take(&mut self.transcript)
+    }
 }

@@ -1,0 +1,444 @@
+//! The production store: Redis (`RAYBOT_STORE=redis://…`, `rediss://…` for TLS, or `REDIS_URL`).
+//!
+//! Layout (prefix `raybot`, hash tags keep the keys of one release — and of one lock — in one
+//! Redis Cluster slot, so every script touches a single slot):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `raybot:{<release>}:log` | stream | the release's events, field `e` = JSON |
+//! | `raybot:{<release>}:summary` | string | the index row (JSON) |
+//! | `raybot:{<release>}:fence` | string | fencing token a write must reach (set on takeover) |
+//! | `raybot:releases` | sorted set | release ids by start time (`raybot status`, `/ray history`) |
+//! | `raybot:{lock:<env>}` | hash | `owner`, `token`, `expires` of the environment lock, `PX` lease |
+//! | `raybot:{lock:<env>}:token` | string | the fencing-token counter of that environment |
+//! | `raybot:{lock:<env>}:last` | string | the last owner (to fence it when its lease lapsed) |
+//! | `raybot:seen:<key>` | string | idempotency keys, `SET NX PX` |
+//!
+//! An accepted event costs one round trip: the append script (check length and fence, `XADD`,
+//! store the summary) and the index `ZADD NX` go out in one pipeline. Every operation runs under a
+//! [`OP_TIMEOUT`], so while Redis is unreachable callers learn it within about a second and a half;
+//! the [`ConnectionManager`] reconnects by itself.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script, Value};
+
+use super::{Lock, LockOutcome, ReleaseSummary, Store, StoreError};
+
+/// Longest any single store operation may take before it counts as "store unavailable".
+pub const OP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long after sending a write Redis may still carry it out (by its own clock). Well inside the
+/// connection's 1 s response timeout, so a write the caller was told failed never lands later.
+const WRITE_WINDOW_MS: i64 = 600;
+
+/// Every write script starts here: a write that reaches Redis after the writer gave up (Redis was
+/// frozen, the network stalled) must not happen, or "nothing was changed" would be a lie. The
+/// writer passes a deadline in the server's clock as the first ARGV.
+const DEADLINE: &str = r#"
+local t = redis.call('TIME')
+local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if server_now > tonumber(ARGV[1]) then return {'late', server_now} end
+"#;
+
+const APPEND: &str = r#"
+local len = redis.call('XLEN', KEYS[1])
+if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
+if ARGV[3] ~= '' then
+  local f = redis.call('GET', KEYS[3])
+  if f and tonumber(f) > tonumber(ARGV[3]) then return {'fenced', tonumber(f)} end
+end
+for i = 5, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+redis.call('SET', KEYS[2], ARGV[4])
+return {'ok', len + #ARGV - 4}
+"#;
+
+// KEYS: lock, counter, last. ARGV: deadline, owner, lease_ms, now_ms, expires_at_ms.
+// Returns {acquired, owner, token, expires, previous owner whose lapsed lease was taken ('' if none)}.
+const LOCK: &str = r#"
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local now = tonumber(ARGV[4])
+if owner then
+  local token = tonumber(redis.call('HGET', KEYS[1], 'token'))
+  local expires = tonumber(redis.call('HGET', KEYS[1], 'expires'))
+  if expires > now then
+    if owner ~= ARGV[2] then return {0, owner, token, expires, ''} end
+    redis.call('HSET', KEYS[1], 'expires', ARGV[5])
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    return {1, owner, token, tonumber(ARGV[5]), ''}
+  end
+end
+local previous = redis.call('GET', KEYS[3]) or ''
+if previous == ARGV[2] then previous = '' end
+local token = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'token', token, 'expires', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[2])
+return {1, ARGV[2], token, tonumber(ARGV[5]), previous}
+"#;
+
+// KEYS: seen key. ARGV: deadline, ttl_ms. {'ok', 1} the first time, {'ok', 0} after.
+const REMEMBER: &str = r#"
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'ok', 1} end
+return {'ok', 0}
+"#;
+
+const UNLOCK: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// The Redis store.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    append: Script,
+    lock: Script,
+    remember: Script,
+    unlock: Script,
+    /// Server clock minus ours (ms), and when we measured it.
+    offset: Arc<Mutex<Option<(i64, Instant)>>>,
+    /// Where it connects, without credentials (for messages).
+    shown: String,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("url", &self.shown).finish()
+    }
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://host:6379/0`: URLs may carry passwords.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}{}", &url[..s + 3], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+fn unavailable(shown: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis at {shown}: {e}"))
+}
+
+impl RedisStore {
+    /// Connects lazily to `url` (nothing is sent until the first operation, so raybot starts, and
+    /// `/healthz` says so, while Redis is still down). Must be called inside a Tokio runtime.
+    pub fn open(url: &str) -> Result<RedisStore, StoreError> {
+        Self::open_with_prefix(url, "raybot")
+    }
+
+    /// Like [`RedisStore::open`] with another key prefix (several raybot installations on one Redis).
+    pub fn open_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let shown = redact(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Unavailable(format!("RAYBOT_STORE `{shown}` is not a valid redis:// or rediss:// URL: {e}"))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(700)))
+            .set_response_timeout(Some(Duration::from_millis(1000)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| unavailable(&shown, e))?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_string(),
+            append: Script::new(&format!("{DEADLINE}{APPEND}")),
+            lock: Script::new(&format!("{DEADLINE}{LOCK}")),
+            remember: Script::new(&format!("{DEADLINE}{REMEMBER}")),
+            offset: Arc::new(Mutex::new(None)),
+            unlock: Script::new(UNLOCK),
+            shown,
+            round_trips: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn log_key(&self, release: &str) -> String {
+        format!("{}:{{{release}}}:log", self.prefix)
+    }
+    fn summary_key(&self, release: &str) -> String {
+        format!("{}:{{{release}}}:summary", self.prefix)
+    }
+    fn fence_key(&self, release: &str) -> String {
+        format!("{}:{{{release}}}:fence", self.prefix)
+    }
+    fn index_key(&self) -> String {
+        format!("{}:releases", self.prefix)
+    }
+    fn lock_key(&self, env: &str) -> String {
+        format!("{}:{{lock:{env}}}", self.prefix)
+    }
+
+    /// A deadline for a write sent now, in the server's clock (measured with `TIME` once a minute;
+    /// the error of the estimate is at most one round trip, far below the window).
+    async fn deadline(&self) -> Result<String, StoreError> {
+        let known = self.offset.lock().ok().and_then(|o| *o).filter(|(_, at)| at.elapsed() < Duration::from_secs(60));
+        let offset = match known {
+            Some((o, _)) => o,
+            None => {
+                let mut conn = self.conn.clone();
+                let before = wall_ms();
+                let (secs, micros): (i64, i64) =
+                    self.timed("reading the server clock", redis::cmd("TIME").query_async(&mut conn)).await?;
+                let after = wall_ms();
+                let o = secs * 1000 + micros / 1000 - (before + after) / 2;
+                if let Ok(mut slot) = self.offset.lock() {
+                    *slot = Some((o, Instant::now()));
+                }
+                o
+            }
+        };
+        Ok((wall_ms() + offset + WRITE_WINDOW_MS).to_string())
+    }
+
+    /// Requests sent to Redis so far (a pipeline counts once): benchmarks report round trips per event.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Runs `op` under [`OP_TIMEOUT`], mapping errors to [`StoreError::Unavailable`].
+    async fn timed<T, F>(&self, doing: &str, op: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(OP_TIMEOUT, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(&self.shown, format!("{doing}: {e}"))),
+            Err(_) => Err(unavailable(&self.shown, format!("{doing}: no answer within {} ms", OP_TIMEOUT.as_millis()))),
+        }
+    }
+
+    /// Runs a pipeline; a server that forgot the scripts (restarted) gets them loaded once more.
+    async fn query_pipe(&self, pipe: &redis::Pipeline, scripts: &[&Script]) -> redis::RedisResult<Vec<Value>> {
+        let mut conn = self.conn.clone();
+        match pipe.query_async::<Vec<Value>>(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                for s in scripts {
+                    s.prepare_invoke().load_async(&mut conn).await?;
+                }
+                pipe.query_async(&mut conn).await
+            }
+            other => other,
+        }
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> redis::RedisResult<T> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        inv.invoke_async(&mut conn).await
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn late(doing: &str) -> StoreError {
+    StoreError::Unavailable(format!("{doing}: redis answered too late, so nothing was written"))
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn corrupt(what: &str, v: &impl std::fmt::Debug) -> StoreError {
+    StoreError::Corrupt(format!("unexpected answer from redis for {what}: {v:?}"))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn append(
+        &self,
+        release: &str,
+        expected_len: u64,
+        events: &[String],
+        summary: &ReleaseSummary,
+        fence: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut summary = summary.clone();
+        summary.events = expected_len + events.len() as u64;
+        let json = serde_json::to_string(&summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut inv = self.append.prepare_invoke();
+        inv.key(self.log_key(release)).key(self.summary_key(release)).key(self.fence_key(release));
+        let deadline = self.deadline().await?;
+        inv.arg(deadline).arg(expected_len).arg(fence.map(|f| f.to_string()).unwrap_or_default()).arg(json);
+        for e in events {
+            inv.arg(e.as_str());
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        pipe.cmd("ZADD").arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
+        let out = self.timed(&format!("appending to {release}"), self.query_pipe(&pipe, &[&self.append])).await?;
+        let Some(Value::Array(reply)) = out.first() else { return Err(corrupt("append", &out)) };
+        match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
+            (Some("ok"), Some(n)) => Ok(n),
+            (Some("conflict"), Some(found)) => {
+                Err(StoreError::Conflict { release: release.to_string(), expected: expected_len, found })
+            }
+            (Some("late"), _) => Err(late(&format!("appending to {release}"))),
+            (Some("fenced"), Some(token)) => Err(StoreError::Fenced {
+                release: release.to_string(),
+                token: fence.unwrap_or_default(),
+                current: token,
+            }),
+            _ => Err(corrupt("append", reply)),
+        }
+    }
+
+    async fn read(&self, release: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.log_key(release);
+        let reply: redis::streams::StreamRangeReply =
+            self.timed(&format!("reading {release}"), conn.xrange_all(&key)).await?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .map
+                    .get("e")
+                    .and_then(text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{key} entry {} has no `e` field", entry.id)))
+            })
+            .collect()
+    }
+
+    async fn summaries(&self) -> Result<Vec<ReleaseSummary>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = self.timed("listing releases", conn.zrevrange(self.index_key(), 0, -1)).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One GET per release in one pipeline (not MGET: the keys live in different cluster slots).
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.get(self.summary_key(id));
+        }
+        let rows: Vec<Option<String>> = self.timed("reading the release index", pipe.query_async(&mut conn)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, row) in ids.iter().zip(rows) {
+            let Some(json) = row else { continue };
+            out.push(
+                serde_json::from_str::<ReleaseSummary>(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("summary of {id}: {e}")))?,
+            );
+        }
+        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    async fn lock(&self, env: &str, owner: &str, lease_ms: u64, now_ms: u64) -> Result<LockOutcome, StoreError> {
+        let key = self.lock_key(env);
+        let keys = [key.clone(), format!("{key}:token"), format!("{key}:last")];
+        let args = [
+            self.deadline().await?,
+            owner.to_string(),
+            lease_ms.to_string(),
+            now_ms.to_string(),
+            (now_ms + lease_ms).to_string(),
+        ];
+        let reply: Vec<Value> = self.timed(&format!("locking {env}"), self.script(&self.lock, &keys, &args)).await?;
+        if reply.first().and_then(text).as_deref() == Some("late") {
+            return Err(late(&format!("locking {env}")));
+        }
+        let (Some(acquired), Some(holder), Some(token), Some(expires_at_ms), Some(previous)) = (
+            reply.first().and_then(int),
+            reply.get(1).and_then(text),
+            reply.get(2).and_then(int),
+            reply.get(3).and_then(int),
+            reply.get(4).and_then(text),
+        ) else {
+            return Err(corrupt("lock", &reply));
+        };
+        let lock = Lock { env: env.to_string(), owner: holder, token, expires_at_ms };
+        if acquired == 0 {
+            return Ok(LockOutcome::Held(lock));
+        }
+        if !previous.is_empty() {
+            // The previous holder's lease lapsed: its release may no longer write with its old token.
+            let mut conn = self.conn.clone();
+            let fence =
+                self.timed("fencing the previous holder", conn.set::<_, _, ()>(self.fence_key(&previous), token));
+            if let Err(e) = fence.await {
+                tracing::warn!(release = %previous, error = %e, "could not fence the previous lock holder");
+            }
+        }
+        Ok(LockOutcome::Acquired(lock))
+    }
+
+    async fn unlock(&self, env: &str, owner: &str, token: u64) -> Result<bool, StoreError> {
+        let keys = [self.lock_key(env)];
+        let args = [owner.to_string(), token.to_string()];
+        let n: i64 = self.timed(&format!("unlocking {env}"), self.script(&self.unlock, &keys, &args)).await?;
+        Ok(n == 1)
+    }
+
+    async fn lock_holder(&self, env: &str, now_ms: u64) -> Result<Option<Lock>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (owner, token, expires): (Option<String>, Option<u64>, Option<u64>) = self
+            .timed(
+                &format!("reading the lock of {env}"),
+                redis::cmd("HMGET").arg(self.lock_key(env)).arg(&["owner", "token", "expires"]).query_async(&mut conn),
+            )
+            .await?;
+        Ok(match (owner, token, expires) {
+            (Some(owner), Some(token), Some(expires_at_ms)) if expires_at_ms > now_ms => {
+                Some(Lock { env: env.to_string(), owner, token, expires_at_ms })
+            }
+            _ => None,
+        })
+    }
+
+    async fn remember(&self, key: &str, ttl_ms: u64, _now_ms: u64) -> Result<bool, StoreError> {
+        let keys = [format!("{}:seen:{key}", self.prefix)];
+        let args = [self.deadline().await?, ttl_ms.max(1).to_string()];
+        let doing = "recording an idempotency key";
+        let reply: Vec<Value> = self.timed(doing, self.script(&self.remember, &keys, &args)).await?;
+        match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
+            (Some("ok"), Some(n)) => Ok(n == 1),
+            (Some("late"), _) => Err(late(doing)),
+            _ => Err(corrupt("remember", &reply)),
+        }
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let pong: String = self.timed("PING", redis::cmd("PING").query_async(&mut conn)).await?;
+        if pong == "PONG" { Ok(()) } else { Err(corrupt("PING", &pong)) }
+    }
+}

@@ -1,0 +1,297 @@
+//! The Redis store: the shared conformance suite against a real `redis-server`, outages, duplicate
+//! deliveries, a crash in the middle of the production deploy, and two replicas racing for the lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use raybot::chat::{ChatError, ChatSink, Delivery, Handled, Inbound};
+use raybot::driver::{Driver, StoredEvent};
+use raybot::engine::{Ask, Button, Release, UserRef};
+use raybot::store::redis::RedisStore;
+use raybot::store::{Store, StoreError};
+
+use crate::redis_server::RedisServer;
+use crate::support::{LiveChat, Workspace, release_dir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_redis() {
+    let server = RedisServer::start();
+    let url = server.url();
+    raybot::store::conformance::run_all(|| RedisStore::open(&url).expect("open")).await;
+    // The keys of one release share a hash tag, so they live in one Redis Cluster slot.
+    let keys = server.command(&["KEYS", "raybot:{conf-*-race}:*"]);
+    assert!(keys.contains(":log") && keys.contains(":summary"), "{keys}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_fast_and_the_store_reconnects_by_itself() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).expect("open");
+    let sum = raybot::store::conformance::summary("r1", 1, 1);
+    store.append("r1", 0, &["{\"n\":0}".into()], &sum, None).await.expect("append");
+
+    server.pause(); // SIGSTOP: the socket stays open, nothing answers
+    for _ in 0..3 {
+        let start = Instant::now();
+        let err = store.append("r1", 1, &["{\"n\":1}".into()], &sum, None).await.expect_err("paused");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+        assert!(store.health().await.is_err());
+    }
+    server.resume();
+    let mut back = false;
+    for _ in 0..50 {
+        if store.health().await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the store did not come back after redis-server resumed");
+    assert_eq!(store.read("r1").await.expect("read"), vec!["{\"n\":0}".to_string()], "a failed append wrote");
+
+    server.restart(); // a new process on the same port: the connection manager reconnects
+    let mut ok = None;
+    for _ in 0..50 {
+        match store.append("r1", 1, &["{\"n\":1}".into()], &sum, None).await {
+            Ok(n) => {
+                ok = Some(n);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(ok, Some(2), "appending after the restart");
+    assert_eq!(store.read("r1").await.expect("read").len(), 2, "the log survived the restart (append-only file)");
+}
+
+/// Records what raybot says, like a chat platform would show it.
+#[derive(Default)]
+struct Room {
+    posts: Mutex<Vec<(String, String, Ask)>>,
+    replies: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl ChatSink for Room {
+    async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
+        let mut posts = self.posts.lock().unwrap();
+        let id = format!("m{}", posts.len() + 1);
+        posts.push((id.clone(), text.to_string(), ask.clone()));
+        Ok(id)
+    }
+    async fn update(&self, _message: &str, _text: &str) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
+        self.replies.lock().unwrap().push((to.id.clone(), text.to_string()));
+        Ok(())
+    }
+}
+
+impl Room {
+    fn text(&self) -> String {
+        self.posts.lock().unwrap().iter().map(|(_, t, _)| t.as_str()).collect::<Vec<_>>().join("\n")
+    }
+    fn last_with_buttons(&self) -> String {
+        self.posts.lock().unwrap().iter().rev().find(|(_, _, a)| *a == Ask::Buttons).expect("buttons").0.clone()
+    }
+}
+
+/// A driver in this process on `store`, with the workspace's config (jobs call the real binary).
+fn driver(ws: &Workspace, store: Arc<dyn Store>, room: Arc<Room>) -> Driver {
+    ws.edit_config(|t| t.replace("[job_env]", &format!("[job_env]\nRAYBOT_BIN = \"{}\"", crate::support::RAYBOT)));
+    let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
+    let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
+    Driver::new(config, catalog, store, room, ws.artifacts(), "local", Arc::new(raybot::http::Metrics::new()))
+}
+
+async fn settle(d: &mut Driver) {
+    let start = Instant::now();
+    while !d.idle() {
+        assert!(start.elapsed() < Duration::from_secs(120), "the release never waited for people");
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), d.recv_internal()).await {
+            d.handle_internal(m).await;
+        }
+    }
+}
+
+fn user(name: &str) -> UserRef {
+    UserRef::new("local", name)
+}
+
+async fn say(d: &mut Driver, who: &str, text: &str, key: Option<&str>) -> Handled {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let inbound = Inbound::Command { user: user(who), text: text.to_string() };
+    d.deliver(Delivery { key: key.map(str::to_string), inbound, done: Some(tx) }).await;
+    rx.await.expect("handled")
+}
+
+async fn log_of(store: &dyn Store) -> (String, Vec<StoredEvent>) {
+    let list = store.summaries().await.expect("summaries");
+    let id = list.first().expect("a release").id.clone();
+    let events = store.read(&id).await.expect("read").iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (id, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing() {
+    let server = RedisServer::start();
+    let ws = Workspace::new();
+    let store: Arc<dyn Store> = Arc::new(RedisStore::open(&server.url()).expect("open"));
+    let room = Arc::new(Room::default());
+    let mut d = driver(&ws, store.clone(), room.clone());
+
+    say(&mut d, "alice", "/ray deploy v1.2", Some("cmd-1")).await;
+    settle(&mut d).await;
+    assert!(room.text().contains("[APPROVAL REQUEST] Readiness review"), "{}", room.text());
+    let h = say(&mut d, "alice", "/ray approve evidence reviewed", Some("cmd-2")).await;
+    assert!(!h.duplicate);
+    let (_, before) = log_of(store.as_ref()).await;
+
+    // Bob's click arrives five times with one idempotency key (a platform retrying).
+    let message = room.last_with_buttons();
+    let mut duplicates = 0;
+    for _ in 0..5 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inbound = Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve };
+        d.deliver(Delivery { key: Some("click-bob-1".into()), inbound, done: Some(tx) }).await;
+        duplicates += usize::from(rx.await.unwrap().duplicate);
+    }
+    assert_eq!(duplicates, 4);
+    let (_, after) = log_of(store.as_ref()).await;
+    let clicks = after[before.len()..]
+        .iter()
+        .filter(|e| matches!(&e.event, raybot::engine::Event::Click { by, .. } if by.id == "bob"))
+        .count();
+    assert_eq!(clicks, 1, "one click recorded");
+    assert_eq!(room.text().matches("Go decision recorded").count(), 1, "{}", room.text());
+    settle(&mut d).await;
+    assert!(room.text().contains("Change freeze in effect"), "{}", room.text());
+
+    // Redis stops answering mid-release: commands fail fast with the store message, nothing changes.
+    let (_, before) = log_of(store.as_ref()).await;
+    server.pause();
+    for cmd in ["/ray ack", "/ray status", "/ray deploy v1.3 to staging"] {
+        let start = Instant::now();
+        let h = say(&mut d, "alice", cmd, None).await;
+        assert!(start.elapsed() < Duration::from_secs(2), "{cmd} took {:?}", start.elapsed());
+        assert_eq!(
+            h.replies,
+            vec!["[RAY ERROR] state store unavailable — nothing was changed, try again".to_string()],
+            "{cmd}"
+        );
+    }
+    server.resume();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, during) = log_of(store.as_ref()).await;
+    assert_eq!(during.len(), before.len(), "a command changed the log while the store was down");
+
+    // Back up: the same command now counts, and the release goes on.
+    let h = say(&mut d, "alice", "/ray ack", None).await;
+    assert!(h.replies.is_empty(), "{:?}", h.replies);
+    let (_, later) = log_of(store.as_ref()).await;
+    assert_eq!(later.len(), before.len() + 1);
+    let release =
+        Release::replay(later.iter().map(|e| (e.at, e.event.clone())).collect::<Vec<_>>().iter()).expect("replay");
+    assert!(release.freeze.acks.contains_key("alice"), "alice's ack is recorded");
+}
+
+/// SIGKILL in the middle of the production deploy job, with Redis as the store: the restarted
+/// raybot still has every ack and approval, reports the job as unknown without re-running it, and
+/// `/ray rollback` then works.
+#[test]
+fn a_crash_during_the_production_deploy_loses_nothing_on_redis() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ws = Workspace::new();
+    ws.edit_config(|t| {
+        t.replacen(
+            r#"deploy = { argv = ["scripts/deploy_backend.sh", "--env", "{env}", "--release", "{version}", "--strategy", "{strategy}", "--percent", "{percent}"], timeout_seconds = 300 }"#,
+            r#"deploy = { argv = ["sleep", "8"], timeout_seconds = 300 }"#,
+            1,
+        )
+    });
+    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray deploy v1.2\n");
+    assert_eq!(code, 0, "{out}");
+    let (out, _) = ws.chat_on(Some(&url), "alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n");
+    assert!(out.contains("Change freeze in effect"), "{out}");
+    let (out, _) = ws.chat_on(
+        Some(&url),
+        "alice",
+        "/ray ack\n/as bob\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
+    );
+    assert!(out.contains("Change freeze confirmed by all 5 stakeholders"), "{out}");
+
+    let mut cmd = ws.raybot(Some(&url));
+    cmd.args(["chat", "--user", "bob"]).env("RAYBOT_REPLICA", "raybot-prod-1");
+    let mut chat = LiveChat::start(cmd);
+    chat.send("/click approve");
+    chat.send("/as carol");
+    chat.send("/ray approve monitoring ready");
+    chat.wait_for("Production deployment", Duration::from_secs(60));
+    let log = || {
+        std::fs::read_to_string(release_dir(&ws.artifacts()).join("deployment/production-deployment-run.log"))
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while !log().contains("$ sleep 8") {
+        assert!(start.elapsed() < Duration::from_secs(60), "the production deploy job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    chat.kill();
+
+    // Everything people did is still in Redis.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let events = rt.block_on(async { log_of(&RedisStore::open(&url).expect("open")).await.1 });
+    let release =
+        Release::replay(events.iter().map(|e| (e.at, e.event.clone())).collect::<Vec<_>>().iter()).expect("replay");
+    assert_eq!(release.freeze.acks.len(), 5, "acks after the crash");
+    let approvers: Vec<&str> = release.rounds.last().unwrap().approvals.iter().map(|a| a.user.as_str()).collect();
+    assert!(approvers.contains(&"bob") && approvers.contains(&"carol"), "{approvers:?}");
+
+    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray status\n/ray rollback deploy outcome unknown\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Reason: job outcome unknown after raybot-prod-1 stopped. Awaiting instructions."), "{out}");
+    assert!(out.to_lowercase().contains("rolled back"), "{out}");
+    assert_eq!(log().matches("$ sleep 8").count(), 1, "the deploy job ran again:\n{}", log());
+    assert_eq!(ws.serving(ws.production_port), "v1.1");
+}
+
+/// Two raybot processes on one Redis receive 50 `/ray deploy` commands for production between
+/// them: exactly one release gets the lock, every other command is told who holds it.
+#[test]
+fn two_replicas_and_fifty_deploys_make_one_release() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ws = Workspace::new();
+    let people = ["alice", "bob", "carol", "dave", "erin"];
+    let input = |offset: usize| {
+        (0..25)
+            .map(|i| format!("/as {}\n/ray deploy v1.{}\n", people[(i + offset) % 5], i + offset))
+            .collect::<String>()
+    };
+    let spawn = |name: &str, offset: usize| {
+        let mut cmd = ws.raybot(Some(&url));
+        cmd.args(["chat", "--user", "alice"]).env("RAYBOT_REPLICA", name);
+        let mut chat = LiveChat::start(cmd);
+        for line in input(offset).lines() {
+            chat.send(line);
+        }
+        chat
+    };
+    let (a, b) = (spawn("replica-a", 0), spawn("replica-b", 25));
+    let (a, b) = (a.finish(Duration::from_secs(120)), b.finish(Duration::from_secs(120)));
+    let both = format!("{a}\n{b}");
+    let refused = both.matches("[RAY ERROR] production is locked by release ").count();
+    assert_eq!(refused, 49, "{both}");
+
+    let (status, code) =
+        crate::support::run(ws.raybot(Some(&url)).args(["status", "--json"]), "", Duration::from_secs(20));
+    assert_eq!(code, 0, "{status}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&status).unwrap();
+    assert_eq!(list.len(), 1, "{status}");
+    let holder = list[0]["id"].as_str().unwrap();
+    assert_eq!(both.matches(&format!("production is locked by release {holder}")).count(), 49, "{both}");
+}
