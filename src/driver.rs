@@ -50,6 +50,8 @@ struct Active {
     lock_token: Option<u64>,
     /// When the environment lock's lease ends (ms); renewed as the release goes on.
     lock_expires_at: u64,
+    /// The in-memory state holds an event the store did not take: rebuild it before use.
+    stale: bool,
 }
 
 /// Results of background work, addressed to a release.
@@ -149,7 +151,8 @@ impl Driver {
                 }
             };
             let id = release.id.clone();
-            self.releases.insert(id.clone(), Active { release, log_len, lock_token: token, lock_expires_at });
+            self.releases
+                .insert(id.clone(), Active { release, log_len, lock_token: token, lock_expires_at, stale: false });
             self.metrics.release_resumed();
             let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
             resumed += 1;
@@ -177,6 +180,7 @@ impl Driver {
         if let Some(a) = self.releases.get_mut(id) {
             a.release = release;
             a.log_len = log_len;
+            a.stale = false;
         }
         Ok(())
     }
@@ -187,8 +191,11 @@ impl Driver {
     pub async fn refresh(&mut self) -> Result<(), StoreError> {
         let now_ms = now().0;
         for s in self.store.summaries().await? {
-            let known = self.releases.get(&s.id).map(|a| a.log_len);
-            if known == Some(s.events) || (known.is_none() && s.finished) {
+            let up_to_date = match self.releases.get(&s.id) {
+                Some(a) => !a.stale && a.log_len == s.events,
+                None => s.finished,
+            };
+            if up_to_date {
                 continue;
             }
             let Some((release, log_len, _)) = self.load(&s.id).await? else { continue };
@@ -199,6 +206,7 @@ impl Driver {
                 Some(a) => {
                     a.release = release;
                     a.log_len = log_len;
+                    a.stale = false;
                 }
                 None => {
                     let lock = self.store.lock_holder(&release.env, now_ms).await?.filter(|l| l.owner == s.id);
@@ -210,6 +218,7 @@ impl Driver {
                             log_len,
                             lock_token: lock.as_ref().map(|l| l.token),
                             lock_expires_at: lock.map(|l| l.expires_at_ms).unwrap_or(0),
+                            stale: false,
                         },
                     );
                 }
@@ -585,7 +594,13 @@ impl Driver {
         self.metrics.release_started();
         self.releases.insert(
             id.clone(),
-            Active { release, log_len: 1, lock_token: Some(lock.token), lock_expires_at: lock.expires_at_ms },
+            Active {
+                release,
+                log_len: 1,
+                lock_token: Some(lock.token),
+                lock_expires_at: lock.expires_at_ms,
+                stale: false,
+            },
         );
         self.perform(&id, fx).await;
     }
@@ -596,16 +611,22 @@ impl Driver {
         let mut queue = VecDeque::from([event]);
         let mut conflicts = 0;
         while let Some(event) = queue.pop_front() {
-            let Some(active) = self.releases.get(id) else { return Ok(()) };
+            if self.releases.get(id).is_some_and(|a| a.stale) {
+                self.reload(id).await?;
+            }
+            let Some(active) = self.releases.get_mut(id) else { return Ok(()) };
             let at = now();
-            let mut next = active.release.clone();
-            let fx = next.handle(&event, at);
+            // Decide in place (no copy of a state that grows with the log); if the event cannot be
+            // recorded, the state is marked stale and rebuilt from the store before its next use.
+            let fx = active.release.handle(&event, at);
+            active.stale = true;
             let line =
                 serde_json::to_string(&StoredEvent { at, event: event.clone(), replica: Some(self.replica.clone()) })
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let len = active.log_len;
             let fence = active.lock_token;
-            match self.store.append(id, len, &[line], &summary(&next, len + 1), fence).await {
+            let row = summary(&active.release, len + 1);
+            match self.store.append(id, len, &[line], &row, fence).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict { .. }) if conflicts < 3 => {
                     // Another replica recorded an event first: catch up and decide again.
@@ -632,7 +653,7 @@ impl Driver {
                 }
             }
             if let Some(a) = self.releases.get_mut(id) {
-                a.release = next;
+                a.stale = false;
                 a.log_len = len + 1;
             }
             self.renew_lock(id, at).await;
