@@ -4,5 +4,8 @@
 mod chat;
 mod cli;
 mod demo;
+mod discord;
+#[path = "../support/discord.rs"]
+mod discord_fake;
 mod scripts;
 mod support;

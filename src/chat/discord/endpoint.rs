@@ -19,7 +19,7 @@ use serenity::interactions_endpoint::Verifier;
 use serenity::model::application::Interaction;
 
 use super::ingress::{
-    First, Ingress, PONG, Queued, deferred_response, finish_deferred, first_answer, message_response,
+    First, Ingress, PONG, Queued, deferred_response, finish_deferred, first_answer, ids, message_response,
 };
 
 /// How far a signed timestamp may be from now.
@@ -65,11 +65,7 @@ async fn interactions(State(s): State<Endpoint>, headers: HeaderMap, body: Bytes
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
-    let token = match &interaction {
-        Interaction::Command(c) => c.token.clone(),
-        Interaction::Component(c) => c.token.clone(),
-        _ => String::new(),
-    };
+    let ids_of = ids(&interaction);
     let answer = match s.ingress.interaction(&interaction) {
         Queued::Ping => serde_json::json!({ "type": PONG }),
         Queued::Now(text) => message_response(&text),
@@ -77,7 +73,9 @@ async fn interactions(State(s): State<Endpoint>, headers: HeaderMap, body: Bytes
             First::Message(text) => message_response(&text),
             First::Deferred(rx, accepted) => {
                 let http = s.ingress.http().clone();
-                tokio::spawn(async move { finish_deferred(&http, &token, rx, &accepted).await });
+                if let Some((_, app, token)) = ids_of {
+                    tokio::spawn(async move { finish_deferred(&http, app, &token, rx, &accepted).await });
+                }
                 deferred_response()
             }
         },

@@ -15,9 +15,10 @@ use serenity::client::Client;
 use serenity::gateway::CollectorCallback;
 use serenity::http::Http;
 use serenity::model::event::Event;
-use serenity::model::id::GuildId;
+use serenity::model::id::{ApplicationId, GuildId};
 
 use super::ingress::{Ingress, Queued, answer_over_rest};
+use super::rest::Rest;
 
 /// The `/ray` command definition registered in each guild.
 const COMMANDS: &str = include_str!("../../../commands/discord-commands.json");
@@ -52,7 +53,7 @@ impl EventHandler for Handler {
             true
         })));
         tracing::info!(guilds = ready.guilds.len(), "discord gateway ready");
-        register_commands(&ctx.http, &self.guilds).await;
+        register_commands(ingress.http(), ready.application.id, &self.guilds).await;
     }
 }
 
@@ -72,7 +73,7 @@ fn on_event(ingress: &Arc<Ingress>, event: &Event) {
 }
 
 /// Registers `/ray` (bulk overwrite) in each guild, or globally when no guild is configured.
-async fn register_commands(http: &Http, guilds: &[GuildId]) {
+async fn register_commands(http: &Rest, app: ApplicationId, guilds: &[GuildId]) {
     let commands: serde_json::Value = match serde_json::from_str(COMMANDS) {
         Ok(v) => v,
         Err(e) => {
@@ -81,19 +82,21 @@ async fn register_commands(http: &Http, guilds: &[GuildId]) {
         }
     };
     if guilds.is_empty() {
-        if let Err(e) = http.create_global_commands(&commands).await {
+        let path = format!("/applications/{app}/commands");
+        if let Err(e) = http.call(reqwest::Method::PUT, &path, Some(&commands)).await {
             tracing::warn!(error = %e, "could not register /ray globally");
         }
     }
     for guild in guilds {
-        match http.create_guild_commands(*guild, &commands).await {
+        let path = format!("/applications/{app}/guilds/{guild}/commands");
+        match http.call(reqwest::Method::PUT, &path, Some(&commands)).await {
             Ok(_) => tracing::info!(guild = %guild, "registered /ray"),
             Err(e) => tracing::warn!(guild = %guild, error = %e, "could not register /ray"),
         }
     }
 }
 
-/// A gateway client on `http` that will feed the [`Ingress`] set in the returned cell.
+/// A gateway client (serenity's `http` is used for gateway discovery only) that will feed the [`Ingress`] set in the returned cell.
 pub async fn client(http: Http, guilds: Vec<GuildId>) -> anyhow::Result<(Client, Arc<OnceLock<Arc<Ingress>>>)> {
     let cell = Arc::new(OnceLock::new());
     let handler = Handler { ingress: cell.clone(), guilds, generation: Arc::new(AtomicU64::new(0)) };

@@ -10,15 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
-use serenity::http::Http;
 use serenity::model::application::{
     CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Interaction,
 };
 use serenity::model::channel::{Reaction, ReactionType};
-use serenity::model::id::{ChannelId, UserId};
+use serenity::model::id::{ApplicationId, ChannelId, UserId};
 use tokio::sync::oneshot;
 
+use super::rest::Rest;
 use super::sink::{clip, parse_custom_id};
 use crate::chat::{Delivery, Handled, Inbound};
 use crate::engine::{Button, UserRef, ray_error};
@@ -59,20 +60,23 @@ pub(crate) enum First {
     Deferred(oneshot::Receiver<Handled>, String),
 }
 
+/// A reaction's (message, user, emoji).
+type ReactionOf = (String, String, String);
+
 /// Turns Discord payloads into deliveries for one driver.
 pub struct Ingress {
     handle: DriverHandle,
-    http: Arc<Http>,
+    http: Arc<Rest>,
     channel: ChannelId,
     /// raybot's own user id (from READY); its reactions are not acknowledgements.
     bot_user: AtomicU64,
     /// Per (message, user, emoji): how many adds and removes were queued. See [`Ingress::reaction`].
-    toggles: Mutex<HashMap<(String, String, String), (u64, u64)>>,
+    toggles: Mutex<HashMap<ReactionOf, (u64, u64)>>,
 }
 
 impl Ingress {
     /// Deliveries go to `handle`; answers through `http`; commands are taken only in `channel`.
-    pub fn new(handle: DriverHandle, http: Arc<Http>, channel: ChannelId) -> Ingress {
+    pub fn new(handle: DriverHandle, http: Arc<Rest>, channel: ChannelId) -> Ingress {
         Ingress { handle, http, channel, bot_user: AtomicU64::new(0), toggles: Mutex::new(HashMap::new()) }
     }
 
@@ -82,7 +86,7 @@ impl Ingress {
     }
 
     /// The REST client answers go through.
-    pub fn http(&self) -> &Arc<Http> {
+    pub fn http(&self) -> &Arc<Rest> {
         &self.http
     }
 
@@ -91,7 +95,6 @@ impl Ingress {
         let (key, inbound, accepted) = match interaction {
             Interaction::Ping(_) => return Queued::Ping,
             Interaction::Command(c) => {
-                self.http.set_application_id(c.application_id);
                 if c.channel_id != self.channel {
                     return Queued::Now(self.elsewhere());
                 }
@@ -104,7 +107,6 @@ impl Ingress {
                 (c.id.to_string(), Inbound::Command { user, text }, accepted)
             }
             Interaction::Component(c) => {
-                self.http.set_application_id(c.application_id);
                 if c.channel_id != self.channel {
                     return Queued::Now(self.elsewhere());
                 }
@@ -218,25 +220,28 @@ pub(crate) fn deferred_response() -> Value {
 }
 
 /// Finishes a deferred interaction: edits the original (deferred) response with the answer.
-pub(crate) async fn finish_deferred(http: &Http, token: &str, rx: oneshot::Receiver<Handled>, accepted: &str) {
+pub(crate) async fn finish_deferred(
+    http: &Rest,
+    app: ApplicationId,
+    token: &str,
+    rx: oneshot::Receiver<Handled>,
+    accepted: &str,
+) {
     let text = match rx.await {
         Ok(h) => answer_text(&h, accepted),
         Err(_) => ray_error("raybot stopped before it could answer; check `/ray status`."),
     };
     let body = json!({ "content": clip(&text), "allowed_mentions": { "parse": [] } });
-    if let Err(e) = http.edit_original_interaction_response(token, &body, Vec::new()).await {
+    let path = format!("/webhooks/{app}/{token}/messages/@original");
+    if let Err(e) = http.call(Method::PATCH, &path, Some(&body)).await {
         tracing::warn!(error = %e, "could not send the deferred answer");
     }
 }
 
 /// Answers a gateway interaction through the callback endpoint: within [`ANSWER_WITHIN`] in
 /// full, else deferred and completed later.
-pub(crate) async fn answer_over_rest(http: Arc<Http>, interaction: Interaction, queued: Queued) {
-    let (id, token) = match &interaction {
-        Interaction::Command(c) => (c.id, c.token.clone()),
-        Interaction::Component(c) => (c.id, c.token.clone()),
-        _ => return,
-    };
+pub(crate) async fn answer_over_rest(http: Arc<Rest>, interaction: Interaction, queued: Queued) {
+    let Some((id, app, token)) = ids(&interaction) else { return };
     let (first, late) = match queued {
         Queued::Ping => return,
         Queued::Now(text) => (message_response(&text), None),
@@ -245,12 +250,22 @@ pub(crate) async fn answer_over_rest(http: Arc<Http>, interaction: Interaction, 
             First::Deferred(rx, accepted) => (deferred_response(), Some((rx, accepted))),
         },
     };
-    if let Err(e) = http.create_interaction_response(id, &token, &first, Vec::new()).await {
+    let path = format!("/interactions/{id}/{token}/callback");
+    if let Err(e) = http.call(Method::POST, &path, Some(&first)).await {
         tracing::warn!(error = %e, "could not answer an interaction");
         return;
     }
     if let Some((rx, accepted)) = late {
-        finish_deferred(&http, &token, rx, &accepted).await;
+        finish_deferred(&http, app, &token, rx, &accepted).await;
+    }
+}
+
+/// Interaction id, application id and token of a command or click.
+pub(crate) fn ids(i: &Interaction) -> Option<(String, ApplicationId, String)> {
+    match i {
+        Interaction::Command(c) => Some((c.id.to_string(), c.application_id, c.token.clone())),
+        Interaction::Component(c) => Some((c.id.to_string(), c.application_id, c.token.clone())),
+        _ => None,
     }
 }
 

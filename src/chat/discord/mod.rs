@@ -14,6 +14,7 @@
 pub mod endpoint;
 pub mod gateway;
 pub mod ingress;
+pub mod rest;
 pub mod sink;
 
 use std::sync::Arc;
@@ -57,17 +58,19 @@ pub async fn start(ctx: &ServeContext) -> anyhow::Result<Option<Started>> {
     let verifier = public_key.as_deref().map(endpoint::verifier).transpose()?;
     let gateway_on = !matches!(env("DISCORD_GATEWAY").as_deref(), Some("off" | "0" | "false"));
 
-    let mut builder = HttpBuilder::new(&token);
-    if let Some(url) = env("DISCORD_API_URL") {
-        builder = builder.proxy(url.trim_end_matches('/').to_string());
-    }
-    let http = builder.build();
-    let (client, cell, http) = if gateway_on {
-        let (client, cell) = gateway::client(http, guilds).await?;
-        let http = client.http.clone();
-        (Some(client), Some(cell), http)
+    let base = env("DISCORD_API_URL");
+    let http = Arc::new(rest::Rest::new(base.as_deref().unwrap_or(rest::DISCORD), &token));
+    let (client, cell) = if gateway_on {
+        // serenity applies a REST base override only with its rate limiter off; its client makes
+        // no REST call of raybot's (those go through `rest`), only the gateway discovery.
+        let mut builder = HttpBuilder::new(&token);
+        if let Some(url) = &base {
+            builder = builder.proxy(url.trim_end_matches('/').to_string()).ratelimiter_disabled(true);
+        }
+        let (client, cell) = gateway::client(builder.build(), guilds).await?;
+        (Some(client), Some(cell))
     } else {
-        (None, None, Arc::new(http))
+        (None, None)
     };
 
     let chat = Arc::new(DiscordChat::new(http.clone(), channel));

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use reqwest::Method;
 use serde_json::{Value, json};
-use serenity::http::Http;
-use serenity::model::channel::ReactionType;
-use serenity::model::id::{ChannelId, MessageId};
+use serenity::model::id::ChannelId;
+
+use super::rest::{Rest, RestError};
 
 use crate::chat::{ChatError, ChatSink};
 use crate::engine::{Ask, Button, UserRef};
@@ -18,10 +19,9 @@ pub(crate) const MAX_CONTENT: usize = 2000;
 /// The least time between two reactions raybot adds itself.
 const REACTION_SPACING: Duration = Duration::from_secs(1);
 
-/// Posts in the war-room channel through Discord's REST API (serenity's [`Http`], whose rate
-/// limiter honours `X-RateLimit-*` headers and sleeps `Retry-After` on a 429 before retrying).
+/// Posts in the war-room channel through Discord's REST API ([`Rest`] honours rate limits).
 pub struct DiscordChat {
-    http: Arc<Http>,
+    http: Arc<Rest>,
     channel: ChannelId,
     /// When raybot last added a reaction (reactions have a tight per-route limit on Discord).
     last_reaction: tokio::sync::Mutex<Option<Instant>>,
@@ -29,7 +29,7 @@ pub struct DiscordChat {
 
 impl DiscordChat {
     /// Posts to `channel` (the `[war_room] discord_channel` id) through `http`.
-    pub fn new(http: Arc<Http>, channel: ChannelId) -> DiscordChat {
+    pub fn new(http: Arc<Rest>, channel: ChannelId) -> DiscordChat {
         DiscordChat { http, channel, last_reaction: tokio::sync::Mutex::new(None) }
     }
 
@@ -38,22 +38,25 @@ impl DiscordChat {
         self.channel
     }
 
-    async fn send(&self, body: &Value) -> Result<MessageId, ChatError> {
-        let msg = self.http.send_message(self.channel, Vec::new(), body).await.map_err(rest_error)?;
-        Ok(msg.id)
+    async fn send(&self, body: &Value) -> Result<String, ChatError> {
+        let path = format!("/channels/{}/messages", self.channel);
+        let msg = self.http.call(Method::POST, &path, Some(body)).await.map_err(rest_error)?;
+        msg["id"].as_str().map(str::to_string).ok_or_else(|| ChatError("discord: message without id".into()))
+    }
+
+    async fn edit(&self, message: &str, body: &Value) -> Result<(), ChatError> {
+        let path = format!("/channels/{}/messages/{message}", self.channel);
+        self.http.call(Method::PATCH, &path, Some(body)).await.map_err(rest_error).map(|_| ())
     }
 
     /// Adds `emoji` to `message`, at most one reaction per second.
-    async fn react(&self, message: MessageId, emoji: &str) -> Result<(), ChatError> {
+    async fn react(&self, message: &str, emoji: &str) -> Result<(), ChatError> {
         let mut last = self.last_reaction.lock().await;
         if let Some(at) = *last {
             tokio::time::sleep(REACTION_SPACING.saturating_sub(at.elapsed())).await;
         }
-        let result = self
-            .http
-            .create_reaction(self.channel, message, &ReactionType::Unicode(emoji_char(emoji).to_string()))
-            .await
-            .map_err(rest_error);
+        let path = format!("/channels/{}/messages/{message}/reactions/{}/@me", self.channel, emoji_char(emoji));
+        let result = self.http.call(Method::PUT, &path, None).await.map_err(rest_error).map(|_| ());
         *last = Some(Instant::now());
         result
     }
@@ -139,8 +142,8 @@ pub fn emoji_char(name: &str) -> &str {
     }
 }
 
-fn rest_error(e: serenity::Error) -> ChatError {
-    // serenity's errors name the route and Discord's JSON error, never the token.
+fn rest_error(e: RestError) -> ChatError {
+    // Errors name the route and Discord's JSON message, never a token.
     ChatError(format!("discord: {e}"))
 }
 
@@ -148,34 +151,33 @@ fn rest_error(e: serenity::Error) -> ChatError {
 impl ChatSink for DiscordChat {
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
         let parts = pieces(text);
-        let mut id = MessageId::new(1);
+        let mut id = String::new();
         for part in &parts {
             id = self.send(&message_body(part)).await?;
         }
         match ask {
             Ask::Nothing => {}
             Ask::Reaction { emoji } => {
-                if let Err(e) = self.react(id, emoji).await {
+                if let Err(e) = self.react(&id, emoji).await {
                     // The message stands; people can still add the reaction or type `/ray ack`.
                     tracing::warn!(error = %e, "could not add raybot's own reaction");
                 }
             }
             Ask::Buttons => {
                 // The buttons name the message they sit on, so they are added once its id is known.
-                let body = json!({ "components": buttons(&id.to_string()) });
-                self.http.edit_message(self.channel, id, &body, Vec::new()).await.map_err(rest_error)?;
+                self.edit(&id, &json!({ "components": buttons(&id) })).await?;
             }
         }
-        Ok(id.to_string())
+        Ok(id)
     }
 
     async fn update(&self, message: &str, text: &str) -> Result<(), ChatError> {
-        let id: u64 = message.parse().map_err(|_| ChatError(format!("not a Discord message id: {message}")))?;
-        let id = MessageId::new(id.max(1));
+        if message.is_empty() || !message.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ChatError(format!("not a Discord message id: {message}")));
+        }
         let mut body = message_body(text);
         body["components"] = json!([]);
-        self.http.edit_message(self.channel, id, &body, Vec::new()).await.map_err(rest_error)?;
-        Ok(())
+        self.edit(message, &body).await
     }
 
     /// Outside an interaction Discord has no message that only one person sees, so the answer is
@@ -205,7 +207,7 @@ mod tests {
     #[test]
     fn long_posts_are_split_at_line_ends() {
         let line = "x".repeat(300);
-        let text = vec![line.as_str(); 10].join("\n");
+        let text = [line.as_str(); 10].join("\n");
         let parts = pieces(&text);
         assert_eq!(parts.len(), 2);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_CONTENT));
