@@ -1,6 +1,7 @@
 //! Chat adapters. Each platform turns its payloads into [`Inbound`] messages for the driver and
 //! performs the driver's posts through [`ChatSink`]. Adapters hold no release logic.
 
+pub mod discord;
 pub mod local;
 
 use async_trait::async_trait;

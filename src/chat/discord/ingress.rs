@@ -1,0 +1,350 @@
+//! Discord payloads in, driver deliveries out: interactions (slash commands and button clicks, from
+//! the gateway or the HTTP endpoint) and reactions (gateway only).
+//!
+//! Queuing is synchronous: each payload is put on the driver's queue in the call that receives it,
+//! so the order the gateway delivered events in is the order the driver applies them. Only the
+//! answers (interaction callbacks) are sent from tasks of their own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use serenity::model::application::{
+    CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Interaction,
+};
+use serenity::model::channel::{Reaction, ReactionType};
+use serenity::model::id::{ApplicationId, ChannelId, UserId};
+use tokio::sync::oneshot;
+
+use super::rest::Rest;
+use super::sink::{clip, parse_custom_id};
+use crate::chat::{Delivery, Handled, Inbound};
+use crate::engine::{Button, UserRef, ray_error};
+use crate::server::DriverHandle;
+
+/// How long an interaction waits for the driver before it is deferred (Discord allows 3 s for the
+/// first response; the rest is the callback's own round trip).
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_millis(2000);
+
+/// Ephemeral-message flag of interaction responses.
+const EPHEMERAL: u64 = 64;
+
+/// Interaction callback types used here.
+pub(crate) const PONG: u64 = 1;
+const CHANNEL_MESSAGE: u64 = 4;
+const DEFERRED_CHANNEL_MESSAGE: u64 = 5;
+
+/// What an interaction amounts to once it is queued (or refused).
+pub(crate) enum Queued {
+    /// A PING from Discord's endpoint check: answer PONG.
+    Ping,
+    /// Answer this text to the person alone, now (refusals that change nothing).
+    Now(String),
+    /// The driver has it; its answer comes through the receiver.
+    Waiting {
+        /// Delivers what the driver said to the person.
+        rx: oneshot::Receiver<Handled>,
+        /// Said when the driver had nothing private to say.
+        accepted: String,
+    },
+}
+
+/// The first answer to an interaction and, when it was deferred, the text that follows.
+pub(crate) enum First {
+    /// Answered in full within [`ANSWER_WITHIN`].
+    Message(String),
+    /// Deferred: the answer follows when the driver is done.
+    Deferred(oneshot::Receiver<Handled>, String),
+}
+
+/// A reaction's (message, user, emoji).
+type ReactionOf = (String, String, String);
+
+/// Turns Discord payloads into deliveries for one driver.
+pub struct Ingress {
+    handle: DriverHandle,
+    http: Arc<Rest>,
+    channel: ChannelId,
+    /// raybot's own user id (from READY); its reactions are not acknowledgements.
+    bot_user: AtomicU64,
+    /// Per (message, user, emoji): how many adds and removes were queued. See [`Ingress::reaction`].
+    toggles: Mutex<HashMap<ReactionOf, (u64, u64)>>,
+}
+
+impl Ingress {
+    /// Deliveries go to `handle`; answers through `http`; commands are taken only in `channel`.
+    pub fn new(handle: DriverHandle, http: Arc<Rest>, channel: ChannelId) -> Ingress {
+        Ingress { handle, http, channel, bot_user: AtomicU64::new(0), toggles: Mutex::new(HashMap::new()) }
+    }
+
+    /// Remembers raybot's own user id.
+    pub fn set_bot_user(&self, id: UserId) {
+        self.bot_user.store(id.get(), Ordering::Relaxed);
+    }
+
+    /// The REST client answers go through.
+    pub fn http(&self) -> &Arc<Rest> {
+        &self.http
+    }
+
+    /// Queues an interaction for the driver, or says why not. Synchronous, so arrival order is kept.
+    pub(crate) fn interaction(&self, interaction: &Interaction) -> Queued {
+        let (key, inbound, accepted) = match interaction {
+            Interaction::Ping(_) => return Queued::Ping,
+            Interaction::Command(c) => {
+                if c.channel_id != self.channel {
+                    return Queued::Now(self.elsewhere());
+                }
+                let text = match command_text(c) {
+                    Ok(t) => t,
+                    Err(e) => return Queued::Now(ray_error(e)),
+                };
+                let accepted = format!("[RAY] `{text}` accepted.");
+                let user = UserRef::new("discord", c.user.id.to_string());
+                (c.id.to_string(), Inbound::Command { user, text }, accepted)
+            }
+            Interaction::Component(c) => {
+                if c.channel_id != self.channel {
+                    return Queued::Now(self.elsewhere());
+                }
+                let (message, button) = match click(c) {
+                    Ok(x) => x,
+                    Err(e) => return Queued::Now(ray_error(e)),
+                };
+                let accepted = match button {
+                    Button::Approve => "[RAY] Your approval is recorded.",
+                    Button::Reject => "[RAY] Your rejection is recorded.",
+                }
+                .to_string();
+                let user = UserRef::new("discord", c.user.id.to_string());
+                (c.id.to_string(), Inbound::Click { user, message, button }, accepted)
+            }
+            _ => return Queued::Now(ray_error("raybot only takes `/ray` commands and its own buttons.")),
+        };
+        let (tx, rx) = oneshot::channel();
+        let delivery = Delivery { key: Some(format!("discord:interaction:{key}")), inbound, done: Some(tx) };
+        match self.handle.send(delivery) {
+            Ok(()) => Queued::Waiting { rx, accepted },
+            Err(e) => Queued::Now(ray_error(format!("{e}; nothing was changed."))),
+        }
+    }
+
+    /// Queues a reaction added to or removed from a message in the war room. raybot's own
+    /// reactions and reactions elsewhere are ignored.
+    ///
+    /// Idempotency key: Discord's reaction events carry no id, and a person may remove and add the
+    /// same reaction again, legitimately. The key is `message + user + emoji + add/remove + n`,
+    /// where `n` counts the opposite changes queued before it for the same message, user and
+    /// emoji. An event delivered twice (a second gateway session of another replica, a replay)
+    /// gets the same key and counts once; a real remove-then-add gets a new one. The counts live
+    /// in this process: after a restart they start again from zero (the engine's acknowledgements
+    /// are a set, so a repeated add or remove changes nothing either way).
+    pub fn reaction(&self, r: &Reaction, added: bool) {
+        let Some(user) = r.user_id else { return };
+        if user.get() == self.bot_user.load(Ordering::Relaxed) || r.channel_id != self.channel {
+            return;
+        }
+        let emoji = match &r.emoji {
+            ReactionType::Unicode(s) => s.clone(),
+            ReactionType::Custom { name, id, .. } => name.clone().unwrap_or_else(|| id.to_string()),
+            _ => return,
+        };
+        let message = r.message_id.to_string();
+        let n = {
+            let Ok(mut t) = self.toggles.lock() else { return };
+            let entry = t.entry((message.clone(), user.to_string(), emoji.clone())).or_insert((0, 0));
+            let (adds, removes) = *entry;
+            if added {
+                entry.0 += 1;
+                removes
+            } else {
+                entry.1 += 1;
+                adds
+            }
+        };
+        let key = format!("discord:reaction:{message}:{user}:{emoji}:{}:{n}", if added { "add" } else { "remove" });
+        let inbound = Inbound::Reaction { user: UserRef::new("discord", user.to_string()), message, emoji, added };
+        // Refusals (not on the freeze list) come back through `ChatSink::reply`.
+        if let Err(e) = self.handle.send(Delivery { key: Some(key), inbound, done: None }) {
+            tracing::warn!(error = %e, "reaction not delivered to the driver");
+        }
+    }
+
+    fn elsewhere(&self) -> String {
+        ray_error(format!("raybot takes commands only in the war room, <#{}>.", self.channel))
+    }
+}
+
+/// Waits up to [`ANSWER_WITHIN`] for the driver: the full answer, or a deferral.
+pub(crate) async fn first_answer(rx: oneshot::Receiver<Handled>, accepted: String) -> First {
+    let mut rx = rx;
+    match tokio::time::timeout(ANSWER_WITHIN, &mut rx).await {
+        Ok(Ok(h)) => First::Message(answer_text(&h, &accepted)),
+        Ok(Err(_)) => First::Message(ray_error("raybot is shutting down; nothing was changed.")),
+        Err(_) => First::Deferred(rx, accepted),
+    }
+}
+
+/// What the person reads once the driver handled their interaction.
+pub(crate) fn answer_text(h: &Handled, accepted: &str) -> String {
+    if h.duplicate {
+        "[RAY] Already received: this interaction counts once.".to_string()
+    } else if h.replies.is_empty() {
+        accepted.to_string()
+    } else {
+        h.replies.join("\n\n")
+    }
+}
+
+/// An ephemeral interaction response of `kind` (4 with content, 5 deferred).
+pub(crate) fn response(kind: u64, content: Option<&str>) -> Value {
+    match content {
+        Some(text) => json!({ "type": kind, "data": {
+            "content": clip(text), "flags": EPHEMERAL, "allowed_mentions": { "parse": [] }
+        }}),
+        None => json!({ "type": kind, "data": { "flags": EPHEMERAL } }),
+    }
+}
+
+/// The ephemeral answer with `text`.
+pub(crate) fn message_response(text: &str) -> Value {
+    response(CHANNEL_MESSAGE, Some(text))
+}
+
+/// "raybot is thinking", seen only by the person; the answer replaces it.
+pub(crate) fn deferred_response() -> Value {
+    response(DEFERRED_CHANNEL_MESSAGE, None)
+}
+
+/// Finishes a deferred interaction: edits the original (deferred) response with the answer.
+pub(crate) async fn finish_deferred(
+    http: &Rest,
+    app: ApplicationId,
+    token: &str,
+    rx: oneshot::Receiver<Handled>,
+    accepted: &str,
+) {
+    let text = match rx.await {
+        Ok(h) => answer_text(&h, accepted),
+        Err(_) => ray_error("raybot stopped before it could answer; check `/ray status`."),
+    };
+    let body = json!({ "content": clip(&text), "allowed_mentions": { "parse": [] } });
+    let path = format!("/webhooks/{app}/{token}/messages/@original");
+    if let Err(e) = http.call(Method::PATCH, &path, Some(&body)).await {
+        tracing::warn!(error = %e, "could not send the deferred answer");
+    }
+}
+
+/// Answers a gateway interaction through the callback endpoint: within [`ANSWER_WITHIN`] in
+/// full, else deferred and completed later.
+pub(crate) async fn answer_over_rest(http: Arc<Rest>, interaction: Interaction, queued: Queued) {
+    let Some((id, app, token)) = ids(&interaction) else { return };
+    let (first, late) = match queued {
+        Queued::Ping => return,
+        Queued::Now(text) => (message_response(&text), None),
+        Queued::Waiting { rx, accepted } => match first_answer(rx, accepted).await {
+            First::Message(text) => (message_response(&text), None),
+            First::Deferred(rx, accepted) => (deferred_response(), Some((rx, accepted))),
+        },
+    };
+    let path = format!("/interactions/{id}/{token}/callback");
+    if let Err(e) = http.call(Method::POST, &path, Some(&first)).await {
+        tracing::warn!(error = %e, "could not answer an interaction");
+        return;
+    }
+    if let Some((rx, accepted)) = late {
+        finish_deferred(&http, app, &token, rx, &accepted).await;
+    }
+}
+
+/// Interaction id, application id and token of a command or click.
+pub(crate) fn ids(i: &Interaction) -> Option<(String, ApplicationId, String)> {
+    match i {
+        Interaction::Command(c) => Some((c.id.to_string(), c.application_id, c.token.clone())),
+        Interaction::Component(c) => Some((c.id.to_string(), c.application_id, c.token.clone())),
+        _ => None,
+    }
+}
+
+/// Rebuilds `/ray <sub> <args>` from a slash command's options (the grammar then parses it as if
+/// typed). Values that must be one word (version, environment, gate) may not contain spaces, so an
+/// option cannot smuggle extra grammar (`version: "v1.2 to staging"`).
+pub fn command_text(c: &CommandInteraction) -> Result<String, String> {
+    if c.data.name != "ray" {
+        return Err(format!("unknown command `/{}`; raybot answers `/ray`.", c.data.name));
+    }
+    let Some(sub) = c.data.options.first() else {
+        return Err("missing subcommand. Type `/ray help` for the list.".into());
+    };
+    let CommandDataOptionValue::SubCommand(options) = &sub.value else {
+        return Err(format!("`{}` is not a `/ray` subcommand.", sub.name));
+    };
+    let value = |name: &str| -> Option<String> {
+        options.iter().find(|o| o.name == name).and_then(|o: &CommandDataOption| match &o.value {
+            CommandDataOptionValue::String(s) => Some(s.trim().to_string()),
+            CommandDataOptionValue::Integer(i) => Some(i.to_string()),
+            CommandDataOptionValue::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        })
+    };
+    let word = |name: &str| -> Result<Option<String>, String> {
+        match value(name) {
+            Some(v) if v.chars().any(char::is_whitespace) => Err(format!("`{name}` must be one word (got `{v}`).")),
+            Some(v) if v.is_empty() => Ok(None),
+            other => Ok(other),
+        }
+    };
+    let mut text = format!("/ray {}", sub.name);
+    let mut push = |v: &str| {
+        text.push(' ');
+        text.push_str(v);
+    };
+    match sub.name.as_str() {
+        "deploy" => {
+            if let Some(v) = word("version")? {
+                push(&v);
+            }
+            if let Some(e) = word("env")? {
+                push(&format!("to {e}"));
+            }
+            if let Some(s) = word("strategy")? {
+                push(&format!("--strategy {s}"));
+            }
+        }
+        "status" => {
+            if let Some(v) = word("version")? {
+                push(&v);
+            }
+        }
+        "waive" => {
+            if let Some(g) = word("gate")? {
+                push(&g);
+            }
+            if let Some(j) = value("justification") {
+                push(&j);
+            }
+        }
+        _ => {
+            for name in ["comment", "reason"] {
+                if let Some(v) = value(name) {
+                    push(&v);
+                }
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// The approval request and button a click names.
+fn click(c: &ComponentInteraction) -> Result<(String, Button), String> {
+    let Some((button, message)) = parse_custom_id(&c.data.custom_id) else {
+        return Err("that button is not one of raybot's.".into());
+    };
+    if message != c.message.id.to_string() {
+        return Err("that button does not belong to the message it is on.".into());
+    }
+    Ok((message, button))
+}
