@@ -139,8 +139,10 @@ pub struct Started {
 
 /// Starts every chat platform whose environment variables are set.
 pub async fn start_platforms(ctx: &ServeContext) -> anyhow::Result<Vec<Started>> {
-    let started = Vec::new();
+    let mut started = Vec::new();
     // Slack (issue #4) and Discord (issue #5) plug in here.
-    let _ = ctx;
+    if let Some(env) = crate::chat::slack::SlackEnv::from_env() {
+        started.push(crate::chat::slack::start(ctx, env).await?);
+    }
     Ok(started)
 }

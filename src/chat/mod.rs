@@ -2,6 +2,7 @@
 //! performs the driver's posts through [`ChatSink`]. Adapters hold no release logic.
 
 pub mod local;
+pub mod slack;
 
 use async_trait::async_trait;
 
