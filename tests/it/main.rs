@@ -5,4 +5,7 @@ mod chat;
 mod cli;
 mod demo;
 mod scripts;
+mod slack;
+#[path = "../support/slack.rs"]
+mod slack_fake;
 mod support;
