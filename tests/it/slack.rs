@@ -41,19 +41,26 @@ impl Drop for Serve {
 
 impl Serve {
     async fn start(ws: &Workspace) -> Serve {
-        let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
+        Serve::start_with(ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None).await
+    }
+
+    /// With `app_token`, Socket Mode (and no signing secret).
+    async fn start_with(ws: &Workspace, fake: FakeSlack, app_token: Option<&str>) -> Serve {
         let port = raybot::demo::free_port_block(1).expect("port");
         let log = ws.path().join("serve.log");
-        let child = Command::new(RAYBOT)
+        let mut cmd = Command::new(RAYBOT);
+        match app_token {
+            Some(t) => cmd.env("SLACK_APP_TOKEN", t).env_remove("SLACK_SIGNING_SECRET"),
+            None => cmd.env("SLACK_SIGNING_SECRET", SECRET).env_remove("SLACK_APP_TOKEN"),
+        };
+        let child = cmd
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(ws.path())
             .env("RAYBOT_STORE", format!("file://{}", ws.path().join(".store").display()))
             .env("RAYBOT_ARTIFACTS", ws.artifacts())
             .env("RAYBOT_LOG", "info")
             .env("SLACK_BOT_TOKEN", TOKEN)
-            .env("SLACK_SIGNING_SECRET", SECRET)
             .env("SLACK_API_URL", fake.api_url())
-            .env_remove("SLACK_APP_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -238,7 +245,8 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
     let posts = s.fake.posts();
     let all = texts(&posts);
     assert!(all.contains("[MASTER RAY™ | PHASE"), "{all}");
-    assert!(all.contains("GATE") || all.contains("Gate"), "{all}");
+    assert!(all.contains("[RAY GATE PASSED: "), "{all}");
+    assert!(!all.contains("[RAY GATE FAILED"), "{all}");
     assert!(all.contains("Production deployment 100% complete"), "{all}");
     for pair in posts.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
@@ -328,4 +336,64 @@ async fn slack_refuses_unsigned_requests_strangers_and_other_channels_and_surviv
     let status = s.command(ALICE, "status").await;
     assert!(!status.contains("rejected") && !status.contains("Go decision"), "{status}");
     assert!(!texts(&s.fake.posts()).contains("Go decision recorded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_socket_mode_takes_commands_and_clicks_over_the_websocket() {
+    use crate::slack_fake::{button_click_payload, slash_command_payload};
+    let ws = Workspace::new();
+    let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
+    let socket = fake.socket_mode().await;
+    let s = Serve::start_with(&ws, fake, Some("xapp-1-A0RAYBOT01-test")).await;
+    socket.connected(Duration::from_secs(20)).await;
+    assert!(s.fake.calls(Some("apps.connections.open")).iter().all(|c| c.answer["ok"] == true));
+    // No HTTP endpoints in Socket Mode.
+    let res = s.send(slash_command(ALICE, WAR_ROOM, "status", "t.http", "http://x/"), Signature::Valid).await;
+    assert_eq!(res.status(), 404);
+
+    let limit = Duration::from_secs(3);
+    let ack = socket
+        .deliver(
+            "env-1",
+            "slash_commands",
+            slash_command_payload(ALICE, WAR_ROOM, "status", "t.1", &s.fake.response_url("t.1")),
+            limit,
+        )
+        .await;
+    assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
+    assert!(ack["payload"]["text"].as_str().unwrap().contains("No release is running"), "{ack}");
+
+    let ack = socket
+        .deliver(
+            "env-2",
+            "slash_commands",
+            slash_command_payload(ALICE, "C0RANDOM99", "deploy v1.2", "t.2", "http://x/"),
+            limit,
+        )
+        .await;
+    let text = ack["payload"]["text"].as_str().unwrap();
+    assert!(text.starts_with("[RAY ERROR]") && text.contains("<#C0WARROOM01>"), "{ack}");
+
+    let ack = socket
+        .deliver(
+            "env-3",
+            "slash_commands",
+            slash_command_payload(ALICE, WAR_ROOM, "deploy v1.2", "t.3", &s.fake.response_url("t.3")),
+            limit,
+        )
+        .await;
+    assert!(ack["payload"]["text"].as_str().unwrap().starts_with("[RAY] Accepted"), "{ack}");
+    s.post("[MASTER RAY™").await;
+
+    // A click on a message that belongs to no release: refused privately.
+    let ack = socket
+        .deliver(
+            "env-4",
+            "interactive",
+            button_click_payload(BOB, WAR_ROOM, "1600000000.000001", "ray_approve", "t.4"),
+            limit,
+        )
+        .await;
+    assert_eq!(ack["envelope_id"], "env-4");
+    s.ephemeral_to(BOB, "belongs to no running release").await;
 }

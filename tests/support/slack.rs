@@ -254,6 +254,99 @@ async fn response_url(
     json_ok(answer)
 }
 
+// ---- Socket Mode ---------------------------------------------------------------------------------
+
+/// A fake Socket Mode server: `apps.connections.open` hands out its `ws://` URL; it greets each
+/// connection with `hello`, sends envelopes to the first connection and records acknowledgements.
+#[derive(Clone)]
+pub struct FakeSocket {
+    outgoing: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<String>>>>,
+    acks: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeSlack {
+    /// Starts the Socket Mode side and points `apps.connections.open` at it.
+    pub async fn socket_mode(&self) -> FakeSocket {
+        use futures_util::{SinkExt, StreamExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake socket");
+        self.set_socket_url(&format!("ws://{}/link/?ticket=fake", listener.local_addr().unwrap()));
+        let socket = FakeSocket { outgoing: Arc::default(), acks: Arc::default() };
+        let s = socket.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { continue };
+                let (mut sink, mut stream) = ws.split();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                s.outgoing.lock().unwrap().push(tx);
+                let hello = json!({"type": "hello", "num_connections": 1,
+                    "debug_info": {"host": "applink-fake", "approximate_connection_time": 18060},
+                    "connection_info": {"app_id": "A0RAYBOT01"}});
+                let acks = s.acks.clone();
+                tokio::spawn(async move {
+                    use tokio_tungstenite::tungstenite::Message;
+                    if sink.send(Message::text(hello.to_string())).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        tokio::select! {
+                            out = rx.recv() => match out {
+                                Some(text) => if sink.send(Message::text(text)).await.is_err() { return },
+                                None => return,
+                            },
+                            msg = stream.next() => match msg {
+                                Some(Ok(Message::Text(t))) => {
+                                    if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
+                                        acks.lock().unwrap().push(v);
+                                    }
+                                }
+                                Some(Ok(Message::Ping(p))) => { let _ = sink.send(Message::Pong(p)).await; }
+                                Some(Ok(_)) => {}
+                                _ => return,
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        socket
+    }
+}
+
+impl FakeSocket {
+    /// Waits for raybot to connect.
+    pub async fn connected(&self, limit: Duration) {
+        let start = Instant::now();
+        while self.outgoing.lock().unwrap().is_empty() {
+            assert!(start.elapsed() < limit, "raybot never opened the Socket Mode connection");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends an envelope (`slash_commands`, `events_api`, `interactive`) and waits for its ack.
+    pub async fn deliver(&self, envelope_id: &str, kind: &str, payload: Value, limit: Duration) -> Value {
+        let envelope = json!({"envelope_id": envelope_id, "type": kind, "payload": payload,
+            "accepts_response_payload": kind != "events_api", "retry_attempt": 0, "retry_reason": ""});
+        let sent = Instant::now();
+        let tx = self.outgoing.lock().unwrap().first().cloned().expect("a connection");
+        tx.send(envelope.to_string()).expect("connection open");
+        loop {
+            if let Some(a) = self.acks.lock().unwrap().iter().find(|a| a["envelope_id"] == envelope_id) {
+                return a.clone();
+            }
+            assert!(sent.elapsed() < limit, "no ack for envelope {envelope_id} within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A slash command as Socket Mode carries it (the form fields as JSON).
+pub fn slash_command_payload(user: &str, channel: &str, text: &str, trigger_id: &str, response_url: &str) -> Value {
+    json!({"token": "gIkuvaNzQIHg97ATvDxqgjtO", "team_id": TEAM, "team_domain": "acme", "channel_id": channel,
+        "channel_name": "release-war-room", "user_id": user, "user_name": user, "command": "/ray", "text": text,
+        "api_app_id": "A0RAYBOT01", "is_enterprise_install": "false", "response_url": response_url,
+        "trigger_id": trigger_id})
+}
+
 // ---- requests signed as Slack signs them -------------------------------------------------------
 
 /// Seconds since the Unix epoch.
@@ -394,7 +487,18 @@ pub fn url_verification(challenge: &str) -> SlackRequest {
 
 /// A `block_actions` interaction: `user` clicked the button `action_id` on message `ts`.
 pub fn button_click(user: &str, channel: &str, ts: &str, action_id: &str, trigger_id: &str) -> SlackRequest {
-    let payload = json!({
+    let payload = button_click_payload(user, channel, ts, action_id, trigger_id);
+    SlackRequest {
+        path: "/slack/interactions",
+        content_type: "application/x-www-form-urlencoded",
+        body: form_encode(&[("payload", &payload.to_string())]),
+        headers: Vec::new(),
+    }
+}
+
+/// The `block_actions` JSON of [`button_click`] (Socket Mode carries it as is).
+pub fn button_click_payload(user: &str, channel: &str, ts: &str, action_id: &str, trigger_id: &str) -> Value {
+    json!({
         "type": "block_actions",
         "user": {"id": user, "username": user, "name": user, "team_id": TEAM},
         "api_app_id": "A0RAYBOT01",
@@ -417,13 +521,7 @@ pub fn button_click(user: &str, channel: &str, ts: &str, action_id: &str, trigge
             "type": "button",
             "action_ts": format!("{}.000300", unix_now()),
         }],
-    });
-    SlackRequest {
-        path: "/slack/interactions",
-        content_type: "application/x-www-form-urlencoded",
-        body: form_encode(&[("payload", &payload.to_string())]),
-        headers: Vec::new(),
-    }
+    })
 }
 
 /// `application/x-www-form-urlencoded`, as Slack sends it.
