@@ -15,7 +15,8 @@
 //! - [`probe`] — HTTP health probes (success rate, latency percentiles, serving version).
 //! - [`evidence`] — writes evidence files, SHA-256 manifests and zip bundles.
 //! - [`driver`] — the tokio side: feeds events to the engine, persists them, performs the effects.
-//! - [`chat`] — chat adapters; [`chat::local`] is the terminal war room behind `raybot chat`.
+//! - [`chat`] — chat adapters; [`chat::local`] is the terminal war room behind `raybot chat`,
+//!   [`chat::slack`] the Slack app (signed HTTP endpoints or Socket Mode) behind `raybot serve`.
 //! - [`demo`] — `raybot demo`: the scripted v1.2 release against the local sample service.
 //! - [`sample_app`] — the sample service and its blue/green router that the demo deploys.
 //! - [`http`] — `raybot serve`: `/healthz` and Prometheus `/metrics`.

@@ -141,6 +141,9 @@ pub struct Started {
 pub async fn start_platforms(ctx: &ServeContext) -> anyhow::Result<Vec<Started>> {
     let mut started = Vec::new();
     // Slack (issue #4) and Discord (issue #5) plug in here.
+    if let Some(env) = crate::chat::slack::SlackEnv::from_env() {
+        started.push(crate::chat::slack::start(ctx, env).await?);
+    }
     if let Some(discord) = crate::chat::discord::start(ctx).await? {
         started.push(discord);
     }

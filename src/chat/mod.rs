@@ -3,6 +3,7 @@
 
 pub mod discord;
 pub mod local;
+pub mod slack;
 
 use async_trait::async_trait;
 

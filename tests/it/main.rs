@@ -12,4 +12,7 @@ mod redis;
 #[path = "../support/redis.rs"]
 mod redis_server;
 mod scripts;
+mod slack;
+#[path = "../support/slack.rs"]
+mod slack_fake;
 mod support;

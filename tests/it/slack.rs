@@ -1,0 +1,399 @@
+//! Slack: a real `raybot serve` child process driven only through signed Slack payloads, posting
+//! through the fake Slack Web API of `tests/support/slack.rs`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::slack_fake::{
+    FakeSlack, Signature, SlackRequest, button_click, reaction_event, slash_command, url_verification,
+};
+use crate::support::{RAYBOT, Workspace, release_dir};
+
+const TOKEN: &str = "xoxb-test-0000-raybot";
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const WAR_ROOM: &str = "C0WARROOM01";
+const ALICE: &str = "U0ALICE001";
+const BOB: &str = "U0BOB00002";
+const CAROL: &str = "U0CAROL003";
+const DAVE: &str = "U0DAVE0004";
+const ERIN: &str = "U0ERIN0005";
+const MALLORY: &str = "U0MALLORY9";
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `raybot serve` with Slack configured against the fake; killed on drop.
+struct Serve {
+    child: Child,
+    url: String,
+    fake: FakeSlack,
+    http: reqwest::Client,
+    log: std::path::PathBuf,
+    triggers: std::sync::atomic::AtomicU32,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    async fn start(ws: &Workspace) -> Serve {
+        Serve::start_with(ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None).await
+    }
+
+    /// With `app_token`, Socket Mode (and no signing secret).
+    async fn start_with(ws: &Workspace, fake: FakeSlack, app_token: Option<&str>) -> Serve {
+        let port = raybot::demo::free_port_block(1).expect("port");
+        let log = ws.path().join("serve.log");
+        let mut cmd = Command::new(RAYBOT);
+        match app_token {
+            Some(t) => cmd.env("SLACK_APP_TOKEN", t).env_remove("SLACK_SIGNING_SECRET"),
+            None => cmd.env("SLACK_SIGNING_SECRET", SECRET).env_remove("SLACK_APP_TOKEN"),
+        };
+        let child = cmd
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(ws.path())
+            .env("RAYBOT_STORE", format!("file://{}", ws.path().join(".store").display()))
+            .env("RAYBOT_ARTIFACTS", ws.artifacts())
+            .env("RAYBOT_LOG", "info")
+            .env("SLACK_BOT_TOKEN", TOKEN)
+            .env("SLACK_API_URL", fake.api_url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("raybot serve starts");
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while http.get(format!("{url}/healthz")).send().await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "raybot serve did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Serve { child, url, fake, http, log, triggers: Default::default() }
+    }
+
+    async fn send(&self, req: SlackRequest, sig: Signature<'_>) -> reqwest::Response {
+        req.send(&self.http, &self.url, SECRET, sig).await
+    }
+
+    fn trigger(&self) -> String {
+        let n = self.triggers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("1337.{n}.trigger")
+    }
+
+    /// Types `/ray <text>` as `user` in `channel`; returns raybot's private answer, waiting for the
+    /// `response_url` when raybot acknowledged before it had finished.
+    async fn command_in(&self, user: &str, channel: &str, text: &str) -> String {
+        let trigger = self.trigger();
+        let req = slash_command(user, channel, text, &trigger, &self.fake.response_url(&trigger));
+        let started = Instant::now();
+        let res = self.send(req, Signature::Valid).await;
+        let took = started.elapsed();
+        assert_eq!(res.status(), 200, "/ray {text}");
+        assert!(took < Duration::from_secs(3), "/ray {text} acknowledged after {took:?}");
+        let body: Value = res.json().await.expect("json answer");
+        assert_eq!(body["response_type"], "ephemeral", "{body}");
+        let text = body["text"].as_str().unwrap_or("").to_string();
+        if !text.contains("its answer follows") {
+            return text;
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(c) =
+                self.fake.calls(Some("response_url")).into_iter().find(|c| c.body["id"] == trigger.as_str())
+            {
+                return c.text().to_string();
+            }
+            if start.elapsed() > LIMIT {
+                // Handled without private replies: nothing follows.
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn command(&self, user: &str, text: &str) -> String {
+        self.command_in(user, WAR_ROOM, text).await
+    }
+
+    async fn react(&self, event_id: &str, user: &str, ts: &str) {
+        let res =
+            self.send(reaction_event(event_id, user, "white_check_mark", WAR_ROOM, ts, true), Signature::Valid).await;
+        assert_eq!(res.status(), 200);
+    }
+
+    async fn click(&self, user: &str, ts: &str, action: &str) {
+        let res = self.send(button_click(user, WAR_ROOM, ts, action, &self.trigger()), Signature::Valid).await;
+        assert_eq!(res.status(), 200);
+    }
+
+    async fn post(&self, needle: &str) -> crate::slack_fake::Call {
+        self.fake.wait_for("chat.postMessage", needle, LIMIT).await
+    }
+
+    async fn ephemeral_to(&self, user: &str, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = self.fake.ephemerals(user).into_iter().find(|t| t.contains(needle)) {
+                return t;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no ephemeral to {user} containing {needle:?}: {:?}\n{}",
+                self.fake.ephemerals(user),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn texts(calls: &[crate::slack_fake::Call]) -> String {
+    calls.iter().map(|c| c.text().to_string()).collect::<Vec<_>>().join("\n---\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
+    let ws = Workspace::new();
+    let s = Serve::start(&ws).await;
+
+    // The Events API handshake.
+    let res = s.send(url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"), Signature::Valid).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+
+    // Protocol 10 until the readiness review.
+    let answer = s.command(ALICE, "deploy v1.2").await;
+    assert!(answer.starts_with("[RAY] Accepted"), "{answer}");
+    let review = s.post("[APPROVAL REQUEST] Readiness review").await;
+    assert_eq!(
+        review.body["blocks"].as_array().and_then(|b| b.last()).map(|b| b["type"].clone()),
+        Some("actions".into())
+    );
+    let answer = s.command(ALICE, "approve evidence reviewed").await;
+    assert!(!answer.contains("[RAY ERROR]"), "{answer}");
+    s.click(BOB, &review.ts(), "ray_approve").await;
+    s.post("Go decision recorded").await;
+
+    // The change freeze: raybot reacts ✅ itself; people ack by reaction or /ray ack.
+    let freeze = s.post("Change freeze in effect. All teams acknowledge?").await;
+    let own = s.fake.calls(Some("reactions.add"));
+    assert!(
+        own.iter().any(|c| c.body["timestamp"] == freeze.ts().as_str() && c.body["name"] == "white_check_mark"),
+        "raybot did not react on the freeze message: {own:?}"
+    );
+    // raybot's own reaction comes back as an event and is not an acknowledgement.
+    s.send(
+        reaction_event("Ev0SELF", crate::slack_fake::BOT_USER, "white_check_mark", WAR_ROOM, &freeze.ts(), true),
+        Signature::Valid,
+    )
+    .await;
+    s.command(ALICE, "ack").await;
+    s.react("Ev0BOB1", BOB, &freeze.ts()).await;
+    s.react("Ev0MALLORY", MALLORY, &freeze.ts()).await;
+    // Slack retries bob's event (same event_id): it must count once, so the engine never even
+    // says "already acknowledged" to bob.
+    let retry = reaction_event("Ev0BOB1", BOB, "white_check_mark", WAR_ROOM, &freeze.ts(), true)
+        .with_header("x-slack-retry-num", "1")
+        .with_header("x-slack-retry-reason", "http_timeout");
+    assert_eq!(s.send(retry, Signature::Valid).await.status(), 200);
+    s.command(CAROL, "ack").await;
+    s.react("Ev0DAVE1", DAVE, &freeze.ts()).await;
+    // The driver handles deliveries in order: once erin's answer is back, every earlier one is done.
+    s.command(ERIN, "ack").await;
+    s.post("Change freeze confirmed by all 5 stakeholders").await;
+    s.ephemeral_to(MALLORY, "not on the change-freeze list").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bob_heard = s.fake.ephemerals(BOB);
+    assert!(
+        !bob_heard.iter().any(|t| t.contains("already acknowledged")),
+        "the retried event counted twice: {bob_heard:?}"
+    );
+    assert!(s.fake.ephemerals(crate::slack_fake::BOT_USER).is_empty());
+    let freeze_updates: Vec<_> =
+        s.fake.calls(Some("chat.update")).into_iter().filter(|c| c.body["ts"] == freeze.ts().as_str()).collect();
+    assert!(!freeze_updates.is_empty(), "the freeze message's ack list was never updated");
+
+    // The go/no-go: a stakeholder may not approve (command or button); bob clicks, carol types.
+    let go = s.post("[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)").await;
+    let answer = s.command(ERIN, "approve").await;
+    assert!(answer.contains("[RAY ERROR]") && answer.contains("may not approve"), "{answer}");
+    s.click(ERIN, &go.ts(), "ray_approve").await;
+    s.ephemeral_to(ERIN, "may not approve").await;
+    s.click(BOB, &go.ts(), "ray_approve").await;
+    s.command(CAROL, "approve monitoring ready").await;
+    s.post("Production deployment 100% complete").await;
+    s.post("v1.2 released to production").await;
+
+    // After the decision the approval message shows who decided, without buttons.
+    let go_updates: Vec<_> =
+        s.fake.calls(Some("chat.update")).into_iter().filter(|c| c.body["ts"] == go.ts().as_str()).collect();
+    let last = go_updates.last().expect("the go/no-go message was updated after the decision");
+    assert!(last.text().contains("<@U0CAROL003>") || last.text().contains("<@U0BOB00002>"), "{}", last.text());
+    assert!(
+        last.body["blocks"].as_array().unwrap().iter().all(|b| b["type"] != "actions"),
+        "buttons left on the decided message: {}",
+        last.body
+    );
+
+    // What the channel saw: phase announcements, gate verdicts, milestones; one post per second.
+    let posts = s.fake.posts();
+    let all = texts(&posts);
+    assert!(all.contains("[MASTER RAY™ | PHASE"), "{all}");
+    assert!(all.contains("[RAY GATE PASSED: "), "{all}");
+    assert!(!all.contains("[RAY GATE FAILED"), "{all}");
+    assert!(all.contains("Production deployment 100% complete"), "{all}");
+    for pair in posts.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(900), "two posts {gap:?} apart:\n{}\n{}", pair[0].text(), pair[1].text());
+    }
+    // Mentions in the channel use Slack's <@U…>.
+    assert!(all.contains("<@U0"), "{all}");
+
+    // Production serves v1.2, deployed by one run of its 100% step.
+    assert_eq!(ws.serving(ws.production_port), "v1.2");
+    let dir = release_dir(&ws.artifacts());
+    let log = std::fs::read_to_string(dir.join("deployment/production-deployment-run.log")).unwrap();
+    assert_eq!(log.matches("--env production --release v1.2 --strategy bluegreen --percent 100").count(), 1, "{log}");
+    let freeze_doc = std::fs::read_to_string(dir.join("deployment/change-freeze-confirmation.md")).unwrap();
+    assert!(freeze_doc.contains("| reaction |") && freeze_doc.contains("| command |"), "{freeze_doc}");
+    assert!(freeze_doc.contains("U0BOB00002") && !freeze_doc.contains(MALLORY), "{freeze_doc}");
+    assert!(dir.join("deployment/DEPLOYMENT-EVIDENCE.zip").is_file());
+    assert!(dir.join("deployment/DEPLOYMENT-REPORT.md").is_file());
+
+    // Secrets never reach the log.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(!log.contains(TOKEN) && !log.contains(SECRET), "a secret reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_refuses_unsigned_requests_strangers_and_other_channels_and_survives_a_429() {
+    let ws = Workspace::new();
+    let s = Serve::start(&ws).await;
+    let deploy = |s: &Serve| slash_command(ALICE, WAR_ROOM, "deploy v1.2", &s.trigger(), &s.fake.response_url("x"));
+
+    // Forged, stale and missing signatures: 401 on every endpoint, and nothing happens.
+    for sig in [Signature::Forged("not-the-secret"), Signature::Stale(301), Signature::Stale(-400), Signature::Missing]
+    {
+        assert_eq!(s.send(deploy(&s), sig).await.status(), 401, "{sig:?} on /slack/commands");
+        let ev = reaction_event("Ev0FORGED", ALICE, "white_check_mark", WAR_ROOM, "1700000000.000101", true);
+        assert_eq!(s.send(ev, sig).await.status(), 401, "{sig:?} on /slack/events");
+        let click = button_click(BOB, WAR_ROOM, "1700000000.000101", "ray_approve", "t.forged");
+        assert_eq!(s.send(click, sig).await.status(), 401, "{sig:?} on /slack/interactions");
+    }
+    // The body was changed after signing: 401 too.
+    let mut tampered = deploy(&s);
+    let ts = crate::slack_fake::unix_now();
+    let sig = crate::slack_fake::sign(SECRET, ts, &tampered.body);
+    tampered.body = tampered.body.replace("v1.2", "v6.6");
+    let res = s
+        .http
+        .post(format!("{}/slack/commands", s.url))
+        .header("content-type", tampered.content_type)
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .body(tampered.body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls: Vec<String> = s.fake.calls(None).iter().map(|c| c.method.clone()).collect();
+    assert_eq!(calls, ["auth.test"], "an unsigned request reached Slack");
+    assert!(std::fs::read_dir(ws.artifacts()).map(|d| d.count() == 0).unwrap_or(true), "evidence was written");
+
+    // A command outside the war room: [RAY ERROR] naming the channel, nothing changes.
+    let answer = s.command_in(ALICE, "C0RANDOM99", "deploy v1.2").await;
+    assert!(answer.starts_with("[RAY ERROR]") && answer.contains("<#C0WARROOM01>"), "{answer}");
+    let status = s.command(ALICE, "status").await;
+    assert!(status.contains("No release is running"), "{status}");
+    assert!(s.fake.posts().is_empty());
+
+    // Slack answers the first post 429 (Retry-After: 1): the post arrives after a second.
+    s.fake.rate_limit_next("chat.postMessage", 1);
+    let answer = s.command(ALICE, "deploy v1.2").await;
+    assert!(answer.starts_with("[RAY] Accepted"), "{answer}");
+    s.post("[MASTER RAY™").await;
+    let attempts = s.fake.calls(Some("chat.postMessage"));
+    assert_eq!(attempts[0].status, 429);
+    assert_eq!(attempts[1].status, 200);
+    assert_eq!(attempts[0].body["text"], attempts[1].body["text"]);
+    let waited = attempts[1].at.duration_since(attempts[0].at);
+    assert!(waited >= Duration::from_millis(950), "retried after {waited:?}, before Retry-After");
+
+    // A click by someone without the role is refused privately and changes nothing.
+    let review = s.post("[APPROVAL REQUEST] Readiness review").await;
+    s.click(ERIN, &review.ts(), "ray_approve").await;
+    let refusal = s.ephemeral_to(ERIN, "[RAY ERROR]").await;
+    assert!(refusal.contains("may not approve") || refusal.contains("U0ERIN0005"), "{refusal}");
+    s.click(MALLORY, &review.ts(), "ray_reject").await;
+    s.ephemeral_to(MALLORY, "[RAY ERROR]").await;
+    let status = s.command(ALICE, "status").await;
+    assert!(!status.contains("rejected") && !status.contains("Go decision"), "{status}");
+    assert!(!texts(&s.fake.posts()).contains("Go decision recorded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_socket_mode_takes_commands_and_clicks_over_the_websocket() {
+    use crate::slack_fake::{button_click_payload, slash_command_payload};
+    let ws = Workspace::new();
+    let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
+    let socket = fake.socket_mode().await;
+    let s = Serve::start_with(&ws, fake, Some("xapp-1-A0RAYBOT01-test")).await;
+    socket.connected(Duration::from_secs(20)).await;
+    assert!(s.fake.calls(Some("apps.connections.open")).iter().all(|c| c.answer["ok"] == true));
+    // No HTTP endpoints in Socket Mode.
+    let res = s.send(slash_command(ALICE, WAR_ROOM, "status", "t.http", "http://x/"), Signature::Valid).await;
+    assert_eq!(res.status(), 404);
+
+    let limit = Duration::from_secs(3);
+    let ack = socket
+        .deliver(
+            "env-1",
+            "slash_commands",
+            slash_command_payload(ALICE, WAR_ROOM, "status", "t.1", &s.fake.response_url("t.1")),
+            limit,
+        )
+        .await;
+    assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
+    assert!(ack["payload"]["text"].as_str().unwrap().contains("No release is running"), "{ack}");
+
+    let ack = socket
+        .deliver(
+            "env-2",
+            "slash_commands",
+            slash_command_payload(ALICE, "C0RANDOM99", "deploy v1.2", "t.2", "http://x/"),
+            limit,
+        )
+        .await;
+    let text = ack["payload"]["text"].as_str().unwrap();
+    assert!(text.starts_with("[RAY ERROR]") && text.contains("<#C0WARROOM01>"), "{ack}");
+
+    let ack = socket
+        .deliver(
+            "env-3",
+            "slash_commands",
+            slash_command_payload(ALICE, WAR_ROOM, "deploy v1.2", "t.3", &s.fake.response_url("t.3")),
+            limit,
+        )
+        .await;
+    assert!(ack["payload"]["text"].as_str().unwrap().starts_with("[RAY] Accepted"), "{ack}");
+    s.post("[MASTER RAY™").await;
+
+    // A click on a message that belongs to no release: refused privately.
+    let ack = socket
+        .deliver(
+            "env-4",
+            "interactive",
+            button_click_payload(BOB, WAR_ROOM, "1600000000.000001", "ray_approve", "t.4"),
+            limit,
+        )
+        .await;
+    assert_eq!(ack["envelope_id"], "env-4");
+    s.ephemeral_to(BOB, "belongs to no running release").await;
+}
