@@ -52,6 +52,8 @@ struct Active {
     lock_expires_at: u64,
     /// The in-memory state holds an event the store did not take: rebuild it before use.
     stale: bool,
+    /// The live status message (platforms with [`ChatSink::live_status`]): its id and last text.
+    status_post: Option<(String, String)>,
 }
 
 /// Results of background work, addressed to a release.
@@ -151,8 +153,10 @@ impl Driver {
                 }
             };
             let id = release.id.clone();
-            self.releases
-                .insert(id.clone(), Active { release, log_len, lock_token: token, lock_expires_at, stale: false });
+            self.releases.insert(
+                id.clone(),
+                Active { release, log_len, lock_token: token, lock_expires_at, stale: false, status_post: None },
+            );
             self.metrics.release_resumed();
             let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
             resumed += 1;
@@ -219,6 +223,7 @@ impl Driver {
                             lock_token: lock.as_ref().map(|l| l.token),
                             lock_expires_at: lock.map(|l| l.expires_at_ms).unwrap_or(0),
                             stale: false,
+                            status_post: None,
                         },
                     );
                 }
@@ -600,9 +605,11 @@ impl Driver {
                 lock_token: Some(lock.token),
                 lock_expires_at: lock.expires_at_ms,
                 stale: false,
+                status_post: None,
             },
         );
         self.perform(&id, fx).await;
+        self.show_status(&id).await;
     }
 
     /// Applies `event` to release `id`: decide, persist, then act. Store failures leave the
@@ -659,7 +666,37 @@ impl Driver {
             self.renew_lock(id, at).await;
             queue.extend(self.perform(id, fx).await);
         }
+        self.show_status(id).await;
         Ok(())
+    }
+
+    /// Keeps the release's live status message current: posted once, then edited when the status
+    /// line changes (who acknowledged, who approved, which phase runs).
+    async fn show_status(&mut self, id: &str) {
+        if !self.chat.live_status() {
+            return;
+        }
+        let Some(a) = self.releases.get(id) else { return };
+        let text = a.release.status_text();
+        match a.status_post.clone() {
+            Some((_, shown)) if shown == text => {}
+            Some((message, _)) => match self.chat.update(&message, &text).await {
+                Ok(()) => {
+                    if let Some(a) = self.releases.get_mut(id) {
+                        a.status_post = Some((message, text));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not update the status message"),
+            },
+            None => match self.chat.post(&text, &crate::engine::Ask::Nothing).await {
+                Ok(message) => {
+                    if let Some(a) = self.releases.get_mut(id) {
+                        a.status_post = Some((message, text));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not post the status message"),
+            },
+        }
     }
 
     /// Extends the environment lock once half of its lease has passed, while the release runs.

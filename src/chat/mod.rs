@@ -86,4 +86,9 @@ pub trait ChatSink: Send + Sync {
     async fn update(&self, message: &str, text: &str) -> Result<(), ChatError>;
     /// Answers one person only.
     async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError>;
+    /// True when the platform shows a live status message per release, kept current by edits
+    /// (chat platforms); false for transcripts, where every edit would print again.
+    fn live_status(&self) -> bool {
+        false
+    }
 }

@@ -204,6 +204,13 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
     {
         assert!(transcript.contains(expected), "missing {expected:?}:\n{transcript}");
     }
+    // One live status message, edited as the release went on, to its end.
+    fake.wait_for("the status message to say released", Duration::from_secs(10), |f| {
+        f.messages().iter().any(|m| m.content.starts_with("[RAY STATUS]") && m.content.contains(": released."))
+    });
+    let status: Vec<Posted> = fake.messages().into_iter().filter(|m| m.content.starts_with("[RAY STATUS]")).collect();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert!(status[0].edits > 3, "{status:?}");
     let go_now = fake.messages().into_iter().find(|m| m.id == go.id).unwrap();
     assert_eq!(go_now.components, json!([]), "{go_now:?}");
     assert!(go_now.content.contains(&format!("<@{CAROL}>")), "the decided request names who decided: {go_now:?}");

@@ -230,6 +230,12 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
     s.post("Production deployment 100% complete").await;
     s.post("v1.2 released to production").await;
 
+    // The live status message was posted once and edited as the release went on, to its end.
+    let status: Vec<_> = s.fake.posts().into_iter().filter(|c| c.text().starts_with("[RAY STATUS]")).collect();
+    assert_eq!(status.len(), 1, "one live status message per release: {status:?}");
+    let done = s.fake.wait_for("chat.update", ": released.", Duration::from_secs(10)).await;
+    assert_eq!(done.body["ts"], status[0].ts().as_str(), "the status message itself is edited");
+
     // After the decision the approval message shows who decided, without buttons.
     let go_updates: Vec<_> =
         s.fake.calls(Some("chat.update")).into_iter().filter(|c| c.body["ts"] == go.ts().as_str()).collect();

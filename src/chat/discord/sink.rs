@@ -149,6 +149,10 @@ fn rest_error(e: RestError) -> ChatError {
 
 #[async_trait]
 impl ChatSink for DiscordChat {
+    fn live_status(&self) -> bool {
+        true
+    }
+
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
         let parts = pieces(text);
         let mut id = String::new();

@@ -99,6 +99,10 @@ impl SlackChat {
 
 #[async_trait]
 impl ChatSink for SlackChat {
+    fn live_status(&self) -> bool {
+        true
+    }
+
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
         let content = SlackMessageContent::new()
             .with_text(text.to_string())
