@@ -89,8 +89,10 @@ impl Rest {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let res =
-                req.send().await.map_err(|e| RestError::Transport { route: route.clone(), error: e.to_string() })?;
+            let res = req
+                .send()
+                .await
+                .map_err(|e| RestError::Transport { route: route.clone(), error: e.without_url().to_string() })?;
             let status = res.status();
             let headers = res.headers().clone();
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
