@@ -79,7 +79,10 @@ async fn run(url: &str, rate: u64, seconds: u64) {
         let at = raybot::driver::now();
         let _effects = release.handle(&ev, at);
         let line = serde_json::to_string(&StoredEvent { at, event: ev, replica: Some("load".into()) }).expect("json");
-        len = store.append(&id, len, &[line], &summary(&release, len + 1), Some(lock.token)).await.expect("append");
+        len = store
+            .append(&id, len, &[line], &summary(&release, len + 1, "raybot-bench"), Some(lock.token), None)
+            .await
+            .expect("append");
         latencies.push(t0.elapsed());
     }
     let elapsed = start.elapsed();

@@ -81,6 +81,15 @@ pub struct ReleaseSettings {
     pub operator_roles: Vec<String>,
     /// Lease of the environment lock in seconds, e.g. `3600`.
     pub lock_lease_seconds: u64,
+    /// With a shared job queue (Redis): a raybot process that has not renewed its claim on a
+    /// running job, nor its heartbeat, for this many seconds counts as stopped. Its jobs are
+    /// reported as `job outcome unknown` and its releases taken over by another replica.
+    #[serde(default = "default_job_lease_seconds")]
+    pub job_lease_seconds: u64,
+}
+
+fn default_job_lease_seconds() -> u64 {
+    15
 }
 
 /// A job: `{ argv = [...], timeout_seconds = 120 }`.

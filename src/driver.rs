@@ -5,7 +5,7 @@
 //! jobs, probes, evidence, timers. Results of jobs and probes come back as events through the same
 //! path, so a restart can rebuild every release by replaying its log.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,13 +16,13 @@ use tokio::sync::mpsc;
 use crate::chat::{ChatSink, Delivery, Handled, Inbound};
 use crate::command::{self, Command, HELP};
 use crate::config::Config;
-use crate::engine::{Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
+use crate::engine::{Activity, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
 use crate::evidence::{EvidenceWriter, InputCheck};
 use crate::http::Metrics;
 use crate::jobs::{JobRequest, run_job};
 use crate::probe::{ProbeRequest, run_probe};
 use crate::protocol::Catalog;
-use crate::store::{LockOutcome, ReleaseSummary, Store, StoreError};
+use crate::store::{JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
 
 /// What the store keeps per event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,8 +62,33 @@ pub struct Internal {
     /// Id of the release that asked for the work.
     pub release: String,
     /// The result: `JobFinished`, `ProbeFinished`, `InputsChecked`, `BundleWritten`, `Tick` ….
-    pub event: Event,
+    /// `None`: no result, time to look for releases whose raybot process stopped.
+    pub event: Option<Event>,
+    /// The job-queue entry to acknowledge once `event` is recorded (a queued job's result).
+    pub ack: Option<String>,
 }
+
+impl Internal {
+    fn result(release: String, event: Event) -> Internal {
+        Internal { release, event: Some(event), ack: None }
+    }
+}
+
+/// A job as it travels through the shared [`JobQueue`]: everything a replica needs to run it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedPayload {
+    /// The release that asked for it.
+    pub release: String,
+    /// The job.
+    pub spec: crate::engine::JobSpec,
+    /// `RAYBOT_INPUTS_DIR` of the release.
+    pub inputs_dir: String,
+    /// First line of the job's log block.
+    pub header: String,
+}
+
+/// How many queued jobs one raybot process runs at once.
+const MAX_QUEUED_JOBS: usize = 4;
 
 /// Runs releases for one chat platform.
 pub struct Driver {
@@ -90,6 +115,20 @@ pub struct Driver {
     capture: Option<(UserRef, Vec<String>)>,
     /// Timers armed by this driver and not yet fired, per release.
     timers: BTreeMap<String, usize>,
+    /// The shared job queue (Redis), if the store has one.
+    queue: Option<Arc<dyn JobQueue>>,
+    /// Whether this driver's queue worker runs.
+    worker: bool,
+    /// Jobs this driver queued whose results it has not recorded yet.
+    queued: BTreeSet<String>,
+    /// Wakes the queue worker when this driver queued a job.
+    wake: Arc<tokio::sync::Notify>,
+    /// Releases of other chat platforms (never loaded again by this driver).
+    foreign: BTreeSet<String>,
+    /// Idempotency key of the delivery being handled, until its first event is recorded.
+    once: Option<String>,
+    /// The store refused the delivery's first event as already recorded.
+    duplicate_hit: bool,
 }
 
 /// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
@@ -109,9 +148,7 @@ impl Driver {
         metrics: Arc<Metrics>,
     ) -> Driver {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
-        let replica = std::env::var("RAYBOT_REPLICA")
-            .or_else(|_| std::env::var("FLY_MACHINE_ID"))
-            .unwrap_or_else(|_| format!("raybot-{}", std::process::id()));
+        let replica = replica_name();
         Driver {
             config,
             catalog,
@@ -129,39 +166,138 @@ impl Driver {
             finished: Vec::new(),
             capture: None,
             timers: BTreeMap::new(),
+            queue: None,
+            worker: false,
+            queued: BTreeSet::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            foreign: BTreeSet::new(),
+            once: None,
+            duplicate_hit: false,
+        }
+        .with_queue()
+    }
+
+    fn with_queue(mut self) -> Driver {
+        self.queue = self.store.queue();
+        self
+    }
+
+    /// The name of this raybot process (consumer name in the job queue, `replica` in the log).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    fn job_lease_ms(&self) -> u64 {
+        self.config.raybot.release.job_lease_seconds.max(1) * 1000
+    }
+
+    /// Loads every unfinished release of this platform from the store and resumes it, unless the
+    /// raybot process that recorded its latest event is alive (another replica drives it). With a
+    /// shared job queue, also starts this process's queue worker.
+    pub async fn resume(&mut self) -> Result<usize, StoreError> {
+        let mut resumed = 0;
+        for s in self.store.unfinished().await? {
+            if self.releases.contains_key(&s.id) {
+                continue;
+            }
+            if let Some(other) = s.replica.as_deref().filter(|r| *r != self.replica) {
+                if self.store.alive(other).await? {
+                    tracing::info!(release = %s.id, replica = %other, "driven by a live replica; not resuming");
+                    continue;
+                }
+            }
+            if self.take_over(&s.id, true).await? {
+                resumed += 1;
+            }
+        }
+        self.start_worker();
+        Ok(resumed)
+    }
+
+    /// Takes release `id` over: loads it, takes its environment lock and records `Resumed`. When
+    /// `retry` is false (a survivor taking over from a stopped replica) it gives up if anyone
+    /// recorded an event meanwhile. Returns whether it took it over.
+    async fn take_over(&mut self, id: &str, retry: bool) -> Result<bool, StoreError> {
+        let Some((release, log_len, previous)) = self.load(id).await? else { return Ok(false) };
+        if release.plan.people.platform != self.platform {
+            self.foreign.insert(id.to_string());
+            return Ok(false);
+        }
+        if release.is_finished() {
+            return Ok(false);
+        }
+        let (token, lock_expires_at) = match self
+            .store
+            .lock(&release.env, &release.id, self.lease_ms(), now().0)
+            .await?
+        {
+            LockOutcome::Acquired(l) => (Some(l.token), l.expires_at_ms),
+            LockOutcome::Held(l) => {
+                tracing::warn!(release = %release.id, holder = %l.owner, "environment lock held by another release; not resuming");
+                return Ok(false);
+            }
+        };
+        self.releases.insert(
+            id.to_string(),
+            Active { release, log_len, lock_token: token, lock_expires_at, stale: false, status_post: None },
+        );
+        self.metrics.release_resumed();
+        let ev = Event::Resumed { replica: self.replica.clone(), previous, jobs_queued: self.queue.is_some() };
+        match self.apply_with(id, ev, None, retry).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict { .. }) => {
+                tracing::info!(release = %id, "another replica moved the release on first; leaving it to them");
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
-    /// Loads every unfinished release of this platform from the store and resumes it.
-    pub async fn resume(&mut self) -> Result<usize, StoreError> {
-        let summaries = self.store.summaries().await?;
-        let mut resumed = 0;
-        for s in summaries.into_iter().filter(|s| !s.finished) {
-            let Some((release, log_len, previous)) = self.load(&s.id).await? else { continue };
-            if release.plan.people.platform != self.platform {
+    /// Looks for unfinished releases whose latest event was recorded by a raybot process that
+    /// stopped sending heartbeats, and takes them over (their reminders, probes and health windows
+    /// lived in that process). Called a few times per job lease.
+    pub async fn sweep(&mut self) -> Result<(), StoreError> {
+        self.refresh().await?;
+        for s in self.store.unfinished().await? {
+            let Some(other) = s.replica.as_deref() else { continue };
+            if other == self.replica || self.foreign.contains(&s.id) || self.store.alive(other).await? {
                 continue;
             }
-            let (token, lock_expires_at) = match self
-                .store
-                .lock(&release.env, &release.id, self.lease_ms(), now().0)
-                .await?
-            {
-                LockOutcome::Acquired(l) => (Some(l.token), l.expires_at_ms),
-                LockOutcome::Held(l) => {
-                    tracing::warn!(release = %release.id, holder = %l.owner, "environment lock held by another release; not resuming");
-                    continue;
-                }
-            };
-            let id = release.id.clone();
-            self.releases.insert(
-                id.clone(),
-                Active { release, log_len, lock_token: token, lock_expires_at, stale: false, status_post: None },
-            );
-            self.metrics.release_resumed();
-            let _ = self.apply(&id, Event::Resumed { replica: self.replica.clone(), previous }, None).await;
-            resumed += 1;
+            if self.take_over(&s.id, false).await? {
+                tracing::warn!(release = %s.id, replica = %other, "took over a release from a stopped replica");
+            }
         }
-        Ok(resumed)
+        Ok(())
+    }
+
+    /// This process stops cleanly: it stops counting as alive, so other replicas (or its next
+    /// start) take its releases over without waiting for a lease to lapse.
+    pub async fn farewell(&self) {
+        if let Err(e) = self.store.farewell(&self.replica).await {
+            tracing::warn!(error = %e, "could not remove this process's heartbeat");
+        }
+    }
+
+    /// Starts the queue worker of this process (once; only with a shared job queue).
+    pub fn start_worker(&mut self) {
+        let Some(queue) = self.queue.clone() else { return };
+        if self.worker {
+            return;
+        }
+        self.worker = true;
+        let w = Worker {
+            store: self.store.clone(),
+            queue,
+            platform: self.platform.clone(),
+            replica: self.replica.clone(),
+            tx: self.internal_tx.clone(),
+            artifacts: self.artifacts.clone(),
+            base_dir: self.config.base_dir.clone(),
+            metrics: self.metrics.clone(),
+            lease_ms: self.job_lease_ms(),
+            wake: self.wake.clone(),
+        };
+        tokio::spawn(w.run());
     }
 
     /// Reads release `id` from the store and rebuilds it (the store is the truth when another
@@ -190,43 +326,59 @@ impl Driver {
     }
 
     /// Picks up releases other replicas started or moved on since this one last looked, so that
-    /// a command reaching any replica finds the release it is for. Cheap when nothing changed (one
-    /// read of the index).
+    /// a command reaching any replica finds the release it is for. Reads only the index of
+    /// unfinished releases; a release is read again only when its log grew.
     pub async fn refresh(&mut self) -> Result<(), StoreError> {
-        let now_ms = now().0;
-        for s in self.store.summaries().await? {
+        let open = self.store.unfinished().await?;
+        let open_ids: BTreeSet<&str> = open.iter().map(|s| s.id.as_str()).collect();
+        // Loaded releases that left the index ended on another replica: catch up once.
+        let ended: Vec<String> = self
+            .releases
+            .iter()
+            .filter(|(id, a)| !a.release.is_finished() && !open_ids.contains(id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            self.reload(&id).await?;
+        }
+        for s in &open {
             let up_to_date = match self.releases.get(&s.id) {
                 Some(a) => !a.stale && a.log_len == s.events,
-                None => s.finished,
+                None => self.foreign.contains(&s.id),
             };
-            if up_to_date {
-                continue;
+            if !up_to_date {
+                self.adopt(&s.id).await?;
             }
-            let Some((release, log_len, _)) = self.load(&s.id).await? else { continue };
-            if release.plan.people.platform != self.platform {
-                continue;
+        }
+        Ok(())
+    }
+
+    /// Loads release `id` from the store (a release another replica started or moved on).
+    async fn adopt(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };
+        if release.plan.people.platform != self.platform {
+            self.foreign.insert(id.to_string());
+            return Ok(());
+        }
+        match self.releases.get_mut(id) {
+            Some(a) => {
+                a.release = release;
+                a.log_len = log_len;
+                a.stale = false;
             }
-            match self.releases.get_mut(&s.id) {
-                Some(a) => {
-                    a.release = release;
-                    a.log_len = log_len;
-                    a.stale = false;
-                }
-                None => {
-                    let lock = self.store.lock_holder(&release.env, now_ms).await?.filter(|l| l.owner == s.id);
-                    let id = s.id.clone();
-                    self.releases.insert(
-                        id,
-                        Active {
-                            release,
-                            log_len,
-                            lock_token: lock.as_ref().map(|l| l.token),
-                            lock_expires_at: lock.map(|l| l.expires_at_ms).unwrap_or(0),
-                            stale: false,
-                            status_post: None,
-                        },
-                    );
-                }
+            None => {
+                let lock = self.store.lock_holder(&release.env, now().0).await?.filter(|l| l.owner == id);
+                self.releases.insert(
+                    id.to_string(),
+                    Active {
+                        release,
+                        log_len,
+                        lock_token: lock.as_ref().map(|l| l.token),
+                        lock_expires_at: lock.map(|l| l.expires_at_ms).unwrap_or(0),
+                        stale: false,
+                        status_post: None,
+                    },
+                );
             }
         }
         Ok(())
@@ -256,10 +408,10 @@ impl Driver {
     /// driver waits only for its own jobs, probes and timers.
     pub fn idle(&self) -> bool {
         self.in_flight == 0
-            && self
-                .releases
-                .iter()
-                .all(|(id, a)| a.release.activity.needs_people() || self.timers.get(id).copied().unwrap_or(0) == 0)
+            && self.releases.iter().all(|(id, a)| {
+                let queued_job = matches!(&a.release.activity, Activity::Job { job, .. } if self.queued.contains(job));
+                !queued_job && (a.release.activity.needs_people() || self.timers.get(id).copied().unwrap_or(0) == 0)
+            })
     }
 
     /// Active (unfinished) releases.
@@ -272,28 +424,60 @@ impl Driver {
         self.internal_rx.recv().await
     }
 
-    /// Applies a background result.
+    /// Applies a background result (or, for a result-less message, sweeps for releases whose
+    /// raybot process stopped).
     pub async fn handle_internal(&mut self, msg: Internal) {
-        if matches!(msg.event, Event::Tick { .. }) {
-            if let Some(n) = self.timers.get_mut(&msg.release) {
-                *n = n.saturating_sub(1);
+        let Some(event) = msg.event.clone() else {
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "could not look for releases of stopped replicas");
             }
-        } else {
-            self.in_flight = self.in_flight.saturating_sub(1);
+            return;
+        };
+        let queued = msg.ack.is_some();
+        let count = |d: &mut Driver, up: bool| {
+            let n = match &event {
+                _ if queued => return,
+                Event::Tick { .. } => d.timers.entry(msg.release.clone()).or_default(),
+                _ => &mut d.in_flight,
+            };
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        };
+        count(self, false);
+        // A queued job may have been asked for by another replica: read its release first.
+        let mut result = Ok(());
+        if !self.releases.contains_key(&msg.release) {
+            result = self.adopt(&msg.release).await;
         }
-        if let Err(e) = self.apply(&msg.release, msg.event.clone(), None).await {
-            // Keep the result and try again: a finished job must not be lost to a store hiccup.
-            tracing::warn!(release = %msg.release, error = %e, "could not record a result; retrying in 1s");
-            if matches!(msg.event, Event::Tick { .. }) {
-                *self.timers.entry(msg.release.clone()).or_default() += 1;
-            } else {
-                self.in_flight += 1;
+        if result.is_ok() {
+            result = self.apply(&msg.release, event.clone(), None).await;
+        }
+        match result {
+            Ok(()) => {
+                if let (Some(entry), Some(queue)) = (&msg.ack, &self.queue) {
+                    let job = match &event {
+                        Event::JobFinished { job, .. } | Event::JobLost { job, .. } => job.clone(),
+                        _ => String::new(),
+                    };
+                    self.queued.remove(&job);
+                    if let Err(e) = queue.done(&self.platform, entry, &job).await {
+                        // The entry stays pending; whoever claims it later finds the result recorded.
+                        tracing::warn!(job = %job, error = %e, "could not acknowledge a queued job");
+                    }
+                }
             }
-            let tx = self.internal_tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = tx.send(msg);
-            });
+            // The release is no longer this driver's to act on; the queue entry stays for the
+            // replica that holds it (or is reported lost there).
+            Err(StoreError::Fenced { .. }) => {}
+            Err(e) => {
+                // Keep the result and try again: a finished job must not be lost to a store hiccup.
+                tracing::warn!(release = %msg.release, error = %e, "could not record a result; retrying in 1s");
+                count(self, true);
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = tx.send(msg);
+                });
+            }
         }
     }
 
@@ -310,19 +494,34 @@ impl Driver {
             self.capture = Some((user.clone(), Vec::new()));
         }
         let mut duplicate = false;
-        let fresh = match &key {
-            None => Ok(true),
-            Some(k) => self.store.remember(&format!("inbound:{k}"), DEDUP_TTL_MS, now().0).await,
+        let seen = match &key {
+            None => Ok(false),
+            Some(k) => self.store.seen(&format!("inbound:{k}"), now().0).await,
         };
-        match fresh {
-            Ok(true) => self.inbound(inbound).await,
+        match seen {
             Ok(false) => {
+                // The first event this delivery records carries its key, in the same write: a
+                // replay racing this one (another replica) is refused by the store, and a
+                // delivery whose write failed is handled again when the platform retries it.
+                self.once = key.as_ref().map(|k| format!("inbound:{k}"));
+                self.duplicate_hit = false;
+                self.inbound(inbound).await;
+                self.once = None;
+                duplicate = std::mem::take(&mut self.duplicate_hit);
+                if let (Some(k), false) = (&key, duplicate) {
+                    // Deliveries that wrote nothing (status, refusals) are remembered too.
+                    if let Err(e) = self.store.remember(&format!("inbound:{k}"), DEDUP_TTL_MS, now().0).await {
+                        tracing::warn!(error = %e, "could not record an idempotency key");
+                    }
+                }
+            }
+            Ok(true) => {
                 duplicate = true;
                 tracing::debug!(key = ?key, "duplicate delivery ignored");
             }
             // Reactions and clicks are not commands, but the person still learns nothing was counted.
             Err(e) => {
-                tracing::warn!(error = %e, "could not record an idempotency key");
+                tracing::warn!(error = %e, "could not read an idempotency key");
                 self.reply(&user, ray_error(STORE_DOWN)).await;
             }
         }
@@ -592,7 +791,14 @@ impl Driver {
                 Ok(l) => l,
                 Err(e) => return self.reply(&user, ray_error(format!("internal error: {e}"))).await,
             };
-        if self.store.append(&id, 0, &[line], &summary(&release, 1), Some(lock.token)).await.is_err() {
+        let once = self.once.take();
+        let row = summary(&release, 1, &self.replica);
+        if self
+            .store
+            .append(&id, 0, &[line], &row, Some(lock.token), once.as_deref().map(|k| (k, DEDUP_TTL_MS)))
+            .await
+            .is_err()
+        {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.reply(&user, ray_error(STORE_DOWN)).await;
         }
@@ -615,6 +821,18 @@ impl Driver {
     /// Applies `event` to release `id`: decide, persist, then act. Store failures leave the
     /// release untouched and tell `user` (if any) that nothing changed.
     pub async fn apply(&mut self, id: &str, event: Event, user: Option<&UserRef>) -> Result<(), StoreError> {
+        self.apply_with(id, event, user, true).await
+    }
+
+    /// [`Driver::apply`]; with `retry` false, an event another replica beat to the log is dropped
+    /// (returns the conflict) instead of being decided again on the newer state.
+    async fn apply_with(
+        &mut self,
+        id: &str,
+        event: Event,
+        user: Option<&UserRef>,
+        retry: bool,
+    ) -> Result<(), StoreError> {
         let mut queue = VecDeque::from([event]);
         let mut conflicts = 0;
         while let Some(event) = queue.pop_front() {
@@ -632,10 +850,17 @@ impl Driver {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let len = active.log_len;
             let fence = active.lock_token;
-            let row = summary(&active.release, len + 1);
-            match self.store.append(id, len, &[line], &row, fence).await {
-                Ok(_) => {}
-                Err(StoreError::Conflict { .. }) if conflicts < 3 => {
+            let row = summary(&active.release, len + 1, &self.replica);
+            let once = self.once.clone();
+            match self.store.append(id, len, &[line], &row, fence, once.as_deref().map(|k| (k, DEDUP_TTL_MS))).await {
+                Ok(_) => self.once = None,
+                Err(StoreError::Duplicate { .. }) => {
+                    // Another replica recorded this very delivery: it answered the person.
+                    self.once = None;
+                    self.duplicate_hit = true;
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { .. }) if retry && conflicts < 3 => {
                     // Another replica recorded an event first: catch up and decide again.
                     conflicts += 1;
                     self.reload(id).await?;
@@ -726,6 +951,36 @@ impl Driver {
         }
     }
 
+    /// Puts a job on the shared queue (any replica's worker takes it). Queueing is idempotent by
+    /// job id; if the store cannot take it now, it is tried again every second in the background
+    /// (and a replica taking the release over queues it again).
+    async fn enqueue(&mut self, queue: Arc<dyn JobQueue>, payload: QueuedPayload) {
+        self.start_worker();
+        let job = payload.spec.id.clone();
+        self.queued.insert(job.clone());
+        let json = match serde_json::to_string(&payload) {
+            Ok(j) => j,
+            Err(e) => return tracing::error!(job = %job, error = %e, "could not encode a job"),
+        };
+        match queue.enqueue(&self.platform, &job, &json).await {
+            Ok(_) => self.wake.notify_one(),
+            Err(e) => {
+                tracing::warn!(job = %job, error = %e, "could not queue a job; trying again every second");
+                let platform = self.platform.clone();
+                let wake = self.wake.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        match queue.enqueue(&platform, &job, &json).await {
+                            Ok(_) => return wake.notify_one(),
+                            Err(e) => tracing::warn!(job = %job, error = %e, "still cannot queue the job"),
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     /// Performs effects; returns events that must be applied right away (message ids, write errors).
     async fn perform(&mut self, id: &str, fx: Vec<Effect>) -> Vec<Event> {
         let mut follow = Vec::new();
@@ -751,50 +1006,41 @@ impl Driver {
                 }
                 Effect::Reply { to, text } => self.reply(&to, text).await,
                 Effect::RunJob(spec) => {
-                    self.in_flight += 1;
-                    self.metrics.job_started();
-                    let root_s = root.display().to_string();
-                    let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{artifacts}", &root_s)).collect();
-                    let mut env = spec.env.clone();
-                    env.push(("RAYBOT_ARTIFACTS".into(), root_s.clone()));
-                    // Jobs can call raybot itself (the sample scripts do); a configured RAYBOT_BIN wins.
-                    if !env.iter().any(|(k, _)| k == "RAYBOT_BIN") {
-                        if let Ok(exe) = std::env::current_exe() {
-                            env.push(("RAYBOT_BIN".into(), exe.display().to_string()));
+                    let Some(a) = self.releases.get(id) else { continue };
+                    let protocol = a
+                        .release
+                        .plan
+                        .protocols
+                        .get(a.release.cursor.protocol)
+                        .map(|p| format!("Protocol {} ({})", p.id, p.title))
+                        .unwrap_or_default();
+                    let payload = QueuedPayload {
+                        release: id.to_string(),
+                        header: format!(
+                            "# release {id} — {protocol} — {} — job {} — {}",
+                            spec.purpose,
+                            spec.id,
+                            now().rfc3339()
+                        ),
+                        inputs_dir: a.release.plan.inputs_dir.clone(),
+                        spec,
+                    };
+                    match self.queue.clone() {
+                        Some(queue) => self.enqueue(queue, payload).await,
+                        None => {
+                            self.in_flight += 1;
+                            self.metrics.job_started();
+                            let req = job_request(&payload, &self.artifacts, &self.config.base_dir);
+                            let tx = self.internal_tx.clone();
+                            let metrics = self.metrics.clone();
+                            tokio::spawn(async move {
+                                let outcome = run_job(req).await;
+                                metrics.job_finished(outcome.succeeded());
+                                let event = Event::JobFinished { job: payload.spec.id, outcome };
+                                let _ = tx.send(Internal::result(payload.release, event));
+                            });
                         }
                     }
-                    if let Some(a) = self.releases.get(id) {
-                        env.push(("RAYBOT_INPUTS_DIR".into(), a.release.plan.inputs_dir.clone()));
-                    }
-                    let req = JobRequest {
-                        argv,
-                        env,
-                        cwd: self.config.base_dir.clone(),
-                        timeout: Duration::from_millis(spec.timeout_ms),
-                        log_path: root.join(&spec.log),
-                        header: {
-                            let protocol = self
-                                .releases
-                                .get(id)
-                                .and_then(|a| a.release.plan.protocols.get(a.release.cursor.protocol))
-                                .map(|p| format!("Protocol {} ({})", p.id, p.title))
-                                .unwrap_or_default();
-                            format!(
-                                "# release {id} — {protocol} — {} — job {} — {}",
-                                spec.purpose,
-                                spec.id,
-                                now().rfc3339()
-                            )
-                        },
-                    };
-                    let tx = self.internal_tx.clone();
-                    let release = id.to_string();
-                    let metrics = self.metrics.clone();
-                    tokio::spawn(async move {
-                        let outcome = run_job(req).await;
-                        metrics.job_finished(outcome.succeeded());
-                        let _ = tx.send(Internal { release, event: Event::JobFinished { job: spec.id, outcome } });
-                    });
                 }
                 Effect::Probe(spec) => {
                     self.in_flight += 1;
@@ -810,7 +1056,7 @@ impl Driver {
                             version_header: spec.version_header.clone(),
                         };
                         let report = run_probe(&client, &req).await;
-                        let _ = tx.send(Internal { release, event: Event::ProbeFinished { probe: spec.id, report } });
+                        let _ = tx.send(Internal::result(release, Event::ProbeFinished { probe: spec.id, report }));
                     });
                 }
                 Effect::CheckInputs { check, items } => {
@@ -835,7 +1081,7 @@ impl Driver {
                     let release = id.to_string();
                     tokio::task::spawn_blocking(move || {
                         let results = crate::evidence::check_inputs(&checks);
-                        let _ = tx.send(Internal { release, event: Event::InputsChecked { check, results } });
+                        let _ = tx.send(Internal::result(release, Event::InputsChecked { check, results }));
                     });
                 }
                 Effect::WriteEvidence { path, contents } => {
@@ -861,7 +1107,7 @@ impl Driver {
                             Ok(report) => Event::BundleWritten { bundle, report },
                             Err(err) => Event::EvidenceFailed { file: zip, error: err.to_string() },
                         };
-                        let _ = tx.send(Internal { release, event });
+                        let _ = tx.send(Internal::result(release, event));
                     });
                 }
                 Effect::ArmTimer { timer, at } => {
@@ -871,7 +1117,7 @@ impl Driver {
                     let wait = Duration::from_millis(at.0.saturating_sub(now().0));
                     tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
-                        let _ = tx.send(Internal { release, event: Event::Tick { timer } });
+                        let _ = tx.send(Internal::result(release, Event::Tick { timer }));
                     });
                 }
                 Effect::Finished { outcome } => {
@@ -892,13 +1138,21 @@ impl Driver {
     }
 }
 
+/// This process's name as a replica: `RAYBOT_REPLICA`, else `FLY_MACHINE_ID` (kept across restarts
+/// of a fly machine), else `raybot-<pid>`.
+pub fn replica_name() -> String {
+    std::env::var("RAYBOT_REPLICA")
+        .or_else(|_| std::env::var("FLY_MACHINE_ID"))
+        .unwrap_or_else(|_| format!("raybot-{}", std::process::id()))
+}
+
 /// `20261121T233420Z`-style compact UTC time for release ids.
 fn compact_time(t: Timestamp) -> String {
     t.rfc3339().replace(['-', ':'], "").chars().take(15).collect::<String>() + "Z"
 }
 
 /// The index row of a release.
-pub fn summary(r: &Release, events: u64) -> ReleaseSummary {
+pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
     ReleaseSummary {
         id: r.id.clone(),
         version: r.version.clone(),
@@ -909,5 +1163,162 @@ pub fn summary(r: &Release, events: u64) -> ReleaseSummary {
         started_at_ms: r.started_at.0,
         updated_at_ms: r.updated_at.0,
         events,
+        replica: Some(replica.to_string()),
+    }
+}
+
+/// The process that runs a queued job: `{artifacts}` and `RAYBOT_ARTIFACTS` point at this
+/// process's evidence folder, and jobs can call raybot itself (`RAYBOT_BIN`, unless configured).
+fn job_request(p: &QueuedPayload, artifacts: &std::path::Path, base_dir: &std::path::Path) -> JobRequest {
+    let root = artifacts.join(&p.release);
+    let root_s = root.display().to_string();
+    let mut env = p.spec.env.clone();
+    env.push(("RAYBOT_ARTIFACTS".into(), root_s.clone()));
+    if !env.iter().any(|(k, _)| k == "RAYBOT_BIN") {
+        if let Ok(exe) = std::env::current_exe() {
+            env.push(("RAYBOT_BIN".into(), exe.display().to_string()));
+        }
+    }
+    env.push(("RAYBOT_INPUTS_DIR".into(), p.inputs_dir.clone()));
+    JobRequest {
+        argv: p.spec.argv.iter().map(|a| a.replace("{artifacts}", &root_s)).collect(),
+        env,
+        cwd: base_dir.to_path_buf(),
+        timeout: Duration::from_millis(p.spec.timeout_ms),
+        log_path: root.join(&p.spec.log),
+        header: p.header.clone(),
+    }
+}
+
+/// Takes jobs from the shared queue and runs them in this process, renewing its claim while they
+/// run; reports jobs whose replica stopped; keeps this process's heartbeat; and asks its driver to
+/// sweep for releases of stopped replicas. Ends when the driver is gone.
+struct Worker {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn JobQueue>,
+    platform: String,
+    replica: String,
+    tx: mpsc::UnboundedSender<Internal>,
+    artifacts: PathBuf,
+    base_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    lease_ms: u64,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Worker {
+    async fn run(self) {
+        let this = Arc::new(self);
+        let beat = Duration::from_millis((this.lease_ms / 3).max(100));
+        // Jobs taken under this name before this process started were running in a process that
+        // stopped: their outcome is unknown.
+        loop {
+            match this.queue.taken_by(&this.platform, &this.replica).await {
+                Ok(jobs) => {
+                    for j in jobs {
+                        this.lost(j, this.replica.clone());
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "job queue unavailable; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            if this.tx.is_closed() {
+                return;
+            }
+        }
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut sweep = tokio::time::interval(beat);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = sweep.tick() => {
+                    if let Err(e) = this.store.heartbeat(&this.replica, this.lease_ms).await {
+                        tracing::warn!(error = %e, "could not record this process's heartbeat");
+                    }
+                    match this.queue.claim_abandoned(&this.platform, &this.replica, this.lease_ms).await {
+                        Ok(found) => {
+                            for (job, owner) in found {
+                                tracing::warn!(job = %job.job, replica = %owner, "a job's replica stopped; its outcome is unknown");
+                                this.lost(job, owner);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not look for abandoned jobs"),
+                    }
+                    if this.tx.send(Internal { release: String::new(), event: None, ack: None }).is_err() {
+                        return;
+                    }
+                }
+                _ = this.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if this.tx.is_closed() {
+                return;
+            }
+            while running.load(std::sync::atomic::Ordering::SeqCst) < MAX_QUEUED_JOBS {
+                match this.queue.take(&this.platform, &this.replica).await {
+                    Ok(Some(job)) => {
+                        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let (w, running, beat) = (this.clone(), running.clone(), beat);
+                        tokio::spawn(async move {
+                            w.execute(job, beat).await;
+                            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the job queue");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports `job` as lost (its outcome unknown after `owner` stopped).
+    fn lost(&self, job: crate::store::QueuedJob, owner: String) {
+        match serde_json::from_str::<QueuedPayload>(&job.payload) {
+            Ok(p) => {
+                let event = Event::JobLost { job: p.spec.id, replica: owner };
+                let _ = self.tx.send(Internal { release: p.release, event: Some(event), ack: Some(job.entry) });
+            }
+            Err(_) => {
+                // Deleted meanwhile (its result was recorded) or unreadable: nothing to report.
+                let (queue, platform) = (self.queue.clone(), self.platform.clone());
+                tokio::spawn(async move { queue.done(&platform, &job.entry, &job.job).await });
+            }
+        }
+    }
+
+    async fn execute(&self, job: crate::store::QueuedJob, beat: Duration) {
+        let payload: QueuedPayload = match serde_json::from_str(&job.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(entry = %job.entry, error = %e, "unreadable job in the queue; dropped");
+                let _ = self.queue.done(&self.platform, &job.entry, &job.job).await;
+                return;
+            }
+        };
+        tracing::info!(job = %payload.spec.id, purpose = %payload.spec.purpose, "running a queued job");
+        self.metrics.job_started();
+        let run = run_job(job_request(&payload, &self.artifacts, &self.base_dir));
+        tokio::pin!(run);
+        let mut renew = tokio::time::interval(beat);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                _ = renew.tick() => match self.queue.extend(&self.platform, &self.replica, &job.entry).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(job = %payload.spec.id, "another replica declared this job lost; its result is still recorded"),
+                    Err(e) => tracing::warn!(job = %payload.spec.id, error = %e, "could not renew the job's claim"),
+                },
+            }
+        };
+        self.metrics.job_finished(outcome.succeeded());
+        let event = Event::JobFinished { job: payload.spec.id, outcome };
+        let _ = self.tx.send(Internal { release: payload.release, event: Some(event), ack: Some(job.entry) });
     }
 }

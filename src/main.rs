@@ -335,6 +335,7 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
             None => break,
         }
     }
+    driver.farewell().await;
     Ok(0)
 }
 
@@ -357,6 +358,7 @@ async fn serve(config: Option<&Path>, protocols: Option<&Path>, listen: Option<S
         metrics: metrics.clone(),
         artifacts,
     };
+    let shutdown_store = store.clone();
     let mut app = raybot::http::router(AppState { store, metrics });
     let mut platforms = Vec::new();
     let mut tasks = Vec::new();
@@ -375,15 +377,31 @@ async fn serve(config: Option<&Path>, protocols: Option<&Path>, listen: Option<S
     } else {
         eprintln!("chat platforms: {}", platforms.join(", "));
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     for t in tasks {
         t.abort();
     }
+    // Stopping cleanly: other replicas take this one's releases over now, not after a lease.
+    if let Err(e) = shutdown_store.farewell(&raybot::driver::replica_name()).await {
+        eprintln!("could not remove this replica's heartbeat: {e}");
+    }
     Ok(0)
+}
+
+/// SIGINT (fly's default kill signal, Ctrl-C) or SIGTERM (Docker, Kubernetes).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 /// `RAYBOT_STORE`, else `REDIS_URL`.

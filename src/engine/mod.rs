@@ -267,6 +267,20 @@ pub enum Event {
         replica: String,
         /// The process that recorded the log's last event, named in "job outcome unknown" halts.
         previous: Option<String>,
+        /// Jobs go through the shared queue (Redis): a running job is not lost with the process
+        /// that queued it. The job the release waits for is queued again (a no-op when the queue
+        /// has it) instead of being reported unknown; [`Event::JobLost`] reports jobs whose
+        /// replica stopped.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        jobs_queued: bool,
+    },
+    /// The replica running a queued job stopped before reporting it: its outcome is unknown and
+    /// the job is never run again by itself.
+    JobLost {
+        /// The id from [`JobSpec::id`].
+        job: JobId,
+        /// The raybot process that had taken the job.
+        replica: String,
     },
 }
 
@@ -357,7 +371,7 @@ pub enum Effect {
 }
 
 /// A job to run. `argv` is already expanded and never passes through a shell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
     /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4`.
     pub id: JobId,

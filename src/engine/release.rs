@@ -330,6 +330,9 @@ pub struct JobRecord {
     pub outcome: Option<JobOutcome>,
     /// When its outcome arrived.
     pub finished_at: Option<Timestamp>,
+    /// What was asked to run (queued again when another replica takes the release over).
+    #[serde(skip)]
+    pub spec: Option<JobSpec>,
 }
 
 /// A probe run and its figures.
@@ -607,7 +610,10 @@ impl Release {
                 }
             }
             Event::Tick { timer } => self.tick(timer, now, &mut fx),
-            Event::Resumed { replica, previous } => self.resumed(replica, previous.as_deref(), now, &mut fx),
+            Event::Resumed { replica, previous, jobs_queued } => {
+                self.resumed(replica, previous.as_deref(), *jobs_queued, now, &mut fx)
+            }
+            Event::JobLost { job, replica } => self.job_lost(job, replica, now, &mut fx),
         }
         fx
     }
@@ -763,19 +769,17 @@ impl Release {
             started_at: now,
             outcome: None,
             finished_at: None,
+            spec: None,
         });
         if env == self.env && self.plan.protocols.len() > 1 && self.is_target_deploy(&purpose) {
             self.production_touched = true;
         }
         self.evidence.insert(log.clone());
-        fx.push(Effect::RunJob(JobSpec {
-            id: id.clone(),
-            purpose,
-            argv,
-            env: envs,
-            timeout_ms: template.timeout_ms,
-            log,
-        }));
+        let spec = JobSpec { id: id.clone(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
+        if let Some(record) = self.jobs.last_mut() {
+            record.spec = Some(spec.clone());
+        }
+        fx.push(Effect::RunJob(spec));
         id
     }
 
@@ -3000,7 +3004,38 @@ impl Release {
         }
     }
 
-    fn resumed(&mut self, replica: &str, previous: Option<&str>, now: Timestamp, fx: &mut Fx) {
+    /// The job the release waits for will never report: halt and wait for `/ray retry` or
+    /// `/ray rollback` (it is never run again by itself).
+    fn job_unknown(&mut self, job: &str, task: Task, before: &str, now: Timestamp, fx: &mut Fx) {
+        let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.clone()).unwrap_or_default();
+        let (step, resume) = match task {
+            Task::Rollback { .. } => (format!("rollback of {}", self.env), Resume::Rollback),
+            _ => (format!("{} ({purpose})", self.step_label()), Resume::Step),
+        };
+        self.halt(now, fx, step, format!("job outcome unknown after {before} stopped"), None, resume);
+    }
+
+    fn job_lost(&mut self, job: &str, replica: &str, now: Timestamp, fx: &mut Fx) {
+        match self.activity.clone() {
+            Activity::Job { job: current, task } if current == job => {
+                // A `/ray rollback` asked for while the job ran is the instruction: say what
+                // happened, then roll back.
+                let rollback = if matches!(task, Task::Rollback { .. } | Task::RollbackProbe { .. }) {
+                    None
+                } else {
+                    self.rollback_requested.take()
+                };
+                self.job_unknown(job, task, replica, now, fx);
+                if let Some((by, reason)) = rollback {
+                    self.start_rollback(now, fx, reason, by);
+                }
+            }
+            // A result recorded meanwhile, or a job the release no longer waits for: nothing to say.
+            _ => {}
+        }
+    }
+
+    fn resumed(&mut self, replica: &str, previous: Option<&str>, jobs_queued: bool, now: Timestamp, fx: &mut Fx) {
         let before = previous
             .map(str::to_string)
             .or_else(|| self.last_replica.clone())
@@ -3008,12 +3043,12 @@ impl Release {
         self.last_replica = Some(replica.to_string());
         match self.activity.clone() {
             Activity::Job { job, task } => {
-                let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.clone()).unwrap_or_default();
-                let (step, resume) = match task {
-                    Task::Rollback { .. } => (format!("rollback of {}", self.env), Resume::Rollback),
-                    _ => (format!("{} ({purpose})", self.step_label()), Resume::Step),
-                };
-                self.halt(now, fx, step, format!("job outcome unknown after {before} stopped"), None, resume);
+                let spec = self.jobs.iter().find(|j| j.id == job).and_then(|j| j.spec.clone());
+                match spec {
+                    // The queue runs it, or has it running on a live replica, or reports it lost.
+                    Some(spec) if jobs_queued => fx.push(Effect::RunJob(spec)),
+                    _ => self.job_unknown(&job, task, &before, now, fx),
+                }
             }
             Activity::Probe { task, .. } => {
                 // Probes only read: run them again.

@@ -393,7 +393,7 @@ fn unknown_job_after_restart_is_not_rerun() {
     let mut r = while_running(&sim, "deploy production");
     assert!(matches!(r.activity, Activity::Job { .. }));
     let fx = r.handle(
-        &Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()) },
+        &Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()), jobs_queued: false },
         Timestamp(sim.now.0),
     );
     assert!(!fx.iter().any(|e| matches!(e, Effect::RunJob(_))), "{fx:?}");
@@ -404,6 +404,40 @@ fn unknown_job_after_restart_is_not_rerun() {
     );
     assert!(text[0].contains("job outcome unknown after raybot-1 stopped. Awaiting instructions."), "{text:?}");
     assert!(matches!(r.activity, Activity::Halted(_)));
+}
+
+#[test]
+fn a_queued_job_is_queued_again_on_takeover_and_reported_once_lost() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let mut r = while_running(&sim, "deploy production");
+    let Activity::Job { job, .. } = r.activity.clone() else { panic!("{:?}", r.activity) };
+    // A replica taking over a release on the shared queue asks for the same job (the queue drops
+    // the duplicate) and reports nothing yet: the job may still be running elsewhere.
+    let fx = r.handle(
+        &Event::Resumed { replica: "raybot-2".into(), previous: Some("raybot-1".into()), jobs_queued: true },
+        Timestamp(sim.now.0),
+    );
+    let asked: Vec<_> =
+        fx.iter().filter_map(|e| if let Effect::RunJob(s) = e { Some(s.id.clone()) } else { None }).collect();
+    assert_eq!(asked, vec![job.clone()], "{fx:?}");
+    assert!(posts(&fx).is_empty(), "{fx:?}");
+    // A loss report for another job changes nothing.
+    assert!(r.handle(&Event::JobLost { job: "other#job1".into(), replica: "raybot-9".into() }, sim.now).is_empty());
+    // The queue found the job's replica gone: the seed's error, no re-run.
+    let fx = r.handle(&Event::JobLost { job: job.clone(), replica: "raybot-1".into() }, Timestamp(sim.now.0 + 1));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::RunJob(_))), "{fx:?}");
+    let text = posts(&fx);
+    assert!(text[0].starts_with("[RAY ERROR] - \"Failed at Protocol 11 STEP 3.2"), "{text:?}");
+    assert!(
+        text[0].contains("Reason: job outcome unknown after raybot-1 stopped. Awaiting instructions.\""),
+        "{text:?}"
+    );
+    assert!(matches!(r.activity, Activity::Halted(_)));
+    // Reported twice (two replicas claimed it in turn): said once.
+    assert!(posts(&r.handle(&Event::JobLost { job, replica: "raybot-1".into() }, Timestamp(sim.now.0 + 2))).is_empty());
 }
 
 #[test]

@@ -28,8 +28,58 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     lock_expiry_and_takeover(&make()).await;
     stale_token_is_fenced(&make()).await;
     remember_is_idempotent_until_ttl(&make()).await;
+    an_event_recorded_once_is_refused_the_second_time(&make()).await;
+    unfinished_lists_only_running_releases(&make()).await;
     concurrent_appenders_lose_nothing(Arc::new(make()), 50).await;
     health_ok(&make()).await;
+}
+
+/// An append carrying an idempotency key records it in the same write: the same key on the same
+/// release is refused as a duplicate and writes nothing; `seen` reports keys `remember` recorded.
+pub async fn an_event_recorded_once_is_refused_the_second_time<S: Store>(store: &S) {
+    let (r, other) = (unique("once"), unique("once-other"));
+    let key = unique("inbound:slack:Ev");
+    let t = now_ms();
+    assert_eq!(
+        store.append(&r, 0, &events("o", 0..1), &summary(&r, t, 1), None, Some((&key, 60_000))).await.expect("first"),
+        1
+    );
+    match store.append(&r, 1, &events("o", 1..2), &summary(&r, t, 2), None, Some((&key, 60_000))).await {
+        Err(StoreError::Duplicate { release, key: k }) => assert_eq!((release, k), (r.clone(), key.clone())),
+        other => panic!("a replayed event must be refused, got {other:?}"),
+    }
+    assert_eq!(store.read(&r).await.expect("read").len(), 1, "the duplicate wrote nothing");
+    // Keys belong to the release they were recorded with; other events still append.
+    assert_eq!(
+        store
+            .append(&other, 0, &events("x", 0..1), &summary(&other, t, 1), None, Some((&key, 60_000)))
+            .await
+            .expect("other release"),
+        1
+    );
+    assert_eq!(store.append(&r, 1, &events("o", 1..2), &summary(&r, t, 2), None, None).await.expect("no key"), 2);
+    let fresh = unique("inbound:seen");
+    assert!(!store.seen(&fresh, t).await.expect("seen"));
+    assert!(store.remember(&fresh, 60_000, t).await.expect("remember"));
+    assert!(store.seen(&fresh, t).await.expect("seen"));
+}
+
+/// `unfinished` lists running releases and drops a release once its summary says it finished.
+pub async fn unfinished_lists_only_running_releases<S: Store>(store: &S) {
+    let (running, done) = (unique("running"), unique("done"));
+    let t = now_ms();
+    store.append(&running, 0, &events("r", 0..1), &summary(&running, t, 1), None, None).await.expect("running");
+    store.append(&done, 0, &events("d", 0..1), &summary(&done, t + 1, 1), None, None).await.expect("done");
+    let ids = |v: Vec<ReleaseSummary>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let listed = ids(store.unfinished().await.expect("unfinished"));
+    assert!(listed.contains(&running) && listed.contains(&done), "{listed:?}");
+    let mut finished = summary(&done, t + 1, 2);
+    finished.finished = true;
+    finished.status = "released".into();
+    store.append(&done, 1, &events("d", 1..2), &finished, None, None).await.expect("finish");
+    let listed = ids(store.unfinished().await.expect("unfinished"));
+    assert!(listed.contains(&running) && !listed.contains(&done), "{listed:?}");
+    assert!(ids(store.summaries().await.expect("summaries")).contains(&done), "history keeps it");
 }
 
 /// A summary for `id` as the engine would write it.
@@ -44,6 +94,7 @@ pub fn summary(id: &str, started_at_ms: u64, events: u64) -> ReleaseSummary {
         started_at_ms,
         updated_at_ms: started_at_ms,
         events,
+        replica: Some("raybot-test".to_owned()),
     }
 }
 
@@ -83,11 +134,11 @@ pub async fn append_read_roundtrip<S: Store>(store: &S) {
     first.push("{\"text\":\"déploiement ✅ \\\"v1.2\\\"\\nline 2\"}".to_owned());
     first.push(format!(r#"{{"blob":"{}"}}"#, "x".repeat(100_000)));
     let n = first.len() as u64;
-    assert_eq!(store.append(&a, 0, &first, &summary(&a, t, n), None).await.expect("append 1"), n);
+    assert_eq!(store.append(&a, 0, &first, &summary(&a, t, n), None, None).await.expect("append 1"), n);
     let second = events("a", 10..12);
-    assert_eq!(store.append(&a, n, &second, &summary(&a, t, n + 2), None).await.expect("append 2"), n + 2);
-    assert_eq!(store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), None).await.expect("append b"), 1);
-    assert_eq!(store.append(&a, n + 2, &[], &summary(&a, t, n + 2), None).await.expect("empty append"), n + 2);
+    assert_eq!(store.append(&a, n, &second, &summary(&a, t, n + 2), None, None).await.expect("append 2"), n + 2);
+    assert_eq!(store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), None, None).await.expect("append b"), 1);
+    assert_eq!(store.append(&a, n + 2, &[], &summary(&a, t, n + 2), None, None).await.expect("empty append"), n + 2);
 
     let mut expected = first;
     expected.extend(second);
@@ -101,12 +152,12 @@ pub async fn conflict_leaves_log_unchanged<S: Store>(store: &S) {
     let r = unique("conflict");
     let t = now_ms();
     let original = summary(&r, t, 2);
-    store.append(&r, 0, &events("c", 0..2), &original, None).await.expect("append");
+    store.append(&r, 0, &events("c", 0..2), &original, None, None).await.expect("append");
 
     for wrong in [0, 1, 3, 100] {
         let mut changed = summary(&r, t, 3);
         changed.status = "should not be stored".to_owned();
-        match store.append(&r, wrong, &events("bad", 0..1), &changed, None).await {
+        match store.append(&r, wrong, &events("bad", 0..1), &changed, None, None).await {
             Err(StoreError::Conflict { release, expected, found }) => {
                 assert_eq!(release, r);
                 assert_eq!(expected, wrong);
@@ -128,7 +179,7 @@ pub async fn summaries_newest_first_and_updated<S: Store>(store: &S) {
     let ids: Vec<String> = (0..3).map(|i| format!("{prefix}-{i}")).collect();
     // Started at base+1000, base+3000, base+2000: newest is ids[1].
     for (id, offset) in ids.iter().zip([1000, 3000, 2000]) {
-        store.append(id, 0, &events(id, 0..1), &summary(id, base + offset, 1), None).await.expect("append");
+        store.append(id, 0, &events(id, 0..1), &summary(id, base + offset, 1), None, None).await.expect("append");
     }
     let mine = |all: Vec<ReleaseSummary>| -> Vec<ReleaseSummary> {
         all.into_iter().filter(|s| s.id.starts_with(&prefix)).collect()
@@ -143,7 +194,7 @@ pub async fn summaries_newest_first_and_updated<S: Store>(store: &S) {
     update.status = "released".to_owned();
     update.finished = true;
     update.updated_at_ms = base + 9000;
-    store.append(&ids[0], 1, &events(&ids[0], 1..3), &update, None).await.expect("append update");
+    store.append(&ids[0], 1, &events(&ids[0], 1..3), &update, None, None).await.expect("append update");
     let listed = mine(store.summaries().await.expect("summaries"));
     let order: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(order, [&ids[1], &ids[2], &ids[0]]);
@@ -235,17 +286,17 @@ pub async fn stale_token_is_fenced<S: Store>(store: &S) {
     let t = now_ms();
     let short = 100;
     let la = acquired(store.lock(&env, &a, short, now_ms()).await.expect("lock a"), "a");
-    store.append(&a, 0, &events("a", 0..1), &summary(&a, t, 1), Some(la.token)).await.expect("holder writes");
+    store.append(&a, 0, &events("a", 0..1), &summary(&a, t, 1), Some(la.token), None).await.expect("holder writes");
     sleep(Duration::from_millis(short + 150)).await;
     let lb = acquired(store.lock(&env, &b, 60_000, now_ms()).await.expect("lock b"), "b");
-    match store.append(&a, 1, &events("a", 1..2), &summary(&a, t, 2), Some(la.token)).await {
+    match store.append(&a, 1, &events("a", 1..2), &summary(&a, t, 2), Some(la.token), None).await {
         Err(StoreError::Fenced { release, token, current }) => {
             assert_eq!((release.as_str(), token, current), (a.as_str(), la.token, lb.token));
         }
         other => panic!("a write with the stale token {} must be fenced, got {other:?}", la.token),
     }
     assert_eq!(store.read(&a).await.expect("read a"), events("a", 0..1), "the fenced write changed the log");
-    store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), Some(lb.token)).await.expect("new holder writes");
+    store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), Some(lb.token), None).await.expect("new holder writes");
 
     // Same owner, lease lapsed, nobody else took it: it gets a new token and keeps writing.
     let env2 = unique("env");
@@ -254,7 +305,7 @@ pub async fn stale_token_is_fenced<S: Store>(store: &S) {
     sleep(Duration::from_millis(short + 150)).await;
     let lc2 = acquired(store.lock(&env2, &c, 60_000, now_ms()).await.expect("relock c"), "c again");
     assert!(lc2.token > lc.token);
-    store.append(&c, 0, &events("c", 0..1), &summary(&c, t, 1), Some(lc2.token)).await.expect("c writes");
+    store.append(&c, 0, &events("c", 0..1), &summary(&c, t, 1), Some(lc2.token), None).await.expect("c writes");
 }
 
 /// `remember` says true the first time, false while the key lives, and true again once its TTL
@@ -292,7 +343,7 @@ pub async fn concurrent_appenders_lose_nothing<S: Store>(store: Arc<S>, writers:
             for _attempt in 0..10_000u32 {
                 let len = store.read(&release).await.expect("read").len() as u64;
                 let sum = summary(&release, started, len + 1);
-                match store.append(&release, len, std::slice::from_ref(&event), &sum, None).await {
+                match store.append(&release, len, std::slice::from_ref(&event), &sum, None, None).await {
                     Ok(new_len) => {
                         assert_eq!(new_len, len + 1);
                         return;

@@ -139,6 +139,46 @@ fn already_open(path: &Path) -> StoreError {
 
 /// Maps any redb error to a [`StoreError`] with a sentence that names what we were doing and the
 /// file.
+/// Records idempotency key `key` until `now_ms + ttl_ms` inside `txn`; false if it is recorded and
+/// unexpired. Prunes a bounded batch of expired keys on the way.
+fn record_key(txn: &redb::WriteTransaction, key: &str, ttl_ms: u64, now_ms: u64) -> Result<bool, Box<redb::Error>> {
+    fn b(e: impl Into<redb::Error>) -> Box<redb::Error> {
+        Box::new(e.into())
+    }
+    let mut keys = txn.open_table(IDEMPOTENCY).map_err(b)?;
+    let mut by_expiry = txn.open_table(IDEMPOTENCY_BY_EXPIRY).map_err(b)?;
+
+    // Prune a bounded batch of expired keys (expiry <= now).
+    let mut expired: Vec<(u64, String)> = Vec::new();
+    // `(now + 1, "")` is the smallest key that has not expired yet.
+    for entry in by_expiry.range(..(now_ms.saturating_add(1), "")).map_err(b)?.take(PRUNE_BATCH) {
+        let (k, _) = entry.map_err(b)?;
+        let (expiry, name) = k.value();
+        expired.push((expiry, name.to_owned()));
+    }
+    for (expiry, name) in &expired {
+        by_expiry.remove((*expiry, name.as_str())).map_err(b)?;
+        let current = keys.get(name.as_str()).map_err(b)?.map(|v| v.value());
+        if current == Some(*expiry) {
+            keys.remove(name.as_str()).map_err(b)?;
+        }
+    }
+
+    let previous = keys.get(key).map_err(b)?.map(|v| v.value());
+    Ok(match previous {
+        Some(expiry) if expiry > now_ms => false,
+        previous => {
+            if let Some(old) = previous {
+                by_expiry.remove((old, key)).map_err(b)?;
+            }
+            let expiry = now_ms.saturating_add(ttl_ms);
+            keys.insert(key, expiry).map_err(b)?;
+            by_expiry.insert((expiry, key), ()).map_err(b)?;
+            true
+        }
+    })
+}
+
 fn map_err(path: &Path, doing: &str, err: impl Into<redb::Error>) -> StoreError {
     let err: redb::Error = err.into();
     let at = path.display();
@@ -217,10 +257,12 @@ impl Store for FileStore {
         events: &[String],
         summary: &ReleaseSummary,
         fence: Option<u64>,
+        once: Option<(&str, u64)>,
     ) -> Result<u64, StoreError> {
         let release = release.to_owned();
         let events = events.to_vec();
         let mut summary = summary.clone();
+        let once = once.map(|(k, ttl)| (k.to_owned(), ttl));
         self.blocking(move |db, path| {
             let err = |e: redb::Error| map_err(path, &format!("appending to {release} in"), e);
             let txn = db.begin_write().map_err(|e| err(e.into()))?;
@@ -236,6 +278,12 @@ impl Store for FileStore {
                     let current = fences.get(release.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
                     if let Some(current) = current.filter(|c| *c > token) {
                         return Err(StoreError::Fenced { release, token, current });
+                    }
+                }
+                if let Some((key, ttl)) = &once {
+                    let scoped = format!("once:{release}:{key}");
+                    if !record_key(&txn, &scoped, *ttl, crate::driver::now().0).map_err(|e| err(*e))? {
+                        return Err(StoreError::Duplicate { release, key: key.clone() });
                     }
                 }
                 let mut seq = found;
@@ -384,44 +432,21 @@ impl Store for FileStore {
         self.blocking(move |db, path| {
             let err = |e: redb::Error| map_err(path, "recording an idempotency key in", e);
             let txn = db.begin_write().map_err(|e| err(e.into()))?;
-            let first = {
-                let mut keys = txn.open_table(IDEMPOTENCY).map_err(|e| err(e.into()))?;
-                let mut by_expiry = txn.open_table(IDEMPOTENCY_BY_EXPIRY).map_err(|e| err(e.into()))?;
-
-                // Prune a bounded batch of expired keys (expiry <= now).
-                let mut expired: Vec<(u64, String)> = Vec::new();
-                // `(now + 1, "")` is the smallest key that has not expired yet.
-                for entry in
-                    by_expiry.range(..(now_ms.saturating_add(1), "")).map_err(|e| err(e.into()))?.take(PRUNE_BATCH)
-                {
-                    let (k, _) = entry.map_err(|e| err(e.into()))?;
-                    let (expiry, name) = k.value();
-                    expired.push((expiry, name.to_owned()));
-                }
-                for (expiry, name) in &expired {
-                    by_expiry.remove((*expiry, name.as_str())).map_err(|e| err(e.into()))?;
-                    let current = keys.get(name.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
-                    if current == Some(*expiry) {
-                        keys.remove(name.as_str()).map_err(|e| err(e.into()))?;
-                    }
-                }
-
-                let previous = keys.get(key.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
-                match previous {
-                    Some(expiry) if expiry > now_ms => false,
-                    previous => {
-                        if let Some(old) = previous {
-                            by_expiry.remove((old, key.as_str())).map_err(|e| err(e.into()))?;
-                        }
-                        let expiry = now_ms.saturating_add(ttl_ms);
-                        keys.insert(key.as_str(), expiry).map_err(|e| err(e.into()))?;
-                        by_expiry.insert((expiry, key.as_str()), ()).map_err(|e| err(e.into()))?;
-                        true
-                    }
-                }
-            };
+            let first = record_key(&txn, &key, ttl_ms, now_ms).map_err(|e| err(*e))?;
             txn.commit().map_err(|e| err(e.into()))?;
             Ok(first)
+        })
+        .await
+    }
+
+    async fn seen(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db, path| {
+            let err = |e: redb::Error| map_err(path, "reading an idempotency key in", e);
+            let txn = db.begin_read().map_err(|e| err(e.into()))?;
+            let keys = txn.open_table(IDEMPOTENCY).map_err(|e| err(e.into()))?;
+            let expiry = keys.get(key.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
+            Ok(expiry.is_some_and(|e| e > now_ms))
         })
         .await
     }
@@ -480,8 +505,8 @@ mod tests {
         let lock;
         {
             let store = FileStore::open(dir.path()).expect("open");
-            assert_eq!(store.append("r-1", 0, &events[..3], &summary, None).await.expect("append"), 3);
-            assert_eq!(store.append("r-1", 3, &events[3..], &summary, None).await.expect("append"), 5);
+            assert_eq!(store.append("r-1", 0, &events[..3], &summary, None, None).await.expect("append"), 3);
+            assert_eq!(store.append("r-1", 3, &events[3..], &summary, None, None).await.expect("append"), 5);
             lock = match store.lock("prod", "r-1", 60_000, now).await.expect("lock") {
                 LockOutcome::Acquired(lock) => lock,
                 LockOutcome::Held(other) => panic!("held by {other:?}"),
@@ -503,7 +528,7 @@ mod tests {
         }
         // Appending at the old length still detects the conflict after reopening.
         assert!(matches!(
-            store.append("r-1", 3, &events[..1], &summary, None).await,
+            store.append("r-1", 3, &events[..1], &summary, None, None).await,
             Err(StoreError::Conflict { expected: 3, found: 5, .. })
         ));
     }

@@ -36,6 +36,14 @@ pub enum StoreError {
         /// The token that took over.
         current: u64,
     },
+    /// The platform event this write answers was recorded already (a retry or a replay).
+    #[error("release {release} already recorded event {key}")]
+    Duplicate {
+        /// The release written to.
+        release: String,
+        /// The idempotency key.
+        key: String,
+    },
     /// The backing store cannot be reached or refused the operation.
     #[error("state store unavailable: {0}")]
     Unavailable(String),
@@ -65,6 +73,10 @@ pub struct ReleaseSummary {
     pub updated_at_ms: u64,
     /// Number of events in the log.
     pub events: u64,
+    /// The raybot process that recorded the latest event (another replica takes the release over
+    /// when this one stops sending heartbeats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// An environment lock: one release per environment at a time.
@@ -98,6 +110,10 @@ pub trait Store: Send + Sync + 'static {
     /// `fence` is the fencing token of the environment lock the writer holds: when the lock was
     /// taken from this release after its lease lapsed ([`Store::lock`] records the new token
     /// against the previous owner), a write with an older token fails with [`StoreError::Fenced`].
+    ///
+    /// `once` is the idempotency key (and how long to keep it, ms) of the platform event this
+    /// append answers: it is recorded in the same transaction, and an append carrying a key
+    /// already recorded for this release fails with [`StoreError::Duplicate`] and writes nothing.
     async fn append(
         &self,
         release: &str,
@@ -105,7 +121,12 @@ pub trait Store: Send + Sync + 'static {
         events: &[String],
         summary: &ReleaseSummary,
         fence: Option<u64>,
+        once: Option<(&str, u64)>,
     ) -> Result<u64, StoreError>;
+
+    /// Whether idempotency key `key` was recorded (by [`Store::remember`], or by an append that
+    /// carried it on the embedded store) and has not expired.
+    async fn seen(&self, key: &str, now_ms: u64) -> Result<bool, StoreError>;
 
     /// The whole log of `release`, oldest first (empty when unknown).
     async fn read(&self, release: &str) -> Result<Vec<String>, StoreError>;
@@ -128,6 +149,79 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Unfinished releases only, newest first. Stores with an index of unfinished releases answer
+    /// without reading the whole history (what every command on every replica does first).
+    async fn unfinished(&self) -> Result<Vec<ReleaseSummary>, StoreError> {
+        Ok(self.summaries().await?.into_iter().filter(|s| !s.finished).collect())
+    }
+
+    /// The shared job queue, when the store has one (Redis): jobs then run on whichever replica
+    /// takes them first. `None` (the embedded store) runs each job in the process that asked.
+    fn queue(&self) -> Option<std::sync::Arc<dyn JobQueue>> {
+        None
+    }
+
+    /// Marks raybot process `replica` alive for `ttl_ms` (called a few times per lease).
+    async fn heartbeat(&self, _replica: &str, _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Raybot process `replica` stops cleanly: it no longer counts as alive, so another replica
+    /// (or its next start) takes its releases over at once.
+    async fn farewell(&self, _replica: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether raybot process `replica` sent a heartbeat within its last ttl. Stores without
+    /// heartbeats answer false: every other process counts as stopped.
+    async fn alive(&self, _replica: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+/// A job taken from the [`JobQueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    /// The queue's id of the entry (acknowledged with [`JobQueue::done`]).
+    pub entry: String,
+    /// The job id the engine gave it (`<release>#job<n>`).
+    pub job: String,
+    /// What to run (JSON, opaque to the store).
+    pub payload: String,
+}
+
+/// Deploy, rollback and every other job of a platform's releases, shared by all replicas: each job
+/// is taken by exactly one of them; a job whose replica stopped is found by the others and never
+/// run again.
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Queues job `job` unless a job with that id is queued or running already. Returns whether it
+    /// queued it.
+    async fn enqueue(&self, platform: &str, job: &str, payload: &str) -> Result<bool, StoreError>;
+
+    /// Takes the next job nobody has taken yet, for `consumer` (this replica).
+    async fn take(&self, platform: &str, consumer: &str) -> Result<Option<QueuedJob>, StoreError>;
+
+    /// Jobs taken by `consumer` and never finished: at start-up these are the jobs a previous
+    /// process of the same name was running when it stopped.
+    async fn taken_by(&self, platform: &str, consumer: &str) -> Result<Vec<QueuedJob>, StoreError>;
+
+    /// Renews `consumer`'s claim on `entry` while its job runs. False when the claim was lost (the
+    /// job was declared lost by another replica after a lease without renewal).
+    async fn extend(&self, platform: &str, consumer: &str, entry: &str) -> Result<bool, StoreError>;
+
+    /// Claims for `consumer` the jobs other replicas took and have not renewed for `min_idle_ms`,
+    /// with the name of the replica that had them.
+    async fn claim_abandoned(
+        &self,
+        platform: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+    ) -> Result<Vec<(QueuedJob, String)>, StoreError>;
+
+    /// The job's result is recorded: forget it.
+    async fn done(&self, platform: &str, entry: &str, job: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by `spec` (`RAYBOT_STORE`, else `REDIS_URL`): `file://PATH`,

@@ -9,10 +9,15 @@
 //! | `raybot:{<release>}:summary` | string | the index row (JSON) |
 //! | `raybot:{<release>}:fence` | string | fencing token a write must reach (set on takeover) |
 //! | `raybot:releases` | sorted set | release ids by start time (`raybot status`, `/ray history`) |
+//! | `raybot:active` | sorted set | the unfinished ones (what every command reads first) |
+//! | `raybot:{jobs:<platform>}` | stream | queued jobs, consumer group `runners` (see `redis_jobs.rs`) |
+//! | `raybot:{jobs:<platform>}:ids` | hash | job id → stream entry, so a job is queued once |
+//! | `raybot:replica:<name>` | string | heartbeat of a raybot process, `PX` = job lease |
 //! | `raybot:{lock:<env>}` | hash | `owner`, `token`, `expires` of the environment lock, `PX` lease |
 //! | `raybot:{lock:<env>}:token` | string | the fencing-token counter of that environment |
 //! | `raybot:{lock:<env>}:last` | string | the last owner (to fence it when its lease lapsed) |
-//! | `raybot:seen:<key>` | string | idempotency keys, `SET NX PX` |
+//! | `raybot:{<release>}:once:<key>` | string | idempotency key recorded by the append it caused, `PX` |
+//! | `raybot:seen:<key>` | string | idempotency keys of handled deliveries, `SET NX PX` |
 //!
 //! An accepted event costs one round trip: the append script (check length and fence, `XADD`,
 //! store the summary) and the index `ZADD NX` go out in one pipeline. Every operation runs under a
@@ -24,12 +29,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, Value};
 
 use super::{Lock, LockOutcome, ReleaseSummary, Store, StoreError};
+
+#[path = "redis_jobs.rs"]
+mod jobs;
 
 /// Longest any single store operation may take before it counts as "store unavailable".
 pub const OP_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -46,6 +54,8 @@ local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if server_now > tonumber(ARGV[1]) then return {'late', server_now} end
 "#;
 
+// KEYS: log, summary, fence, once. ARGV: deadline, expected length, fence token ('' = none),
+// summary, once ttl ms ('' = no idempotency key), events….
 const APPEND: &str = r#"
 local len = redis.call('XLEN', KEYS[1])
 if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
@@ -53,9 +63,13 @@ if ARGV[3] ~= '' then
   local f = redis.call('GET', KEYS[3])
   if f and tonumber(f) > tonumber(ARGV[3]) then return {'fenced', tonumber(f)} end
 end
-for i = 5, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+if ARGV[5] ~= '' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate', len} end
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[5])
+end
+for i = 6, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 redis.call('SET', KEYS[2], ARGV[4])
-return {'ok', len + #ARGV - 4}
+return {'ok', len + #ARGV - 5}
 "#;
 
 // KEYS: lock, counter, last. ARGV: deadline, owner, lease_ms, now_ms, expires_at_ms.
@@ -111,6 +125,10 @@ pub struct RedisStore {
     /// Where it connects, without credentials (for messages).
     shown: String,
     round_trips: Arc<AtomicU64>,
+    /// Releases recorded by older versions were added to the unfinished index (checked once).
+    active_indexed: Arc<AtomicBool>,
+    /// Job queue scripts (see `redis_jobs.rs`).
+    jobs: jobs::Scripts,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -160,6 +178,8 @@ impl RedisStore {
             unlock: Script::new(UNLOCK),
             shown,
             round_trips: Arc::new(AtomicU64::new(0)),
+            active_indexed: Arc::new(AtomicBool::new(false)),
+            jobs: jobs::Scripts::new(),
         })
     }
 
@@ -174,6 +194,12 @@ impl RedisStore {
     }
     fn index_key(&self) -> String {
         format!("{}:releases", self.prefix)
+    }
+    fn active_key(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
+    fn replica_key(&self, replica: &str) -> String {
+        format!("{}:replica:{replica}", self.prefix)
     }
     fn lock_key(&self, env: &str) -> String {
         format!("{}:{{lock:{env}}}", self.prefix)
@@ -199,6 +225,49 @@ impl RedisStore {
             }
         };
         Ok((wall_ms() + offset + WRITE_WINDOW_MS).to_string())
+    }
+
+    /// The index rows of `ids`, newest first; ids without a row (a failed first append) are skipped.
+    async fn rows(&self, ids: &[String]) -> Result<Vec<ReleaseSummary>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        // One GET per release in one pipeline (not MGET: the keys live in different cluster slots).
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.get(self.summary_key(id));
+        }
+        let rows: Vec<Option<String>> = self.timed("reading the release index", pipe.query_async(&mut conn)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, row) in ids.iter().zip(rows) {
+            let Some(json) = row else { continue };
+            out.push(
+                serde_json::from_str::<ReleaseSummary>(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("summary of {id}: {e}")))?,
+            );
+        }
+        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// Releases recorded before the index of unfinished releases existed join it, once per store.
+    async fn index_unfinished_once(&self) -> Result<(), StoreError> {
+        if self.active_indexed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let marker = format!("{}:active:indexed", self.prefix);
+        let done: bool = self.timed("checking the unfinished index", conn.exists(&marker)).await?;
+        if !done {
+            for row in self.summaries().await?.into_iter().filter(|r| !r.finished) {
+                let add = conn.zadd::<_, _, _, ()>(self.active_key(), &row.id, row.started_at_ms);
+                self.timed("building the unfinished index", add).await?;
+            }
+            self.timed("checking the unfinished index", conn.set::<_, _, ()>(&marker, 1)).await?;
+        }
+        self.active_indexed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Requests sent to Redis so far (a pipeline counts once): benchmarks report round trips per event.
@@ -289,28 +358,52 @@ impl Store for RedisStore {
         events: &[String],
         summary: &ReleaseSummary,
         fence: Option<u64>,
+        once: Option<(&str, u64)>,
     ) -> Result<u64, StoreError> {
         let mut summary = summary.clone();
         summary.events = expected_len + events.len() as u64;
         let json = serde_json::to_string(&summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut inv = self.append.prepare_invoke();
         inv.key(self.log_key(release)).key(self.summary_key(release)).key(self.fence_key(release));
+        // The idempotency key lives in the release's slot, so recording it and appending is one
+        // script; `seen:` (below, `remember`) is the cross-release copy read before handling.
+        inv.key(format!("{}:{{{release}}}:once:{}", self.prefix, once.map(|(k, _)| k).unwrap_or("-")));
         let deadline = self.deadline().await?;
         inv.arg(deadline).arg(expected_len).arg(fence.map(|f| f.to_string()).unwrap_or_default()).arg(json);
+        inv.arg(once.map(|(_, ttl)| ttl.max(1).to_string()).unwrap_or_default());
         for e in events {
             inv.arg(e.as_str());
         }
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv);
         pipe.cmd("ZADD").arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
+        if expected_len == 0 && !summary.finished {
+            pipe.cmd("ZADD").arg(self.active_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
+        }
         let out = self.timed(&format!("appending to {release}"), self.query_pipe(&pipe, &[&self.append])).await?;
         let Some(Value::Array(reply)) = out.first() else { return Err(corrupt("append", &out)) };
         match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
-            (Some("ok"), Some(n)) => Ok(n),
+            (Some("ok"), Some(n)) => {
+                if summary.finished {
+                    // Once per release: it leaves the index of unfinished releases. If this is lost,
+                    // `unfinished` drops the row when it next reads it.
+                    let mut conn = self.conn.clone();
+                    let gone =
+                        self.timed("updating the unfinished index", conn.zrem::<_, _, ()>(self.active_key(), release));
+                    if let Err(e) = gone.await {
+                        tracing::warn!(release = %release, error = %e, "could not update the index of unfinished releases");
+                    }
+                }
+                Ok(n)
+            }
             (Some("conflict"), Some(found)) => {
                 Err(StoreError::Conflict { release: release.to_string(), expected: expected_len, found })
             }
             (Some("late"), _) => Err(late(&format!("appending to {release}"))),
+            (Some("duplicate"), _) => Err(StoreError::Duplicate {
+                release: release.to_string(),
+                key: once.map(|(k, _)| k.to_string()).unwrap_or_default(),
+            }),
             (Some("fenced"), Some(token)) => Err(StoreError::Fenced {
                 release: release.to_string(),
                 token: fence.unwrap_or_default(),
@@ -341,25 +434,41 @@ impl Store for RedisStore {
     async fn summaries(&self) -> Result<Vec<ReleaseSummary>, StoreError> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = self.timed("listing releases", conn.zrevrange(self.index_key(), 0, -1)).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        self.rows(&ids).await
+    }
+
+    async fn unfinished(&self) -> Result<Vec<ReleaseSummary>, StoreError> {
+        self.index_unfinished_once().await?;
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> =
+            self.timed("listing unfinished releases", conn.zrevrange(self.active_key(), 0, -1)).await?;
+        let rows = self.rows(&ids).await?;
+        let (done, open): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.finished);
+        if !done.is_empty() {
+            let ids: Vec<&str> = done.iter().map(|r| r.id.as_str()).collect();
+            let _ = self.timed("tidying the unfinished index", conn.zrem::<_, _, ()>(self.active_key(), ids)).await;
         }
-        // One GET per release in one pipeline (not MGET: the keys live in different cluster slots).
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.get(self.summary_key(id));
-        }
-        let rows: Vec<Option<String>> = self.timed("reading the release index", pipe.query_async(&mut conn)).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, row) in ids.iter().zip(rows) {
-            let Some(json) = row else { continue };
-            out.push(
-                serde_json::from_str::<ReleaseSummary>(&json)
-                    .map_err(|e| StoreError::Corrupt(format!("summary of {id}: {e}")))?,
-            );
-        }
-        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
-        Ok(out)
+        Ok(open)
+    }
+
+    fn queue(&self) -> Option<Arc<dyn super::JobQueue>> {
+        Some(Arc::new(self.clone()))
+    }
+
+    async fn heartbeat(&self, replica: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.replica_key(replica);
+        self.timed("recording a heartbeat", conn.pset_ex::<_, _, ()>(key, wall_ms(), ttl_ms.max(1))).await
+    }
+
+    async fn farewell(&self, replica: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.timed("removing a heartbeat", conn.del::<_, ()>(self.replica_key(replica))).await
+    }
+
+    async fn alive(&self, replica: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        self.timed("reading a heartbeat", conn.exists(self.replica_key(replica))).await
     }
 
     async fn lock(&self, env: &str, owner: &str, lease_ms: u64, now_ms: u64) -> Result<LockOutcome, StoreError> {
@@ -434,6 +543,11 @@ impl Store for RedisStore {
             (Some("late"), _) => Err(late(doing)),
             _ => Err(corrupt("remember", &reply)),
         }
+    }
+
+    async fn seen(&self, key: &str, _now_ms: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        self.timed("reading an idempotency key", conn.exists(format!("{}:seen:{key}", self.prefix))).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

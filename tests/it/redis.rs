@@ -9,7 +9,7 @@ use raybot::chat::{ChatError, ChatSink, Delivery, Handled, Inbound};
 use raybot::driver::{Driver, StoredEvent};
 use raybot::engine::{Ask, Button, Release, UserRef};
 use raybot::store::redis::RedisStore;
-use raybot::store::{Store, StoreError};
+use raybot::store::{JobQueue, Store, StoreError};
 
 use crate::redis_server::RedisServer;
 use crate::support::{LiveChat, Workspace, release_dir};
@@ -29,12 +29,12 @@ async fn an_unreachable_redis_fails_fast_and_the_store_reconnects_by_itself() {
     let mut server = RedisServer::start();
     let store = RedisStore::open(&server.url()).expect("open");
     let sum = raybot::store::conformance::summary("r1", 1, 1);
-    store.append("r1", 0, &["{\"n\":0}".into()], &sum, None).await.expect("append");
+    store.append("r1", 0, &["{\"n\":0}".into()], &sum, None, None).await.expect("append");
 
     server.pause(); // SIGSTOP: the socket stays open, nothing answers
     for _ in 0..3 {
         let start = Instant::now();
-        let err = store.append("r1", 1, &["{\"n\":1}".into()], &sum, None).await.expect_err("paused");
+        let err = store.append("r1", 1, &["{\"n\":1}".into()], &sum, None, None).await.expect_err("paused");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
         assert!(store.health().await.is_err());
@@ -54,7 +54,7 @@ async fn an_unreachable_redis_fails_fast_and_the_store_reconnects_by_itself() {
     server.restart(); // a new process on the same port: the connection manager reconnects
     let mut ok = None;
     for _ in 0..50 {
-        match store.append("r1", 1, &["{\"n\":1}".into()], &sum, None).await {
+        match store.append("r1", 1, &["{\"n\":1}".into()], &sum, None, None).await {
             Ok(n) => {
                 ok = Some(n);
                 break;
@@ -128,6 +128,12 @@ async fn say(d: &mut Driver, who: &str, text: &str, key: Option<&str>) -> Handle
     rx.await.expect("handled")
 }
 
+async fn deliver(d: &mut Driver, inbound: Inbound, key: &str) -> Handled {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    d.deliver(Delivery { key: Some(key.to_string()), inbound, done: Some(tx) }).await;
+    rx.await.expect("handled")
+}
+
 async fn log_of(store: &dyn Store) -> (String, Vec<StoredEvent>) {
     let list = store.summaries().await.expect("summaries");
     let id = list.first().expect("a release").id.clone();
@@ -169,6 +175,41 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     assert_eq!(room.text().matches("Go decision recorded").count(), 1, "{}", room.text());
     settle(&mut d).await;
     assert!(room.text().contains("Change freeze in effect"), "{}", room.text());
+
+    // Carol's reaction reaches two replicas at once (a platform retry landing elsewhere): the key
+    // is recorded with the event, so exactly one of them counts it.
+    let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
+    let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
+    let metrics = Arc::new(raybot::http::Metrics::new());
+    let mut d2 =
+        Driver::new(config, catalog, store.clone(), Arc::new(Room::default()), ws.artifacts(), "local", metrics);
+    let freeze = room
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(_, _, a)| matches!(a, Ask::Reaction { .. }))
+        .expect("freeze post")
+        .0
+        .clone();
+    let react = |freeze: String| Inbound::Reaction {
+        user: user("carol"),
+        message: freeze,
+        emoji: "white_check_mark".into(),
+        added: true,
+    };
+    let (h1, h2) = tokio::join!(
+        deliver(&mut d, react(freeze.clone()), "react-carol-1"),
+        deliver(&mut d2, react(freeze), "react-carol-1")
+    );
+    assert_eq!(u8::from(h1.duplicate) + u8::from(h2.duplicate), 1, "{h1:?} {h2:?}");
+    let (_, events) = log_of(store.as_ref()).await;
+    let carol = events
+        .iter()
+        .filter(|e| matches!(&e.event, raybot::engine::Event::Reaction { by, .. } if by.id == "carol"))
+        .count();
+    assert_eq!(carol, 1, "carol's reaction recorded once");
 
     // Redis stops answering mid-release: commands fail fast with the store message, nothing changes.
     let (_, before) = log_of(store.as_ref()).await;
@@ -251,7 +292,15 @@ fn a_crash_during_the_production_deploy_loses_nothing_on_redis() {
     let approvers: Vec<&str> = release.rounds.last().unwrap().approvals.iter().map(|a| a.user.as_str()).collect();
     assert!(approvers.contains(&"bob") && approvers.contains(&"carol"), "{approvers:?}");
 
-    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray status\n/ray rollback deploy outcome unknown\n");
+    // The same machine comes back (a fly machine keeps its id): it finds the job it had taken in
+    // the queue's pending list, so the outcome is unknown at once; the job is not run again.
+    let mut restart = ws.raybot(Some(&url));
+    restart.args(["chat", "--user", "alice"]).env("RAYBOT_REPLICA", "raybot-prod-1");
+    let (out, code) = crate::support::run(
+        &mut restart,
+        "/ray status\n/ray rollback deploy outcome unknown\n",
+        Duration::from_secs(90),
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Reason: job outcome unknown after raybot-prod-1 stopped. Awaiting instructions."), "{out}");
     assert!(out.to_lowercase().contains("rolled back"), "{out}");
@@ -294,4 +343,161 @@ fn two_replicas_and_fifty_deploys_make_one_release() {
     assert_eq!(list.len(), 1, "{status}");
     let holder = list[0]["id"].as_str().unwrap();
     assert_eq!(both.matches(&format!("production is locked by release {holder}")).count(), 49, "{both}");
+}
+
+/// The job queue on a real Redis: three replicas taking jobs at once get each job exactly once; a
+/// job is queued once however often it is asked for; a replica that stops renewing its claims
+/// loses them to another, which learns whose they were; the stopped one cannot renew them after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_queue_hands_each_job_to_exactly_one_replica_and_finds_abandoned_ones() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).expect("open");
+    let q: Arc<dyn JobQueue> = store.queue().expect("redis has a job queue");
+    for i in 0..60 {
+        assert!(q.enqueue("slack", &format!("r#job{i}"), &format!("payload {i}")).await.expect("enqueue"));
+    }
+    assert!(!q.enqueue("slack", "r#job7", "payload 7 again").await.expect("enqueue"), "queued twice");
+
+    let mut takers = Vec::new();
+    for name in ["replica-1", "replica-2", "replica-3"] {
+        let q = q.clone();
+        takers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(j) = q.take("slack", name).await.expect("take") {
+                got.push(j);
+            }
+            (name, got)
+        }));
+    }
+    let mut by: std::collections::BTreeMap<&str, Vec<raybot::store::QueuedJob>> = Default::default();
+    for t in takers {
+        let (name, got) = t.await.expect("taker");
+        by.insert(name, got);
+    }
+    let mut all: Vec<String> = by.values().flatten().map(|j| j.job.clone()).collect();
+    all.sort();
+    let mut expected: Vec<String> = (0..60).map(|i| format!("r#job{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every job exactly once");
+    assert!(by.values().flatten().all(|j| j.payload == format!("payload {}", &j.job[5..])), "payloads kept");
+    assert!(q.take("slack", "replica-1").await.expect("take").is_none());
+    assert!(q.take("discord", "replica-1").await.expect("take").is_none(), "queues are per platform");
+
+    // What a replica had taken is still listed under its name (what a restart under that name finds).
+    for (name, got) in &by {
+        let mut pending: Vec<String> =
+            q.taken_by("slack", name).await.expect("taken_by").into_iter().map(|j| j.job).collect();
+        let mut mine: Vec<String> = got.iter().map(|j| j.job.clone()).collect();
+        pending.sort();
+        mine.sort();
+        assert_eq!(pending, mine, "{name}");
+    }
+
+    // replica-3 finishes its jobs; replica-1 renews one claim and then stops; replica-2 looks.
+    for j in &by["replica-3"] {
+        q.done("slack", &j.entry, &j.job).await.expect("done");
+    }
+    assert!(q.claim_abandoned("slack", "replica-2", 60_000).await.expect("claim").is_empty(), "nothing idle yet");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let renewed = &by["replica-1"][0];
+    assert!(q.extend("slack", "replica-1", &renewed.entry).await.expect("extend"));
+    assert!(!q.extend("slack", "replica-2", &renewed.entry).await.expect("extend"), "not replica-2's to renew");
+    let claimed = q.claim_abandoned("slack", "replica-2", 300).await.expect("claim");
+    let mut claimed_jobs: Vec<String> = claimed.iter().map(|(j, _)| j.job.clone()).collect();
+    claimed_jobs.sort();
+    let mut lost: Vec<String> = by["replica-1"][1..].iter().map(|j| j.job.clone()).collect();
+    lost.sort();
+    assert_eq!(claimed_jobs, lost, "replica-1's idle jobs, not its renewed one nor replica-2's own");
+    assert!(claimed.iter().all(|(_, owner)| owner == "replica-1"), "{claimed:?}");
+    assert!(q.claim_abandoned("slack", "replica-3", 300).await.expect("claim").is_empty(), "claimed once");
+    if let Some((j, _)) = claimed.first() {
+        assert!(!q.extend("slack", "replica-1", &j.entry).await.expect("extend"), "a lost claim cannot be renewed");
+    }
+
+    // Done jobs are forgotten: the same id can be queued again.
+    for j in by.values().flatten() {
+        q.done("slack", &j.entry, &j.job).await.expect("done");
+    }
+    for name in ["replica-1", "replica-2", "replica-3"] {
+        assert!(q.taken_by("slack", name).await.expect("taken_by").is_empty(), "{name}");
+    }
+    assert!(q.enqueue("slack", "r#job7", "payload 7").await.expect("enqueue"));
+    let keys = server.command(&["KEYS", "raybot:{jobs:slack}*"]);
+    assert!(keys.contains("raybot:{jobs:slack}") && keys.contains(":ids"), "one hash tag per queue: {keys}");
+}
+
+/// Two replicas; the one running the production deploy job is killed. The survivor finds the job
+/// (pending past its lease), says its outcome is unknown naming the stopped replica, does not run
+/// it again, and rolls back when told. The survivor's start-up left the release alone while its
+/// replica was alive.
+#[test]
+fn a_survivor_reports_the_job_of_a_stopped_replica_and_rolls_back() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ws = Workspace::new();
+    ws.edit_config(|t| {
+        t.replacen(
+            r#"deploy = { argv = ["scripts/deploy_backend.sh", "--env", "{env}", "--release", "{version}", "--strategy", "{strategy}", "--percent", "{percent}"], timeout_seconds = 300 }"#,
+            r#"deploy = { argv = ["sleep", "8"], timeout_seconds = 300 }"#,
+            1,
+        )
+        .replacen("job_lease_seconds = 15", "job_lease_seconds = 2", 1)
+    });
+    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray deploy v1.2\n");
+    assert_eq!(code, 0, "{out}");
+    ws.chat_on(Some(&url), "alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n");
+    let (out, _) = ws.chat_on(
+        Some(&url),
+        "alice",
+        "/ray ack\n/as bob\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
+    );
+    assert!(out.contains("Change freeze confirmed by all 5 stakeholders"), "{out}");
+
+    let replica = |name: &str, user: &str| {
+        let mut cmd = ws.raybot(Some(&url));
+        cmd.args(["chat", "--user", user]).env("RAYBOT_REPLICA", name);
+        LiveChat::start(cmd)
+    };
+    let mut a = replica("replica-a", "bob");
+    a.send("/click approve");
+    a.send("/as carol");
+    a.send("/ray approve monitoring ready");
+    a.wait_for("Production deployment", Duration::from_secs(60));
+    let log = || {
+        std::fs::read_to_string(release_dir(&ws.artifacts()).join("deployment/production-deployment-run.log"))
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while !log().contains("$ sleep 8") {
+        assert!(start.elapsed() < Duration::from_secs(60), "the production deploy job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // replica-b starts while replica-a is alive and running the job: it leaves the release alone.
+    let mut b = replica("replica-b", "alice");
+    b.send("/ray status");
+    b.wait_for("[RAY STATUS] v1.2-production", Duration::from_secs(30));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let events = rt.block_on(async { log_of(&RedisStore::open(&url).expect("open")).await.1 });
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(&e.event, raybot::engine::Event::Resumed { replica, .. } if replica == "replica-b")),
+        "a replica resumed a release a live replica drives"
+    );
+
+    a.kill();
+    b.wait_for("Reason: job outcome unknown after replica-a stopped. Awaiting instructions.", Duration::from_secs(30));
+    b.send("/ray rollback deploy outcome unknown");
+    let out = b.finish(Duration::from_secs(90));
+    assert!(out.to_lowercase().contains("rolled back"), "{out}");
+    assert_eq!(out.matches("job outcome unknown after replica-a stopped").count(), 1, "said once:\n{out}");
+    assert_eq!(log().matches("$ sleep 8").count(), 1, "the deploy job ran again:\n{}", log());
+    assert_eq!(ws.serving(ws.production_port), "v1.1");
+    let events = rt.block_on(async { log_of(&RedisStore::open(&url).expect("open")).await.1 });
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, raybot::engine::Event::JobLost { replica, .. } if replica == "replica-a"))
+    );
 }
