@@ -8,6 +8,7 @@
 pub mod conformance;
 pub mod file;
 pub mod redis;
+pub mod redis_conn;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -225,7 +226,8 @@ pub trait JobQueue: Send + Sync + 'static {
 }
 
 /// Opens the store named by `spec` (`RAYBOT_STORE`, else `REDIS_URL`): `file://PATH`,
-/// `redis://…` / `rediss://…`, or `None` for the embedded store in `.raybot/`. Redis connects
+/// `redis://…` / `rediss://…`, `redis+cluster://HOST:PORT,HOST:PORT…` / `rediss+cluster://…` (a
+/// Redis Cluster, seed nodes), or `None` for the embedded store in `.raybot/`. Redis connects
 /// lazily; call it inside a Tokio runtime.
 pub fn open(spec: Option<&str>) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match spec.map(str::trim).filter(|s| !s.is_empty()) {
@@ -233,11 +235,12 @@ pub fn open(spec: Option<&str>) -> Result<std::sync::Arc<dyn Store>, StoreError>
         Some(s) if s.starts_with("file://") => {
             Ok(std::sync::Arc::new(file::FileStore::open(std::path::Path::new(&s["file://".len()..]))?))
         }
-        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") || redis_conn::is_cluster_spec(s) => {
             Ok(std::sync::Arc::new(redis::RedisStore::open(s)?))
         }
         Some(s) => Err(StoreError::Unavailable(format!(
-            "RAYBOT_STORE must be file://PATH, redis://HOST:PORT or rediss://HOST:PORT (got `{}`)",
+            "RAYBOT_STORE must be file://PATH, redis://HOST:PORT, rediss://HOST:PORT or \
+             redis+cluster://HOST:PORT,HOST:PORT… (got `{}`)",
             redis::redact(s)
         ))),
     }

@@ -1,4 +1,6 @@
-//! The production store: Redis (`RAYBOT_STORE=redis://…`, `rediss://…` for TLS, or `REDIS_URL`).
+//! The production store: Redis (`RAYBOT_STORE=redis://…`, `rediss://…` for TLS, or `REDIS_URL`), or
+//! a Redis Cluster (`redis+cluster://host1:port1,host2:port2`, `rediss+cluster://…`; see
+//! [`super::redis_conn`]).
 //!
 //! Layout (prefix `raybot`, hash tags keep the keys of one release — and of one lock — in one
 //! Redis Cluster slot, so every script touches a single slot):
@@ -20,9 +22,11 @@
 //! | `raybot:seen:<key>` | string | idempotency keys of handled deliveries, `SET NX PX` |
 //!
 //! An accepted event costs one round trip: the append script (check length and fence, `XADD`,
-//! store the summary) and the index `ZADD NX` go out in one pipeline. Every operation runs under a
-//! [`OP_TIMEOUT`], so while Redis is unreachable callers learn it within about a second and a half;
-//! the [`ConnectionManager`] reconnects by itself.
+//! store the summary) and the index `ZADD NX` go out in one pipeline. On a Redis Cluster the index
+//! lives in another slot, and a pipeline must stay on one node: the first event of a release costs
+//! two requests (`ZADD NX`, then the script), later ones only the script. Every operation runs
+//! under a [`OP_TIMEOUT`], so while Redis is unreachable callers learn it within about a second and
+//! a half; the connection reconnects by itself.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,9 +35,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, Value};
 
+use super::redis_conn::RedisConn;
 use super::{Lock, LockOutcome, ReleaseSummary, Store, StoreError};
 
 #[path = "redis_jobs.rs"]
@@ -114,7 +118,7 @@ return 0
 /// The Redis store.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     append: Script,
     lock: Script,
@@ -137,7 +141,10 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// `redis://user:secret@host:6379/0` → `redis://host:6379/0`: URLs may carry passwords.
+/// `redis://user:secret@host:6379/0` → `redis://host:6379/0`: URLs may carry passwords. Everything
+/// up to the last `@` goes, so a cluster spec `redis+cluster://user:secret@h1:1,h2:2` shows as
+/// `redis+cluster://h1:1,h2:2`, and a spec with credentials on several hosts (or an unencoded `@` or
+/// `,` in the password) loses hosts from the message rather than showing any part of a secret.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}{}", &url[..s + 3], &url[at + 1..]),
@@ -159,15 +166,12 @@ impl RedisStore {
     /// Like [`RedisStore::open`] with another key prefix (several raybot installations on one Redis).
     pub fn open_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Unavailable(format!("RAYBOT_STORE `{shown}` is not a valid redis:// or rediss:// URL: {e}"))
+        let conn = RedisConn::open(url).map_err(|e| match e.kind() {
+            redis::ErrorKind::InvalidClientConfig => StoreError::Unavailable(format!(
+                "RAYBOT_STORE `{shown}` is not a valid redis://, rediss://, redis+cluster:// or rediss+cluster:// URL: {e}"
+            )),
+            _ => unavailable(&shown, e),
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(700)))
-            .set_response_timeout(Some(Duration::from_millis(1000)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| unavailable(&shown, e))?;
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
@@ -233,12 +237,10 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        // One GET per release in one pipeline (not MGET: the keys live in different cluster slots).
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.get(self.summary_key(id));
-        }
-        let rows: Vec<Option<String>> = self.timed("reading the release index", pipe.query_async(&mut conn)).await?;
+        // One GET per release in one pipeline (on a cluster one MGET split by slot: the keys live in
+        // different slots).
+        let keys: Vec<String> = ids.iter().map(|id| self.summary_key(id)).collect();
+        let rows: Vec<Option<String>> = self.timed("reading the release index", conn.get_each(&keys)).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, row) in ids.iter().zip(rows) {
             let Some(json) = row else { continue };
@@ -380,7 +382,31 @@ impl Store for RedisStore {
         if expected_len == 0 && !summary.finished {
             pipe.cmd("ZADD").arg(self.active_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
         }
-        let out = self.timed(&format!("appending to {release}"), self.query_pipe(&pipe, &[&self.append])).await?;
+        let out = if self.conn.is_cluster() {
+            // The index is in another slot: index first (so a stored log is always listed; an index
+            // row without a summary is skipped by `summaries`), then the script on its own, which
+            // also reloads itself after NOSCRIPT. Only a new release needs the index (`NX` anyway).
+            let mut conn = self.conn.clone();
+            let mut index = redis::pipe();
+            index.cmd("ZADD").arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
+            if !summary.finished {
+                index.cmd("ZADD").arg(self.active_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
+            }
+            let op = async {
+                if expected_len == 0 {
+                    // `raybot:releases` and `raybot:active` are one node's keys each; one request
+                    // per key keeps every request on one node.
+                    for cmd in index.cmd_iter() {
+                        self.round_trips.fetch_add(1, Ordering::Relaxed);
+                        cmd.query_async::<()>(&mut conn).await?;
+                    }
+                }
+                inv.invoke_async::<Value>(&mut conn).await.map(|reply| vec![reply])
+            };
+            self.timed(&format!("appending to {release}"), op).await?
+        } else {
+            self.timed(&format!("appending to {release}"), self.query_pipe(&pipe, &[&self.append])).await?
+        };
         let Some(Value::Array(reply)) = out.first() else { return Err(corrupt("append", &out)) };
         match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
             (Some("ok"), Some(n)) => {

@@ -1,5 +1,6 @@
-//! The Redis store: the shared conformance suite against a real `redis-server`, outages, duplicate
-//! deliveries, a crash in the middle of the production deploy, and two replicas racing for the lock.
+//! The Redis store: the shared conformance suite against a real `redis-server` and a real Redis
+//! Cluster, outages, duplicate deliveries, a crash in the middle of the production deploy, and two
+//! replicas racing for the lock.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use raybot::engine::{Ask, Button, Release, UserRef};
 use raybot::store::redis::RedisStore;
 use raybot::store::{JobQueue, Store, StoreError};
 
-use crate::redis_server::RedisServer;
+use crate::redis_server::{RedisCluster, RedisServer};
 use crate::support::{LiveChat, Workspace, release_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,6 +23,130 @@ async fn the_conformance_suite_passes_on_redis() {
     // The keys of one release share a hash tag, so they live in one Redis Cluster slot.
     let keys = server.command(&["KEYS", "raybot:{conf-*-race}:*"]);
     assert!(keys.contains(":log") && keys.contains(":summary"), "{keys}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    raybot::store::conformance::run_all(|| RedisStore::open(&url).expect("open")).await;
+}
+
+/// On a cluster every key of a release (log, summary, fence) hashes to one slot and lives on the
+/// node owning it, while different releases spread over the nodes; the release index gathers them
+/// from every node; scripts a node forgot (`SCRIPT FLUSH`, as after a restart) are loaded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_release_keeps_to_one_slot_and_releases_spread_over_the_nodes() {
+    use raybot::store::LockOutcome;
+    use raybot::store::conformance::{now_ms, summary};
+
+    let cluster = RedisCluster::start();
+    let store = RedisStore::open(&cluster.url()).expect("open");
+    let t = now_ms();
+    let ids: Vec<String> = (0..20).map(|i| format!("v1.{i}-production-20261122T0000{i:02}Z")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let n = store.append(id, 0, &[format!("{{\"n\":{i}}}")], &summary(id, t + i as u64, 1), None, None).await;
+        assert_eq!(n.expect("append"), 1);
+    }
+    // ids[1] takes production's lapsed lock from ids[0]: that writes ids[0]'s fence key.
+    let env = "production";
+    let LockOutcome::Acquired(old) = store.lock(env, &ids[0], 1_000, t).await.expect("lock") else { panic!("held") };
+    let LockOutcome::Acquired(new) = store.lock(env, &ids[1], 60_000, t + 5_000).await.expect("take over") else {
+        panic!("held")
+    };
+    let fenced = store.append(&ids[0], 1, &["{}".into()], &summary(&ids[0], t, 2), Some(old.token), None).await;
+    assert!(matches!(fenced, Err(StoreError::Fenced { current, .. }) if current == new.token), "{fenced:?}");
+
+    let per_node = cluster.keys_per_node("raybot:*");
+    let holding_logs = per_node.iter().filter(|keys| keys.iter().any(|k| k.ends_with(":log"))).count();
+    assert!(holding_logs >= 2, "all releases landed on one node: {per_node:?}");
+    for id in &ids {
+        let key = |what: &str| format!("raybot:{{{id}}}:{what}");
+        let slot = cluster.keyslot(&key("log"));
+        assert_eq!(cluster.keyslot(&key("summary")), slot, "{id}");
+        assert_eq!(cluster.keyslot(&key("fence")), slot, "{id}");
+        let holders: Vec<&Vec<String>> =
+            per_node.iter().filter(|keys| keys.iter().any(|k| k.starts_with(&format!("raybot:{{{id}}}:")))).collect();
+        assert_eq!(holders.len(), 1, "{id} is split over nodes: {per_node:?}");
+        assert!(holders[0].contains(&key("log")) && holders[0].contains(&key("summary")), "{id}: {:?}", holders[0]);
+    }
+    assert!(
+        per_node.iter().any(|keys| keys.contains(&format!("raybot:{{{}}}:fence", ids[0]))),
+        "no fence key was written: {per_node:?}"
+    );
+
+    // The index (one slot) and the summaries (20 slots on several nodes) come back together.
+    let listed: Vec<String> = store.summaries().await.expect("summaries").into_iter().map(|s| s.id).collect();
+    assert_eq!(listed, ids.iter().rev().cloned().collect::<Vec<_>>());
+
+    // Every node forgets its scripts: appends, locks and idempotency keys still work.
+    for node in &cluster.nodes {
+        assert!(node.command(&["SCRIPT", "FLUSH"]).starts_with("+OK"));
+    }
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let n = store.append(id, 1, &["{\"n\":\"again\"}".into()], &summary(id, t + i as u64, 2), None, None).await;
+        assert_eq!(n.expect("append after SCRIPT FLUSH"), 2, "{id}");
+    }
+    assert!(matches!(store.lock("staging", &ids[2], 60_000, now_ms()).await, Ok(LockOutcome::Acquired(_))));
+    assert!(store.remember("slack-event-1", 60_000, now_ms()).await.expect("remember"));
+    assert!(!store.remember("slack-event-1", 60_000, now_ms()).await.expect("remember again"));
+}
+
+/// The whole cluster freezes: every operation fails within two seconds and changes nothing; when
+/// the nodes wake up the store finds them again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_cluster_fails_fast_and_the_store_reconnects_by_itself() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::open(&cluster.url()).expect("open");
+    let sum = raybot::store::conformance::summary("r1", 1, 1);
+    store.append("r1", 0, &["{\"n\":0}".into()], &sum, None, None).await.expect("append");
+
+    cluster.pause();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let err = store.append("r1", 1, &["{\"n\":1}".into()], &sum, None, None).await.expect_err("paused");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+        let start = Instant::now();
+        assert!(store.summaries().await.is_err());
+        assert!(store.health().await.is_err());
+        assert!(start.elapsed() < Duration::from_secs(4), "took {:?}", start.elapsed());
+    }
+    cluster.resume();
+    let start = Instant::now();
+    let mut ok = None;
+    while ok.is_none() && start.elapsed() < Duration::from_secs(30) {
+        match store.append("r1", 1, &["{\"n\":1}".into()], &sum, None, None).await {
+            Ok(n) => ok = Some(n),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(ok, Some(2), "appending after the cluster woke up");
+    assert!(store.health().await.is_ok());
+    assert_eq!(store.read("r1").await.expect("read"), vec!["{\"n\":0}", "{\"n\":1}"], "a failed append wrote");
+}
+
+/// A release driven through `raybot chat` with `RAYBOT_STORE=redis+cluster://…`, then `/ray history`
+/// and `raybot status --json` on the same cluster.
+#[test]
+fn a_release_runs_on_a_redis_cluster_and_status_lists_it() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let ws = Workspace::new();
+    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray deploy v1.2\n/ray history\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[APPROVAL REQUEST] Readiness review"), "{out}");
+    assert!(out.contains("[RAY] Recent releases:"), "{out}");
+
+    let (status, code) =
+        crate::support::run(ws.raybot(Some(&url)).args(["status", "--json"]), "", Duration::from_secs(20));
+    assert_eq!(code, 0, "{status}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&status).expect(&status);
+    assert_eq!(list.len(), 1, "{status}");
+    let id = list[0]["id"].as_str().unwrap();
+    assert_eq!((list[0]["version"].as_str(), list[0]["env"].as_str()), (Some("v1.2"), Some("production")));
+    assert!(out.contains(&format!("- {id} v1.2 → production")), "{out}");
+    assert!(list[0]["events"].as_u64().unwrap() > 1, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,7 +476,19 @@ fn two_replicas_and_fifty_deploys_make_one_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_queue_hands_each_job_to_exactly_one_replica_and_finds_abandoned_ones() {
     let server = RedisServer::start();
-    let store = RedisStore::open(&server.url()).expect("open");
+    job_queue_contract(&RedisStore::open(&server.url()).expect("open")).await;
+    let keys = server.command(&["KEYS", "raybot:{jobs:slack}*"]);
+    assert!(keys.contains("raybot:{jobs:slack}") && keys.contains(":ids"), "one hash tag per queue: {keys}");
+}
+
+/// The same on a Redis Cluster (every queue script stays in the `{jobs:<platform>}` slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_queue_works_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    job_queue_contract(&RedisStore::open(&cluster.url()).expect("open")).await;
+}
+
+async fn job_queue_contract(store: &RedisStore) {
     let q: Arc<dyn JobQueue> = store.queue().expect("redis has a job queue");
     for i in 0..60 {
         assert!(q.enqueue("slack", &format!("r#job{i}"), &format!("payload {i}")).await.expect("enqueue"));
@@ -422,8 +559,6 @@ async fn the_job_queue_hands_each_job_to_exactly_one_replica_and_finds_abandoned
         assert!(q.taken_by("slack", name).await.expect("taken_by").is_empty(), "{name}");
     }
     assert!(q.enqueue("slack", "r#job7", "payload 7").await.expect("enqueue"));
-    let keys = server.command(&["KEYS", "raybot:{jobs:slack}*"]);
-    assert!(keys.contains("raybot:{jobs:slack}") && keys.contains(":ids"), "one hash tag per queue: {keys}");
 }
 
 /// Two replicas; the one running the production deploy job is killed. The survivor finds the job
