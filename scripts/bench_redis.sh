@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Redis load benchmark: raybot's event path (engine + RedisStore) next to redis-benchmark on the same
+# Redis load benchmark: raybot's delivery path (driver + engine + RedisStore) next to redis-benchmark on the same
 # redis-server, printed side by side with the ratio. Usage: scripts/bench_redis.sh [RATE] [SECONDS]
 set -euo pipefail
 rate="${1:-1000}"
@@ -18,7 +18,7 @@ bench="$(redis-benchmark -p "$port" -t set -n 20000 -c 1 -q --csv | tail -1)"
 echo "$bench"
 set_rps="$(echo "$bench" | cut -d, -f2 | tr -d '"')"
 
-echo "== raybot: engine + RedisStore, ${rate} events/s for ${seconds} s"
+echo "== raybot: deliveries through the driver (dedup check, catch-up, engine, append) on Redis, ${rate}/s for ${seconds} s"
 out="$(REDIS_URL="redis://127.0.0.1:$port" RAYBOT_LOAD_RATE="$rate" RAYBOT_LOAD_SECONDS="$seconds" \
   cargo bench --quiet --bench redis_load 2>/dev/null)"
 echo "$out"

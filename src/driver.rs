@@ -129,6 +129,8 @@ pub struct Driver {
     once: Option<String>,
     /// The store refused the delivery's first event as already recorded.
     duplicate_hit: bool,
+    /// Unfinished releases read with the delivery's idempotency check (used by its catch-up).
+    prefetched: Option<Vec<ReleaseSummary>>,
 }
 
 /// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
@@ -173,6 +175,7 @@ impl Driver {
             foreign: BTreeSet::new(),
             once: None,
             duplicate_hit: false,
+            prefetched: None,
         }
         .with_queue()
     }
@@ -237,9 +240,11 @@ impl Driver {
                 return Ok(false);
             }
         };
+        // Keep the live status message this driver already shows for it (a survivor taking over).
+        let status_post = self.releases.get(id).and_then(|a| a.status_post.clone());
         self.releases.insert(
             id.to_string(),
-            Active { release, log_len, lock_token: token, lock_expires_at, stale: false, status_post: None },
+            Active { release, log_len, lock_token: token, lock_expires_at, stale: false, status_post },
         );
         self.metrics.release_resumed();
         let ev = Event::Resumed { replica: self.replica.clone(), previous, jobs_queued: self.queue.is_some() };
@@ -329,7 +334,10 @@ impl Driver {
     /// a command reaching any replica finds the release it is for. Reads only the index of
     /// unfinished releases; a release is read again only when its log grew.
     pub async fn refresh(&mut self) -> Result<(), StoreError> {
-        let open = self.store.unfinished().await?;
+        let open = match self.prefetched.take() {
+            Some(open) => open,
+            None => self.store.unfinished().await?,
+        };
         let open_ids: BTreeSet<&str> = open.iter().map(|s| s.id.as_str()).collect();
         // Loaded releases that left the index ended on another replica: catch up once.
         let ended: Vec<String> = self
@@ -494,23 +502,30 @@ impl Driver {
             self.capture = Some((user.clone(), Vec::new()));
         }
         let mut duplicate = false;
-        let seen = match &key {
-            None => Ok(false),
-            Some(k) => self.store.seen(&format!("inbound:{k}"), now().0).await,
+        // The idempotency check and the catch-up read of unfinished releases share one round trip.
+        let once = key.as_ref().map(|k| format!("inbound:{k}"));
+        let seen = match self.store.seen_and_unfinished(once.as_deref(), now().0).await {
+            Ok((seen, open)) => {
+                self.prefetched = Some(open);
+                Ok(seen)
+            }
+            Err(e) => Err(e),
         };
         match seen {
             Ok(false) => {
                 // The first event this delivery records carries its key, in the same write: a
                 // replay racing this one (another replica) is refused by the store, and a
                 // delivery whose write failed is handled again when the platform retries it.
-                self.once = key.as_ref().map(|k| format!("inbound:{k}"));
+                self.once = once.clone();
                 self.duplicate_hit = false;
                 self.inbound(inbound).await;
-                self.once = None;
+                // Still set: no event recorded it (status, refusals, a failed write).
+                let unrecorded = self.once.take().is_some();
                 duplicate = std::mem::take(&mut self.duplicate_hit);
-                if let (Some(k), false) = (&key, duplicate) {
-                    // Deliveries that wrote nothing (status, refusals) are remembered too.
-                    if let Err(e) = self.store.remember(&format!("inbound:{k}"), DEDUP_TTL_MS, now().0).await {
+                if let (Some(k), true, false) = (&once, unrecorded, duplicate) {
+                    // Deliveries that wrote nothing are remembered on their own, so a replay is
+                    // not answered twice; an event's key was recorded with it.
+                    if let Err(e) = self.store.remember(k, DEDUP_TTL_MS, now().0).await {
                         tracing::warn!(error = %e, "could not record an idempotency key");
                     }
                 }
@@ -525,6 +540,7 @@ impl Driver {
                 self.reply(&user, ray_error(STORE_DOWN)).await;
             }
         }
+        self.prefetched = None;
         let replies = self.capture.take().map(|(_, r)| r).unwrap_or_default();
         if let Some(done) = done {
             let _ = done.send(Handled { duplicate, replies });

@@ -157,6 +157,20 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.summaries().await?.into_iter().filter(|s| !s.finished).collect())
     }
 
+    /// [`Store::seen`] for `key` (false without a key) and [`Store::unfinished`] together: what
+    /// every delivery reads before it is handled (one round trip on Redis).
+    async fn seen_and_unfinished(
+        &self,
+        key: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(bool, Vec<ReleaseSummary>), StoreError> {
+        let seen = match key {
+            Some(k) => self.seen(k, now_ms).await?,
+            None => false,
+        };
+        Ok((seen, self.unfinished().await?))
+    }
+
     /// The shared job queue, when the store has one (Redis): jobs then run on whichever replica
     /// takes them first. `None` (the embedded store) runs each job in the process that asked.
     fn queue(&self) -> Option<std::sync::Arc<dyn JobQueue>> {

@@ -11,7 +11,7 @@
 //! | `raybot:{<release>}:summary` | string | the index row (JSON) |
 //! | `raybot:{<release>}:fence` | string | fencing token a write must reach (set on takeover) |
 //! | `raybot:releases` | sorted set | release ids by start time (`raybot status`, `/ray history`) |
-//! | `raybot:active` | sorted set | the unfinished ones (what every command reads first) |
+//! | `raybot:unfinished` | hash | release id → index row of each unfinished release (what every command reads first) |
 //! | `raybot:{jobs:<platform>}` | stream | queued jobs, consumer group `runners` (see `redis_jobs.rs`) |
 //! | `raybot:{jobs:<platform>}:ids` | hash | job id → stream entry, so a job is queued once |
 //! | `raybot:replica:<name>` | string | heartbeat of a raybot process, `PX` = job lease |
@@ -21,10 +21,10 @@
 //! | `raybot:{<release>}:once:<key>` | string | idempotency key recorded by the append it caused, `PX` |
 //! | `raybot:seen:<key>` | string | idempotency keys of handled deliveries, `SET NX PX` |
 //!
-//! An accepted event costs one round trip: the append script (check length and fence, `XADD`,
-//! store the summary) and the index `ZADD NX` go out in one pipeline. On a Redis Cluster the index
-//! lives in another slot, and a pipeline must stay on one node: the first event of a release costs
-//! two requests (`ZADD NX`, then the script), later ones only the script. Every operation runs
+//! An accepted event costs one round trip: the append script checks length, fence and idempotency
+//! key, `XADD`s, stores the summary and keeps both indexes. On a Redis Cluster the indexes live in
+//! other slots, and a script or pipeline must stay on one node: the first event of a release costs
+//! three requests (`ZADD NX`, the script, the unfinished row), later ones two. Every operation runs
 //! under a [`OP_TIMEOUT`], so while Redis is unreachable callers learn it within about a second and
 //! a half; the connection reconnects by itself.
 
@@ -58,8 +58,9 @@ local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if server_now > tonumber(ARGV[1]) then return {'late', server_now} end
 "#;
 
-// KEYS: log, summary, fence, once. ARGV: deadline, expected length, fence token ('' = none),
-// summary, once ttl ms ('' = no idempotency key), events….
+// KEYS: log, summary, fence, once [, unfinished, releases — single node only]. ARGV: deadline,
+// expected length, fence token ('' = none), summary, once ttl ms ('' = no idempotency key), release
+// id, start time, finished ('1'/'0'), events….
 const APPEND: &str = r#"
 local len = redis.call('XLEN', KEYS[1])
 if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
@@ -71,9 +72,13 @@ if ARGV[5] ~= '' then
   if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate', len} end
   redis.call('SET', KEYS[4], '1', 'PX', ARGV[5])
 end
-for i = 6, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+for i = 9, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 redis.call('SET', KEYS[2], ARGV[4])
-return {'ok', len + #ARGV - 5}
+if KEYS[5] then
+  if ARGV[8] == '1' then redis.call('HDEL', KEYS[5], ARGV[6]) else redis.call('HSET', KEYS[5], ARGV[6], ARGV[4]) end
+  redis.call('ZADD', KEYS[6], 'NX', ARGV[7], ARGV[6])
+end
+return {'ok', len + #ARGV - 8}
 "#;
 
 // KEYS: lock, counter, last. ARGV: deadline, owner, lease_ms, now_ms, expires_at_ms.
@@ -200,7 +205,7 @@ impl RedisStore {
         format!("{}:releases", self.prefix)
     }
     fn active_key(&self) -> String {
-        format!("{}:active", self.prefix)
+        format!("{}:unfinished", self.prefix)
     }
     fn replica_key(&self, replica: &str) -> String {
         format!("{}:replica:{replica}", self.prefix)
@@ -253,17 +258,36 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// Parses `raybot:unfinished` rows, newest first; rows of finished releases (an index update
+    /// lost on a cluster) are dropped from the index.
+    async fn open_rows(&self, rows: Vec<(String, String)>) -> Result<Vec<ReleaseSummary>, StoreError> {
+        let mut open = Vec::with_capacity(rows.len());
+        let mut done = Vec::new();
+        for (id, json) in rows {
+            let row = serde_json::from_str::<ReleaseSummary>(&json)
+                .map_err(|e| StoreError::Corrupt(format!("unfinished row of {id}: {e}")))?;
+            if row.finished { done.push(id) } else { open.push(row) }
+        }
+        if !done.is_empty() {
+            let mut conn = self.conn.clone();
+            let _ = self.timed("tidying the unfinished index", conn.hdel::<_, _, ()>(self.active_key(), done)).await;
+        }
+        open.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
+        Ok(open)
+    }
+
     /// Releases recorded before the index of unfinished releases existed join it, once per store.
     async fn index_unfinished_once(&self) -> Result<(), StoreError> {
         if self.active_indexed.load(Ordering::Relaxed) {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let marker = format!("{}:active:indexed", self.prefix);
+        let marker = format!("{}:unfinished:indexed", self.prefix);
         let done: bool = self.timed("checking the unfinished index", conn.exists(&marker)).await?;
         if !done {
             for row in self.summaries().await?.into_iter().filter(|r| !r.finished) {
-                let add = conn.zadd::<_, _, _, ()>(self.active_key(), &row.id, row.started_at_ms);
+                let json = serde_json::to_string(&row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let add = conn.hset::<_, _, _, ()>(self.active_key(), &row.id, json);
                 self.timed("building the unfinished index", add).await?;
             }
             self.timed("checking the unfinished index", conn.set::<_, _, ()>(&marker, 1)).await?;
@@ -371,52 +395,51 @@ impl Store for RedisStore {
         // script; `seen:` (below, `remember`) is the cross-release copy read before handling.
         inv.key(format!("{}:{{{release}}}:once:{}", self.prefix, once.map(|(k, _)| k).unwrap_or("-")));
         let deadline = self.deadline().await?;
-        inv.arg(deadline).arg(expected_len).arg(fence.map(|f| f.to_string()).unwrap_or_default()).arg(json);
+        inv.arg(deadline).arg(expected_len).arg(fence.map(|f| f.to_string()).unwrap_or_default()).arg(&json);
         inv.arg(once.map(|(_, ttl)| ttl.max(1).to_string()).unwrap_or_default());
+        inv.arg(release).arg(summary.started_at_ms).arg(if summary.finished { "1" } else { "0" });
         for e in events {
             inv.arg(e.as_str());
         }
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&inv);
-        pipe.cmd("ZADD").arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
-        if expected_len == 0 && !summary.finished {
-            pipe.cmd("ZADD").arg(self.active_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
-        }
-        let out = if self.conn.is_cluster() {
-            // The index is in another slot: index first (so a stored log is always listed; an index
-            // row without a summary is skipped by `summaries`), then the script on its own, which
-            // also reloads itself after NOSCRIPT. Only a new release needs the index (`NX` anyway).
+        let cluster = self.conn.is_cluster();
+        let out = if cluster {
+            // The indexes are in other slots: the release index first (so a stored log is always
+            // listed; an index row without a summary is skipped by `summaries`), then the script on
+            // its own (it reloads itself after NOSCRIPT), then the unfinished index below.
             let mut conn = self.conn.clone();
-            let mut index = redis::pipe();
-            index.cmd("ZADD").arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
-            if !summary.finished {
-                index.cmd("ZADD").arg(self.active_key()).arg("NX").arg(summary.started_at_ms).arg(release).ignore();
-            }
+            let mut index = redis::cmd("ZADD");
+            index.arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release);
             let op = async {
                 if expected_len == 0 {
-                    // `raybot:releases` and `raybot:active` are one node's keys each; one request
-                    // per key keeps every request on one node.
-                    for cmd in index.cmd_iter() {
-                        self.round_trips.fetch_add(1, Ordering::Relaxed);
-                        cmd.query_async::<()>(&mut conn).await?;
-                    }
+                    self.round_trips.fetch_add(1, Ordering::Relaxed);
+                    index.query_async::<()>(&mut conn).await?;
                 }
                 inv.invoke_async::<Value>(&mut conn).await.map(|reply| vec![reply])
             };
             self.timed(&format!("appending to {release}"), op).await?
         } else {
+            // One node: the script keeps both indexes too — one round trip, all or nothing.
+            inv.key(self.active_key()).key(self.index_key());
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(&inv);
             self.timed(&format!("appending to {release}"), self.query_pipe(&pipe, &[&self.append])).await?
         };
         let Some(Value::Array(reply)) = out.first() else { return Err(corrupt("append", &out)) };
         match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
             (Some("ok"), Some(n)) => {
-                if summary.finished {
-                    // Once per release: it leaves the index of unfinished releases. If this is lost,
-                    // `unfinished` drops the row when it next reads it.
+                if cluster {
+                    // A second request on a cluster. If it is lost, the row is stale until the next
+                    // event (readers then load the release once more than needed), and a finished
+                    // row is dropped by `unfinished` when it next reads it.
                     let mut conn = self.conn.clone();
-                    let gone =
-                        self.timed("updating the unfinished index", conn.zrem::<_, _, ()>(self.active_key(), release));
-                    if let Err(e) = gone.await {
+                    let update = async {
+                        if summary.finished {
+                            conn.hdel::<_, _, ()>(self.active_key(), release).await
+                        } else {
+                            conn.hset::<_, _, _, ()>(self.active_key(), release, &json).await
+                        }
+                    };
+                    if let Err(e) = self.timed("updating the unfinished index", update).await {
                         tracing::warn!(release = %release, error = %e, "could not update the index of unfinished releases");
                     }
                 }
@@ -466,15 +489,27 @@ impl Store for RedisStore {
     async fn unfinished(&self) -> Result<Vec<ReleaseSummary>, StoreError> {
         self.index_unfinished_once().await?;
         let mut conn = self.conn.clone();
-        let ids: Vec<String> =
-            self.timed("listing unfinished releases", conn.zrevrange(self.active_key(), 0, -1)).await?;
-        let rows = self.rows(&ids).await?;
-        let (done, open): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.finished);
-        if !done.is_empty() {
-            let ids: Vec<&str> = done.iter().map(|r| r.id.as_str()).collect();
-            let _ = self.timed("tidying the unfinished index", conn.zrem::<_, _, ()>(self.active_key(), ids)).await;
+        let rows: Vec<(String, String)> =
+            self.timed("listing unfinished releases", conn.hgetall(self.active_key())).await?;
+        self.open_rows(rows).await
+    }
+
+    async fn seen_and_unfinished(
+        &self,
+        key: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(bool, Vec<ReleaseSummary>), StoreError> {
+        let Some(key) = key else { return Ok((false, self.unfinished().await?)) };
+        if self.conn.is_cluster() || !self.active_indexed.load(Ordering::Relaxed) {
+            return Ok((self.seen(key, now_ms).await?, self.unfinished().await?));
         }
-        Ok(open)
+        // One round trip: what every delivery reads before it is handled.
+        let mut pipe = redis::pipe();
+        pipe.exists(format!("{}:seen:{key}", self.prefix)).hgetall(self.active_key());
+        let mut conn = self.conn.clone();
+        let (seen, rows): (bool, Vec<(String, String)>) =
+            self.timed("reading the unfinished releases", pipe.query_async(&mut conn)).await?;
+        Ok((seen, self.open_rows(rows).await?))
     }
 
     fn queue(&self) -> Option<Arc<dyn super::JobQueue>> {
