@@ -636,3 +636,33 @@ fn a_survivor_reports_the_job_of_a_stopped_replica_and_rolls_back() {
             .any(|e| matches!(&e.event, raybot::engine::Event::JobLost { replica, .. } if replica == "replica-a"))
     );
 }
+
+/// `rediss://`: raybot talks TLS to Redis and verifies the server's certificate — against the
+/// system's roots, or a private CA named by `SSL_CERT_FILE`. Without the CA it refuses to connect
+/// and says the store is unavailable (nothing is written in the clear).
+#[test]
+fn rediss_verifies_the_server_certificate() {
+    let server = RedisServer::start_tls();
+    let url = server.tls_url();
+    let ca = server.tls.as_ref().unwrap().1.clone();
+    let ws = Workspace::new();
+
+    let mut untrusted = ws.raybot(Some(&url));
+    untrusted.args(["chat", "--user", "alice"]).env_remove("SSL_CERT_FILE").env("SSL_CERT_DIR", ws.path());
+    let (out, _) = crate::support::run(&mut untrusted, "/ray deploy v1.2\n", Duration::from_secs(60));
+    assert!(out.contains("state store unavailable") && out.contains("invalid peer certificate"), "{out}");
+    assert!(server.command(&["DBSIZE"]).starts_with(":0"), "nothing written without a trusted certificate");
+
+    let mut trusted = ws.raybot(Some(&url));
+    trusted.args(["chat", "--user", "alice"]).env("SSL_CERT_FILE", &ca);
+    let (out, code) = crate::support::run(&mut trusted, "/ray deploy v1.2\n", Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("started by @alice"), "{out}");
+    let mut status = ws.raybot(Some(&url));
+    status.args(["status", "--json"]).env("SSL_CERT_FILE", &ca);
+    let (json, code) = crate::support::run(&mut status, "", Duration::from_secs(30));
+    assert_eq!(code, 0, "{json}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&json).expect("json");
+    assert_eq!(list.len(), 1, "{json}");
+    assert!(server.command(&["KEYS", "raybot:*:log"]).contains(list[0]["id"].as_str().unwrap()));
+}

@@ -17,6 +17,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// The server's own options (persistence, cluster mode), reused by [`RedisServer::restart`].
     args: &'static [&'static str],
+    /// With [`RedisServer::start_tls`]: the TLS port and the CA that signed the server certificate.
+    pub tls: Option<(u16, PathBuf)>,
 }
 
 /// Append-only persistence, so a restart keeps the data (like production).
@@ -44,7 +46,7 @@ impl RedisServer {
             let port = free_port();
             let mut child = spawn(port, dir.path().to_path_buf(), PERSISTENT);
             if wait_ready(&mut child, port, Duration::from_secs(10)) {
-                return RedisServer { child, port, dir, args: PERSISTENT };
+                return RedisServer { child, port, dir, args: PERSISTENT, tls: None };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -54,6 +56,80 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A server that also speaks TLS on a second port, with a certificate for 127.0.0.1 signed by a
+    /// CA made for this test (`openssl` CLI). The plain port stays for [`RedisServer::command`].
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::Builder::new().prefix("raybot-redis-tls-").tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let steps: [Vec<&str>; 3] = [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=raybot test CA"],
+            ]
+            .concat(),
+            [&["req"][..], &ec, &["-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "tls.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "tls.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        ];
+        for step in steps {
+            let out = match Command::new("openssl").args(&step).current_dir(d).output() {
+                Ok(o) => o,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    panic!(
+                        "openssl is not on PATH (Debian/Ubuntu: `sudo apt-get install openssl`): the TLS test makes its own certificates"
+                    )
+                }
+                Err(e) => panic!("openssl: {e}"),
+            };
+            assert!(out.status.success(), "openssl {step:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        for _ in 0..20 {
+            let (port, tls_port) = (free_port(), free_port());
+            let p = tls_port.to_string();
+            let tls = [
+                "--tls-port",
+                &p,
+                "--tls-cert-file",
+                "tls.crt",
+                "--tls-key-file",
+                "tls.key",
+                "--tls-auth-clients",
+                "no",
+            ];
+            let mut child = spawn_in(port, d.to_path_buf(), PERSISTENT, &tls);
+            if wait_ready(&mut child, port, Duration::from_secs(10)) {
+                let ca = d.join("ca.crt");
+                return RedisServer { child, port, dir, args: PERSISTENT, tls: Some((tls_port, ca)) };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start with TLS on any free port");
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` of a [`RedisServer::start_tls`] server.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls.as_ref().expect("started with start_tls").0)
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — the hard outage.
@@ -123,10 +199,17 @@ fn wait_ready(child: &mut Child, port: u16, within: Duration) -> bool {
 }
 
 fn spawn(port: u16, dir: PathBuf, args: &[&str]) -> Child {
+    spawn_in(port, dir, args, &[])
+}
+
+/// Starts redis-server with its working directory in `dir` (relative file options resolve there).
+fn spawn_in(port: u16, dir: PathBuf, args: &[&str], more: &[&str]) -> Child {
     let port_s = port.to_string();
     match Command::new("redis-server")
+        .current_dir(&dir)
         .args(["--port", &port_s, "--bind", "127.0.0.1", "--save", ""])
         .args(args)
+        .args(more)
         .args(["--protected-mode", "no", "--loglevel", "warning"])
         .arg("--dir")
         .arg(&dir)
@@ -244,7 +327,7 @@ fn start_cluster_node() -> RedisServer {
         let port = cluster_port(attempt);
         let mut child = spawn(port, dir.path().to_path_buf(), CLUSTER_NODE);
         if wait_ready(&mut child, port, Duration::from_secs(10)) {
-            return RedisServer { child, port, dir, args: CLUSTER_NODE };
+            return RedisServer { child, port, dir, args: CLUSTER_NODE, tls: None };
         }
         let _ = child.kill();
         let _ = child.wait();
