@@ -301,6 +301,7 @@ impl Driver {
             metrics: self.metrics.clone(),
             lease_ms: self.job_lease_ms(),
             wake: self.wake.clone(),
+            holding: std::sync::Mutex::new(BTreeSet::new()),
         };
         tokio::spawn(w.run());
     }
@@ -1220,6 +1221,10 @@ struct Worker {
     metrics: Arc<Metrics>,
     lease_ms: u64,
     wake: Arc<tokio::sync::Notify>,
+    /// Entries whose result (or loss) went to the driver and is not recorded yet: their claims
+    /// are renewed until the driver acknowledges them, so a result waiting for Redis to come back
+    /// is not declared lost by another replica meanwhile.
+    holding: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Worker {
@@ -1254,6 +1259,7 @@ impl Worker {
                     if let Err(e) = this.store.heartbeat(&this.replica, this.lease_ms).await {
                         tracing::warn!(error = %e, "could not record this process's heartbeat");
                     }
+                    this.renew_held().await;
                     match this.queue.claim_abandoned(&this.platform, &this.replica, this.lease_ms).await {
                         Ok(found) => {
                             for (job, owner) in found {
@@ -1293,10 +1299,33 @@ impl Worker {
         }
     }
 
+    /// Renews the claims of results the driver has not recorded yet; forgets acknowledged ones.
+    async fn renew_held(&self) {
+        let held: Vec<String> = self.holding.lock().map(|h| h.iter().cloned().collect()).unwrap_or_default();
+        for entry in held {
+            match self.queue.extend(&self.platform, &self.replica, &entry).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Ok(mut h) = self.holding.lock() {
+                        h.remove(&entry);
+                    }
+                }
+                Err(e) => tracing::warn!(entry = %entry, error = %e, "could not renew a held job claim"),
+            }
+        }
+    }
+
+    fn hold(&self, entry: &str) {
+        if let Ok(mut h) = self.holding.lock() {
+            h.insert(entry.to_string());
+        }
+    }
+
     /// Reports `job` as lost (its outcome unknown after `owner` stopped).
     fn lost(&self, job: crate::store::QueuedJob, owner: String) {
         match serde_json::from_str::<QueuedPayload>(&job.payload) {
             Ok(p) => {
+                self.hold(&job.entry);
                 let event = Event::JobLost { job: p.spec.id, replica: owner };
                 let _ = self.tx.send(Internal { release: p.release, event: Some(event), ack: Some(job.entry) });
             }
@@ -1334,6 +1363,7 @@ impl Worker {
             }
         };
         self.metrics.job_finished(outcome.succeeded());
+        self.hold(&job.entry);
         let event = Event::JobFinished { job: payload.spec.id, outcome };
         let _ = self.tx.send(Internal { release: payload.release, event: Some(event), ack: Some(job.entry) });
     }
