@@ -262,8 +262,10 @@ impl Driver {
     /// stopped sending heartbeats, and takes them over (their reminders, probes and health windows
     /// lived in that process). Called a few times per job lease.
     pub async fn sweep(&mut self) -> Result<(), StoreError> {
+        let open = self.store.unfinished().await?;
+        self.prefetched = Some(open.clone());
         self.refresh().await?;
-        for s in self.store.unfinished().await? {
+        for s in open {
             let Some(other) = s.replica.as_deref() else { continue };
             if other == self.replica || self.foreign.contains(&s.id) || self.store.alive(other).await? {
                 continue;

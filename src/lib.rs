@@ -10,7 +10,8 @@
 //! - [`protocol`] — the protocol documents as data (`protocols/*.yaml`), their loading and validation.
 //! - [`command`] — the `/ray …` grammar shared by every chat platform.
 //! - [`config`] — `config/raybot.toml` and `config/release-approvers.yaml`, turned into a release plan.
-//! - [`store`] — durable state: event logs, release index, environment locks, idempotency keys.
+//! - [`store`] — durable state: event logs, release index, environment locks, idempotency keys, and on
+//!   Redis the job queue shared by replicas and their heartbeats.
 //! - [`jobs`] — runs deploy / rollback / validation jobs as argv with timeouts and captured logs.
 //! - [`probe`] — HTTP health probes (success rate, latency percentiles, serving version).
 //! - [`evidence`] — writes evidence files, SHA-256 manifests and zip bundles.

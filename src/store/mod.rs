@@ -2,8 +2,9 @@
 //! and idempotency keys.
 //!
 //! The [`Store`] trait is what the driver talks to. [`file::FileStore`] (redb, one file) is the
-//! embedded default; a Redis implementation plugs in behind the same trait. Payloads are opaque
-//! JSON strings so that stores know nothing about engine types.
+//! embedded default for one process; [`redis::RedisStore`] (one node or a Cluster) is the
+//! production store, shared by replicas, and also offers the [`JobQueue`] and replica heartbeats.
+//! Payloads are opaque JSON strings so that stores know nothing about engine types.
 
 pub mod conformance;
 pub mod file;
