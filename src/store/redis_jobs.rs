@@ -59,6 +59,15 @@ for _ = 1, 8 do
   cursor = claimed[1]
   if cursor == '0-0' then break end
 end
+-- Consumers of processes long gone (pid-named ones pile up) leave the group once nothing is
+-- pending for them; a live one is recreated by its next read.
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], 'runners')) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if info['pending'] == 0 and info['idle'] > 3600000 and info['name'] ~= ARGV[1] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], 'runners', info['name'])
+  end
+end
 return out
 "#;
 
