@@ -90,6 +90,29 @@ pub struct QueuedPayload {
 /// How many queued jobs one raybot process runs at once.
 const MAX_QUEUED_JOBS: usize = 4;
 
+/// Set when this process is stopping: its workers take no new jobs and look for no abandoned ones,
+/// but finish what they run and keep their claims and heartbeat until the results are recorded.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Queued jobs (and loss reports) this process took whose results are not recorded yet.
+static IN_HAND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// This process is stopping: take no new jobs from the shared queue (see [`jobs_in_hand`]).
+pub fn begin_drain() {
+    DRAINING.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Jobs this process took from the shared queue whose results are not recorded yet; a stopping
+/// `raybot serve` waits for this to reach zero (up to `RAYBOT_DRAIN_SECONDS`).
+pub fn jobs_in_hand() -> usize {
+    IN_HAND.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn release_hand() {
+    let _ = IN_HAND.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+        Some(n.saturating_sub(1))
+    });
+}
+
 /// Runs releases for one chat platform.
 pub struct Driver {
     /// Configuration new releases are planned from (running releases keep their frozen plan).
@@ -474,11 +497,16 @@ impl Driver {
                         // The entry stays pending; whoever claims it later finds the result recorded.
                         tracing::warn!(job = %job, error = %e, "could not acknowledge a queued job");
                     }
+                    release_hand();
                 }
             }
             // The release is no longer this driver's to act on; the queue entry stays for the
             // replica that holds it (or is reported lost there).
-            Err(StoreError::Fenced { .. }) => {}
+            Err(StoreError::Fenced { .. }) => {
+                if msg.ack.is_some() {
+                    release_hand();
+                }
+            }
             Err(e) => {
                 // Keep the result and try again: a finished job must not be lost to a store hiccup.
                 tracing::warn!(release = %msg.release, error = %e, "could not record a result; retrying in 1s");
@@ -1262,7 +1290,13 @@ impl Worker {
                         tracing::warn!(error = %e, "could not record this process's heartbeat");
                     }
                     this.renew_held().await;
-                    match this.queue.claim_abandoned(&this.platform, &this.replica, this.lease_ms).await {
+                    let draining = DRAINING.load(std::sync::atomic::Ordering::SeqCst);
+                    let found = if draining {
+                        Ok(Vec::new())
+                    } else {
+                        this.queue.claim_abandoned(&this.platform, &this.replica, this.lease_ms).await
+                    };
+                    match found {
                         Ok(found) => {
                             for (job, owner) in found {
                                 tracing::warn!(job = %job.job, replica = %owner, "a job's replica stopped; its outcome is unknown");
@@ -1281,9 +1315,12 @@ impl Worker {
             if this.tx.is_closed() {
                 return;
             }
-            while running.load(std::sync::atomic::Ordering::SeqCst) < MAX_QUEUED_JOBS {
+            while running.load(std::sync::atomic::Ordering::SeqCst) < MAX_QUEUED_JOBS
+                && !DRAINING.load(std::sync::atomic::Ordering::SeqCst)
+            {
                 match this.queue.take(&this.platform, &this.replica).await {
                     Ok(Some(job)) => {
+                        IN_HAND.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let (w, running, beat) = (this.clone(), running.clone(), beat);
                         tokio::spawn(async move {
@@ -1327,6 +1364,7 @@ impl Worker {
     fn lost(&self, job: crate::store::QueuedJob, owner: String) {
         match serde_json::from_str::<QueuedPayload>(&job.payload) {
             Ok(p) => {
+                IN_HAND.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.hold(&job.entry);
                 let event = Event::JobLost { job: p.spec.id, replica: owner };
                 let _ = self.tx.send(Internal { release: p.release, event: Some(event), ack: Some(job.entry) });
@@ -1345,6 +1383,7 @@ impl Worker {
             Err(e) => {
                 tracing::error!(entry = %job.entry, error = %e, "unreadable job in the queue; dropped");
                 let _ = self.queue.done(&self.platform, &job.entry, &job.job).await;
+                release_hand();
                 return;
             }
         };

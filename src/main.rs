@@ -378,6 +378,24 @@ async fn serve(config: Option<&Path>, protocols: Option<&Path>, listen: Option<S
         eprintln!("chat platforms: {}", platforms.join(", "));
     }
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // Finish the queued jobs this replica runs and record their results before going: another
+    // replica would otherwise report them as "job outcome unknown" after the lease.
+    let limit = std::time::Duration::from_secs(
+        std::env::var("RAYBOT_DRAIN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DRAIN_SECONDS),
+    );
+    let started = std::time::Instant::now();
+    if raybot::driver::jobs_in_hand() > 0 {
+        eprintln!("stopping: waiting up to {}s for {} running job(s)", limit.as_secs(), raybot::driver::jobs_in_hand());
+    }
+    while raybot::driver::jobs_in_hand() > 0 && started.elapsed() < limit {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if raybot::driver::jobs_in_hand() > 0 {
+        eprintln!(
+            "stopping with {} job(s) still running: another replica reports them as outcome unknown",
+            raybot::driver::jobs_in_hand()
+        );
+    }
     for t in tasks {
         t.abort();
     }
@@ -402,7 +420,14 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+    // From now on this replica takes no new jobs from the shared queue; the ones it runs finish.
+    raybot::driver::begin_drain();
+    eprintln!("stopping: taking no new jobs ({} running)", raybot::driver::jobs_in_hand());
 }
+
+/// How long a stopping `raybot serve` waits for the queued jobs it runs (`RAYBOT_DRAIN_SECONDS`);
+/// below fly.io's `kill_timeout` in fly.toml.
+const DRAIN_SECONDS: u64 = 25;
 
 /// `RAYBOT_STORE`, else `REDIS_URL`.
 fn store_spec() -> Option<String> {

@@ -66,7 +66,8 @@ impl DriverHandle {
 }
 
 /// Starts `driver` in its own task: it resumes unfinished releases, then handles deliveries and
-/// background results until every [`DriverHandle`] is dropped.
+/// background results until every [`DriverHandle`] is dropped, and then the results of queued jobs
+/// this process still runs (see [`crate::driver::jobs_in_hand`]).
 pub fn spawn_driver(mut driver: Driver) -> (DriverHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Delivery>(QUEUE);
     let task = tokio::spawn(async move {
@@ -91,6 +92,14 @@ pub fn spawn_driver(mut driver: Driver) -> (DriverHandle, JoinHandle<()>) {
                     None => break,
                 },
                 Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
+            }
+        }
+        // No more deliveries (the server is stopping): results of queued jobs this process still
+        // runs are recorded before the task ends, so nobody has to call them lost.
+        while crate::driver::jobs_in_hand() > 0 {
+            tokio::select! {
+                Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
     });

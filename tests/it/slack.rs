@@ -41,11 +41,12 @@ impl Drop for Serve {
 
 impl Serve {
     async fn start(ws: &Workspace) -> Serve {
-        Serve::start_with(ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None).await
+        Serve::start_with(ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None, None).await
     }
 
-    /// With `app_token`, Socket Mode (and no signing secret).
-    async fn start_with(ws: &Workspace, fake: FakeSlack, app_token: Option<&str>) -> Serve {
+    /// With `app_token`, Socket Mode (and no signing secret); with `store`, that store instead of
+    /// a file store in the workspace.
+    async fn start_with(ws: &Workspace, fake: FakeSlack, app_token: Option<&str>, store: Option<&str>) -> Serve {
         let port = raybot::demo::free_port_block(1).expect("port");
         let log = ws.path().join("serve.log");
         let mut cmd = Command::new(RAYBOT);
@@ -56,7 +57,10 @@ impl Serve {
         let child = cmd
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(ws.path())
-            .env("RAYBOT_STORE", format!("file://{}", ws.path().join(".store").display()))
+            .env(
+                "RAYBOT_STORE",
+                store.map(str::to_string).unwrap_or_else(|| format!("file://{}", ws.path().join(".store").display())),
+            )
             .env("RAYBOT_ARTIFACTS", ws.artifacts())
             .env("RAYBOT_LOG", "info")
             .env("SLACK_BOT_TOKEN", TOKEN)
@@ -350,7 +354,7 @@ async fn slack_socket_mode_takes_commands_and_clicks_over_the_websocket() {
     let ws = Workspace::new();
     let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
     let socket = fake.socket_mode().await;
-    let s = Serve::start_with(&ws, fake, Some("xapp-1-A0RAYBOT01-test")).await;
+    let s = Serve::start_with(&ws, fake, Some("xapp-1-A0RAYBOT01-test"), None).await;
     socket.connected(Duration::from_secs(20)).await;
     assert!(s.fake.calls(Some("apps.connections.open")).iter().all(|c| c.answer["ok"] == true));
     // No HTTP endpoints in Socket Mode.
@@ -402,4 +406,59 @@ async fn slack_socket_mode_takes_commands_and_clicks_over_the_websocket() {
         .await;
     assert_eq!(ack["envelope_id"], "env-4");
     s.ephemeral_to(BOB, "belongs to no running release").await;
+}
+
+/// Stopping `raybot serve` (SIGTERM, as Docker does; fly sends SIGINT) while it runs a job taken
+/// from the Redis job queue: it takes no new work, lets the job finish, records its result, and only
+/// then exits — a clean restart leaves no "job outcome unknown" behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_replica_finishes_its_queued_job_before_it_exits() {
+    let redis = crate::redis_server::RedisServer::start();
+    let ws = Workspace::new();
+    ws.edit_config(|t| {
+        t.replacen(
+            r#"argv = ["scripts/refresh_staging_data.sh", "--env", "{env}", "--output", "{output}"]"#,
+            r#"argv = ["sleep", "3"]"#,
+            1,
+        )
+    });
+    let mut s = Serve::start_with(&ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None, Some(&redis.url())).await;
+    // Typed, not waited for: the answer may follow late (posts are paced at one per second).
+    let trigger = s.trigger();
+    let res = s
+        .send(slash_command(ALICE, WAR_ROOM, "deploy v1.2", &trigger, &s.fake.response_url(&trigger)), Signature::Valid)
+        .await;
+    assert_eq!(res.status(), 200);
+    s.post("running `refresh_data`").await;
+
+    let asked = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let status = loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(40), "raybot serve did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{log}");
+    let (before, after) = log.split_once("stopping: taking no new jobs").unwrap_or_else(|| panic!("{log}"));
+    assert!(before.contains("refresh_data"), "{log}");
+    assert!(!after.contains("running a queued job"), "took a job while stopping:\n{log}");
+
+    let store = raybot::store::redis::RedisStore::open(&redis.url()).expect("open");
+    use raybot::store::Store;
+    let id = store.summaries().await.expect("summaries")[0].id.clone();
+    let events: Vec<raybot::driver::StoredEvent> =
+        store.read(&id).await.expect("read").iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let finished = events.iter().any(
+        |e| matches!(&e.event, raybot::engine::Event::JobFinished { outcome, .. } if outcome.duration_ms >= 2_500),
+    );
+    assert!(finished, "the 3 s job's result was recorded before the exit:\n{log}");
+    assert!(!events.iter().any(|e| matches!(e.event, raybot::engine::Event::JobLost { .. })));
+    assert!(
+        redis.command(&["XPENDING", "raybot:{jobs:slack}", "runners"]).starts_with("*4\r\n:0"),
+        "nothing left pending"
+    );
 }
