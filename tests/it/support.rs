@@ -170,6 +170,14 @@ pub struct LiveChat {
     pub transcript: String,
 }
 
+/// A test that fails half-way must not leave a `raybot chat` running (it would keep taking jobs).
+impl Drop for LiveChat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl LiveChat {
     pub fn start(mut cmd: Command) -> LiveChat {
         let mut child =
