@@ -1305,7 +1305,8 @@ impl Worker {
                         }
                         Err(e) => tracing::warn!(error = %e, "could not look for abandoned jobs"),
                     }
-                    if this.tx.send(Internal { release: String::new(), event: None, ack: None }).is_err() {
+                    // A stopping process takes nothing over.
+                    if !draining && this.tx.send(Internal { release: String::new(), event: None, ack: None }).is_err() {
                         return;
                     }
                 }
