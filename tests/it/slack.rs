@@ -430,6 +430,12 @@ async fn a_stopping_replica_finishes_its_queued_job_before_it_exits() {
         .await;
     assert_eq!(res.status(), 200);
     s.post("running `refresh_data`").await;
+    // The post comes when the job is queued; wait until this replica's worker has taken it.
+    let start = Instant::now();
+    while !std::fs::read_to_string(&s.log).unwrap_or_default().contains("running a queued job") {
+        assert!(start.elapsed() < Duration::from_secs(30), "the job was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let asked = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
@@ -444,7 +450,7 @@ async fn a_stopping_replica_finishes_its_queued_job_before_it_exits() {
     let log = std::fs::read_to_string(&s.log).unwrap_or_default();
     assert!(status.success(), "{status:?}\n{log}");
     let (before, after) = log.split_once("stopping: taking no new jobs").unwrap_or_else(|| panic!("{log}"));
-    assert!(before.contains("refresh_data"), "{log}");
+    assert!(before.contains("purpose=refresh_data") || before.contains("refresh_data staging"), "{log}");
     assert!(!after.contains("running a queued job"), "took a job while stopping:\n{log}");
 
     let store = raybot::store::redis::RedisStore::open(&redis.url()).expect("open");
