@@ -18,6 +18,13 @@ fn to_production_approval(sim: &mut Sim) {
     assert!(matches!(sim.release().activity, Activity::Approval { round: 1, .. }), "{}", sim.channel.join("\n"));
 }
 
+/// Runs the sample release until bob and carol said go for production (the deploy starts).
+fn through_production_go(sim: &mut Sim) {
+    to_production_approval(sim);
+    approve(sim, "bob");
+    approve(sim, "carol");
+}
+
 /// The texts of the posts among `fx`.
 fn posts(fx: &[Effect]) -> Vec<String> {
     fx.iter().filter_map(|e| if let Effect::Post { text, .. } = e { Some(text.clone()) } else { None }).collect()
@@ -48,9 +55,7 @@ fn posted(sim: &Sim, needle: &str) -> bool {
 #[test]
 fn clean_release_runs_both_protocols() {
     let mut sim = Sim::new();
-    to_production_approval(&mut sim);
-    approve(&mut sim, "bob");
-    approve(&mut sim, "carol");
+    through_production_go(&mut sim);
     let text = sim.channel.join("\n");
     assert_eq!(sim.outcome, Some(Terminal::Released), "{text}");
     for line in [
@@ -386,9 +391,7 @@ fn production_health_window_breach_escalates() {
 #[test]
 fn unknown_job_after_restart_is_not_rerun() {
     let mut sim = Sim::new();
-    to_production_approval(&mut sim);
-    approve(&mut sim, "bob");
-    approve(&mut sim, "carol");
+    through_production_go(&mut sim);
     // Rebuild from the log cut right after the first production deploy job was asked for.
     let mut r = while_running(&sim, "deploy production");
     assert!(matches!(r.activity, Activity::Job { .. }));
@@ -409,9 +412,7 @@ fn unknown_job_after_restart_is_not_rerun() {
 #[test]
 fn a_queued_job_is_queued_again_on_takeover_and_reported_once_lost() {
     let mut sim = Sim::new();
-    to_production_approval(&mut sim);
-    approve(&mut sim, "bob");
-    approve(&mut sim, "carol");
+    through_production_go(&mut sim);
     let mut r = while_running(&sim, "deploy production");
     let Activity::Job { job, .. } = r.activity.clone() else { panic!("{:?}", r.activity) };
     // A replica taking over a release on the shared queue asks for the same job (the queue drops
@@ -537,9 +538,7 @@ fn tampered_pre_deployment_package_fails_the_readiness_confirmation_gate() {
 #[test]
 fn rollback_asked_during_a_deploy_job_runs_when_the_job_ends() {
     let mut sim = Sim::new();
-    to_production_approval(&mut sim);
-    approve(&mut sim, "bob");
-    approve(&mut sim, "carol");
+    through_production_go(&mut sim);
     // Rebuild the release at the moment the first production deploy job runs.
     let mut r = while_running(&sim, "deploy production");
     let Activity::Job { job, .. } = r.activity.clone() else { panic!() };
@@ -658,9 +657,7 @@ fn reject_button_stops_the_release_and_strangers_cannot_click() {
 #[test]
 fn rollback_asked_during_the_health_window_probe_is_not_lost() {
     let mut sim = Sim::new();
-    to_production_approval(&mut sim);
-    approve(&mut sim, "bob");
-    approve(&mut sim, "carol");
+    through_production_go(&mut sim);
     let mut r = while_running(&sim, "health window");
     let Activity::Probe { probe, .. } = r.activity.clone() else { panic!("{:?}", r.activity) };
     r.handle(

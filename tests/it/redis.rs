@@ -364,6 +364,46 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     assert!(release.freeze.acks.contains_key("alice"), "alice's ack is recorded");
 }
 
+/// A release of v1.2 on `url` whose production deploy job is `sleep 8`, run through one-shot
+/// `raybot chat` sessions up to the confirmed change freeze (the go/no-go still needs bob and carol).
+fn freeze_confirmed_before_a_slow_deploy(ws: &Workspace, url: &str) {
+    ws.edit_config(|t| {
+        t.replacen(
+            r#"deploy = { argv = ["scripts/deploy_backend.sh", "--env", "{env}", "--release", "{version}", "--strategy", "{strategy}", "--percent", "{percent}"], timeout_seconds = 300 }"#,
+            r#"deploy = { argv = ["sleep", "8"], timeout_seconds = 300 }"#,
+            1,
+        )
+    });
+    let (out, code) = ws.chat_on(Some(url), "alice", "/ray deploy v1.2\n");
+    assert_eq!(code, 0, "{out}");
+    let (out, _) = ws.chat_on(Some(url), "alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n");
+    assert!(out.contains("Change freeze in effect"), "{out}");
+    let (out, _) = ws.chat_on(
+        Some(url),
+        "alice",
+        "/ray ack\n/as bob\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
+    );
+    assert!(out.contains("Change freeze confirmed by all 5 stakeholders"), "{out}");
+}
+
+/// Bob (clicking) and carol approve production in `chat`; returns once the deploy job has started.
+fn approve_until_the_deploy_job_runs(ws: &Workspace, chat: &mut LiveChat) {
+    chat.send("/click approve");
+    chat.send("/as carol");
+    chat.send("/ray approve monitoring ready");
+    chat.wait_for("Production deployment", Duration::from_secs(60));
+    let start = Instant::now();
+    while !production_deploy_log(ws).contains("$ sleep 8") {
+        assert!(start.elapsed() < Duration::from_secs(60), "the production deploy job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn production_deploy_log(ws: &Workspace) -> String {
+    std::fs::read_to_string(release_dir(&ws.artifacts()).join("deployment/production-deployment-run.log"))
+        .unwrap_or_default()
+}
+
 /// SIGKILL in the middle of the production deploy job, with Redis as the store: the restarted
 /// raybot still has every ack and approval, reports the job as unknown without re-running it, and
 /// `/ray rollback` then works.
@@ -372,40 +412,13 @@ fn a_crash_during_the_production_deploy_loses_nothing_on_redis() {
     let server = RedisServer::start();
     let url = server.url();
     let ws = Workspace::new();
-    ws.edit_config(|t| {
-        t.replacen(
-            r#"deploy = { argv = ["scripts/deploy_backend.sh", "--env", "{env}", "--release", "{version}", "--strategy", "{strategy}", "--percent", "{percent}"], timeout_seconds = 300 }"#,
-            r#"deploy = { argv = ["sleep", "8"], timeout_seconds = 300 }"#,
-            1,
-        )
-    });
-    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray deploy v1.2\n");
-    assert_eq!(code, 0, "{out}");
-    let (out, _) = ws.chat_on(Some(&url), "alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n");
-    assert!(out.contains("Change freeze in effect"), "{out}");
-    let (out, _) = ws.chat_on(
-        Some(&url),
-        "alice",
-        "/ray ack\n/as bob\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
-    );
-    assert!(out.contains("Change freeze confirmed by all 5 stakeholders"), "{out}");
+    freeze_confirmed_before_a_slow_deploy(&ws, &url);
 
     let mut cmd = ws.raybot(Some(&url));
     cmd.args(["chat", "--user", "bob"]).env("RAYBOT_REPLICA", "raybot-prod-1");
     let mut chat = LiveChat::start(cmd);
-    chat.send("/click approve");
-    chat.send("/as carol");
-    chat.send("/ray approve monitoring ready");
-    chat.wait_for("Production deployment", Duration::from_secs(60));
-    let log = || {
-        std::fs::read_to_string(release_dir(&ws.artifacts()).join("deployment/production-deployment-run.log"))
-            .unwrap_or_default()
-    };
-    let start = Instant::now();
-    while !log().contains("$ sleep 8") {
-        assert!(start.elapsed() < Duration::from_secs(60), "the production deploy job never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    approve_until_the_deploy_job_runs(&ws, &mut chat);
+    let log = || production_deploy_log(&ws);
     chat.kill();
 
     // Everything people did is still in Redis.
@@ -570,23 +583,8 @@ fn a_survivor_reports_the_job_of_a_stopped_replica_and_rolls_back() {
     let server = RedisServer::start();
     let url = server.url();
     let ws = Workspace::new();
-    ws.edit_config(|t| {
-        t.replacen(
-            r#"deploy = { argv = ["scripts/deploy_backend.sh", "--env", "{env}", "--release", "{version}", "--strategy", "{strategy}", "--percent", "{percent}"], timeout_seconds = 300 }"#,
-            r#"deploy = { argv = ["sleep", "8"], timeout_seconds = 300 }"#,
-            1,
-        )
-        .replacen("job_lease_seconds = 15", "job_lease_seconds = 2", 1)
-    });
-    let (out, code) = ws.chat_on(Some(&url), "alice", "/ray deploy v1.2\n");
-    assert_eq!(code, 0, "{out}");
-    ws.chat_on(Some(&url), "alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n");
-    let (out, _) = ws.chat_on(
-        Some(&url),
-        "alice",
-        "/ray ack\n/as bob\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
-    );
-    assert!(out.contains("Change freeze confirmed by all 5 stakeholders"), "{out}");
+    ws.edit_config(|t| t.replacen("job_lease_seconds = 15", "job_lease_seconds = 2", 1));
+    freeze_confirmed_before_a_slow_deploy(&ws, &url);
 
     let replica = |name: &str, user: &str| {
         let mut cmd = ws.raybot(Some(&url));
@@ -594,19 +592,8 @@ fn a_survivor_reports_the_job_of_a_stopped_replica_and_rolls_back() {
         LiveChat::start(cmd)
     };
     let mut a = replica("replica-a", "bob");
-    a.send("/click approve");
-    a.send("/as carol");
-    a.send("/ray approve monitoring ready");
-    a.wait_for("Production deployment", Duration::from_secs(60));
-    let log = || {
-        std::fs::read_to_string(release_dir(&ws.artifacts()).join("deployment/production-deployment-run.log"))
-            .unwrap_or_default()
-    };
-    let start = Instant::now();
-    while !log().contains("$ sleep 8") {
-        assert!(start.elapsed() < Duration::from_secs(60), "the production deploy job never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    approve_until_the_deploy_job_runs(&ws, &mut a);
+    let log = || production_deploy_log(&ws);
 
     // replica-b starts while replica-a is alive and running the job: it leaves the release alone.
     let mut b = replica("replica-b", "alice");
