@@ -249,12 +249,9 @@ impl RedisStore {
         let mut out = Vec::with_capacity(rows.len());
         for (id, row) in ids.iter().zip(rows) {
             let Some(json) = row else { continue };
-            out.push(
-                serde_json::from_str::<ReleaseSummary>(&json)
-                    .map_err(|e| StoreError::Corrupt(format!("summary of {id}: {e}")))?,
-            );
+            out.push(parse_row(id, &json)?);
         }
-        out.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
+        newest_first(&mut out);
         Ok(out)
     }
 
@@ -264,15 +261,14 @@ impl RedisStore {
         let mut open = Vec::with_capacity(rows.len());
         let mut done = Vec::new();
         for (id, json) in rows {
-            let row = serde_json::from_str::<ReleaseSummary>(&json)
-                .map_err(|e| StoreError::Corrupt(format!("unfinished row of {id}: {e}")))?;
+            let row = parse_row(&id, &json)?;
             if row.finished { done.push(id) } else { open.push(row) }
         }
         if !done.is_empty() {
             let mut conn = self.conn.clone();
             let _ = self.timed("tidying the unfinished index", conn.hdel::<_, _, ()>(self.active_key(), done)).await;
         }
-        open.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
+        newest_first(&mut open);
         Ok(open)
     }
 
@@ -344,6 +340,16 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await
     }
+}
+
+/// An index row (`…:summary`, or a field of `raybot:unfinished`) of release `id`.
+fn parse_row(id: &str, json: &str) -> Result<ReleaseSummary, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("summary of {id}: {e}")))
+}
+
+/// Newest release first (`raybot status`, `/ray history`), ties by id.
+fn newest_first(rows: &mut [ReleaseSummary]) {
+    rows.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.id.cmp(&a.id)));
 }
 
 fn wall_ms() -> i64 {
