@@ -74,7 +74,7 @@ async fn run(url: &str, rate: u64, seconds: u64) {
         }
     }
     let rebuilt = Release::replay(log.iter()).expect("replay");
-    let lock = match store.lock(&rebuilt.env, &id, 600_000, raybot::driver::now().0).await.expect("lock") {
+    let lock = match store.lock(&rebuilt.env, &id, 600_000, raybot::clock::now().0).await.expect("lock") {
         raybot::store::LockOutcome::Acquired(l) => l,
         raybot::store::LockOutcome::Held(l) => panic!("lock held by {}", l.owner),
     };
@@ -92,11 +92,11 @@ async fn run(url: &str, rate: u64, seconds: u64) {
     let config = raybot::config::Config::embedded(dir.path()).expect("config");
     let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
     let platform = rebuilt.plan.people.platform.clone();
-    let metrics = Arc::new(raybot::http::Metrics::new());
+    let metrics = Arc::new(raybot::metrics::Metrics::new());
     let shared: Arc<dyn Store> = store.clone();
     let mut driver =
         Driver::new(config, catalog, shared, Arc::new(Quiet), dir.path().join("artifacts"), &platform, metrics);
-    driver.refresh().await.expect("catch up");
+    driver.refresh(store.unfinished().await.expect("read")).await.expect("catch up");
     let people = ["alice", "bob", "carol", "dave", "erin"];
 
     let total = rate * seconds;

@@ -18,8 +18,8 @@ use crate::chat::{ChatError, ChatSink, Inbound};
 use crate::config::Config;
 use crate::driver::Driver;
 use crate::engine::{Activity, Ask, Button, Terminal, UserRef};
-use crate::http::Metrics;
 use crate::jobs::{JobRequest, run_job};
+use crate::metrics::Metrics;
 use crate::protocol::Catalog;
 use crate::store::Store;
 

@@ -23,6 +23,7 @@
 //! - [`http`] — `raybot serve`: `/healthz` and Prometheus `/metrics`.
 
 pub mod chat;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod demo;
@@ -31,8 +32,9 @@ pub mod engine;
 pub mod evidence;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod probe;
 pub mod protocol;
 pub mod sample_app;
-pub mod server;
+pub mod serve;
 pub mod store;

@@ -13,7 +13,7 @@ use raybot::config::Config;
 use raybot::demo::{DemoOptions, Failure};
 use raybot::driver::Driver;
 use raybot::engine::Strategy;
-use raybot::http::{AppState, Metrics};
+use raybot::metrics::Metrics;
 use raybot::protocol::Catalog;
 
 #[derive(Parser)]
@@ -308,7 +308,7 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
     let cfg = load_config(config)?;
     let catalog = load_catalog(protocols)?;
     let store = raybot::store::open(store_spec().as_deref()).context("opening the state store")?;
-    let session = format!("{:x}", raybot::driver::now().0);
+    let session = format!("{:x}", raybot::clock::now().0);
     let local = Arc::new(LocalChat::new(Box::new(std::io::stdout()), &session));
     let artifacts = std::path::absolute(&artifacts)?;
     let mut driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
@@ -344,90 +344,18 @@ async fn serve(config: Option<&Path>, protocols: Option<&Path>, listen: Option<S
         .or_else(|| std::env::var("RAYBOT_LISTEN").ok())
         .or_else(|| std::env::var("PORT").ok().map(|p| format!("0.0.0.0:{p}")))
         .unwrap_or_else(|| "0.0.0.0:8080".to_string());
-    let cfg = load_config(config)?;
-    let catalog = load_catalog(protocols)?;
-    let store = raybot::store::open(store_spec().as_deref()).context("opening the state store")?;
-    let metrics = Arc::new(Metrics::new());
-    let artifacts = std::path::absolute(
-        std::env::var("RAYBOT_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(".artifacts")),
-    )?;
-    let ctx = raybot::server::ServeContext {
-        config: cfg,
-        catalog,
-        store: store.clone(),
-        metrics: metrics.clone(),
-        artifacts,
+    let ctx = raybot::serve::ServeContext {
+        config: load_config(config)?,
+        catalog: load_catalog(protocols)?,
+        store: raybot::store::open(store_spec().as_deref()).context("opening the state store")?,
+        metrics: Arc::new(Metrics::new()),
+        artifacts: std::path::absolute(
+            std::env::var("RAYBOT_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(".artifacts")),
+        )?,
+        drain: Default::default(),
     };
-    let shutdown_store = store.clone();
-    let mut app = raybot::http::router(AppState { store, metrics });
-    let mut platforms = Vec::new();
-    let mut tasks = Vec::new();
-    // Each configured platform gets its own driver task and adds its routes.
-    for started in raybot::server::start_platforms(&ctx).await? {
-        platforms.push(started.name);
-        app = app.merge(started.routes);
-        tasks.extend(started.tasks);
-    }
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
-    eprintln!("raybot listening on http://{}", listener.local_addr()?);
-    if platforms.is_empty() {
-        eprintln!(
-            "no chat platform configured (set SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET, or DISCORD_TOKEN / DISCORD_PUBLIC_KEY): serving /healthz and /metrics only"
-        );
-    } else {
-        eprintln!("chat platforms: {}", platforms.join(", "));
-    }
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-    // Finish the queued jobs this replica runs and record their results before going: another
-    // replica would otherwise report them as "job outcome unknown" after the lease.
-    let limit = std::time::Duration::from_secs(
-        std::env::var("RAYBOT_DRAIN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DRAIN_SECONDS),
-    );
-    let started = std::time::Instant::now();
-    if raybot::driver::jobs_in_hand() > 0 {
-        eprintln!("stopping: waiting up to {}s for {} running job(s)", limit.as_secs(), raybot::driver::jobs_in_hand());
-    }
-    while raybot::driver::jobs_in_hand() > 0 && started.elapsed() < limit {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    if raybot::driver::jobs_in_hand() > 0 {
-        eprintln!(
-            "stopping with {} job(s) still running: another replica reports them as outcome unknown",
-            raybot::driver::jobs_in_hand()
-        );
-    }
-    for t in tasks {
-        t.abort();
-    }
-    // Stopping cleanly: other replicas take this one's releases over now, not after a lease.
-    if let Err(e) = shutdown_store.farewell(&raybot::driver::replica_name()).await {
-        eprintln!("could not remove this replica's heartbeat: {e}");
-    }
-    Ok(0)
+    raybot::serve::run(ctx, &addr).await
 }
-
-/// SIGINT (fly's default kill signal, Ctrl-C) or SIGTERM (Docker, Kubernetes).
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    // From now on this replica takes no new jobs from the shared queue; the ones it runs finish.
-    raybot::driver::begin_drain();
-    eprintln!("stopping: taking no new jobs ({} running)", raybot::driver::jobs_in_hand());
-}
-
-/// How long a stopping `raybot serve` waits for the queued jobs it runs (`RAYBOT_DRAIN_SECONDS`);
-/// below fly.io's `kill_timeout` in fly.toml.
-const DRAIN_SECONDS: u64 = 25;
 
 /// `RAYBOT_STORE`, else `REDIS_URL`.
 fn store_spec() -> Option<String> {

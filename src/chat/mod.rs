@@ -2,7 +2,9 @@
 //! performs the driver's posts through [`ChatSink`]. Adapters hold no release logic.
 
 pub mod discord;
+pub mod handle;
 pub mod local;
+pub mod outbox;
 pub mod slack;
 
 use async_trait::async_trait;
@@ -41,6 +43,40 @@ pub enum Inbound {
     },
 }
 
+impl Inbound {
+    /// Who did it.
+    pub fn user(&self) -> &UserRef {
+        match self {
+            Inbound::Command { user, .. } | Inbound::Reaction { user, .. } | Inbound::Click { user, .. } => user,
+        }
+    }
+
+    /// `command`, `reaction` or `click` (the metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Inbound::Command { .. } => "command",
+            Inbound::Reaction { .. } => "reaction",
+            Inbound::Click { .. } => "click",
+        }
+    }
+}
+
+/// The private answer to a handled delivery that said nothing else: `accepted` when it was
+/// recorded, the duplicate notice when it was a retry, else what the driver said.
+pub fn answer_text(h: &Handled, accepted: &str) -> String {
+    if h.duplicate {
+        "[RAY] Already received — it counts once.".to_string()
+    } else if h.replies.is_empty() {
+        accepted.to_string()
+    } else {
+        h.replies.join("\n")
+    }
+}
+
+/// What a person is told when the driver dropped their delivery unanswered (the process stopped).
+pub const NO_ANSWER: &str =
+    "[RAY ERROR] raybot stopped before it could answer; `/ray status` shows whether it counted.";
+
 /// One inbound event as a platform adapter hands it to the driver.
 #[derive(Debug)]
 pub struct Delivery {
@@ -50,9 +86,9 @@ pub struct Delivery {
     pub key: Option<String>,
     /// What the person did.
     pub inbound: Inbound,
-    /// When set, the driver sends back everything it says privately to this person while handling
-    /// the delivery (instead of calling [`ChatSink::reply`]), so the adapter can answer inside the
-    /// platform's own response (Slack's HTTP reply, Discord's interaction response).
+    /// When set, the driver answers here as soon as the delivery's decision is recorded (or
+    /// refused), with everything it said privately to this person, so the adapter can answer
+    /// inside the platform's own response (Slack's HTTP reply, Discord's interaction response).
     pub done: Option<tokio::sync::oneshot::Sender<Handled>>,
 }
 
@@ -71,6 +107,21 @@ pub struct Handled {
     /// Private answers for the person who sent it, in order (e.g. a `[RAY ERROR] …` line).
     pub replies: Vec<String>,
 }
+
+/// A chat platform as `raybot serve` starts it.
+pub struct Platform {
+    /// `slack` or `discord`.
+    pub name: &'static str,
+    /// Its HTTP endpoints (merged into the server's router).
+    pub routes: axum::Router,
+    /// Its transports (Socket Mode, the Discord gateway): stopped first when the process stops,
+    /// so that no new delivery arrives while the held ones are answered.
+    pub transports: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a driver task for a platform: `(platform name, its chat sink) → the handle into it`.
+pub type SpawnDriver<'a> =
+    &'a mut (dyn FnMut(&'static str, std::sync::Arc<dyn ChatSink>) -> handle::DriverHandle + Send);
 
 /// Errors a chat platform reports.
 #[derive(Debug, thiserror::Error)]

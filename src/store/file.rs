@@ -282,7 +282,7 @@ impl Store for FileStore {
                 }
                 if let Some((key, ttl)) = &once {
                     let scoped = format!("once:{release}:{key}");
-                    if !record_key(&txn, &scoped, *ttl, crate::driver::now().0).map_err(|e| err(*e))? {
+                    if !record_key(&txn, &scoped, *ttl, crate::clock::now().0).map_err(|e| err(*e))? {
                         return Err(StoreError::Duplicate { release, key: key.clone() });
                     }
                 }

@@ -229,7 +229,7 @@ fn driver(ws: &Workspace, store: Arc<dyn Store>, room: Arc<Room>) -> Driver {
     ws.edit_config(|t| t.replace("[job_env]", &format!("[job_env]\nRAYBOT_BIN = \"{}\"", crate::support::RAYBOT)));
     let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
     let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
-    Driver::new(config, catalog, store, room, ws.artifacts(), "local", Arc::new(raybot::http::Metrics::new()))
+    Driver::new(config, catalog, store, room, ws.artifacts(), "local", Arc::new(raybot::metrics::Metrics::new()))
 }
 
 async fn settle(d: &mut Driver) {
@@ -305,7 +305,7 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     // is recorded with the event, so exactly one of them counts it.
     let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
     let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
-    let metrics = Arc::new(raybot::http::Metrics::new());
+    let metrics = Arc::new(raybot::metrics::Metrics::new());
     let mut d2 =
         Driver::new(config, catalog, store.clone(), Arc::new(Room::default()), ws.artifacts(), "local", metrics);
     let freeze = room

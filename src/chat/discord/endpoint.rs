@@ -74,7 +74,7 @@ async fn interactions(State(s): State<Endpoint>, headers: HeaderMap, body: Bytes
             First::Deferred(rx, accepted) => {
                 let http = s.ingress.http().clone();
                 if let Some((_, app, token)) = ids_of {
-                    tokio::spawn(async move { finish_deferred(&http, app, &token, rx, &accepted).await });
+                    s.ingress.follow_up(async move { finish_deferred(&http, app, &token, rx, &accepted).await });
                 }
                 deferred_response()
             }

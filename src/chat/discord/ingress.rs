@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -21,13 +20,9 @@ use tokio::sync::oneshot;
 
 use super::rest::Rest;
 use super::sink::{clip, parse_custom_id};
+use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle};
 use crate::chat::{Delivery, Handled, Inbound};
 use crate::engine::{Button, UserRef, ray_error};
-use crate::server::DriverHandle;
-
-/// How long an interaction waits for the driver before it is deferred (Discord allows 3 s for the
-/// first response; the rest is the callback's own round trip).
-pub(crate) const ANSWER_WITHIN: Duration = Duration::from_millis(2000);
 
 /// Ephemeral-message flag of interaction responses.
 const EPHEMERAL: u64 = 64;
@@ -54,7 +49,7 @@ pub(crate) enum Queued {
 
 /// The first answer to an interaction and, when it was deferred, the text that follows.
 pub(crate) enum First {
-    /// Answered in full within [`ANSWER_WITHIN`].
+    /// Answered in full within [`ACK_BUDGET`].
     Message(String),
     /// Deferred: the answer follows when the driver is done.
     Deferred(oneshot::Receiver<Handled>, String),
@@ -83,6 +78,14 @@ impl Ingress {
     /// Remembers raybot's own user id.
     pub fn set_bot_user(&self, id: UserId) {
         self.bot_user.store(id.get(), Ordering::Relaxed);
+    }
+
+    /// Sends a late answer; a stopping process waits for it before it exits.
+    pub fn follow_up<F>(&self, send: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.handle.follow_up(send);
     }
 
     /// The REST client answers go through.
@@ -178,13 +181,11 @@ impl Ingress {
     }
 }
 
-/// Waits up to [`ANSWER_WITHIN`] for the driver: the full answer, or a deferral.
+/// Waits up to [`ACK_BUDGET`] for the driver: the full answer, or a deferral.
 pub(crate) async fn first_answer(rx: oneshot::Receiver<Handled>, accepted: String) -> First {
-    let mut rx = rx;
-    match tokio::time::timeout(ANSWER_WITHIN, &mut rx).await {
-        Ok(Ok(h)) => First::Message(answer_text(&h, &accepted)),
-        Ok(Err(_)) => First::Message(ray_error("raybot is shutting down; nothing was changed.")),
-        Err(_) => First::Deferred(rx, accepted),
+    match DriverHandle::within(rx, ACK_BUDGET).await {
+        Answer::Now(h) => First::Message(answer_text(&h, &accepted)),
+        Answer::Later(rx) => First::Deferred(rx, accepted),
     }
 }
 
@@ -229,7 +230,7 @@ pub(crate) async fn finish_deferred(
 ) {
     let text = match rx.await {
         Ok(h) => answer_text(&h, accepted),
-        Err(_) => ray_error("raybot stopped before it could answer; check `/ray status`."),
+        Err(_) => crate::chat::NO_ANSWER.to_string(),
     };
     let body = json!({ "content": clip(&text), "allowed_mentions": { "parse": [] } });
     let path = format!("/webhooks/{app}/{token}/messages/@original");
@@ -238,7 +239,7 @@ pub(crate) async fn finish_deferred(
     }
 }
 
-/// Answers a gateway interaction through the callback endpoint: within [`ANSWER_WITHIN`] in
+/// Answers a gateway interaction through the callback endpoint: within [`ACK_BUDGET`] in
 /// full, else deferred and completed later.
 pub(crate) async fn answer_over_rest(http: Arc<Rest>, interaction: Interaction, queued: Queued) {
     let Some((id, app, token)) = ids(&interaction) else { return };

@@ -26,7 +26,8 @@ use serenity::model::id::{ChannelId, GuildId};
 pub use ingress::Ingress;
 pub use sink::DiscordChat;
 
-use crate::server::{ServeContext, Started, spawn_driver};
+use crate::chat::{Platform, SpawnDriver};
+use crate::config::WarRoom;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -37,14 +38,14 @@ fn snowflake(what: &str, s: &str) -> anyhow::Result<u64> {
 }
 
 /// Starts Discord when `DISCORD_TOKEN` (gateway bot) or `DISCORD_PUBLIC_KEY` (HTTP endpoint) is
-/// set: a driver task for platform `discord`, the gateway client and/or the endpoint route.
-pub async fn start(ctx: &ServeContext) -> anyhow::Result<Option<Started>> {
+/// set: a driver task for platform `discord` through `spawn`, the gateway client and/or the
+/// endpoint route.
+pub async fn start(war_room: &WarRoom, spawn: SpawnDriver<'_>) -> anyhow::Result<Option<Platform>> {
     let (token, public_key) = (env("DISCORD_TOKEN"), env("DISCORD_PUBLIC_KEY"));
     if token.is_none() && public_key.is_none() {
         return Ok(None);
     }
     let token = token.context("DISCORD_PUBLIC_KEY is set but DISCORD_TOKEN is not: raybot posts with the bot token")?;
-    let war_room = &ctx.config.raybot.war_room;
     let channel = war_room
         .discord_channel
         .as_deref()
@@ -74,12 +75,12 @@ pub async fn start(ctx: &ServeContext) -> anyhow::Result<Option<Started>> {
     };
 
     let chat = Arc::new(DiscordChat::new(http.clone(), channel));
-    let (handle, driver_task) = spawn_driver(ctx.driver("discord", chat));
+    let handle = spawn("discord", chat);
     let ingress = Arc::new(Ingress::new(handle, http, channel));
-    let mut tasks = vec![driver_task];
+    let mut transports = Vec::new();
     if let (Some(mut client), Some(cell)) = (client, cell) {
         let _ = cell.set(ingress.clone());
-        tasks.push(tokio::spawn(async move {
+        transports.push(tokio::spawn(async move {
             if let Err(e) = client.start().await {
                 tracing::error!(error = %e, "discord gateway stopped");
             }
@@ -89,5 +90,5 @@ pub async fn start(ctx: &ServeContext) -> anyhow::Result<Option<Started>> {
         Some(v) => endpoint::routes(ingress, v),
         None => axum::Router::new(),
     };
-    Ok(Some(Started { name: "discord", routes, tasks }))
+    Ok(Some(Platform { name: "discord", routes, transports }))
 }

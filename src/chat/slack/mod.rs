@@ -24,19 +24,18 @@ use slack_morphism::prelude::*;
 
 pub use sink::{Client, SlackChat};
 
-use crate::chat::{Handled, Inbound};
+use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle, HandleError};
+use crate::chat::{Inbound, NO_ANSWER, Platform, SpawnDriver, answer_text};
 use crate::engine::ray_error;
-use crate::server::{DriverHandle, HandleError, ServeContext, Started, spawn_driver};
 
-/// How long a handler waits for the driver before it acknowledges anyway: Slack gives up at 3 s.
-pub const ACK_WITHIN: Duration = Duration::from_millis(2500);
 /// Posts in the war room: at most one per this interval (Slack's limit for `chat.postMessage`).
 pub const POST_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The answer when a delivery was handled and said nothing privately.
+/// The answer when a delivery was recorded and said nothing privately.
 const ACCEPTED: &str = "[RAY] Accepted.";
-/// The answer when the driver is still busy after [`ACK_WITHIN`]; the replies follow.
-const ACCEPTED_LATER: &str = "[RAY] Accepted — raybot is busy for a moment; its answer follows.";
+/// The answer when the driver has not decided within the budget; the decision follows (always:
+/// through the `response_url` or an ephemeral message).
+const ACCEPTED_LATER: &str = "[RAY] Received — raybot is busy for a moment; its answer follows.";
 
 /// Slack settings from the environment. Secrets stay in here and are never logged.
 pub struct SlackEnv {
@@ -80,15 +79,11 @@ pub fn client(api_url: Option<&str>) -> anyhow::Result<Arc<Client>> {
     Ok(Arc::new(SlackClient::new(connector)))
 }
 
-/// Starts Slack when `SLACK_BOT_TOKEN` is set: its driver task, and either its HTTP routes or its
-/// Socket Mode connection.
-pub async fn start(ctx: &ServeContext, env: SlackEnv) -> anyhow::Result<Started> {
-    let channel = ctx
-        .config
-        .raybot
-        .war_room
-        .slack_channel
-        .clone()
+/// Starts Slack (`SLACK_BOT_TOKEN` is set) in war-room `channel`: its driver task through `spawn`,
+/// and either its HTTP routes or its Socket Mode connection.
+pub async fn start(env: SlackEnv, channel: Option<&str>, spawn: SpawnDriver<'_>) -> anyhow::Result<Platform> {
+    let channel = channel
+        .map(str::to_string)
         .filter(|c| !c.trim().is_empty())
         .context("SLACK_BOT_TOKEN is set but `[war_room] slack_channel` is missing in raybot.toml")?;
     let client = client(env.api_url.as_deref())?;
@@ -102,11 +97,11 @@ pub async fn start(ctx: &ServeContext, env: SlackEnv) -> anyhow::Result<Started>
         }
     };
     let chat = Arc::new(SlackChat::new(client.clone(), token, &channel, POST_INTERVAL));
-    let (handle, driver) = spawn_driver(ctx.driver("slack", chat.clone()));
+    let handle = spawn("slack", chat.clone());
     let desk = Arc::new(Desk { handle, chat, bot_user });
-    let mut tasks = vec![driver];
+    let mut transports = Vec::new();
     let routes = if let Some(app_token) = env.app_token {
-        tasks.push(socket::start(client, desk, app_token).await?);
+        transports.push(socket::start(client, desk, app_token).await?);
         axum::Router::new()
     } else if let Some(secret) = env.signing_secret {
         routes::router(client, desk, &secret)
@@ -115,7 +110,7 @@ pub async fn start(ctx: &ServeContext, env: SlackEnv) -> anyhow::Result<Started>
             "SLACK_BOT_TOKEN is set: set SLACK_SIGNING_SECRET (HTTP endpoints) or SLACK_APP_TOKEN (Socket Mode)"
         )
     };
-    Ok(Started { name: "slack", routes, tasks })
+    Ok(Platform { name: "slack", routes, transports })
 }
 
 /// Where answers go that are ready only after the acknowledgement.
@@ -126,14 +121,6 @@ enum Late {
     Ephemeral(String),
 }
 
-/// What the driver said in time.
-enum Answer {
-    /// Handled within [`ACK_WITHIN`].
-    Now(Handled),
-    /// Still queued or running; the replies follow through [`Late`].
-    Later,
-}
-
 /// Shared by both transports: hands Slack deliveries to the driver.
 pub(crate) struct Desk {
     handle: DriverHandle,
@@ -142,18 +129,18 @@ pub(crate) struct Desk {
 }
 
 impl Desk {
-    /// Queues a delivery and waits up to [`ACK_WITHIN`]; later replies are sent through `late`.
-    async fn hand_over(&self, key: String, inbound: Inbound, late: Late) -> Result<Answer, HandleError> {
-        match self.handle.deliver(Some(key), inbound, ACK_WITHIN).await? {
-            Ok(h) => Ok(Answer::Now(h)),
-            Err(rx) => {
+    /// Queues a delivery and waits up to the handle's budget. An answer that comes later is
+    /// always sent through `late` — "its answer follows" is a promise.
+    async fn hand_over(&self, key: String, inbound: Inbound, late: Late) -> Result<Option<String>, HandleError> {
+        match self.handle.deliver(Some(key), inbound).await? {
+            Answer::Now(h) => Ok(Some(answer_text(&h, ACCEPTED))),
+            Answer::Later(rx) => {
                 let chat = self.chat.clone();
-                tokio::spawn(async move {
-                    let Ok(h) = rx.await else { return };
-                    if h.replies.is_empty() {
-                        return;
-                    }
-                    let text = h.replies.join("\n");
+                self.handle.follow_up(async move {
+                    let text = match rx.await {
+                        Ok(h) => answer_text(&h, ACCEPTED),
+                        Err(_) => NO_ANSWER.to_string(),
+                    };
                     let sent = match &late {
                         Late::ResponseUrl(url) => chat.respond(url, &text).await,
                         Late::Ephemeral(user) => chat.ephemeral(user, &text).await,
@@ -162,7 +149,7 @@ impl Desk {
                         tracing::warn!(error = %e, "could not send a late answer");
                     }
                 });
-                Ok(Answer::Later)
+                Ok(None)
             }
         }
     }
@@ -175,9 +162,9 @@ impl Desk {
         let inbound = payload::command_inbound(&ev.user_id.0, ev.text.as_deref());
         let key = format!("slack:command:{}", ev.trigger_id.0);
         match self.hand_over(key, inbound, Late::ResponseUrl(ev.response_url.clone())).await {
-            Ok(Answer::Now(h)) => answer_text(&h),
-            Ok(Answer::Later) => ACCEPTED_LATER.to_string(),
-            Err(e) => ray_error(e),
+            Ok(Some(text)) => text,
+            Ok(None) => ACCEPTED_LATER.to_string(),
+            Err(e) => ray_error(format!("{e}; nothing was changed.")),
         }
     }
 
@@ -188,10 +175,26 @@ impl Desk {
         if payload::split_message_id(message).map(|(c, _)| c) != Some(self.chat.channel()) {
             return Ok(());
         }
+        // Durable before the 200: Slack retries an event that was not taken. A reaction is
+        // answered only when there is something to say (a refusal).
+        let rx = self.handle.submit(Some(key), inbound.clone())?;
         let user = user.id.clone();
-        if let Answer::Now(h) = self.hand_over(key, inbound, Late::Ephemeral(user.clone())).await? {
-            if !h.replies.is_empty() {
-                self.tell(user, h.replies.join("\n"));
+        match DriverHandle::within(rx, ACK_BUDGET).await {
+            Answer::Now(h) => {
+                if !h.duplicate && !h.replies.is_empty() {
+                    self.tell(user, h.replies.join("\n"));
+                }
+            }
+            Answer::Later(rx) => {
+                let chat = self.chat.clone();
+                self.handle.follow_up(async move {
+                    let Ok(h) = rx.await else { return };
+                    if !h.duplicate && !h.replies.is_empty() {
+                        if let Err(e) = chat.ephemeral(&user, &h.replies.join("\n")).await {
+                            tracing::warn!(error = %e, "could not answer privately");
+                        }
+                    }
+                });
             }
         }
         Ok(())
@@ -205,9 +208,9 @@ impl Desk {
             Err(refusal) => refusal,
             Ok((channel, _, _)) if channel != self.chat.channel() => payload::wrong_channel(self.chat.channel()),
             Ok((_, key, inbound)) => match self.hand_over(key, inbound, Late::Ephemeral(user.clone())).await {
-                Ok(Answer::Now(h)) => answer_text(&h),
-                Ok(Answer::Later) => ACCEPTED_LATER.to_string(),
-                Err(e) => ray_error(e),
+                Ok(Some(text)) => text,
+                Ok(None) => ACCEPTED_LATER.to_string(),
+                Err(e) => ray_error(format!("{e}; nothing was changed.")),
             },
         };
         self.tell(user, text);
@@ -221,16 +224,5 @@ impl Desk {
                 tracing::warn!(error = %e, "could not answer privately");
             }
         });
-    }
-}
-
-/// The private answer to a handled delivery.
-fn answer_text(h: &Handled) -> String {
-    if h.duplicate {
-        "[RAY] Already received — it counts once.".to_string()
-    } else if h.replies.is_empty() {
-        ACCEPTED.to_string()
-    } else {
-        h.replies.join("\n")
     }
 }

@@ -1,0 +1,1240 @@
+//! The driver: the only place where the engine meets the world.
+//!
+//! For every delivery it routes to the right release, lets the engine decide, makes the event
+//! durable in the [`Store`], answers the person — and only then acts: chat effects go to the
+//! [`Outbox`] (which never holds up a decision), jobs to the queue, probes, evidence and timers to
+//! background tasks. Results of that work come back as events through the same path, so a restart
+//! can rebuild every release by replaying its log.
+//!
+//! - [`turn`]: the one delivery being handled, passed down and answered once its event is recorded;
+//! - [`run`]: the event loop behind a [`run::DriverHandle`], with the platforms' 3-second rule;
+//! - [`worker`]: the job queue's worker and the process's [`worker::Drain`];
+//! - [`answers`]: the read-only commands' answers.
+
+pub mod answers;
+pub mod run;
+pub mod turn;
+pub mod worker;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::chat::outbox::{Outbox, Outgoing, Sent};
+use crate::chat::{ChatSink, Delivery, Inbound};
+use crate::clock::now;
+use crate::command::{self, Command, HELP};
+use crate::config::Config;
+use crate::engine::{Activity, Ask, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
+use crate::evidence::{EvidenceWriter, InputCheck};
+use crate::jobs::run_job;
+use crate::metrics::Metrics;
+use crate::probe::{ProbeRequest, run_probe};
+use crate::protocol::Catalog;
+use crate::store::{JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
+use turn::Turn;
+use worker::{Drain, QueuedPayload, Worker, job_request};
+
+/// What the store keeps per event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// When the driver applied it (the `now` the engine saw).
+    pub at: Timestamp,
+    /// The event itself.
+    pub event: Event,
+    /// The raybot process that recorded it (named in "job outcome unknown after … stopped").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+}
+
+/// Message shown when the store cannot take a write.
+pub const STORE_DOWN: &str = "state store unavailable — nothing was changed, try again";
+
+/// Post key of the live status message of a release (chat platforms).
+pub const STATUS_KEY: &str = "status";
+
+struct Active {
+    release: Release,
+    log_len: u64,
+    lock_token: Option<u64>,
+    /// When the environment lock's lease ends (ms); renewed as the release goes on.
+    lock_expires_at: u64,
+    /// The in-memory state holds an event the store did not take: rebuild it before use.
+    stale: bool,
+    /// The status text this driver last sent to its live status message.
+    status_shown: Option<String>,
+    /// This driver asked its outbox to post the release's status message (it started or took
+    /// over the release): until the message id is recorded, its edits go through the outbox.
+    status_posting: bool,
+}
+
+impl Active {
+    fn new(release: Release, log_len: u64, lock_token: Option<u64>, lock_expires_at: u64) -> Active {
+        Active {
+            release,
+            log_len,
+            lock_token,
+            lock_expires_at,
+            stale: false,
+            status_shown: None,
+            status_posting: false,
+        }
+    }
+}
+
+/// Work that comes back to the driver from its background tasks.
+#[derive(Debug)]
+pub enum Internal {
+    /// A result for release `release`: `JobFinished`, `ProbeFinished`, `InputsChecked`,
+    /// `BundleWritten`, `Tick`, `JobLost` ….
+    Result {
+        /// Id of the release that asked for the work.
+        release: String,
+        /// The result.
+        event: Event,
+        /// The job-queue entry to acknowledge once `event` is recorded (a queued job's result).
+        ack: Option<String>,
+    },
+    /// Time to look for releases whose raybot process stopped.
+    Sweep,
+    /// The outbox performed an item (for a keyed post: its message id, to be recorded).
+    Sent(Sent),
+}
+
+impl Internal {
+    fn result(release: String, event: Event) -> Internal {
+        Internal::Result { release, event, ack: None }
+    }
+}
+
+/// Runs releases for one chat platform.
+pub struct Driver {
+    /// Configuration new releases are planned from (running releases keep their frozen plan).
+    pub config: Config,
+    /// Protocols new releases are planned from; also answers `/ray protocols`.
+    pub catalog: Catalog,
+    store: Arc<dyn Store>,
+    /// Where chat effects go; performed by its own task.
+    outbox: Outbox,
+    outbox_task: Option<JoinHandle<()>>,
+    /// The platform shows a live status message per release.
+    live_status: bool,
+    /// Evidence root; each release writes under `<root>/<release id>/`.
+    pub artifacts: PathBuf,
+    platform: String,
+    replica: String,
+    releases: BTreeMap<String, Active>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    /// Background jobs, probes, checks and bundles not yet reported back.
+    in_flight: usize,
+    /// Outcomes of releases that ended while this driver ran.
+    pub finished: Vec<(String, Terminal)>,
+    /// Timers armed by this driver and not yet fired, per release.
+    timers: BTreeMap<String, usize>,
+    /// The shared job queue (Redis), if the store has one.
+    queue: Option<Arc<dyn JobQueue>>,
+    /// Whether this driver's queue worker runs.
+    worker: bool,
+    /// Jobs this driver queued whose results it has not recorded yet.
+    queued: BTreeSet<String>,
+    /// Wakes the queue worker when this driver queued a job.
+    wake: Arc<tokio::sync::Notify>,
+    /// Releases of other chat platforms (never loaded again by this driver).
+    foreign: BTreeSet<String>,
+    /// Whether this process is stopping, shared with its worker.
+    drain: Drain,
+}
+
+/// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
+/// tokens live 15 minutes).
+pub const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
+
+impl Driver {
+    /// A driver for `platform` (`local`, `slack`, `discord`), named as a replica by `RAYBOT_REPLICA`,
+    /// else `FLY_MACHINE_ID`, else `raybot-<pid>`, posting through `chat` by way of its own outbox
+    /// task. [`Driver::resume`] then picks up unfinished releases. Call inside a Tokio runtime.
+    pub fn new(
+        config: Config,
+        catalog: Catalog,
+        store: Arc<dyn Store>,
+        chat: Arc<dyn ChatSink>,
+        artifacts: PathBuf,
+        platform: &str,
+        metrics: Arc<Metrics>,
+    ) -> Driver {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let live_status = chat.live_status();
+        let report = internal_tx.clone();
+        let (outbox, outbox_task) = Outbox::spawn(chat, move |sent| {
+            let _ = report.send(Internal::Sent(sent));
+        });
+        let queue = store.queue();
+        Driver {
+            config,
+            catalog,
+            store,
+            outbox,
+            outbox_task: Some(outbox_task),
+            live_status,
+            artifacts,
+            platform: platform.to_string(),
+            replica: replica_name(),
+            releases: BTreeMap::new(),
+            internal_tx,
+            internal_rx,
+            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+            metrics,
+            in_flight: 0,
+            finished: Vec::new(),
+            timers: BTreeMap::new(),
+            queue,
+            worker: false,
+            queued: BTreeSet::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            foreign: BTreeSet::new(),
+            drain: Drain::default(),
+        }
+    }
+
+    /// Shares `drain` (the process's stop signal and count of jobs in hand) with this driver.
+    pub fn with_drain(mut self, drain: Drain) -> Driver {
+        self.drain = drain;
+        self
+    }
+
+    /// The name of this raybot process (consumer name in the job queue, `replica` in the log).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    fn job_lease_ms(&self) -> u64 {
+        self.config.raybot.release.job_lease_seconds.max(1) * 1000
+    }
+
+    /// Loads every unfinished release of this platform from the store and resumes it, unless the
+    /// raybot process that recorded its latest event is alive (another replica drives it). With a
+    /// shared job queue, also starts this process's queue worker.
+    pub async fn resume(&mut self) -> Result<usize, StoreError> {
+        let mut resumed = 0;
+        for s in self.store.unfinished().await? {
+            if self.releases.contains_key(&s.id) {
+                continue;
+            }
+            if let Some(other) = s.replica.as_deref().filter(|r| *r != self.replica) {
+                if self.store.alive(other).await? {
+                    tracing::info!(release = %s.id, replica = %other, "driven by a live replica; not resuming");
+                    continue;
+                }
+            }
+            if self.take_over(&s.id, true).await? {
+                resumed += 1;
+            }
+        }
+        self.start_worker();
+        Ok(resumed)
+    }
+
+    /// Takes release `id` over: loads it, takes its environment lock and records `Resumed`. When
+    /// `retry` is false (a survivor taking over from a stopped replica) it gives up if anyone
+    /// recorded an event meanwhile. Returns whether it took it over.
+    async fn take_over(&mut self, id: &str, retry: bool) -> Result<bool, StoreError> {
+        let Some((release, log_len, previous)) = self.load(id).await? else { return Ok(false) };
+        if release.plan.people.platform != self.platform {
+            self.foreign.insert(id.to_string());
+            return Ok(false);
+        }
+        if release.is_finished() {
+            return Ok(false);
+        }
+        let (token, lock_expires_at) = match self
+            .store
+            .lock(&release.env, &release.id, self.lease_ms(), now().0)
+            .await?
+        {
+            LockOutcome::Acquired(l) => (Some(l.token), l.expires_at_ms),
+            LockOutcome::Held(l) => {
+                tracing::warn!(release = %release.id, holder = %l.owner, "environment lock held by another release; not resuming");
+                return Ok(false);
+            }
+        };
+        // What this driver already shows of it stays (a survivor taking over).
+        let status_shown = self.releases.get(id).and_then(|a| a.status_shown.clone());
+        let mut active = Active::new(release, log_len, token, lock_expires_at);
+        active.status_shown = status_shown;
+        self.releases.insert(id.to_string(), active);
+        self.metrics.release_resumed();
+        let ev = Event::Resumed { replica: self.replica.clone(), previous, jobs_queued: self.queue.is_some() };
+        match self.apply(id, ev, &mut Turn::background(), retry).await {
+            Ok(()) => {
+                // A release recorded before status messages were keyed has none: this replica posts it.
+                self.post_status(id);
+                Ok(true)
+            }
+            Err(StoreError::Conflict { .. }) => {
+                tracing::info!(release = %id, "another replica moved the release on first; leaving it to them");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks for unfinished releases whose latest event was recorded by a raybot process that
+    /// stopped sending heartbeats, and takes them over (their reminders, probes and health windows
+    /// lived in that process). Called a few times per job lease.
+    pub async fn sweep(&mut self) -> Result<(), StoreError> {
+        let open = self.store.unfinished().await?;
+        self.refresh(open.clone()).await?;
+        for s in open {
+            let Some(other) = s.replica.as_deref() else { continue };
+            if other == self.replica || self.foreign.contains(&s.id) || self.store.alive(other).await? {
+                continue;
+            }
+            if self.take_over(&s.id, false).await? {
+                tracing::warn!(release = %s.id, replica = %other, "took over a release from a stopped replica");
+            }
+        }
+        Ok(())
+    }
+
+    /// This process stops cleanly: it stops counting as alive, so other replicas (or its next
+    /// start) take its releases over without waiting for a lease to lapse.
+    pub async fn farewell(&self) {
+        if let Err(e) = self.store.farewell(&self.replica).await {
+            tracing::warn!(error = %e, "could not remove this process's heartbeat");
+        }
+    }
+
+    /// Starts the queue worker of this process (once; only with a shared job queue).
+    pub fn start_worker(&mut self) {
+        let Some(queue) = self.queue.clone() else { return };
+        if self.worker {
+            return;
+        }
+        self.worker = true;
+        let w = Worker {
+            store: self.store.clone(),
+            queue,
+            platform: self.platform.clone(),
+            replica: self.replica.clone(),
+            tx: self.internal_tx.clone(),
+            artifacts: self.artifacts.clone(),
+            base_dir: self.config.base_dir.clone(),
+            metrics: self.metrics.clone(),
+            lease_ms: self.job_lease_ms(),
+            wake: self.wake.clone(),
+            drain: self.drain.clone(),
+            holding: std::sync::Mutex::new(BTreeSet::new()),
+        };
+        tokio::spawn(w.run());
+    }
+
+    /// Reads release `id` from the store and rebuilds it (the store is the truth when another
+    /// replica wrote to it). Returns the release and its log length, or `None` if it is unknown.
+    async fn load(&self, id: &str) -> Result<Option<(Release, u64, Option<String>)>, StoreError> {
+        let lines = self.store.read(id).await?;
+        let mut events = Vec::with_capacity(lines.len());
+        let mut previous = None;
+        for l in &lines {
+            let e: StoredEvent = serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
+            previous = e.replica.or(previous);
+            events.push((e.at, e.event));
+        }
+        Ok(Release::replay(events.iter()).map(|r| (r, lines.len() as u64, previous)))
+    }
+
+    /// Catches up with events another replica recorded for release `id`.
+    async fn reload(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };
+        if let Some(a) = self.releases.get_mut(id) {
+            a.release = release;
+            a.log_len = log_len;
+            a.stale = false;
+        }
+        Ok(())
+    }
+
+    /// Picks up releases other replicas started or moved on since this one last looked, so that
+    /// a command reaching any replica finds the release it is for. Reads only the index of
+    /// unfinished releases; a release is read again only when its log grew.
+    pub async fn refresh(&mut self, open: Vec<ReleaseSummary>) -> Result<(), StoreError> {
+        let open_ids: BTreeSet<&str> = open.iter().map(|s| s.id.as_str()).collect();
+        // Loaded releases that left the index ended on another replica: catch up once.
+        let ended: Vec<String> = self
+            .releases
+            .iter()
+            .filter(|(id, a)| !a.release.is_finished() && !open_ids.contains(id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            self.reload(&id).await?;
+        }
+        for s in &open {
+            let up_to_date = match self.releases.get(&s.id) {
+                Some(a) => !a.stale && a.log_len == s.events,
+                None => self.foreign.contains(&s.id),
+            };
+            if !up_to_date {
+                self.adopt(&s.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads release `id` from the store (a release another replica started or moved on).
+    async fn adopt(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };
+        if release.plan.people.platform != self.platform {
+            self.foreign.insert(id.to_string());
+            return Ok(());
+        }
+        match self.releases.get_mut(id) {
+            Some(a) => {
+                a.release = release;
+                a.log_len = log_len;
+                a.stale = false;
+            }
+            None => {
+                let lock = self.store.lock_holder(&release.env, now().0).await?.filter(|l| l.owner == id);
+                let (token, expires) = (lock.as_ref().map(|l| l.token), lock.map(|l| l.expires_at_ms).unwrap_or(0));
+                self.releases.insert(id.to_string(), Active::new(release, log_len, token, expires));
+            }
+        }
+        Ok(())
+    }
+
+    /// The release lost its environment lock: stop acting on it and say so.
+    fn fenced(&mut self, id: &str, e: &StoreError) {
+        tracing::warn!(release = %id, error = %e, "fenced: another release holds the environment now");
+        if let Some(a) = self.releases.remove(id) {
+            let text = ray_error(format!(
+                "release {id} lost the {} lock (its lease lapsed and another release took it); this raybot stops acting on {id}. `/ray status` shows what holds {} now.",
+                a.release.env, a.release.env
+            ));
+            self.outbox.send(Outgoing::Post { release: id.to_string(), key: None, text, ask: Ask::Nothing });
+        }
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.config.raybot.release.lock_lease_seconds * 1000
+    }
+
+    /// True when no release is busy: each one waits for people or has ended, nothing runs, and
+    /// the outbox has performed everything.
+    ///
+    /// A release another replica drives (loaded by [`Driver::refresh`]) may be busy there; this
+    /// driver waits only for its own jobs, probes, timers and posts.
+    pub fn idle(&self) -> bool {
+        self.in_flight == 0
+            && self.outbox.pending() == 0
+            && self.releases.iter().all(|(id, a)| {
+                let queued_job = matches!(&a.release.activity, Activity::Job { job, .. } if self.queued.contains(job));
+                !queued_job && (a.release.activity.needs_people() || self.timers.get(id).copied().unwrap_or(0) == 0)
+            })
+    }
+
+    /// Active (unfinished) releases.
+    pub fn active(&self) -> impl Iterator<Item = &Release> {
+        self.releases.values().map(|a| &a.release).filter(|r| !r.is_finished())
+    }
+
+    /// The next background result (jobs, probes, timers, posts …); never `None` while the driver lives.
+    pub async fn recv_internal(&mut self) -> Option<Internal> {
+        self.internal_rx.recv().await
+    }
+
+    /// Stops the outbox once it has performed everything queued (the driver is done).
+    pub async fn close(mut self) {
+        let task = self.outbox_task.take();
+        drop(self);
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Applies a background result (or sweeps for releases whose raybot process stopped, or
+    /// records the message id of a keyed post).
+    pub async fn handle_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Sweep => {
+                if let Err(e) = self.sweep().await {
+                    tracing::warn!(error = %e, "could not look for releases of stopped replicas");
+                }
+            }
+            Internal::Sent(sent) => {
+                let Some((key, message)) = sent.posted.clone() else { return };
+                if let Err(e) = self.record_posted(&sent.release, key, message).await {
+                    tracing::warn!(release = %sent.release, error = %e, "could not record a post's message id; retrying in 1s");
+                    self.later(Internal::Sent(sent));
+                }
+            }
+            Internal::Result { release, event, ack } => self.handle_result(release, event, ack).await,
+        }
+    }
+
+    fn later(&self, msg: Internal) {
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// Records that the post under `key` of release `id` is platform message `message`, unless
+    /// the release already knows it.
+    async fn record_posted(&mut self, id: &str, key: String, message: String) -> Result<(), StoreError> {
+        if !self.releases.contains_key(id) {
+            self.adopt(id).await?;
+        }
+        let known = self.releases.get(id).is_none_or(|a| {
+            a.release.is_finished() && key != STATUS_KEY
+                || a.release.posts.get(&key).is_some_and(|m| m.contains(&message))
+        });
+        if known {
+            return Ok(());
+        }
+        match self.apply(id, Event::Posted { key, message }, &mut Turn::background(), true).await {
+            Ok(()) | Err(StoreError::Fenced { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn handle_result(&mut self, release: String, event: Event, ack: Option<String>) {
+        let queued = ack.is_some();
+        let count = |d: &mut Driver, up: bool| {
+            let n = match &event {
+                _ if queued => return,
+                Event::Tick { .. } => d.timers.entry(release.clone()).or_default(),
+                _ => &mut d.in_flight,
+            };
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        };
+        count(self, false);
+        // A queued job may have been asked for by another replica: read its release first.
+        let mut result = Ok(());
+        if !self.releases.contains_key(&release) {
+            result = self.adopt(&release).await;
+        }
+        if result.is_ok() {
+            result = self.apply(&release, event.clone(), &mut Turn::background(), true).await;
+        }
+        match result {
+            Ok(()) => {
+                if let (Some(entry), Some(queue)) = (&ack, &self.queue) {
+                    let job = match &event {
+                        Event::JobFinished { job, .. } | Event::JobLost { job, .. } => job.clone(),
+                        _ => String::new(),
+                    };
+                    self.queued.remove(&job);
+                    if let Err(e) = queue.done(&self.platform, entry, &job).await {
+                        // The entry stays pending; whoever claims it later finds the result recorded.
+                        tracing::warn!(job = %job, error = %e, "could not acknowledge a queued job");
+                    }
+                    self.drain.release();
+                }
+            }
+            // The release is no longer this driver's to act on; the queue entry stays for the
+            // replica that holds it (or is reported lost there).
+            Err(StoreError::Fenced { .. }) => {
+                if queued {
+                    self.drain.release();
+                }
+            }
+            Err(e) => {
+                // Keep the result and try again: a finished job must not be lost to a store hiccup.
+                tracing::warn!(release = %release, error = %e, "could not record a result; retrying in 1s");
+                count(self, true);
+                self.later(Internal::Result { release, event, ack });
+            }
+        }
+    }
+
+    /// Handles one delivery and answers it through its `done` channel as soon as its decision is
+    /// recorded (or refused). A delivery whose idempotency key was seen before is answered as a
+    /// duplicate. Read-only and malformed commands are answered without any store write.
+    pub async fn deliver(&mut self, d: Delivery) {
+        let Delivery { key, inbound, done } = d;
+        let mut turn = Turn::new(inbound.user().clone(), key.map(|k| format!("inbound:{k}")), done);
+        self.metrics.inbound(inbound.kind());
+        let command = match &inbound {
+            Inbound::Command { text, .. } => match command::parse(text) {
+                Ok(c) => Some(c),
+                Err(e) => return self.tell(&mut turn, ray_error(e)),
+            },
+            _ => None,
+        };
+        match command {
+            Some(Command::Help) => return self.tell(&mut turn, HELP.to_string()),
+            Some(Command::Protocols) => return self.tell(&mut turn, answers::protocols(&self.catalog)),
+            Some(Command::History) => {
+                let text = match self.store.summaries().await {
+                    Ok(list) => answers::history(&list),
+                    Err(_) => ray_error(STORE_DOWN),
+                };
+                return self.tell(&mut turn, text);
+            }
+            Some(Command::Status { version }) => {
+                let text = match self.catch_up(None).await {
+                    Ok(()) => answers::status(self.releases.values().map(|a| &a.release), version.as_deref()),
+                    Err(_) => ray_error(STORE_DOWN),
+                };
+                return self.tell(&mut turn, text);
+            }
+            _ => {}
+        }
+        // The idempotency check and the catch-up read of unfinished releases share one round trip.
+        match self.store.seen_and_unfinished(turn.once.as_deref(), now().0).await {
+            Ok((true, _)) => {
+                tracing::debug!(key = ?turn.once, "duplicate delivery ignored");
+                turn.duplicate = true;
+                return;
+            }
+            Ok((false, open)) => turn.open = Some(open),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read an idempotency key");
+                return self.tell(&mut turn, ray_error(STORE_DOWN));
+            }
+        }
+        self.handle(inbound, command, &mut turn).await;
+        // No event recorded the key (a refusal, a failed write): remember it on its own, after
+        // answering, so that a replay is not answered twice.
+        turn.answer();
+        if let (Some(k), false) = (turn.once.take(), turn.duplicate) {
+            if let Err(e) = self.store.remember(&k, DEDUP_TTL_MS, now().0).await {
+                tracing::warn!(error = %e, "could not record an idempotency key");
+            }
+        }
+    }
+
+    /// Handles something a person did, without idempotency key or answer channel (`raybot chat`,
+    /// the demo): private answers are posted through the outbox.
+    pub async fn inbound(&mut self, msg: Inbound) {
+        self.deliver(Delivery::new(msg)).await
+    }
+
+    /// Catches up with the store: with `open` (read with the idempotency check) or a fresh read.
+    async fn catch_up(&mut self, open: Option<Vec<ReleaseSummary>>) -> Result<(), StoreError> {
+        let open = match open {
+            Some(o) => o,
+            None => self.store.unfinished().await?,
+        };
+        self.refresh(open).await
+    }
+
+    async fn handle(&mut self, inbound: Inbound, command: Option<Command>, turn: &mut Turn) {
+        if let Err(e) = self.catch_up(turn.open.clone()).await {
+            tracing::warn!(error = %e, "could not read the store");
+            return self.tell(turn, ray_error(STORE_DOWN));
+        }
+        match (inbound, command) {
+            (Inbound::Command { user, .. }, Some(Command::Deploy { version, env, strategy })) => {
+                self.deploy(turn, user, version, env, strategy.unwrap_or_default()).await
+            }
+            (Inbound::Command { user, .. }, Some(Command::Release(rc))) => {
+                let Some(id) = self.route(&rc) else {
+                    let what = match rc {
+                        ReleaseCommand::Ack => "no change freeze is waiting for acknowledgement",
+                        ReleaseCommand::Approve { .. } | ReleaseCommand::Reject { .. } => {
+                            "no release is waiting for approval"
+                        }
+                        _ => "no release is running",
+                    };
+                    return self.tell(
+                        turn,
+                        ray_error(format!(
+                            "{what}. `/ray status` shows what is running; `/ray deploy <version>` starts a release."
+                        )),
+                    );
+                };
+                self.apply_for(turn, &id, Event::Command { by: user, command: rc }).await;
+            }
+            (Inbound::Reaction { user, message, emoji, added }, _) => {
+                if let Some(id) = self.release_of_message(&message).await {
+                    let ev = Event::Reaction { by: user, message, emoji, added };
+                    self.apply_for(turn, &id, ev).await;
+                }
+            }
+            (Inbound::Click { user, message, button }, _) => match self.release_of_message(&message).await {
+                Some(id) => self.apply_for(turn, &id, Event::Click { by: user, message, button }).await,
+                None => self.tell(
+                    turn,
+                    ray_error("that button belongs to no running release; `/ray status` shows what is running."),
+                ),
+            },
+            // Read-only commands were answered by `deliver`.
+            (Inbound::Command { .. }, _) => {}
+        }
+    }
+
+    /// The release that posted `message`: from the logs, else from the outbox's own posts whose
+    /// message id is not recorded yet (then recorded first, so the reaction finds it).
+    async fn release_of_message(&mut self, message: &str) -> Option<String> {
+        let known = self
+            .releases
+            .values()
+            .find(|a| a.release.posts.values().any(|ids| ids.iter().any(|m| m == message)))
+            .map(|a| a.release.id.clone());
+        if known.is_some() {
+            return known;
+        }
+        let (id, key) = self.outbox.posted(message)?;
+        match self.record_posted(&id, key, message.to_string()).await {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::warn!(release = %id, error = %e, "could not record a post's message id");
+                None
+            }
+        }
+    }
+
+    /// Says `text` to `to`: in the answer of `turn` while it is open, else privately through the outbox.
+    fn reply(&self, turn: &mut Turn, to: &UserRef, text: String) {
+        if let Some(text) = turn.say(to, text) {
+            self.outbox.send(Outgoing::Reply { to: to.clone(), text });
+        }
+    }
+
+    /// Says `text` to the sender of `turn` (nobody for background work).
+    fn tell(&self, turn: &mut Turn, text: String) {
+        match turn.sender().cloned() {
+            Some(to) => self.reply(turn, &to, text),
+            None => tracing::info!(text = %text, "nobody to tell"),
+        }
+    }
+
+    async fn apply_for(&mut self, turn: &mut Turn, id: &str, ev: Event) {
+        if let Err(e) = self.apply(id, ev, turn, true).await {
+            tracing::warn!(release = %id, error = %e, "store write failed");
+        }
+    }
+
+    async fn deploy(
+        &mut self,
+        turn: &mut Turn,
+        user: UserRef,
+        version: String,
+        env: Option<String>,
+        strategy: crate::engine::Strategy,
+    ) {
+        let env = env.unwrap_or_else(|| "production".to_string());
+        let people = self.config.people(&self.platform);
+        if people.get(&user.id).is_none() {
+            return self.tell(
+                turn,
+                ray_error(format!(
+                    "{} is not in config/release-approvers.yaml; only listed people may start a release.",
+                    user.id
+                )),
+            );
+        }
+        let plan = match self.config.plan(&self.catalog, &env, &self.platform, &version) {
+            Ok(p) => p,
+            Err(e) => return self.tell(turn, ray_error(e)),
+        };
+        let locked = |holder: String| {
+            ray_error(format!(
+                "{env} is locked by release {holder} — one release per environment. Wait for it to finish, or `/ray abort` / `/ray rollback` it."
+            ))
+        };
+        // One release per environment until it ends, however long it waits for people: an
+        // unfinished release holds the environment even if its lease lapsed while nobody ran raybot.
+        let open = turn.open.clone().unwrap_or_default();
+        if let Some(other) = open.iter().find(|s| s.env == env) {
+            let holder =
+                format!("{} ({} by {}, {})", other.id, other.version, people.mention(&other.started_by), other.status);
+            return self.tell(turn, locked(holder));
+        }
+        let started = now();
+        let id = new_release_id(&version, &env, started);
+        let lock = match self.store.lock(&env, &id, self.lease_ms(), started.0).await {
+            Ok(LockOutcome::Acquired(l)) => l,
+            Ok(LockOutcome::Held(l)) => {
+                // Another replica's `/ray deploy` took it first (its release may not be recorded yet).
+                let holder = self.releases.get(&l.owner).map(|a| {
+                    format!(
+                        "{} (started by {}, {})",
+                        a.release.id,
+                        people.mention(&a.release.started_by.id),
+                        a.release.activity.label()
+                    )
+                });
+                return self.tell(turn, locked(holder.unwrap_or(l.owner)));
+            }
+            Err(_) => return self.tell(turn, ray_error(STORE_DOWN)),
+        };
+        let ev =
+            Event::Started { release: id.clone(), version, env: env.clone(), strategy, by: user, plan: Box::new(plan) };
+        let Some((release, fx)) = Release::start(&ev, started) else {
+            let _ = self.store.unlock(&env, &id, lock.token).await;
+            return self.tell(turn, ray_error("could not start the release (empty pipeline)"));
+        };
+        self.releases.insert(id.clone(), Active::new(release, 0, Some(lock.token), lock.expires_at_ms));
+        match self.record(&id, &ev, started, fx, turn).await {
+            Ok(follow) => {
+                self.metrics.release_started();
+                self.post_status(&id);
+                if let Err(e) = self.apply_all(&id, follow, turn).await {
+                    tracing::warn!(release = %id, error = %e, "store write failed");
+                }
+            }
+            Err(e) => {
+                // Nothing was recorded: the lock this deploy took (and only that one) is released.
+                self.releases.remove(&id);
+                if let Err(err) = self.store.unlock(&env, &id, lock.token).await {
+                    tracing::warn!(error = %err, "could not release the environment lock");
+                }
+                if !turn.duplicate {
+                    self.tell(turn, refusal_for(&e));
+                }
+            }
+        }
+    }
+
+    /// Applies `event` to release `id`: decide, persist, answer, then act. Store failures leave
+    /// the release untouched and tell the sender of `turn` (if any) that nothing changed. With
+    /// `retry` false, an event another replica beat to the log is dropped (returns the conflict)
+    /// instead of being decided again on the newer state.
+    pub(crate) async fn apply(
+        &mut self,
+        id: &str,
+        event: Event,
+        turn: &mut Turn,
+        retry: bool,
+    ) -> Result<(), StoreError> {
+        let mut conflicts = 0;
+        loop {
+            if self.releases.get(id).is_some_and(|a| a.stale) {
+                self.reload(id).await?;
+            }
+            let Some(active) = self.releases.get_mut(id) else { return Ok(()) };
+            let at = now();
+            // Decide in place (no copy of a state that grows with the log); if the event cannot be
+            // recorded, the state is marked stale and rebuilt from the store before its next use.
+            let fx = active.release.handle(&event, at);
+            match self.record(id, &event, at, fx, turn).await {
+                Ok(follow) => return self.apply_all(id, follow, turn).await,
+                Err(StoreError::Conflict { .. }) if retry && conflicts < 3 => {
+                    // Another replica recorded an event first: catch up and decide again.
+                    conflicts += 1;
+                    self.reload(id).await?;
+                }
+                Err(StoreError::Duplicate { .. }) => return Ok(()),
+                Err(e) => {
+                    if !matches!(e, StoreError::Fenced { .. }) {
+                        self.tell(turn, refusal_for(&e));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Applies the follow-up events of a recorded event (write errors of evidence), then shows
+    /// the release's status.
+    async fn apply_all(&mut self, id: &str, follow: Vec<Event>, turn: &mut Turn) -> Result<(), StoreError> {
+        let mut queue = VecDeque::from(follow);
+        while let Some(event) = queue.pop_front() {
+            let Some(active) = self.releases.get_mut(id) else { break };
+            let at = now();
+            let fx = active.release.handle(&event, at);
+            match self.record(id, &event, at, fx, turn).await {
+                Ok(more) => queue.extend(more),
+                Err(StoreError::Conflict { .. }) => {
+                    self.reload(id).await?;
+                    queue.push_front(event);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.show_status(id);
+        Ok(())
+    }
+
+    /// Persists `event` of release `id` (already decided into `fx`), answers `turn` with the
+    /// replies meant for its sender, then performs the rest of `fx`. Returns the events the
+    /// effects produced at once (evidence write errors).
+    async fn record(
+        &mut self,
+        id: &str,
+        event: &Event,
+        at: Timestamp,
+        fx: Vec<Effect>,
+        turn: &mut Turn,
+    ) -> Result<Vec<Event>, StoreError> {
+        let Some(active) = self.releases.get_mut(id) else { return Ok(Vec::new()) };
+        active.stale = true;
+        let line =
+            serde_json::to_string(&StoredEvent { at, event: event.clone(), replica: Some(self.replica.clone()) })
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let len = active.log_len;
+        let row = summary(&active.release, len + 1, &self.replica);
+        let once = turn.once.as_deref().map(|k| (k, DEDUP_TTL_MS));
+        match self.store.append(id, len, &[line], &row, active.lock_token, once).await {
+            Ok(_) => turn.once = None,
+            Err(e @ StoreError::Duplicate { .. }) => {
+                // Another replica recorded this very delivery: it answered the person.
+                turn.once = None;
+                turn.duplicate = true;
+                return Err(e);
+            }
+            Err(e @ StoreError::Fenced { .. }) => {
+                self.fenced(id, &e);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(a) = self.releases.get_mut(id) {
+            a.stale = false;
+            a.log_len = len + 1;
+        }
+        // Recorded: the person hears the decision now, before anything is posted or run.
+        let mut rest = Vec::with_capacity(fx.len());
+        for e in fx {
+            match e {
+                Effect::Reply { to, text } if turn.waiting() => self.reply(turn, &to, text),
+                other => rest.push(other),
+            }
+        }
+        turn.answer();
+        self.renew_lock(id, at).await;
+        Ok(self.perform(id, rest, turn).await)
+    }
+
+    /// Asks the outbox for the release's live status message (once per release, by the replica
+    /// that started it or took it over, when the log names none).
+    fn post_status(&mut self, id: &str) {
+        if !self.live_status {
+            return;
+        }
+        let Some(a) = self.releases.get_mut(id) else { return };
+        if a.status_posting || a.release.posts.contains_key(STATUS_KEY) {
+            return;
+        }
+        let text = a.release.status_text();
+        a.status_posting = true;
+        a.status_shown = Some(text.clone());
+        self.outbox.send(Outgoing::Post {
+            release: id.to_string(),
+            key: Some(STATUS_KEY.into()),
+            text,
+            ask: Ask::Nothing,
+        });
+    }
+
+    /// Keeps the release's live status message current: edited when the status line changes
+    /// (who acknowledged, who approved, which phase runs). Whichever replica handles the event
+    /// edits the one message recorded in the release's log.
+    fn show_status(&mut self, id: &str) {
+        if !self.live_status {
+            return;
+        }
+        let Some(a) = self.releases.get_mut(id) else { return };
+        let text = a.release.status_text();
+        if a.status_shown.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let message = a.release.posts.get(STATUS_KEY).and_then(|m| m.last().cloned());
+        if message.is_none() && !a.status_posting {
+            // Posted by another replica and not recorded yet: the next change shows it.
+            return;
+        }
+        a.status_shown = Some(text.clone());
+        self.outbox.send(Outgoing::Edit { release: id.to_string(), key: STATUS_KEY.into(), message, text });
+    }
+
+    /// Picks the release a command is for: the one waiting for that kind of input, else the only one.
+    fn route(&self, rc: &ReleaseCommand) -> Option<String> {
+        use crate::engine::Activity;
+        let active: Vec<&Release> = self.active().collect();
+        let waiting = active.iter().find(|r| match rc {
+            ReleaseCommand::Ack => matches!(r.activity, Activity::Acks { .. }),
+            ReleaseCommand::Approve { .. } | ReleaseCommand::Reject { .. } => {
+                matches!(r.activity, Activity::Approval { .. })
+            }
+            ReleaseCommand::Waive { .. } | ReleaseCommand::Retry => matches!(r.activity, Activity::Halted(_)),
+            _ => false,
+        });
+        match (waiting, active.as_slice()) {
+            (Some(r), _) => Some(r.id.clone()),
+            (None, [only]) => Some(only.id.clone()),
+            _ => None,
+        }
+    }
+
+    /// Extends the environment lock once half of its lease has passed, while the release runs.
+    async fn renew_lock(&mut self, id: &str, at: Timestamp) {
+        let lease = self.lease_ms();
+        let Some(a) = self.releases.get(id) else { return };
+        if a.release.is_finished() || at.0 + lease / 2 < a.lock_expires_at {
+            return;
+        }
+        let env = a.release.env.clone();
+        match self.store.lock(&env, id, lease, at.0).await {
+            Ok(LockOutcome::Acquired(l)) => {
+                if let Some(a) = self.releases.get_mut(id) {
+                    a.lock_token = Some(l.token);
+                    a.lock_expires_at = l.expires_at_ms;
+                }
+            }
+            Ok(LockOutcome::Held(l)) => {
+                let e = StoreError::Fenced {
+                    release: id.to_string(),
+                    token: self.releases.get(id).and_then(|a| a.lock_token).unwrap_or(0),
+                    current: l.token,
+                };
+                self.fenced(id, &e);
+            }
+            Err(e) => tracing::warn!(release = %id, error = %e, "could not renew the environment lock"),
+        }
+    }
+
+    /// Puts a job on the shared queue (any replica's worker takes it). Queueing is idempotent by
+    /// job id; if the store cannot take it now, it is tried again every second in the background
+    /// (and a replica taking the release over queues it again).
+    async fn enqueue(&mut self, queue: Arc<dyn JobQueue>, payload: QueuedPayload) {
+        self.start_worker();
+        let job = payload.spec.id.clone();
+        self.queued.insert(job.clone());
+        let json = match serde_json::to_string(&payload) {
+            Ok(j) => j,
+            Err(e) => return tracing::error!(job = %job, error = %e, "could not encode a job"),
+        };
+        match queue.enqueue(&self.platform, &job, &json).await {
+            Ok(_) => self.wake.notify_one(),
+            Err(e) => {
+                tracing::warn!(job = %job, error = %e, "could not queue a job; trying again every second");
+                let platform = self.platform.clone();
+                let wake = self.wake.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        match queue.enqueue(&platform, &job, &json).await {
+                            Ok(_) => return wake.notify_one(),
+                            Err(e) => tracing::warn!(job = %job, error = %e, "still cannot queue the job"),
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Performs effects; returns events that must be applied right away (message ids, write errors).
+    async fn perform(&mut self, id: &str, fx: Vec<Effect>, turn: &mut Turn) -> Vec<Event> {
+        let mut follow = Vec::new();
+        let root = self.artifacts.join(id);
+        for e in fx {
+            match e {
+                // Chat goes to the outbox: nothing here waits for a platform.
+                Effect::Post { key, text, ask } => {
+                    self.outbox.send(Outgoing::Post { release: id.to_string(), key, text, ask })
+                }
+                Effect::Update { key, text } => {
+                    let message =
+                        self.releases.get(id).and_then(|a| a.release.posts.get(&key)).and_then(|v| v.last().cloned());
+                    self.outbox.send(Outgoing::Edit { release: id.to_string(), key, message, text });
+                }
+                Effect::Reply { to, text } => self.reply(turn, &to, text),
+                Effect::RunJob(spec) => {
+                    let Some(a) = self.releases.get(id) else { continue };
+                    let protocol = a
+                        .release
+                        .plan
+                        .protocols
+                        .get(a.release.cursor.protocol)
+                        .map(|p| format!("Protocol {} ({})", p.id, p.title))
+                        .unwrap_or_default();
+                    let payload = QueuedPayload {
+                        release: id.to_string(),
+                        header: format!(
+                            "# release {id} — {protocol} — {} — job {} — {}",
+                            spec.purpose,
+                            spec.id,
+                            now().rfc3339()
+                        ),
+                        inputs_dir: a.release.plan.inputs_dir.clone(),
+                        spec,
+                    };
+                    match self.queue.clone() {
+                        Some(queue) => self.enqueue(queue, payload).await,
+                        None => {
+                            self.in_flight += 1;
+                            self.metrics.job_started();
+                            let req = job_request(&payload, &self.artifacts, &self.config.base_dir);
+                            let tx = self.internal_tx.clone();
+                            let metrics = self.metrics.clone();
+                            tokio::spawn(async move {
+                                let outcome = run_job(req).await;
+                                metrics.job_finished(outcome.succeeded());
+                                let event = Event::JobFinished { job: payload.spec.id, outcome };
+                                let _ = tx.send(Internal::result(payload.release, event));
+                            });
+                        }
+                    }
+                }
+                Effect::Probe(spec) => {
+                    self.in_flight += 1;
+                    let client = self.http.clone();
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    tokio::spawn(async move {
+                        let req = ProbeRequest {
+                            url: spec.url.clone(),
+                            count: spec.count,
+                            interval: Duration::from_millis(spec.interval_ms),
+                            timeout: Duration::from_millis(spec.timeout_ms),
+                            version_header: spec.version_header.clone(),
+                        };
+                        let report = run_probe(&client, &req).await;
+                        let _ = tx.send(Internal::result(release, Event::ProbeFinished { probe: spec.id, report }));
+                    });
+                }
+                Effect::CheckInputs { check, items } => {
+                    self.in_flight += 1;
+                    let inputs_dir =
+                        self.releases.get(id).map(|a| PathBuf::from(&a.release.plan.inputs_dir)).unwrap_or_default();
+                    let base = self.config.base_dir.clone();
+                    let checks: Vec<InputCheck> = items
+                        .into_iter()
+                        .map(|i| InputCheck {
+                            dir: match i.location.as_str() {
+                                "repository" => base.clone(),
+                                "artifacts" => root.clone(),
+                                _ => inputs_dir.clone(),
+                            },
+                            name: i.name,
+                            required: i.required,
+                            max_age: i.max_age_days.map(|d| Duration::from_secs(d * 86_400)),
+                        })
+                        .collect();
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    tokio::task::spawn_blocking(move || {
+                        let results = crate::evidence::check_inputs(&checks);
+                        let _ = tx.send(Internal::result(release, Event::InputsChecked { check, results }));
+                    });
+                }
+                Effect::WriteEvidence { path, contents } => {
+                    if let Err(err) = EvidenceWriter::new(&root).write(&path, contents.as_bytes()) {
+                        follow.push(Event::EvidenceFailed { file: path, error: err.to_string() });
+                    }
+                }
+                Effect::Bundle { bundle, zip, files, manifest, protocol } => {
+                    self.in_flight += 1;
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    let root = root.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let writer = EvidenceWriter::new(&root);
+                        let event = match writer.bundle(
+                            &zip,
+                            &files,
+                            manifest.as_deref(),
+                            &release,
+                            &protocol,
+                            &now().rfc3339(),
+                        ) {
+                            Ok(report) => Event::BundleWritten { bundle, report },
+                            Err(err) => Event::EvidenceFailed { file: zip, error: err.to_string() },
+                        };
+                        let _ = tx.send(Internal::result(release, event));
+                    });
+                }
+                Effect::ArmTimer { timer, at } => {
+                    *self.timers.entry(id.to_string()).or_default() += 1;
+                    let tx = self.internal_tx.clone();
+                    let release = id.to_string();
+                    let wait = Duration::from_millis(at.0.saturating_sub(now().0));
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = tx.send(Internal::result(release, Event::Tick { timer }));
+                    });
+                }
+                Effect::Finished { outcome } => {
+                    self.metrics.release_finished(outcome.label());
+                    if let Some(a) = self.releases.get(id) {
+                        let env = a.release.env.clone();
+                        if let Some(token) = a.lock_token {
+                            if let Err(err) = self.store.unlock(&env, id, token).await {
+                                tracing::warn!(error = %err, "could not release the environment lock");
+                            }
+                        }
+                    }
+                    self.finished.push((id.to_string(), outcome));
+                }
+            }
+        }
+        follow
+    }
+}
+
+/// This process's name as a replica: `RAYBOT_REPLICA`, else `FLY_MACHINE_ID` (kept across restarts
+/// of a fly machine), else `raybot-<pid>`.
+pub fn replica_name() -> String {
+    std::env::var("RAYBOT_REPLICA")
+        .or_else(|_| std::env::var("FLY_MACHINE_ID"))
+        .unwrap_or_else(|_| format!("raybot-{}", std::process::id()))
+}
+
+/// The index row of a release.
+pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
+    ReleaseSummary {
+        id: r.id.clone(),
+        version: r.version.clone(),
+        env: r.env.clone(),
+        status: r.activity.label(),
+        finished: r.is_finished(),
+        started_by: r.started_by.id.clone(),
+        started_at_ms: r.started_at.0,
+        updated_at_ms: r.updated_at.0,
+        events,
+        replica: Some(replica.to_string()),
+    }
+}
+
+/// A release id unique across replicas: `<version>-<env>-<UTC time>-<4 random hex digits>`, e.g.
+/// `v1.2-production-20261121T233420Z-3f9a`. Two `/ray deploy`s reaching two replicas in the same
+/// second get different ids, so the second can never pass for a renewal of the first one's lock.
+pub fn new_release_id(version: &str, env: &str, at: Timestamp) -> String {
+    let mut bytes = [0u8; 2];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness available: the process id and the clock's milliseconds still tell two
+        // replicas apart.
+        bytes = ((std::process::id() as u16) ^ (at.0 as u16)).to_be_bytes();
+    }
+    format!("{version}-{env}-{}-{}", crate::clock::compact(at), hex::encode(bytes))
+}
+
+/// The refusal for a write the store did not take: nothing changed, and why.
+fn refusal_for(e: &StoreError) -> String {
+    match e {
+        StoreError::Conflict { .. } => {
+            ray_error("the release changed while this was handled; nothing was changed, try again")
+        }
+        _ => ray_error(STORE_DOWN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_ids_of_one_second_differ_and_keep_their_readable_part() {
+        let at = Timestamp(1_763_768_060_123);
+        let ids: BTreeSet<String> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
+        assert!(ids.len() > 60, "{ids:?}");
+        for id in &ids {
+            let (head, tail) = id.rsplit_once('-').unwrap();
+            assert_eq!(head, "v1.2-production-20251121T233420Z");
+            assert_eq!(tail.len(), 4);
+            assert!(tail.chars().all(|c| c.is_ascii_hexdigit()));
+        }
+    }
+}
