@@ -142,8 +142,10 @@ async fn run(
                 }
             }
             let sent = perform(sink.as_ref(), &posted, item).await;
-            pending.fetch_sub(1, Ordering::SeqCst);
+            // Reported before it stops counting as pending: whoever waits for the outbox to be
+            // empty finds the report already sent.
             report(sent);
+            pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

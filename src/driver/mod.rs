@@ -433,11 +433,17 @@ impl Driver {
     /// driver waits only for its own jobs, probes, timers and posts.
     pub fn idle(&self) -> bool {
         self.in_flight == 0
-            && self.outbox.pending() == 0
+            && self.settled()
             && self.releases.iter().all(|(id, a)| {
                 let queued_job = matches!(&a.release.activity, Activity::Job { job, .. } if self.queued.contains(job));
                 !queued_job && (a.release.activity.needs_people() || self.timers.get(id).copied().unwrap_or(0) == 0)
             })
+    }
+
+    /// The outbox has performed everything and its reports (message ids of keyed posts) are
+    /// handled.
+    fn settled(&self) -> bool {
+        self.outbox.pending() == 0 && self.internal_rx.is_empty()
     }
 
     /// Active (unfinished) releases.

@@ -65,7 +65,7 @@ async fn run(mut driver: Driver, mut rx: mpsc::Receiver<Delivery>, follow_ups: T
         }
     }
     // Record the message ids of what the outbox still posts, then let it finish.
-    while driver.outbox.pending() > 0 {
+    while !driver.settled() {
         tokio::select! {
             Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
