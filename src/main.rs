@@ -377,6 +377,7 @@ async fn serve(config: Option<&Path>, protocols: Option<&Path>, listen: Option<S
     } else {
         eprintln!("chat platforms: {}", platforms.join(", "));
     }
+    let app = raybot::http::harden(app);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     // Finish the queued jobs this replica runs and record their results before going: another
     // replica would otherwise report them as "job outcome unknown" after the lease.
