@@ -75,7 +75,29 @@ fn free_text(words: &[&str]) -> Result<Option<String>, String> {
     Ok(Some(text))
 }
 
+/// `text` as it may be quoted in an answer: on one line, whatever it holds. Control characters
+/// (newlines, carriage returns, escape sequences, NUL…) and Unicode line and paragraph separators
+/// are shown escaped (`\n`, `\u{1b}`), so a value cannot break a refusal into two lines or make a
+/// line of its own look like raybot's. Everything else is kept as typed.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first `n` characters of a user's `text`, quotable ([`one_line`]).
+fn quote(text: &str, n: usize) -> String {
+    one_line(&truncate(text, n))
+}
+
 fn bad_version(v: &str) -> String {
+    let v = quote(v, 70);
     format!(
         "`{v}` is not a valid version: use letters, digits, `.`, `_` or `-` (at most 64 characters), e.g. `/ray deploy v1.2`."
     )
@@ -86,7 +108,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
     let text = text.trim();
     let text = match text.strip_prefix("/ray") {
         Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => rest.trim_start(),
-        Some(_) => return Err(format!("unknown command `{}`: commands start with `/ray `.", truncate(text, 40))),
+        Some(_) => return Err(format!("unknown command `{}`: commands start with `/ray `.", quote(text, 40))),
         None => text,
     };
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -114,7 +136,8 @@ pub fn parse(text: &str) -> Result<Command, String> {
             [gate, rest @ ..] if !rest.is_empty() => {
                 if !is_token(&gate.to_lowercase(), 40) {
                     return Err(format!(
-                        "`{gate}` is not a gate id (letters, digits, `-`, `_`), e.g. `/ray waive intake <justification>`."
+                        "`{}` is not a gate id (letters, digits, `-`, `_`), e.g. `/ray waive intake <justification>`.",
+                        quote(gate, 40)
                     ));
                 }
                 let justification = free_text(rest).map_err(|e| format!("justification: {e}"))?.unwrap_or_default();
@@ -132,7 +155,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
         "history" => no_args(args, "history").map(|_| Command::History),
         "protocols" => no_args(args, "protocols").map(|_| Command::Protocols),
         "help" => Ok(Command::Help),
-        _ => Err(format!("unknown command `{}`. Commands: {VERBS}. Type `/ray help` for usage.", truncate(verb, 40))),
+        _ => Err(format!("unknown command `{}`. Commands: {VERBS}. Type `/ray help` for usage.", quote(verb, 40))),
     }
 }
 
@@ -144,7 +167,7 @@ fn no_args(args: &[&str], verb: &str) -> Result<(), String> {
     if args.is_empty() {
         Ok(())
     } else {
-        Err(format!("`/ray {verb}` takes no arguments (got `{}`).", truncate(&args.join(" "), 60)))
+        Err(format!("`/ray {verb}` takes no arguments (got `{}`).", quote(&args.join(" "), 60)))
     }
 }
 
@@ -166,7 +189,7 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
                 if !is_token(e, 32) {
                     return Err(format!(
                         "`{}` is not an environment name (lowercase letters, digits, `-`, `_`). Usage: `{DEPLOY_USAGE}`.",
-                        truncate(e, 40)
+                        quote(e, 40)
                     ));
                 }
                 env = Some((*e).to_string());
@@ -177,22 +200,19 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
                     return Err(format!("`--strategy` needs bluegreen, canary or rolling. Usage: `{DEPLOY_USAGE}`."));
                 };
                 strategy = Some(Strategy::parse(s).ok_or_else(|| {
-                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(s, 40))
+                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", quote(s, 40))
                 })?);
                 rest = tail;
             }
             s if s.starts_with("--strategy=") => {
                 let v = &s["--strategy=".len()..];
                 strategy = Some(Strategy::parse(v).ok_or_else(|| {
-                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", truncate(v, 40))
+                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", quote(v, 40))
                 })?);
                 rest = tail;
             }
             other => {
-                return Err(format!(
-                    "unexpected `{}` after the version. Usage: `{DEPLOY_USAGE}`.",
-                    truncate(other, 40)
-                ));
+                return Err(format!("unexpected `{}` after the version. Usage: `{DEPLOY_USAGE}`.", quote(other, 40)));
             }
         }
     }
@@ -234,6 +254,17 @@ mod tests {
         assert!(parse("/ray reject").unwrap_err().contains("needs a reason"));
         assert!(parse("/ray waive intake").unwrap_err().contains("gate and a justification"));
         assert!(parse("/ray retry now").unwrap_err().contains("takes no arguments"));
+    }
+
+    #[test]
+    fn quoted_input_stays_on_one_line() {
+        assert_eq!(one_line("v1.2\n[RAY] Accepted."), "v1.2\\n[RAY] Accepted.");
+        assert_eq!(one_line("a\r\u{1b}[31m\u{0}\u{85}\u{2028}b"), "a\\r\\u{1b}[31m\\u{0}\\u{85}\\u{2028}b");
+        assert_eq!(one_line("v1.2 ✅ \"x\" \\"), "v1.2 ✅ \"x\" \\", "only control characters change");
+        let err = parse("/ray deploy v1.2\u{1b}[2J").unwrap_err();
+        assert!(err.starts_with("`v1.2\\u{1b}[2J` is not a valid version"), "{err}");
+        let err = parse("/ray waive \u{7}gate because").unwrap_err();
+        assert!(err.starts_with("`\\u{7}gate` is not a gate id"), "{err}");
     }
 
     /// The Discord command definition in `commands/` offers exactly the verbs the grammar knows.

@@ -1,7 +1,9 @@
 //! `raybot serve`: the HTTP side. `/healthz` reports the process and the state store; `/metrics`
-//! is Prometheus text. Chat platform endpoints plug into [`router`].
+//! is Prometheus text. Chat platform endpoints plug into [`router`], and [`harden`] puts the body
+//! limit and the slow-client timeout around the whole application.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -10,6 +12,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -23,6 +27,40 @@ pub struct AppState {
 /// The HTTP application (tests call it without a socket).
 pub fn router(state: AppState) -> Router {
     Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+}
+
+/// The largest request body raybot reads: 1 MiB. Slack's and Discord's payloads are a few KB (a
+/// Slack interaction with a big message attached is tens of KB), so this leaves a wide margin while
+/// one request can never hold more than this much memory.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long one request may take from its first byte of body to the answer. Slack and Discord
+/// want an answer within 3 s and raybot acknowledges within 2.5 s, so a request still running after
+/// this is a client trickling its body (or a stuck handler): it is answered 408 and dropped.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wraps the whole application (platform routes included) in the limits every endpoint needs:
+/// - a body larger than [`MAX_BODY_BYTES`] is answered 413 Payload Too Large before it is read
+///   when `Content-Length` says so, and as soon as the limit is crossed for a chunked body (the
+///   body stops at the limit; see [`is_too_large`] for handlers that read it themselves);
+/// - a request not answered within [`REQUEST_TIMEOUT`] is answered 408 Request Timeout.
+pub fn harden(router: Router) -> Router {
+    router
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+}
+
+/// True when `err`, or an error it wraps, is the body limit of [`harden`] tripping: for code that
+/// reads a body itself and must answer 413 rather than "unreadable".
+pub fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::io::AsyncBufReadExt;
 
-use raybot::chat::local::{LineResult, LocalChat};
+use raybot::chat::local::{LineReader, LineResult, LocalChat};
 use raybot::config::Config;
 use raybot::demo::{DemoOptions, Failure};
 use raybot::driver::Driver;
@@ -314,15 +313,16 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
     let mut driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
     driver.resume().await.context("resuming releases from the store")?;
     let mut user = user;
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = LineReader::new(tokio::io::BufReader::new(tokio::io::stdin()));
     loop {
         tokio::select! {
-            line = lines.next_line() => match line? {
-                Some(line) => match local.parse_line(&mut user, &line) {
+            line = lines.next() => match line? {
+                Some(Ok(line)) => match local.parse_line(&mut user, &line) {
                     LineResult::Nothing => {}
                     LineResult::Local(text) => local.say(&text),
                     LineResult::Inbound(inbound) => driver.inbound(inbound).await,
                 },
+                Some(Err(not_utf8)) => local.say(&raybot::engine::ray_error(not_utf8)),
                 None => break,
             },
             Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,

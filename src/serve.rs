@@ -107,7 +107,7 @@ pub async fn run(ctx: ServeContext, addr: &str) -> anyhow::Result<u8> {
         }
         eprintln!("stopping: taking no new deliveries or jobs ({} job(s) running)", drain.in_hand());
     };
-    axum::serve(listener, app).with_graceful_shutdown(stopping).await?;
+    axum::serve(listener, crate::http::harden(app)).with_graceful_shutdown(stopping).await?;
     ctx.drain.close_deliveries();
     // The router (and the handles in it) is gone: each driver answers the deliveries it still
     // holds, records the results of the jobs this replica runs, and flushes its outbox.

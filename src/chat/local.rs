@@ -1,11 +1,13 @@
 //! The local war room: `raybot chat` reads people's messages from stdin and prints raybot's posts
 //! as a transcript on stdout. `/as NAME` switches the speaker, `/react EMOJI` reacts to the latest
-//! post that asks for reactions, `/click approve|reject` clicks the latest buttons.
+//! post that asks for reactions, `/click approve|reject` clicks the latest buttons. Input is read
+//! with [`LineReader`], which reports a line that is not UTF-8 and goes on with the next one.
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::{ChatError, ChatSink, Inbound};
 use crate::engine::{Ask, Button, UserRef, ray_error};
@@ -122,6 +124,58 @@ impl LocalChat {
     }
 }
 
+/// An input line that is not valid UTF-8: its number, counted from 1. It is skipped; the lines
+/// after it are read as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8 {
+    /// Which line (1-based).
+    pub line: u64,
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is not valid UTF-8; it was ignored.", self.line)
+    }
+}
+
+/// Reads input line by line, like `AsyncBufReadExt::lines`, except that a line that is not UTF-8
+/// is handed back as [`NotUtf8`] instead of ending the input with an error.
+///
+/// Cancel safe, so it can sit in a `select!`: a partly read line stays in the reader's buffer and
+/// the next call completes it.
+pub struct LineReader<R> {
+    input: R,
+    /// The line being read (bytes so far, up to and including `\n`).
+    buf: Vec<u8>,
+    /// Lines handed out so far.
+    line: u64,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    /// Reads from `input`.
+    pub fn new(input: R) -> LineReader<R> {
+        LineReader { input, buf: Vec::new(), line: 0 }
+    }
+
+    /// The next line without its `\n` or `\r\n`; `Ok(None)` at the end of the input. A last line
+    /// without a newline is still a line.
+    pub async fn next(&mut self) -> std::io::Result<Option<Result<String, NotUtf8>>> {
+        let read = self.input.read_until(b'\n', &mut self.buf).await?;
+        if read == 0 && self.buf.is_empty() {
+            return Ok(None);
+        }
+        self.line += 1;
+        let mut bytes = std::mem::take(&mut self.buf);
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+        }
+        Ok(Some(String::from_utf8(bytes).map_err(|_| NotUtf8 { line: self.line })))
+    }
+}
+
 /// What an input line amounts to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineResult {
@@ -172,5 +226,53 @@ impl ChatSink for LocalChat {
     async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
         self.print(&format!("raybot → {} (only you):", to.id), text);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(input: &[u8]) -> Vec<Result<String, NotUtf8>> {
+        let mut reader = LineReader::new(input);
+        let mut out = Vec::new();
+        while let Some(line) = reader.next().await.expect("reading a slice cannot fail") {
+            out.push(line);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_reported_by_number_and_reading_goes_on() {
+        let lines = read_all(b"/ray help\r\n\xff\xfe bad \xc3\n/ray status\n\nlast without newline").await;
+        assert_eq!(
+            lines,
+            vec![
+                Ok("/ray help".to_string()),
+                Err(NotUtf8 { line: 2 }),
+                Ok("/ray status".to_string()),
+                Ok(String::new()),
+                Ok("last without newline".to_string()),
+            ]
+        );
+        assert_eq!(NotUtf8 { line: 2 }.to_string(), "line 2 is not valid UTF-8; it was ignored.");
+        assert_eq!(read_all("héllo ✅\n".as_bytes()).await, vec![Ok("héllo ✅".to_string())]);
+        assert!(read_all(b"").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_line_split_across_reads_is_read_whole_even_when_a_read_is_cancelled() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut reader = LineReader::new(tokio::io::BufReader::new(rx));
+        use tokio::io::AsyncWriteExt;
+        tx.write_all(b"/ray st").await.unwrap();
+        // The first half arrives, then the read is given up (as `select!` does when another
+        // branch is ready): the bytes read so far must not be lost.
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(50), reader.next()).await;
+        assert!(cancelled.is_err());
+        tx.write_all(b"atus\n").await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), Some(Ok("/ray status".to_string())));
+        drop(tx);
+        assert_eq!(reader.next().await.unwrap(), None);
     }
 }

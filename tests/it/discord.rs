@@ -15,15 +15,15 @@ const LONG: Duration = Duration::from_secs(90);
 const SHORT: Duration = Duration::from_secs(15);
 
 /// `raybot serve` in the workspace, talking to the fake; killed on drop.
-struct Serve {
-    child: Child,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
     log: std::path::PathBuf,
-    url: String,
+    pub(crate) url: String,
     _store: tempfile::TempDir,
 }
 
 impl Serve {
-    fn start(ws: &Workspace, fake: &FakeDiscord, env: &[(&str, &str)]) -> Serve {
+    pub(crate) fn start(ws: &Workspace, fake: &FakeDiscord, env: &[(&str, &str)]) -> Serve {
         let port = raybot::demo::free_port_block(1).expect("port");
         let store = tempfile::tempdir().expect("store dir");
         let mut cmd = Command::new(RAYBOT);
@@ -229,17 +229,17 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
 }
 
 /// A real Ed25519 key pair (seeded from the clock and pid, so each run differs).
-fn keypair() -> SigningKey {
+pub(crate) fn keypair() -> SigningKey {
     let seed = sha2::Sha256::digest(format!("{:?}{}", SystemTime::now(), std::process::id()));
     SigningKey::from_bytes(&seed.into())
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// POSTs `body` to the endpoint with the given signature headers; returns status and JSON.
-fn post(fake: &FakeDiscord, url: &str, body: &str, sig: Option<String>, ts: Option<String>) -> (u16, Value) {
+pub(crate) fn post(fake: &FakeDiscord, url: &str, body: &str, sig: Option<String>, ts: Option<String>) -> (u16, Value) {
     fake.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let mut req = client.post(format!("{url}/discord/interactions")).header("content-type", "application/json");
@@ -255,7 +255,7 @@ fn post(fake: &FakeDiscord, url: &str, body: &str, sig: Option<String>, ts: Opti
     })
 }
 
-fn signed(fake: &FakeDiscord, url: &str, key: &SigningKey, body: &Value) -> (u16, Value) {
+pub(crate) fn signed(fake: &FakeDiscord, url: &str, key: &SigningKey, body: &Value) -> (u16, Value) {
     let body = body.to_string();
     let ts = now_secs().to_string();
     let sig = hex::encode(key.sign(format!("{ts}{body}").as_bytes()).to_bytes());

@@ -8,6 +8,7 @@ mod demo;
 mod discord;
 #[path = "../support/discord.rs"]
 mod discord_fake;
+mod edge;
 mod redis;
 #[path = "../support/redis.rs"]
 mod redis_server;

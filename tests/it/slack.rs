@@ -11,10 +11,10 @@ use crate::slack_fake::{
 };
 use crate::support::{RAYBOT, Workspace, release_dir};
 
-const TOKEN: &str = "xoxb-test-0000-raybot";
-const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const WAR_ROOM: &str = "C0WARROOM01";
-const ALICE: &str = "U0ALICE001";
+pub(crate) const TOKEN: &str = "xoxb-test-0000-raybot";
+pub(crate) const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub(crate) const WAR_ROOM: &str = "C0WARROOM01";
+pub(crate) const ALICE: &str = "U0ALICE001";
 const BOB: &str = "U0BOB00002";
 const CAROL: &str = "U0CAROL003";
 const DAVE: &str = "U0DAVE0004";

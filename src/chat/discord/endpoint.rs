@@ -23,7 +23,7 @@ use super::ingress::{
 };
 
 /// How far a signed timestamp may be from now.
-pub const MAX_SKEW_SECS: i64 = 300;
+pub const MAX_SKEW_SECS: u64 = 300;
 
 #[derive(Clone)]
 struct Endpoint {
@@ -46,9 +46,11 @@ pub fn routes(ingress: Arc<Ingress>, verifier: Verifier) -> Router {
         .with_state(Endpoint { ingress, verifier: Arc::new(verifier) })
 }
 
-/// True when `timestamp` (Unix seconds) is within [`MAX_SKEW_SECS`] of `now`.
+/// True when `timestamp` (Unix seconds) is within [`MAX_SKEW_SECS`] of `now`, for any value of
+/// either: `abs_diff` cannot overflow, where `(now - t).abs()` wrapped for `t` near -2^63 and let
+/// such a request through.
 pub fn fresh(timestamp: &str, now: i64) -> bool {
-    timestamp.parse::<i64>().is_ok_and(|t| (now - t).abs() <= MAX_SKEW_SECS)
+    timestamp.parse::<i64>().is_ok_and(|t| now.abs_diff(t) <= MAX_SKEW_SECS)
 }
 
 async fn interactions(State(s): State<Endpoint>, headers: HeaderMap, body: Bytes) -> Response {
@@ -95,6 +97,18 @@ mod tests {
         assert!(!fresh("1301", 1000));
         assert!(!fresh("", 1000));
         assert!(!fresh("12abc", 1000));
+    }
+
+    #[test]
+    fn absurd_timestamps_are_stale_and_nothing_overflows() {
+        let now = 1_700_000_000;
+        assert!(!fresh("-9223372036854775800", now));
+        assert!(!fresh(&i64::MIN.to_string(), now));
+        assert!(!fresh(&i64::MAX.to_string(), now));
+        assert!(!fresh(&i64::MIN.to_string(), i64::MAX));
+        assert!(!fresh(&i64::MAX.to_string(), i64::MIN));
+        assert!(fresh(&i64::MIN.to_string(), i64::MIN) && fresh(&i64::MAX.to_string(), i64::MAX));
+        assert!(!fresh("9223372036854775808", now), "out of range for i64");
     }
 
     #[test]

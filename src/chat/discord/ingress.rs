@@ -22,6 +22,7 @@ use super::rest::Rest;
 use super::sink::{clip, parse_custom_id};
 use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle};
 use crate::chat::{Delivery, Handled, Inbound};
+use crate::command::one_line;
 use crate::engine::{Button, UserRef, ray_error};
 
 /// Ephemeral-message flag of interaction responses.
@@ -105,7 +106,7 @@ impl Ingress {
                     Ok(t) => t,
                     Err(e) => return Queued::Now(ray_error(e)),
                 };
-                let accepted = format!("[RAY] `{text}` accepted.");
+                let accepted = format!("[RAY] `{}` accepted.", one_line(&text));
                 let user = UserRef::new("discord", c.user.id.to_string());
                 (c.id.to_string(), Inbound::Command { user, text }, accepted)
             }
@@ -272,16 +273,17 @@ pub(crate) fn ids(i: &Interaction) -> Option<(String, ApplicationId, String)> {
 
 /// Rebuilds `/ray <sub> <args>` from a slash command's options (the grammar then parses it as if
 /// typed). Values that must be one word (version, environment, gate) may not contain spaces, so an
-/// option cannot smuggle extra grammar (`version: "v1.2 to staging"`).
+/// option cannot smuggle extra grammar (`version: "v1.2 to staging"`). Every value a refusal quotes
+/// goes through [`one_line`], so a refusal is one line whatever the option held.
 pub fn command_text(c: &CommandInteraction) -> Result<String, String> {
     if c.data.name != "ray" {
-        return Err(format!("unknown command `/{}`; raybot answers `/ray`.", c.data.name));
+        return Err(format!("unknown command `/{}`; raybot answers `/ray`.", one_line(&c.data.name)));
     }
     let Some(sub) = c.data.options.first() else {
         return Err("missing subcommand. Type `/ray help` for the list.".into());
     };
     let CommandDataOptionValue::SubCommand(options) = &sub.value else {
-        return Err(format!("`{}` is not a `/ray` subcommand.", sub.name));
+        return Err(format!("`{}` is not a `/ray` subcommand.", one_line(&sub.name)));
     };
     let value = |name: &str| -> Option<String> {
         options.iter().find(|o| o.name == name).and_then(|o: &CommandDataOption| match &o.value {
@@ -293,7 +295,10 @@ pub fn command_text(c: &CommandInteraction) -> Result<String, String> {
     };
     let word = |name: &str| -> Result<Option<String>, String> {
         match value(name) {
-            Some(v) if v.chars().any(char::is_whitespace) => Err(format!("`{name}` must be one word (got `{v}`).")),
+            Some(v) if v.chars().any(char::is_whitespace) => {
+                let shown: String = v.chars().take(60).collect();
+                Err(format!("`{name}` must be one word (got `{}`).", one_line(&shown)))
+            }
             Some(v) if v.is_empty() => Ok(None),
             other => Ok(other),
         }
