@@ -320,7 +320,10 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
                 Some(Ok(line)) => match local.parse_line(&mut user, &line) {
                     LineResult::Nothing => {}
                     LineResult::Local(text) => local.say(&text),
-                    LineResult::Inbound(inbound) => driver.inbound(inbound).await,
+                    LineResult::Inbound(inbound) => {
+                        driver.inbound(inbound).await;
+                        driver.flush().await;
+                    }
                 },
                 Some(Err(not_utf8)) => local.say(&raybot::engine::ray_error(not_utf8)),
                 None => break,
@@ -336,6 +339,7 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
         }
     }
     driver.farewell().await;
+    driver.close().await;
     Ok(0)
 }
 

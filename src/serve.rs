@@ -105,7 +105,7 @@ pub async fn run(ctx: ServeContext, addr: &str) -> anyhow::Result<u8> {
         for t in &transports {
             t.abort();
         }
-        eprintln!("stopping: taking no new deliveries or jobs ({} job(s) running)", drain.in_hand());
+        eprintln!("stopping: taking no new jobs or deliveries ({} job(s) running)", drain.in_hand());
     };
     axum::serve(listener, crate::http::harden(app)).with_graceful_shutdown(stopping).await?;
     ctx.drain.close_deliveries();

@@ -13,6 +13,8 @@
 
 pub mod answers;
 pub mod run;
+#[cfg(test)]
+mod tests;
 pub mod turn;
 pub mod worker;
 
@@ -444,6 +446,19 @@ impl Driver {
     /// handled.
     fn settled(&self) -> bool {
         self.outbox.pending() == 0 && self.internal_rx.is_empty()
+    }
+
+    /// Waits until the outbox has performed what it holds and its reports are handled (handling
+    /// whatever else comes back meanwhile). The terminal war room calls it after each line, so its
+    /// transcript reads in order.
+    pub async fn flush(&mut self) {
+        while !self.settled() {
+            match tokio::time::timeout(Duration::from_millis(50), self.internal_rx.recv()).await {
+                Ok(Some(msg)) => self.handle_internal(msg).await,
+                Ok(None) => return,
+                Err(_) => {}
+            }
+        }
     }
 
     /// Active (unfinished) releases.
@@ -1224,23 +1239,5 @@ fn refusal_for(e: &StoreError) -> String {
             ray_error("the release changed while this was handled; nothing was changed, try again")
         }
         _ => ray_error(STORE_DOWN),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn release_ids_of_one_second_differ_and_keep_their_readable_part() {
-        let at = Timestamp(1_763_768_060_123);
-        let ids: BTreeSet<String> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
-        assert!(ids.len() > 60, "{ids:?}");
-        for id in &ids {
-            let (head, tail) = id.rsplit_once('-').unwrap();
-            assert_eq!(head, "v1.2-production-20251121T233420Z");
-            assert_eq!(tail.len(), 4);
-            assert!(tail.chars().all(|c| c.is_ascii_hexdigit()));
-        }
     }
 }

@@ -85,8 +85,10 @@ impl Serve {
     }
 
     fn trigger(&self) -> String {
+        // Unique across the replicas of a test: the port tells them apart.
         let n = self.triggers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        format!("1337.{n}.trigger")
+        let port = self.url.rsplit(':').next().unwrap_or("0");
+        format!("1337.{port}.{n}.trigger")
     }
 
     /// Types `/ray <text>` as `user` in `channel`; returns raybot's private answer, waiting for the
@@ -112,10 +114,8 @@ impl Serve {
             {
                 return c.text().to_string();
             }
-            if start.elapsed() > LIMIT {
-                // Handled without private replies: nothing follows.
-                return text;
-            }
+            // "Its answer follows" is a promise: it is kept.
+            assert!(start.elapsed() < LIMIT, "/ray {text}: the answer that was to follow never came");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -467,4 +467,218 @@ async fn a_stopping_replica_finishes_its_queued_job_before_it_exits() {
         redis.command(&["XPENDING", "raybot:{jobs:slack}", "runners"]).starts_with("*4\r\n:0"),
         "nothing left pending"
     );
+}
+
+// ---- The runtime's promises (issue: decisions never wait on chat, nothing accepted is lost,
+// ---- replicas never collide) ----------------------------------------------------------------
+
+/// `/ray <text>` sent without waiting: resolves to (HTTP answer text, time to the HTTP answer).
+fn spawn_command(s: &Serve, user: &str, text: &str) -> (String, tokio::task::JoinHandle<(String, Duration)>) {
+    let trigger = s.trigger();
+    let req = slash_command(user, WAR_ROOM, text, &trigger, &s.fake.response_url(&trigger));
+    let (http, url) = (s.http.clone(), s.url.clone());
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let res = req.send(&http, &url, SECRET, Signature::Valid).await;
+        let took = started.elapsed();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.expect("json answer");
+        (body["text"].as_str().unwrap_or("").to_string(), took)
+    });
+    (trigger, task)
+}
+
+/// The final answer a person got: the HTTP answer, or what followed on its `response_url`.
+async fn final_answer(fake: &FakeSlack, trigger: &str, first: &str, limit: Duration) -> String {
+    if !first.contains("its answer follows") {
+        return first.to_string();
+    }
+    let start = Instant::now();
+    loop {
+        if let Some(c) = fake.calls(Some("response_url")).into_iter().find(|c| c.body["id"] == trigger) {
+            return c.text().to_string();
+        }
+        assert!(start.elapsed() < limit, "{trigger}: \"its answer follows\" and nothing followed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stop(child: &Child) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+}
+
+async fn exit_of(s: &mut Serve, limit: Duration) -> std::process::ExitStatus {
+    let asked = Instant::now();
+    loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            return st;
+        }
+        assert!(asked.elapsed() < limit, "raybot serve did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_rate_limited_slack_never_holds_up_a_decision() {
+    let ws = Workspace::new();
+    let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
+    // Every post and edit takes 1.2 s, posts closer than 1 s apart are refused 429 (as Slack
+    // does), and the first edit is rate limited for 6 s.
+    fake.set_latency("chat.postMessage", Duration::from_millis(1200));
+    fake.set_latency("chat.update", Duration::from_millis(1200));
+    fake.pace_posts(Duration::from_secs(1));
+    fake.rate_limit_next("chat.update", 6);
+    let s = Serve::start_with(&ws, fake, None, None).await;
+
+    let (_, deploy) = spawn_command(&s, ALICE, "deploy v1.2");
+    let (answer, took) = deploy.await.unwrap();
+    assert_eq!(answer, "[RAY] Accepted.", "{}", std::fs::read_to_string(&s.log).unwrap_or_default());
+    assert!(took < Duration::from_secs(1), "/ray deploy answered after {took:?}");
+
+    // A burst of 50 commands while the announcements are still going out, one per 1.2 s.
+    let burst: Vec<_> = (0..50).map(|i| spawn_command(&s, [BOB, CAROL][i % 2], "status").1).collect();
+    let mut slowest = Duration::ZERO;
+    for task in burst {
+        let (text, took) = task.await.unwrap();
+        assert!(text.starts_with("[RAY STATUS] v1.2-production-"), "{text}");
+        slowest = slowest.max(took);
+    }
+    println!("50 × /ray status during slow posting: slowest answer {slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "a status waited {slowest:?}");
+    assert!(s.fake.posts().len() < 12, "the burst was answered before the announcements were out");
+
+    // The readiness review: Bob's click is decided at once, however slow the channel is.
+    let request = s.post("[APPROVAL REQUEST] Readiness review").await;
+    let started = Instant::now();
+    s.click(BOB, &request.ts(), "ray_approve").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "the click was answered after {took:?}");
+    s.ephemeral_to(BOB, "[RAY]").await;
+
+    // One live status message, edited (not re-posted) to the latest state.
+    let status_posts: Vec<_> = s.fake.posts().into_iter().filter(|c| c.text().starts_with("[RAY STATUS]")).collect();
+    assert_eq!(status_posts.len(), 1, "{}", texts(&status_posts));
+    let edits = s.fake.calls(Some("chat.update"));
+    assert!(edits.iter().any(|c| c.status == 429), "the 429 on an edit was seen");
+    assert!(edits.iter().any(|c| c.status == 200 && c.body["ts"] == status_posts[0].ts().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_that_follows_is_sent_when_the_store_is_slow() {
+    let redis = crate::redis_server::RedisServer::start();
+    let ws = Workspace::new();
+    let s = Serve::start_with(&ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None, Some(&redis.url())).await;
+    assert!(s.command(ALICE, "status").await.starts_with("[RAY] No release is running."));
+
+    // Redis stops answering: each command waits out the store's limit in turn, so the later
+    // ones are acknowledged before they are decided — and their answers must follow.
+    redis.pause();
+    let sent: Vec<_> = [ALICE, BOB, CAROL].iter().map(|u| spawn_command(&s, u, "ack")).collect();
+    let mut followed = 0;
+    for (trigger, task) in sent {
+        let (first, took) = task.await.unwrap();
+        assert!(took < Duration::from_secs(3), "acknowledged after {took:?}");
+        followed += usize::from(first.contains("its answer follows"));
+        let answer = final_answer(&s.fake, &trigger, &first, Duration::from_secs(20)).await;
+        assert!(answer.starts_with("[RAY ERROR] state store unavailable — nothing was changed"), "{answer}");
+    }
+    redis.resume();
+    assert!(followed >= 1, "the store was slow enough for an answer to follow");
+    assert!(s.command(ALICE, "status").await.starts_with("[RAY] No release is running."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_replica_answers_every_delivery_it_holds() {
+    let redis = crate::redis_server::RedisServer::start();
+    let ws = Workspace::new();
+    let mut s = Serve::start_with(&ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None, Some(&redis.url())).await;
+    assert!(s.command(ALICE, "status").await.starts_with("[RAY] No release is running."));
+
+    // Deliveries queue up behind a stalled store; then the replica is told to stop.
+    redis.pause();
+    let sent = vec![
+        ("v1.2", spawn_command(&s, ALICE, "deploy v1.2")),
+        ("v1.3", spawn_command(&s, BOB, "deploy v1.3")),
+        ("v1.4", spawn_command(&s, CAROL, "deploy v1.4")),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(&s.child);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    redis.resume();
+
+    let mut answers = Vec::new();
+    for (version, (trigger, task)) in sent {
+        let (first, _) = task.await.unwrap();
+        answers.push((version, final_answer(&s.fake, &trigger, &first, Duration::from_secs(40)).await));
+    }
+    let status = exit_of(&mut s, Duration::from_secs(40)).await;
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{log}");
+
+    // Each was recorded (and said so) or refused (and nothing of it is in the store).
+    let store = raybot::store::redis::RedisStore::open(&redis.url()).expect("open");
+    use raybot::store::Store;
+    let recorded: Vec<String> = store.summaries().await.expect("summaries").into_iter().map(|r| r.version).collect();
+    for (version, answer) in &answers {
+        if answer == "[RAY] Accepted." {
+            assert!(recorded.contains(&version.to_string()), "{version} accepted but not recorded: {answers:?}");
+        } else {
+            assert!(answer.starts_with("[RAY ERROR]"), "{version}: {answer}");
+            assert!(
+                answer.contains("nothing was changed") || answer.contains("is locked by release"),
+                "{version}: {answer}"
+            );
+            assert!(!recorded.contains(&version.to_string()), "{version} refused but recorded: {answers:?}");
+        }
+    }
+    println!("answers while stopping: {answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_taking_the_same_deploy_in_the_same_second_make_one_release() {
+    let redis = crate::redis_server::RedisServer::start();
+    let (ws_a, ws_b) = (Workspace::new(), Workspace::new());
+    let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
+    let a = Serve::start_with(&ws_a, fake.clone(), None, Some(&redis.url())).await;
+    let b = Serve::start_with(&ws_b, fake.clone(), None, Some(&redis.url())).await;
+    for round in 0..20 {
+        let version = format!("v2.{round}");
+        let text = format!("deploy {version}");
+        let ((ta, ja), (tb, jb)) = (spawn_command(&a, ALICE, &text), spawn_command(&b, BOB, &text));
+        let (fa, fb) = (ja.await.unwrap().0, jb.await.unwrap().0);
+        let answer_a = final_answer(&fake, &ta, &fa, LIMIT).await;
+        let answer_b = final_answer(&fake, &tb, &fb, LIMIT).await;
+        let ids = redis.command(&["HKEYS", "raybot:unfinished"]);
+        let unfinished: Vec<&str> = ids.lines().filter(|l| l.starts_with(&version)).collect();
+        assert_eq!(unfinished.len(), 1, "round {round}: one release ({ids:?}); answers {answer_a:?} / {answer_b:?}");
+        let id = unfinished[0];
+        let owner = redis.command(&["HGET", "raybot:{lock:production}", "owner"]);
+        assert!(owner.contains(id), "round {round}: the lock is held by {owner:?}, not {id}");
+        let (loser, loser_answer) = match (answer_a.as_str(), answer_b.as_str()) {
+            ("[RAY] Accepted.", _) => (&b, answer_b.clone()),
+            (_, "[RAY] Accepted.") => (&a, answer_a.clone()),
+            _ => panic!("round {round}: nobody was accepted: {answer_a:?} / {answer_b:?}"),
+        };
+        assert!(
+            loser_answer.starts_with(&format!("[RAY ERROR] production is locked by release {id}")),
+            "round {round}: {loser_answer}"
+        );
+        // The loser's replica ends the winner's release: it edits the one status message.
+        let abort = loser.command(ALICE, "abort round over").await;
+        assert_eq!(abort, "[RAY] Accepted.", "round {round}");
+        let start = Instant::now();
+        while redis.command(&["HLEN", "raybot:unfinished"]).trim() != ":0" {
+            assert!(start.elapsed() < LIMIT, "round {round}: the release never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Whichever replica handled a release's events, it has one live status message.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut per_release = std::collections::BTreeMap::<String, usize>::new();
+    for c in fake.posts().iter().filter(|c| c.text().starts_with("[RAY STATUS] ")) {
+        let id = c.text()["[RAY STATUS] ".len()..].split_whitespace().next().unwrap_or("").to_string();
+        *per_release.entry(id).or_default() += 1;
+    }
+    assert!(per_release.values().all(|n| *n == 1), "{per_release:?}");
 }

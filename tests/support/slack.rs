@@ -62,6 +62,13 @@ struct Inner {
     rate_limit: HashMap<String, u64>,
     /// What `apps.connections.open` hands out.
     socket_url: Option<String>,
+    /// method → how long each call takes (a slow platform).
+    latency: HashMap<String, Duration>,
+    /// Slack's own limit: a `chat.postMessage` less than this after the previous one is answered
+    /// 429 with `Retry-After: 1`.
+    post_interval: Option<Duration>,
+    /// When the last `chat.postMessage` was taken.
+    last_post: Option<Instant>,
 }
 
 /// The fake Slack Web API.
@@ -110,6 +117,16 @@ impl FakeSlack {
     /// The next call of `method` is answered 429 with `Retry-After: secs`.
     pub fn rate_limit_next(&self, method: &str, secs: u64) {
         self.inner.lock().unwrap().rate_limit.insert(method.to_string(), secs);
+    }
+
+    /// Every call of `method` takes `d` before it is answered.
+    pub fn set_latency(&self, method: &str, d: Duration) {
+        self.inner.lock().unwrap().latency.insert(method.to_string(), d);
+    }
+
+    /// Enforces Slack's posting limit: `chat.postMessage` calls closer than `d` get 429.
+    pub fn pace_posts(&self, d: Duration) {
+        self.inner.lock().unwrap().post_interval = Some(d);
     }
 
     /// What `apps.connections.open` answers (a `ws://` URL of a fake Socket Mode server).
@@ -191,7 +208,22 @@ async fn api(State(fake): State<FakeSlack>, Path(method): Path<String>, headers:
         fake.record(&method, body, 200, &answer);
         return json_ok(answer);
     }
-    let limited = fake.inner.lock().unwrap().rate_limit.remove(&method);
+    let latency = fake.inner.lock().unwrap().latency.get(&method).copied();
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
+    let limited = {
+        let mut i = fake.inner.lock().unwrap();
+        let mut limited = i.rate_limit.remove(&method);
+        if method == "chat.postMessage" {
+            let now = Instant::now();
+            match (i.post_interval, i.last_post) {
+                (Some(gap), Some(last)) if now < last + gap => limited = limited.or(Some(1)),
+                _ => i.last_post = Some(now),
+            }
+        }
+        limited
+    };
     if let Some(secs) = limited {
         fake.record(&method, body, 429, &Value::Null);
         return (

@@ -1,0 +1,112 @@
+//! The driver's own promises, on the embedded store and a chat sink the test controls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::*;
+use crate::chat::{ChatError, Handled};
+
+/// A chat platform that performs nothing until the test lets it, and records what it did.
+struct Gated {
+    gate: Semaphore,
+    posts: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ChatSink for Gated {
+    async fn post(&self, text: &str, _ask: &Ask) -> Result<String, ChatError> {
+        let _permit = self.gate.acquire().await.map_err(|_| ChatError("closed".into()))?;
+        let mut p = self.posts.lock().unwrap();
+        p.push(text.to_string());
+        Ok(format!("m{}", p.len()))
+    }
+    async fn update(&self, _message: &str, _text: &str) -> Result<(), ChatError> {
+        let _permit = self.gate.acquire().await.map_err(|_| ChatError("closed".into()))?;
+        Ok(())
+    }
+    async fn reply(&self, _to: &UserRef, _text: &str) -> Result<(), ChatError> {
+        Ok(())
+    }
+    fn live_status(&self) -> bool {
+        true
+    }
+}
+
+fn driver(dir: &std::path::Path, chat: Arc<Gated>) -> Driver {
+    let config = Config::embedded(dir).expect("embedded config");
+    let catalog = Catalog::embedded().expect("embedded protocols");
+    let store = Arc::new(crate::store::file::FileStore::open(&dir.join("store")).expect("store"));
+    Driver::new(config, catalog, store, chat, dir.join("artifacts"), "local", Arc::new(Metrics::new()))
+}
+
+async fn say(d: &mut Driver, who: &str, text: &str, key: &str) -> Handled {
+    let (tx, rx) = oneshot::channel();
+    let inbound = Inbound::Command { user: UserRef::new("local", who), text: text.to_string() };
+    d.deliver(Delivery { key: Some(key.to_string()), inbound, done: Some(tx) }).await;
+    rx.await.expect("answered")
+}
+
+#[tokio::test]
+async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = Arc::new(Gated { gate: Semaphore::new(0), posts: Mutex::new(Vec::new()) });
+    let mut d = driver(dir.path(), chat.clone());
+
+    let answer = tokio::time::timeout(Duration::from_secs(5), say(&mut d, "alice", "/ray deploy v1.2", "k1"))
+        .await
+        .expect("answered without waiting for chat");
+    assert_eq!(answer, Handled { duplicate: false, replies: vec![] });
+    assert!(chat.posts.lock().unwrap().is_empty(), "nothing was posted yet");
+    let id = d.active().next().expect("a release").id.clone();
+    assert_eq!(d.store.read(&id).await.unwrap().len(), 1, "Started is recorded");
+    assert!(d.outbox.pending() > 0, "the announcements wait in the outbox");
+
+    // Read-only commands are answered from what the driver knows, without a write.
+    let status = say(&mut d, "bob", "/ray status", "k2").await;
+    assert!(status.replies[0].starts_with(&format!("[RAY STATUS] {id}")), "{status:?}");
+    let help = say(&mut d, "bob", "/ray help", "k3").await;
+    assert!(help.replies[0].starts_with("/ray deploy <version>"));
+    let typo = say(&mut d, "bob", "/ray deplo v1.2", "k4").await;
+    assert!(typo.replies[0].starts_with("[RAY ERROR] "), "{typo:?}");
+    assert!(!d.store.seen("inbound:k2", crate::clock::now().0).await.unwrap(), "a status records nothing");
+
+    // The platform comes back: the posts go out in order, the status message once, and its id
+    // is recorded in the log so every replica edits the same message.
+    chat.gate.add_permits(10_000);
+    tokio::time::timeout(Duration::from_secs(10), d.flush()).await.expect("the outbox drains");
+    let posts = chat.posts.lock().unwrap().clone();
+    assert!(posts[0].starts_with(&format!("[RAY] Release {id} of v1.2")), "{posts:?}");
+    assert_eq!(posts.iter().filter(|p| p.starts_with("[RAY STATUS]")).count(), 1, "{posts:?}");
+    let release = d.active().next().unwrap();
+    assert!(release.posts.contains_key(STATUS_KEY), "{:?}", release.posts);
+}
+
+#[tokio::test]
+async fn a_second_deploy_is_told_which_release_holds_the_environment_and_leaves_its_lock_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let mut d = driver(dir.path(), chat);
+    say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
+    let id = d.active().next().unwrap().id.clone();
+    let lock = d.store.lock_holder("production", crate::clock::now().0).await.unwrap().expect("locked");
+    let refused = say(&mut d, "bob", "/ray deploy v1.3", "k2").await;
+    assert!(refused.replies[0].starts_with(&format!("[RAY ERROR] production is locked by release {id} (v1.2 by ")));
+    let after = d.store.lock_holder("production", crate::clock::now().0).await.unwrap().expect("still locked");
+    assert_eq!((after.owner, after.token), (lock.owner, lock.token));
+}
+
+#[test]
+fn release_ids_of_one_second_differ_and_keep_their_readable_part() {
+    let at = Timestamp(1_763_768_060_123);
+    let ids: BTreeSet<String> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
+    assert!(ids.len() > 60, "{ids:?}");
+    for id in &ids {
+        let (head, tail) = id.rsplit_once('-').unwrap();
+        assert_eq!(head, "v1.2-production-20251121T233420Z");
+        assert_eq!(tail.len(), 4);
+        assert!(tail.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
