@@ -123,24 +123,10 @@ async fn run(
     let mut batch = VecDeque::new();
     while let Some(first) = rx.recv().await {
         batch.push_back(first);
-        while let Ok(more) = rx.try_recv() {
-            batch.push_back(more);
-        }
-        let before = batch.len();
-        coalesce(&mut batch);
-        for _ in batch.len()..before {
-            pending.fetch_sub(1, Ordering::SeqCst);
-        }
+        take_queued(&mut rx, &mut batch, &pending);
         while let Some(item) = batch.pop_front() {
             // Items that arrived meanwhile join this batch, so edits coalesce while the platform is slow.
-            while let Ok(more) = rx.try_recv() {
-                batch.push_back(more);
-                let before = batch.len();
-                coalesce(&mut batch);
-                for _ in batch.len()..before {
-                    pending.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
+            take_queued(&mut rx, &mut batch, &pending);
             let sent = perform(sink.as_ref(), &posted, item).await;
             // Reported before it stops counting as pending: whoever waits for the outbox to be
             // empty finds the report already sent.
@@ -148,6 +134,16 @@ async fn run(
             pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Moves what is queued into `batch` and coalesces it; folded items stop counting as pending.
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<Outgoing>, batch: &mut VecDeque<Outgoing>, pending: &AtomicUsize) {
+    while let Ok(more) = rx.try_recv() {
+        batch.push_back(more);
+    }
+    let before = batch.len();
+    coalesce(batch);
+    pending.fetch_sub(before - batch.len(), Ordering::SeqCst);
 }
 
 /// Folds an edit into an earlier queued edit of the same message (which then carries the latest

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::rest::Rest;
 use super::sink::{clip, parse_custom_id};
 use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle};
-use crate::chat::{Delivery, Handled, Inbound};
+use crate::chat::{Delivery, Handled, Inbound, answer_text};
 use crate::command::one_line;
 use crate::engine::{Button, UserRef, ray_error};
 
@@ -187,17 +187,6 @@ pub(crate) async fn first_answer(rx: oneshot::Receiver<Handled>, accepted: Strin
     match DriverHandle::within(rx, ACK_BUDGET).await {
         Answer::Now(h) => First::Message(answer_text(&h, &accepted)),
         Answer::Later(rx) => First::Deferred(rx, accepted),
-    }
-}
-
-/// What the person reads once the driver handled their interaction.
-pub(crate) fn answer_text(h: &Handled, accepted: &str) -> String {
-    if h.duplicate {
-        "[RAY] Already received: this interaction counts once.".to_string()
-    } else if h.replies.is_empty() {
-        accepted.to_string()
-    } else {
-        h.replies.join("\n\n")
     }
 }
 
