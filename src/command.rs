@@ -35,6 +35,46 @@ pub enum Command {
     Help,
 }
 
+impl std::fmt::Display for Command {
+    /// The command as typed in its canonical form, e.g. `/ray deploy v1.2 to staging --strategy canary`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail = |v: &Option<String>| v.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+        match self {
+            Command::Deploy { version, env, strategy } => {
+                write!(f, "/ray deploy {version}")?;
+                if let Some(e) = env {
+                    write!(f, " to {e}")?;
+                }
+                if let Some(s) = strategy {
+                    write!(f, " --strategy {}", s.as_str())?;
+                }
+                Ok(())
+            }
+            Command::Release(rc) => match rc {
+                ReleaseCommand::Ack => write!(f, "/ray ack"),
+                ReleaseCommand::Approve { comment } => write!(f, "/ray approve{}", tail(comment)),
+                ReleaseCommand::Reject { reason } => write!(f, "/ray reject {reason}"),
+                ReleaseCommand::Waive { gate, justification } => write!(f, "/ray waive {gate} {justification}"),
+                ReleaseCommand::Retry => write!(f, "/ray retry"),
+                ReleaseCommand::Rollback { reason } => write!(f, "/ray rollback{}", tail(reason)),
+                ReleaseCommand::Abort { reason } => write!(f, "/ray abort{}", tail(reason)),
+                ReleaseCommand::Status => write!(f, "/ray status"),
+            },
+            Command::Status { version } => write!(f, "/ray status{}", tail(version)),
+            Command::History => write!(f, "/ray history"),
+            Command::Protocols => write!(f, "/ray protocols"),
+            Command::Help => write!(f, "/ray help"),
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command only reads (answered without any write to the store).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Command::Status { .. } | Command::History | Command::Protocols | Command::Help)
+    }
+}
+
 /// Usage line of `/ray deploy`, quoted in its error messages.
 pub const DEPLOY_USAGE: &str = "/ray deploy <version> [to <env>] [--strategy bluegreen|canary|rolling]";
 
@@ -156,6 +196,74 @@ pub fn parse(text: &str) -> Result<Command, String> {
         "protocols" => no_args(args, "protocols").map(|_| Command::Protocols),
         "help" => Ok(Command::Help),
         _ => Err(format!("unknown command `{}`. Commands: {VERBS}. Type `/ray help` for usage.", quote(verb, 40))),
+    }
+}
+
+/// A command from named option values, as Discord's typed slash-command options carry them
+/// (`verb` is the subcommand, `option(name)` a value): the same checks as the text grammar, with
+/// no text in between — a value can only ever be the one field it was given for.
+pub fn from_options(verb: &str, option: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
+    let value = |name: &str| option(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let text = |name: &str, what: &str| -> Result<Option<String>, String> {
+        match value(name) {
+            Some(v) => free_text(&v.split_whitespace().collect::<Vec<_>>()).map_err(|e| format!("{what}: {e}")),
+            None => Ok(None),
+        }
+    };
+    let release = |rc: ReleaseCommand| Ok(Command::Release(rc));
+    match verb {
+        "deploy" => {
+            let version = value("version").ok_or_else(|| format!("missing version. Usage: `{DEPLOY_USAGE}`."))?;
+            if !valid_version(&version) {
+                return Err(bad_version(&version));
+            }
+            let env = match value("env") {
+                Some(e) if !is_token(&e, 32) => {
+                    return Err(format!(
+                        "`{}` is not an environment name (lowercase letters, digits, `-`, `_`). Usage: `{DEPLOY_USAGE}`.",
+                        quote(&e, 40)
+                    ));
+                }
+                e => e,
+            };
+            let strategy = match value("strategy") {
+                Some(s) => Some(Strategy::parse(&s).ok_or_else(|| {
+                    format!("unknown strategy `{}`: use bluegreen, canary or rolling.", quote(&s, 40))
+                })?),
+                None => None,
+            };
+            Ok(Command::Deploy { version, env, strategy })
+        }
+        "status" => match value("version") {
+            None => Ok(Command::Status { version: None }),
+            Some(v) if valid_version(&v) => Ok(Command::Status { version: Some(v) }),
+            Some(v) => Err(bad_version(&v)),
+        },
+        "ack" | "acknowledge" => release(ReleaseCommand::Ack),
+        "approve" => release(ReleaseCommand::Approve { comment: text("comment", "approval comment")? }),
+        "reject" => match text("reason", "reject reason")? {
+            Some(reason) => release(ReleaseCommand::Reject { reason }),
+            None => Err("a rejection needs a reason: `/ray reject <reason>`.".into()),
+        },
+        "waive" => {
+            let (Some(gate), Some(justification)) = (value("gate"), text("justification", "justification")?) else {
+                return Err("a waiver needs a gate and a justification: `/ray waive <gate> <justification>`.".into());
+            };
+            if !is_token(&gate.to_lowercase(), 40) {
+                return Err(format!(
+                    "`{}` is not a gate id (letters, digits, `-`, `_`), e.g. `/ray waive intake <justification>`.",
+                    quote(&gate, 40)
+                ));
+            }
+            release(ReleaseCommand::Waive { gate: gate.to_lowercase(), justification })
+        }
+        "retry" => release(ReleaseCommand::Retry),
+        "rollback" => release(ReleaseCommand::Rollback { reason: text("reason", "rollback reason")? }),
+        "abort" => release(ReleaseCommand::Abort { reason: text("reason", "abort reason")? }),
+        "history" => Ok(Command::History),
+        "protocols" => Ok(Command::Protocols),
+        "help" => Ok(Command::Help),
+        other => Err(format!("unknown command `{}`. Commands: {VERBS}. Type `/ray help` for usage.", quote(other, 40))),
     }
 }
 
@@ -288,6 +396,42 @@ mod tests {
         }
         let manifest = include_str!("../commands/slack-app-manifest.yaml");
         assert!(manifest.contains("command: /ray") && manifest.contains("/slack/interactions"));
+    }
+
+    #[test]
+    fn typed_options_make_the_same_commands_as_text_and_every_command_prints_as_it_parses() {
+        let opts = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(
+            from_options("deploy", &opts(&[("version", "v1.2"), ("env", "staging"), ("strategy", "canary")])).unwrap(),
+            parse("/ray deploy v1.2 to staging --strategy canary").unwrap()
+        );
+        // A value is only ever the field it was given for: no grammar hides in it.
+        let err = from_options("deploy", &opts(&[("version", "v1.2 to staging")])).unwrap_err();
+        assert!(err.starts_with("`v1.2 to staging` is not a valid version"), "{err}");
+        let err = from_options("deploy", &opts(&[("version", "v1.2\n[RAY] Accepted.")])).unwrap_err();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(from_options("reject", &opts(&[])).unwrap_err().contains("needs a reason"));
+        assert!(from_options("launch", &opts(&[])).unwrap_err().contains("unknown command `launch`"));
+        for line in [
+            "/ray deploy v1.2 to staging --strategy canary",
+            "/ray status v1.2",
+            "/ray ack",
+            "/ray approve looks good",
+            "/ray reject error budget",
+            "/ray waive intake audit runs next week",
+            "/ray retry",
+            "/ray rollback",
+            "/ray abort not today",
+            "/ray history",
+            "/ray protocols",
+            "/ray help",
+        ] {
+            let c = parse(line).unwrap();
+            assert_eq!(c.to_string(), line);
+            assert_eq!(parse(&c.to_string()).unwrap(), c);
+        }
     }
 
     #[test]

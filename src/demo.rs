@@ -236,10 +236,12 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
     let mut driver = Driver::new(cfg.clone(), catalog, store, chat, opts.artifacts.clone(), "local", metrics);
     let (people_tx, mut people_rx) = mpsc::unbounded_channel::<(String, Inbound)>();
     let user = |id: &str| UserRef::new("local", id);
+    // The scripted people type only fixed commands of the grammar.
+    let cmd = |id: &str, text: &str| Inbound::command(user(id), text).expect("the demo types valid /ray commands");
 
     let deploy = format!("/ray deploy v1.2 --strategy {}", opts.strategy.as_str());
     local.say(&format!("alice: {deploy}"));
-    driver.inbound(Inbound::Command { user: user("alice"), text: deploy }).await;
+    driver.inbound(cmd("alice", &deploy)).await;
 
     let mut approvals_seen = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
@@ -293,29 +295,29 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
                 let tx = people_tx.clone();
                 let script: Vec<(u64, &str, Inbound)> = match ask {
                     Ask::Reaction { emoji } => vec![
-                        (300, "alice: /ray ack", Inbound::Command { user: user("alice"), text: "/ray ack".into() }),
+                        (300, "alice: /ray ack", cmd("alice", "/ray ack")),
                         (200, "bob reacted ✅", Inbound::Reaction { user: user("bob"), message: message.clone(), emoji: emoji.clone(), added: true }),
                         (200, "mallory reacted ✅", Inbound::Reaction { user: user("mallory"), message: message.clone(), emoji: emoji.clone(), added: true }),
                         (200, "carol reacted ✅", Inbound::Reaction { user: user("carol"), message: message.clone(), emoji: emoji.clone(), added: true }),
-                        (200, "dave: /ray ack", Inbound::Command { user: user("dave"), text: "/ray ack".into() }),
+                        (200, "dave: /ray ack", cmd("dave", "/ray ack")),
                     ],
                     Ask::Buttons => {
                         approvals_seen += 1;
                         if approvals_seen == 1 {
                             vec![
                                 (300, "erin clicked [Approve]", Inbound::Click { user: user("erin"), message: message.clone(), button: Button::Approve }),
-                                (300, "alice: /ray approve rehearsal evidence reviewed", Inbound::Command { user: user("alice"), text: "/ray approve rehearsal evidence reviewed".into() }),
+                                (300, "alice: /ray approve rehearsal evidence reviewed", cmd("alice", "/ray approve rehearsal evidence reviewed")),
                                 (300, "bob clicked [Approve]", Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve }),
                             ]
                         } else if opts.fail == Some(Failure::Approval) {
                             vec![
                                 (300, "bob clicked [Approve]", Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve }),
-                                (300, "carol: /ray reject error budget exhausted this week", Inbound::Command { user: user("carol"), text: "/ray reject error budget exhausted this week".into() }),
+                                (300, "carol: /ray reject error budget exhausted this week", cmd("carol", "/ray reject error budget exhausted this week")),
                             ]
                         } else {
                             vec![
                                 (300, "bob clicked [Approve]", Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve }),
-                                (300, "carol: /ray approve dashboards and alerts ready", Inbound::Command { user: user("carol"), text: "/ray approve dashboards and alerts ready".into() }),
+                                (300, "carol: /ray approve dashboards and alerts ready", cmd("carol", "/ray approve dashboards and alerts ready")),
                             ]
                         }
                     }

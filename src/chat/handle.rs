@@ -7,10 +7,23 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::{Delivery, Handled, Inbound};
+use crate::command::Command;
+
+/// Answers read-only commands beside the driver, concurrently with its writes. `None` when it
+/// cannot answer from what it reads (the driver must catch up first): the command then goes
+/// through the driver's queue like any other.
+#[async_trait]
+pub trait ReadSide: Send + Sync {
+    /// The answer to `command` (only ever a read-only one), if it can be given here.
+    async fn answer(&self, command: &Command) -> Option<String>;
+}
 
 /// How long an adapter waits for the driver's answer before it acknowledges and lets the answer
 /// follow. Slack and Discord both give up at 3 s; the rest is the platform's own round trip.
@@ -20,10 +33,17 @@ pub const ACK_BUDGET: Duration = Duration::from_millis(2000);
 const QUEUE: usize = 1024;
 
 /// A clonable way into a running driver task.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DriverHandle {
     tx: mpsc::Sender<Delivery>,
     follow_ups: TaskTracker,
+    reader: Option<Arc<dyn ReadSide>>,
+}
+
+impl std::fmt::Debug for DriverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverHandle").field("read_side", &self.reader.is_some()).finish()
+    }
 }
 
 /// Why a delivery did not reach the driver.
@@ -48,10 +68,11 @@ pub enum Answer {
 
 impl DriverHandle {
     /// A handle and the driver's ends: its delivery queue and the tracker of late answers.
-    pub fn new() -> (DriverHandle, mpsc::Receiver<Delivery>, TaskTracker) {
+    /// `reader` answers read-only commands without the queue.
+    pub fn new(reader: Option<Arc<dyn ReadSide>>) -> (DriverHandle, mpsc::Receiver<Delivery>, TaskTracker) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let follow_ups = TaskTracker::new();
-        (DriverHandle { tx, follow_ups: follow_ups.clone() }, rx, follow_ups)
+        (DriverHandle { tx, follow_ups: follow_ups.clone(), reader }, rx, follow_ups)
     }
 
     /// Queues a delivery; does not wait for it to be handled.
@@ -63,7 +84,15 @@ impl DriverHandle {
     }
 
     /// Queues a delivery with its idempotency key and waits up to [`ACK_BUDGET`] for the answer.
+    /// A read-only command is answered by the read side when it can, without waiting for writes.
     pub async fn deliver(&self, key: Option<String>, inbound: Inbound) -> Result<Answer, HandleError> {
+        if let (Some(reader), Inbound::Command { command, .. }) = (&self.reader, &inbound) {
+            if command.is_read_only() {
+                if let Some(text) = reader.answer(command).await {
+                    return Ok(Answer::Now(Handled { duplicate: false, replies: vec![text] }));
+                }
+            }
+        }
         let rx = self.submit(key, inbound)?;
         Ok(Self::within(rx, ACK_BUDGET).await)
     }

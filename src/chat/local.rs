@@ -72,7 +72,11 @@ impl LocalChat {
         self.say(&format!("{user}: {line}"));
         let who = UserRef::new("local", user.clone());
         if line == "/ray" || line.starts_with("/ray ") {
-            return LineResult::Inbound(Inbound::Command { user: who, text: line.to_string() });
+            // Parsed here: a malformed command is answered without the driver or the store.
+            return match Inbound::command(who, line) {
+                Ok(inbound) => LineResult::Inbound(inbound),
+                Err(e) => LineResult::Local(format!("raybot → {user} (only you): {}", ray_error(e))),
+            };
         }
         if let Some(emoji) = line.strip_prefix("/react") {
             let emoji = emoji.trim().trim_matches(':');

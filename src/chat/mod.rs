@@ -14,12 +14,13 @@ use crate::engine::{Ask, Button, UserRef};
 /// Something a person did in the war room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
-    /// A `/ray …` command (the text after `/ray`, or the whole line).
+    /// A `/ray …` command, parsed at the edge (a malformed one never gets this far: the adapter
+    /// answers it without touching the driver or the store).
     Command {
         /// Who typed it.
         user: UserRef,
-        /// The command text, e.g. `/ray approve looks good`.
-        text: String,
+        /// What they asked for.
+        command: crate::command::Command,
     },
     /// A reaction added to or removed from a message.
     Reaction {
@@ -44,6 +45,11 @@ pub enum Inbound {
 }
 
 impl Inbound {
+    /// `text` typed by `user`, parsed; the error is the refusal's text (without the prefix).
+    pub fn command(user: UserRef, text: &str) -> Result<Inbound, String> {
+        crate::command::parse(text).map(|command| Inbound::Command { user, command })
+    }
+
     /// Who did it.
     pub fn user(&self) -> &UserRef {
         match self {

@@ -37,12 +37,30 @@ pub fn history(list: &[ReleaseSummary]) -> String {
     s
 }
 
+/// One release as `/ray status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    /// The version released.
+    pub version: String,
+    /// Whether the release has ended.
+    pub finished: bool,
+    /// [`Release::status_text`].
+    pub text: String,
+}
+
+impl StatusLine {
+    /// The line of `r`.
+    pub fn of(r: &Release) -> StatusLine {
+        StatusLine { version: r.version.clone(), finished: r.is_finished(), text: r.status_text() }
+    }
+}
+
 /// `/ray status [<version>]`: the running releases, or every known release of `version`.
-pub fn status<'a>(releases: impl Iterator<Item = &'a Release>, version: Option<&str>) -> String {
-    let found: Vec<String> = releases
+pub fn status<'a>(lines: impl Iterator<Item = &'a StatusLine>, version: Option<&str>) -> String {
+    let found: Vec<String> = lines
         .filter(|r| version.is_none_or(|v| r.version == v))
-        .filter(|r| version.is_some() || !r.is_finished())
-        .map(Release::status_text)
+        .filter(|r| version.is_some() || !r.finished)
+        .map(|r| r.text.clone())
         .collect();
     if !found.is_empty() {
         return found.join("\n");

@@ -12,6 +12,7 @@
 //! - [`answers`]: the read-only commands' answers.
 
 pub mod answers;
+pub mod reader;
 pub mod run;
 #[cfg(test)]
 mod tests;
@@ -30,7 +31,7 @@ use tokio::task::JoinHandle;
 use crate::chat::outbox::{Outbox, Outgoing, Sent};
 use crate::chat::{ChatSink, Delivery, Inbound};
 use crate::clock::now;
-use crate::command::{self, Command, HELP};
+use crate::command::{Command, HELP};
 use crate::config::Config;
 use crate::engine::{Activity, Ask, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
 use crate::evidence::{EvidenceWriter, InputCheck};
@@ -153,6 +154,8 @@ pub struct Driver {
     foreign: BTreeSet<String>,
     /// Whether this process is stopping, shared with its worker.
     drain: Drain,
+    /// What the read side answers status questions from (see [`reader`]).
+    board: Arc<std::sync::RwLock<reader::Board>>,
 }
 
 /// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
@@ -203,6 +206,7 @@ impl Driver {
             wake: Arc::new(tokio::sync::Notify::new()),
             foreign: BTreeSet::new(),
             drain: Drain::default(),
+            board: Arc::default(),
         }
     }
 
@@ -483,6 +487,11 @@ impl Driver {
     /// Applies a background result (or sweeps for releases whose raybot process stopped, or
     /// records the message id of a keyed post).
     pub async fn handle_internal(&mut self, msg: Internal) {
+        self.handle_internal_inner(msg).await;
+        self.publish();
+    }
+
+    async fn handle_internal_inner(&mut self, msg: Internal) {
         match msg {
             Internal::Sweep => {
                 if let Err(e) = self.sweep().await {
@@ -581,14 +590,33 @@ impl Driver {
     /// recorded (or refused). A delivery whose idempotency key was seen before is answered as a
     /// duplicate. Read-only and malformed commands are answered without any store write.
     pub async fn deliver(&mut self, d: Delivery) {
+        self.deliver_inner(d).await;
+        self.publish();
+    }
+
+    /// Shows the read side what changed: every release whose recorded log grew or that left.
+    fn publish(&self) {
+        let Ok(mut board) = self.board.write() else { return };
+        for (id, a) in &self.releases {
+            if !a.stale && board.events(id) != Some(a.log_len) {
+                board.set(id, a.log_len, answers::StatusLine::of(&a.release));
+            }
+        }
+        let gone: Vec<String> = board.ids().filter(|id| !self.releases.contains_key(*id)).map(str::to_string).collect();
+        for id in gone {
+            board.remove(&id);
+        }
+        for id in &self.foreign {
+            board.foreign(id);
+        }
+    }
+
+    async fn deliver_inner(&mut self, d: Delivery) {
         let Delivery { key, inbound, done } = d;
         let mut turn = Turn::new(inbound.user().clone(), key.map(|k| format!("inbound:{k}")), done);
         self.metrics.inbound(inbound.kind());
         let command = match &inbound {
-            Inbound::Command { text, .. } => match command::parse(text) {
-                Ok(c) => Some(c),
-                Err(e) => return self.tell(&mut turn, ray_error(e)),
-            },
+            Inbound::Command { command, .. } => Some(command.clone()),
             _ => None,
         };
         match command {
@@ -603,7 +631,11 @@ impl Driver {
             }
             Some(Command::Status { version }) => {
                 let text = match self.catch_up(None).await {
-                    Ok(()) => answers::status(self.releases.values().map(|a| &a.release), version.as_deref()),
+                    Ok(()) => {
+                        let lines: Vec<_> =
+                            self.releases.values().map(|a| answers::StatusLine::of(&a.release)).collect();
+                        answers::status(lines.iter(), version.as_deref())
+                    }
                     Err(_) => ray_error(STORE_DOWN),
                 };
                 return self.tell(&mut turn, text);

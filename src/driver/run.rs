@@ -17,7 +17,8 @@ use crate::chat::handle::DriverHandle;
 /// still queued, records the results of the queued jobs this process runs, lets its outbox send
 /// what it holds, and waits for the late answers adapters are sending. The task ends then.
 pub fn spawn(driver: Driver) -> (DriverHandle, JoinHandle<()>) {
-    let (handle, rx, follow_ups) = DriverHandle::new();
+    let reader = super::reader::Reader::new(driver.store.clone(), driver.board.clone(), &driver.catalog);
+    let (handle, rx, follow_ups) = DriverHandle::new(Some(std::sync::Arc::new(reader)));
     let task = tokio::spawn(run(driver, rx, follow_ups));
     (handle, task)
 }

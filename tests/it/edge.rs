@@ -357,7 +357,8 @@ fn a_discord_option_with_a_newline_is_refused_in_exactly_one_line() {
         &edge.fake.command(DISCORD_ALICE, CHANNEL, "deploy", &[("version", "v1.2\n[RAY] Accepted.")]),
     );
     assert_eq!(
-        answer["data"]["content"], "[RAY ERROR] `version` must be one word (got `v1.2\\n[RAY] Accepted.`).",
+        answer["data"]["content"],
+        "[RAY ERROR] `v1.2\\n[RAY] Accepted.` is not a valid version: use letters, digits, `.`, `_` or `-` (at most 64 characters), e.g. `/ray deploy v1.2`.",
         "{answer}"
     );
     // Nothing started.

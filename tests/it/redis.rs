@@ -248,7 +248,7 @@ fn user(name: &str) -> UserRef {
 
 async fn say(d: &mut Driver, who: &str, text: &str, key: Option<&str>) -> Handled {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let inbound = Inbound::Command { user: user(who), text: text.to_string() };
+    let inbound = Inbound::command(user(who), text).expect("valid /ray command");
     d.deliver(Delivery { key: key.map(str::to_string), inbound, done: Some(tx) }).await;
     rx.await.expect("handled")
 }

@@ -22,6 +22,7 @@ use super::rest::Rest;
 use super::sink::{clip, parse_custom_id};
 use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle};
 use crate::chat::{Delivery, Handled, Inbound, answer_text};
+use crate::command::Command;
 use crate::command::one_line;
 use crate::engine::{Button, UserRef, ray_error};
 
@@ -102,13 +103,15 @@ impl Ingress {
                 if c.channel_id != self.channel {
                     return Queued::Now(self.elsewhere());
                 }
-                let text = match command_text(c) {
-                    Ok(t) => t,
+                // Typed options become a typed command here: a malformed one is answered without
+                // the driver or the store.
+                let command = match command(c) {
+                    Ok(command) => command,
                     Err(e) => return Queued::Now(ray_error(e)),
                 };
-                let accepted = format!("[RAY] `{}` accepted.", one_line(&text));
+                let accepted = format!("[RAY] `{}` accepted.", one_line(&command.to_string()));
                 let user = UserRef::new("discord", c.user.id.to_string());
-                (c.id.to_string(), Inbound::Command { user, text }, accepted)
+                (c.id.to_string(), Inbound::Command { user, command }, accepted)
             }
             Interaction::Component(c) => {
                 if c.channel_id != self.channel {
@@ -260,11 +263,9 @@ pub(crate) fn ids(i: &Interaction) -> Option<(String, ApplicationId, String)> {
     }
 }
 
-/// Rebuilds `/ray <sub> <args>` from a slash command's options (the grammar then parses it as if
-/// typed). Values that must be one word (version, environment, gate) may not contain spaces, so an
-/// option cannot smuggle extra grammar (`version: "v1.2 to staging"`). Every value a refusal quotes
-/// goes through [`one_line`], so a refusal is one line whatever the option held.
-pub fn command_text(c: &CommandInteraction) -> Result<String, String> {
+/// The `/ray` command of a slash-command interaction, from its subcommand and typed options —
+/// no text in between, so an option value can only ever be the field it was given for.
+pub fn command(c: &CommandInteraction) -> Result<Command, String> {
     if c.data.name != "ray" {
         return Err(format!("unknown command `/{}`; raybot answers `/ray`.", one_line(&c.data.name)));
     }
@@ -276,61 +277,13 @@ pub fn command_text(c: &CommandInteraction) -> Result<String, String> {
     };
     let value = |name: &str| -> Option<String> {
         options.iter().find(|o| o.name == name).and_then(|o: &CommandDataOption| match &o.value {
-            CommandDataOptionValue::String(s) => Some(s.trim().to_string()),
+            CommandDataOptionValue::String(s) => Some(s.clone()),
             CommandDataOptionValue::Integer(i) => Some(i.to_string()),
             CommandDataOptionValue::Boolean(b) => Some(b.to_string()),
             _ => None,
         })
     };
-    let word = |name: &str| -> Result<Option<String>, String> {
-        match value(name) {
-            Some(v) if v.chars().any(char::is_whitespace) => {
-                let shown: String = v.chars().take(60).collect();
-                Err(format!("`{name}` must be one word (got `{}`).", one_line(&shown)))
-            }
-            Some(v) if v.is_empty() => Ok(None),
-            other => Ok(other),
-        }
-    };
-    let mut text = format!("/ray {}", sub.name);
-    let mut push = |v: &str| {
-        text.push(' ');
-        text.push_str(v);
-    };
-    match sub.name.as_str() {
-        "deploy" => {
-            if let Some(v) = word("version")? {
-                push(&v);
-            }
-            if let Some(e) = word("env")? {
-                push(&format!("to {e}"));
-            }
-            if let Some(s) = word("strategy")? {
-                push(&format!("--strategy {s}"));
-            }
-        }
-        "status" => {
-            if let Some(v) = word("version")? {
-                push(&v);
-            }
-        }
-        "waive" => {
-            if let Some(g) = word("gate")? {
-                push(&g);
-            }
-            if let Some(j) = value("justification") {
-                push(&j);
-            }
-        }
-        _ => {
-            for name in ["comment", "reason"] {
-                if let Some(v) = value(name) {
-                    push(&v);
-                }
-            }
-        }
-    }
-    Ok(text)
+    crate::command::from_options(&sub.name, &value)
 }
 
 /// The approval request and button a click names.

@@ -159,7 +159,11 @@ impl Desk {
         if ev.channel_id.0 != self.chat.channel() {
             return payload::wrong_channel(self.chat.channel());
         }
-        let inbound = payload::command_inbound(&ev.user_id.0, ev.text.as_deref());
+        // Parsed here: a malformed command is answered without the driver or the store.
+        let inbound = match payload::command_inbound(&ev.user_id.0, ev.text.as_deref()) {
+            Ok(i) => i,
+            Err(e) => return ray_error(e),
+        };
         let key = format!("slack:command:{}", ev.trigger_id.0);
         match self.hand_over(key, inbound, Late::ResponseUrl(ev.response_url.clone())).await {
             Ok(Some(text)) => text,

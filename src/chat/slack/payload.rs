@@ -31,10 +31,10 @@ pub(crate) fn wrong_channel(war_room: &str) -> String {
 }
 
 /// A slash command as the driver sees it (`/ray` plus the text Slack sends after it).
-pub(crate) fn command_inbound(user: &str, text: Option<&str>) -> Inbound {
+pub(crate) fn command_inbound(user: &str, text: Option<&str>) -> Result<Inbound, String> {
     let text = text.unwrap_or("").trim();
     let text = if text.is_empty() { "/ray".to_string() } else { format!("/ray {text}") };
-    Inbound::Command { user: UserRef::new("slack", user), text }
+    Inbound::command(UserRef::new("slack", user), &text)
 }
 
 /// A `reaction_added` / `reaction_removed` event on a message, with its idempotency key
@@ -272,8 +272,12 @@ mod tests {
     fn commands_keep_the_ray_grammar() {
         assert_eq!(
             command_inbound("U0ALICE001", Some(" deploy v1.2 ")),
-            Inbound::Command { user: UserRef::new("slack", "U0ALICE001"), text: "/ray deploy v1.2".into() }
+            Ok(Inbound::Command {
+                user: UserRef::new("slack", "U0ALICE001"),
+                command: crate::command::parse("/ray deploy v1.2").unwrap()
+            })
         );
+        assert!(command_inbound("U0ALICE001", Some("dploy v1.2")).unwrap_err().contains("unknown command `dploy`"));
         assert!(wrong_channel("C0WARROOM01").contains("<#C0WARROOM01>"));
     }
 }
