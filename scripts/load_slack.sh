@@ -27,6 +27,9 @@ const app = new App({
   token: 'xoxb-load-0000',
   signingSecret: process.env.SECRET,
   tokenVerificationEnabled: false,
+  // Known ids: Bolt then never calls auth.test (nothing leaves this machine).
+  botId: 'B0RAYBOT01',
+  botUserId: 'U0RAYBOT01',
   endpoints: '/slack/commands',
 });
 app.command('/ray', async ({ ack }) => { await ack(); });

@@ -13,6 +13,7 @@
 
 pub mod answers;
 pub mod reader;
+mod releases;
 pub mod run;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::probe::{ProbeRequest, run_probe};
 use crate::protocol::Catalog;
 use crate::store::{JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
+use releases::{Active, Releases};
 use turn::Turn;
 use worker::{Drain, QueuedPayload, Worker, job_request};
 
@@ -60,35 +62,6 @@ pub const STORE_DOWN: &str = "state store unavailable — nothing was changed, t
 
 /// Post key of the live status message of a release (chat platforms).
 pub const STATUS_KEY: &str = "status";
-
-struct Active {
-    release: Release,
-    log_len: u64,
-    lock_token: Option<u64>,
-    /// When the environment lock's lease ends (ms); renewed as the release goes on.
-    lock_expires_at: u64,
-    /// The in-memory state holds an event the store did not take: rebuild it before use.
-    stale: bool,
-    /// The status text this driver last sent to its live status message.
-    status_shown: Option<String>,
-    /// This driver asked its outbox to post the release's status message (it started or took
-    /// over the release): until the message id is recorded, its edits go through the outbox.
-    status_posting: bool,
-}
-
-impl Active {
-    fn new(release: Release, log_len: u64, lock_token: Option<u64>, lock_expires_at: u64) -> Active {
-        Active {
-            release,
-            log_len,
-            lock_token,
-            lock_expires_at,
-            stale: false,
-            status_shown: None,
-            status_posting: false,
-        }
-    }
-}
 
 /// Work that comes back to the driver from its background tasks.
 #[derive(Debug)]
@@ -131,7 +104,7 @@ pub struct Driver {
     pub artifacts: PathBuf,
     platform: String,
     replica: String,
-    releases: BTreeMap<String, Active>,
+    releases: Releases,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     http: reqwest::Client,
@@ -150,8 +123,6 @@ pub struct Driver {
     queued: BTreeSet<String>,
     /// Wakes the queue worker when this driver queued a job.
     wake: Arc<tokio::sync::Notify>,
-    /// Releases of other chat platforms (never loaded again by this driver).
-    foreign: BTreeSet<String>,
     /// Whether this process is stopping, shared with its worker.
     drain: Drain,
     /// What the read side answers status questions from (see [`reader`]).
@@ -182,6 +153,7 @@ impl Driver {
             let _ = report.send(Internal::Sent(sent));
         });
         let queue = store.queue();
+        let releases = Releases::new(platform, store.clone());
         Driver {
             config,
             catalog,
@@ -192,7 +164,7 @@ impl Driver {
             artifacts,
             platform: platform.to_string(),
             replica: replica_name(),
-            releases: BTreeMap::new(),
+            releases,
             internal_tx,
             internal_rx,
             http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
@@ -204,7 +176,6 @@ impl Driver {
             worker: false,
             queued: BTreeSet::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
-            foreign: BTreeSet::new(),
             drain: Drain::default(),
             board: Arc::default(),
         }
@@ -252,9 +223,9 @@ impl Driver {
     /// `retry` is false (a survivor taking over from a stopped replica) it gives up if anyone
     /// recorded an event meanwhile. Returns whether it took it over.
     async fn take_over(&mut self, id: &str, retry: bool) -> Result<bool, StoreError> {
-        let Some((release, log_len, previous)) = self.load(id).await? else { return Ok(false) };
+        let Some((release, log_len, previous)) = self.releases.load(id).await? else { return Ok(false) };
         if release.plan.people.platform != self.platform {
-            self.foreign.insert(id.to_string());
+            self.releases.foreign.insert(id.to_string());
             return Ok(false);
         }
         if release.is_finished() {
@@ -300,7 +271,7 @@ impl Driver {
         self.refresh(open.clone()).await?;
         for s in open {
             let Some(other) = s.replica.as_deref() else { continue };
-            if other == self.replica || self.foreign.contains(&s.id) || self.store.alive(other).await? {
+            if other == self.replica || self.releases.foreign.contains(&s.id) || self.store.alive(other).await? {
                 continue;
             }
             if self.take_over(&s.id, false).await? {
@@ -340,80 +311,6 @@ impl Driver {
             holding: std::sync::Mutex::new(BTreeSet::new()),
         };
         tokio::spawn(w.run());
-    }
-
-    /// Reads release `id` from the store and rebuilds it (the store is the truth when another
-    /// replica wrote to it). Returns the release and its log length, or `None` if it is unknown.
-    async fn load(&self, id: &str) -> Result<Option<(Release, u64, Option<String>)>, StoreError> {
-        let lines = self.store.read(id).await?;
-        let mut events = Vec::with_capacity(lines.len());
-        let mut previous = None;
-        for l in &lines {
-            let e: StoredEvent = serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
-            previous = e.replica.or(previous);
-            events.push((e.at, e.event));
-        }
-        Ok(Release::replay(events.iter()).map(|r| (r, lines.len() as u64, previous)))
-    }
-
-    /// Catches up with events another replica recorded for release `id`.
-    async fn reload(&mut self, id: &str) -> Result<(), StoreError> {
-        let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };
-        if let Some(a) = self.releases.get_mut(id) {
-            a.release = release;
-            a.log_len = log_len;
-            a.stale = false;
-        }
-        Ok(())
-    }
-
-    /// Picks up releases other replicas started or moved on since this one last looked, so that
-    /// a command reaching any replica finds the release it is for. Reads only the index of
-    /// unfinished releases; a release is read again only when its log grew.
-    pub async fn refresh(&mut self, open: Vec<ReleaseSummary>) -> Result<(), StoreError> {
-        let open_ids: BTreeSet<&str> = open.iter().map(|s| s.id.as_str()).collect();
-        // Loaded releases that left the index ended on another replica: catch up once.
-        let ended: Vec<String> = self
-            .releases
-            .iter()
-            .filter(|(id, a)| !a.release.is_finished() && !open_ids.contains(id.as_str()))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ended {
-            self.reload(&id).await?;
-        }
-        for s in &open {
-            let up_to_date = match self.releases.get(&s.id) {
-                Some(a) => !a.stale && a.log_len == s.events,
-                None => self.foreign.contains(&s.id),
-            };
-            if !up_to_date {
-                self.adopt(&s.id).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Loads release `id` from the store (a release another replica started or moved on).
-    async fn adopt(&mut self, id: &str) -> Result<(), StoreError> {
-        let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };
-        if release.plan.people.platform != self.platform {
-            self.foreign.insert(id.to_string());
-            return Ok(());
-        }
-        match self.releases.get_mut(id) {
-            Some(a) => {
-                a.release = release;
-                a.log_len = log_len;
-                a.stale = false;
-            }
-            None => {
-                let lock = self.store.lock_holder(&release.env, now().0).await?.filter(|l| l.owner == id);
-                let (token, expires) = (lock.as_ref().map(|l| l.token), lock.map(|l| l.expires_at_ms).unwrap_or(0));
-                self.releases.insert(id.to_string(), Active::new(release, log_len, token, expires));
-            }
-        }
-        Ok(())
     }
 
     /// The release lost its environment lock: stop acting on it and say so.
@@ -467,7 +364,13 @@ impl Driver {
 
     /// Active (unfinished) releases.
     pub fn active(&self) -> impl Iterator<Item = &Release> {
-        self.releases.values().map(|a| &a.release).filter(|r| !r.is_finished())
+        self.releases.active()
+    }
+
+    /// Picks up releases other replicas started or moved on since this one last looked (see
+    /// [`Releases`]), given the index of unfinished releases.
+    pub async fn refresh(&mut self, open: Vec<ReleaseSummary>) -> Result<(), StoreError> {
+        self.releases.refresh(open).await
     }
 
     /// The next background result (jobs, probes, timers, posts …); never `None` while the driver lives.
@@ -521,7 +424,7 @@ impl Driver {
     /// the release already knows it.
     async fn record_posted(&mut self, id: &str, key: String, message: String) -> Result<(), StoreError> {
         if !self.releases.contains_key(id) {
-            self.adopt(id).await?;
+            self.releases.adopt(id).await?;
         }
         let known = self.releases.get(id).is_none_or(|a| {
             a.release.is_finished() && key != STATUS_KEY
@@ -550,7 +453,7 @@ impl Driver {
         // A queued job may have been asked for by another replica: read its release first.
         let mut result = Ok(());
         if !self.releases.contains_key(&release) {
-            result = self.adopt(&release).await;
+            result = self.releases.adopt(&release).await;
         }
         if result.is_ok() {
             result = self.apply(&release, event.clone(), &mut Turn::background(), true).await;
@@ -597,16 +500,16 @@ impl Driver {
     /// Shows the read side what changed: every release whose recorded log grew or that left.
     fn publish(&self) {
         let Ok(mut board) = self.board.write() else { return };
-        for (id, a) in &self.releases {
+        for (id, a) in self.releases.iter() {
             if !a.stale && board.events(id) != Some(a.log_len) {
                 board.set(id, a.log_len, answers::StatusLine::of(&a.release));
             }
         }
-        let gone: Vec<String> = board.ids().filter(|id| !self.releases.contains_key(*id)).map(str::to_string).collect();
+        let gone: Vec<String> = board.ids().filter(|id| !self.releases.contains_key(id)).map(str::to_string).collect();
         for id in gone {
             board.remove(&id);
         }
-        for id in &self.foreign {
+        for id in &self.releases.foreign {
             board.foreign(id);
         }
     }
@@ -691,7 +594,7 @@ impl Driver {
                 self.deploy(turn, user, version, env, strategy.unwrap_or_default()).await
             }
             (Inbound::Command { user, .. }, Some(Command::Release(rc))) => {
-                let Some(id) = self.route(&rc) else {
+                let Some(id) = self.releases.route(&rc) else {
                     let what = match rc {
                         ReleaseCommand::Ack => "no change freeze is waiting for acknowledgement",
                         ReleaseCommand::Approve { .. } | ReleaseCommand::Reject { .. } => {
@@ -729,11 +632,7 @@ impl Driver {
     /// The release that posted `message`: from the logs, else from the outbox's own posts whose
     /// message id is not recorded yet (then recorded first, so the reaction finds it).
     async fn release_of_message(&mut self, message: &str) -> Option<String> {
-        let known = self
-            .releases
-            .values()
-            .find(|a| a.release.posts.values().any(|ids| ids.iter().any(|m| m == message)))
-            .map(|a| a.release.id.clone());
+        let known = self.releases.of_message(message);
         if known.is_some() {
             return known;
         }
@@ -864,7 +763,7 @@ impl Driver {
         let mut conflicts = 0;
         loop {
             if self.releases.get(id).is_some_and(|a| a.stale) {
-                self.reload(id).await?;
+                self.releases.reload(id).await?;
             }
             let Some(active) = self.releases.get_mut(id) else { return Ok(()) };
             let at = now();
@@ -876,7 +775,7 @@ impl Driver {
                 Err(StoreError::Conflict { .. }) if retry && conflicts < 3 => {
                     // Another replica recorded an event first: catch up and decide again.
                     conflicts += 1;
-                    self.reload(id).await?;
+                    self.releases.reload(id).await?;
                 }
                 Err(StoreError::Duplicate { .. }) => return Ok(()),
                 Err(e) => {
@@ -900,7 +799,7 @@ impl Driver {
             match self.record(id, &event, at, fx, turn).await {
                 Ok(more) => queue.extend(more),
                 Err(StoreError::Conflict { .. }) => {
-                    self.reload(id).await?;
+                    self.releases.reload(id).await?;
                     queue.push_front(event);
                 }
                 Err(e) => return Err(e),
@@ -1000,25 +899,6 @@ impl Driver {
         }
         a.status_shown = Some(text.clone());
         self.outbox.send(Outgoing::Edit { release: id.to_string(), key: STATUS_KEY.into(), message, text });
-    }
-
-    /// Picks the release a command is for: the one waiting for that kind of input, else the only one.
-    fn route(&self, rc: &ReleaseCommand) -> Option<String> {
-        use crate::engine::Activity;
-        let active: Vec<&Release> = self.active().collect();
-        let waiting = active.iter().find(|r| match rc {
-            ReleaseCommand::Ack => matches!(r.activity, Activity::Acks { .. }),
-            ReleaseCommand::Approve { .. } | ReleaseCommand::Reject { .. } => {
-                matches!(r.activity, Activity::Approval { .. })
-            }
-            ReleaseCommand::Waive { .. } | ReleaseCommand::Retry => matches!(r.activity, Activity::Halted(_)),
-            _ => false,
-        });
-        match (waiting, active.as_slice()) {
-            (Some(r), _) => Some(r.id.clone()),
-            (None, [only]) => Some(only.id.clone()),
-            _ => None,
-        }
     }
 
     /// Extends the environment lock once half of its lease has passed, while the release runs.
