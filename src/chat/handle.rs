@@ -86,15 +86,22 @@ impl DriverHandle {
     /// Queues a delivery with its idempotency key and waits up to [`ACK_BUDGET`] for the answer.
     /// A read-only command is answered by the read side when it can, without waiting for writes.
     pub async fn deliver(&self, key: Option<String>, inbound: Inbound) -> Result<Answer, HandleError> {
-        if let (Some(reader), Inbound::Command { command, .. }) = (&self.reader, &inbound) {
-            if command.is_read_only() {
-                if let Some(text) = reader.answer(command).await {
-                    return Ok(Answer::Now(Handled { duplicate: false, replies: vec![text] }));
-                }
+        if let Inbound::Command { command, .. } = &inbound {
+            if let Some(text) = self.read(command).await {
+                return Ok(Answer::Now(Handled { duplicate: false, replies: vec![text] }));
             }
         }
         let rx = self.submit(key, inbound)?;
         Ok(Self::within(rx, ACK_BUDGET).await)
+    }
+
+    /// The read side's answer to a read-only `command`, if it can give one (else the command
+    /// must go through the queue).
+    pub async fn read(&self, command: &Command) -> Option<String> {
+        match &self.reader {
+            Some(reader) if command.is_read_only() => reader.answer(command).await,
+            _ => None,
+        }
     }
 
     /// Queues a delivery and returns the receiver of its answer (adapters that must queue in a

@@ -68,8 +68,10 @@ async fn interactions(State(s): State<Endpoint>, headers: HeaderMap, body: Bytes
         }
     };
     let ids_of = ids(&interaction);
-    let answer = match s.ingress.interaction(&interaction) {
+    let answer = match s.ingress.settle(s.ingress.interaction(&interaction)).await {
         Queued::Ping => serde_json::json!({ "type": PONG }),
+        // `settle` never leaves a read pending; answered as "no answer" should that change.
+        Queued::Read { .. } => message_response(crate::chat::NO_ANSWER),
         Queued::Now(text) => message_response(&text),
         Queued::Waiting { rx, accepted } => match first_answer(rx, accepted).await {
             First::Message(text) => message_response(&text),

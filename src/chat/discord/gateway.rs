@@ -63,7 +63,7 @@ fn on_event(ingress: &Arc<Ingress>, event: &Event) {
         Event::InteractionCreate(e) => {
             let queued = ingress.interaction(&e.interaction);
             if !matches!(queued, Queued::Ping) {
-                ingress.follow_up(answer_over_rest(ingress.http().clone(), e.interaction.clone(), queued));
+                ingress.follow_up(answer_over_rest(ingress.clone(), e.interaction.clone(), queued));
             }
         }
         Event::ReactionAdd(e) => ingress.reaction(&e.reaction, true),

@@ -40,6 +40,16 @@ pub(crate) enum Queued {
     Ping,
     /// Answer this text to the person alone, now (refusals that change nothing).
     Now(String),
+    /// A read-only command: answered by the driver's read side, concurrently with its writes
+    /// (see [`Ingress::settle`]), else queued like any other.
+    Read {
+        /// Idempotency key of the interaction.
+        key: String,
+        /// The command.
+        inbound: Inbound,
+        /// Said when the driver had nothing private to say.
+        accepted: String,
+    },
     /// The driver has it; its answer comes through the receiver.
     Waiting {
         /// Delivers what the driver said to the person.
@@ -131,12 +141,31 @@ impl Ingress {
             }
             _ => return Queued::Now(ray_error("raybot only takes `/ray` commands and its own buttons.")),
         };
+        let key = format!("discord:interaction:{key}");
+        if matches!(&inbound, Inbound::Command { command, .. } if command.is_read_only()) {
+            return Queued::Read { key, inbound, accepted };
+        }
+        self.queue(key, inbound, accepted)
+    }
+
+    fn queue(&self, key: String, inbound: Inbound, accepted: String) -> Queued {
         let (tx, rx) = oneshot::channel();
-        let delivery = Delivery { key: Some(format!("discord:interaction:{key}")), inbound, done: Some(tx) };
-        match self.handle.send(delivery) {
+        match self.handle.send(Delivery { key: Some(key), inbound, done: Some(tx) }) {
             Ok(()) => Queued::Waiting { rx, accepted },
             Err(e) => Queued::Now(ray_error(format!("{e}; nothing was changed."))),
         }
+    }
+
+    /// Answers a read-only command from the read side when it can, else queues it (its order
+    /// among writes does not matter: it changes nothing). Other interactions pass through.
+    pub(crate) async fn settle(&self, queued: Queued) -> Queued {
+        let Queued::Read { key, inbound, accepted } = queued else { return queued };
+        if let Inbound::Command { command, .. } = &inbound {
+            if let Some(text) = self.handle.read(command).await {
+                return Queued::Now(text);
+            }
+        }
+        self.queue(key, inbound, accepted)
     }
 
     /// Queues a reaction added to or removed from a message in the war room. raybot's own
@@ -234,10 +263,11 @@ pub(crate) async fn finish_deferred(
 
 /// Answers a gateway interaction through the callback endpoint: within [`ACK_BUDGET`] in
 /// full, else deferred and completed later.
-pub(crate) async fn answer_over_rest(http: Arc<Rest>, interaction: Interaction, queued: Queued) {
+pub(crate) async fn answer_over_rest(ingress: Arc<Ingress>, interaction: Interaction, queued: Queued) {
     let Some((id, app, token)) = ids(&interaction) else { return };
-    let (first, late) = match queued {
-        Queued::Ping => return,
+    let http = ingress.http().clone();
+    let (first, late) = match ingress.settle(queued).await {
+        Queued::Ping | Queued::Read { .. } => return,
         Queued::Now(text) => (message_response(&text), None),
         Queued::Waiting { rx, accepted } => match first_answer(rx, accepted).await {
             First::Message(text) => (message_response(&text), None),
