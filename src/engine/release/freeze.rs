@@ -92,6 +92,18 @@ impl Freeze {
     }
 }
 
+/// Emoji names and characters that mean the same acknowledgement (Slack sends names, Discord the
+/// character).
+pub(crate) fn same_emoji(a: &str, b: &str) -> bool {
+    fn norm(s: &str) -> &str {
+        match s.trim_matches(':') {
+            "✅" | "white_check_mark" | "heavy_check_mark" | "✔️" => "white_check_mark",
+            other => other,
+        }
+    }
+    norm(a) == norm(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +132,14 @@ mod tests {
         assert_eq!(f.confirmed_at, Some(Timestamp(4)));
         assert_eq!(f.acknowledged(), ["bob", "carol"]);
         assert!(f.missing().is_empty());
+    }
+
+    #[test]
+    fn slack_names_and_discord_characters_are_the_same_acknowledgement() {
+        assert!(same_emoji("✅", "white_check_mark"));
+        assert!(same_emoji(":heavy_check_mark:", "white_check_mark"));
+        assert!(!same_emoji("thumbsup", "white_check_mark"));
+        assert!(same_emoji("thumbsup", ":thumbsup:"));
     }
 
     #[test]

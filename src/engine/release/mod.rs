@@ -22,6 +22,7 @@
 
 mod access;
 mod approval;
+mod copy;
 mod evidence;
 mod freeze;
 mod gates;
@@ -44,8 +45,9 @@ use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
 use access::{Refusal, Scene, Verb};
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
-use freeze::AckOutcome;
+use copy::{capitalize, gate_failed_text};
 pub use freeze::Freeze;
+use freeze::{AckOutcome, same_emoji};
 pub use gates::{GateVerdict, Verdict};
 use gates::{OnFailure, Parity};
 use recovery::Recovery;
@@ -207,22 +209,8 @@ impl Release {
             quiet: false,
         };
         let mut fx = Vec::new();
-        let chain: Vec<String> = r.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
-        r.post(
-            now,
-            &mut fx,
-            None,
-            format!(
-                "[RAY] Release {} of {} to {} started by {} (strategy {}). Pipeline: {}.",
-                r.id,
-                r.version,
-                r.env,
-                r.mention(&by.id),
-                r.strategy.as_str(),
-                chain.join(" → ")
-            ),
-            Ask::Nothing,
-        );
+        let text = r.start_text();
+        r.post(now, &mut fx, None, text, Ask::Nothing);
         r.enter_protocol(now, &mut fx);
         r.run(now, &mut fx, Entered::Waiting, true);
         Some((r, fx))
@@ -285,10 +273,6 @@ impl Release {
         let n = self.next_id;
         self.next_id += 1;
         format!("{}#{kind}{n}", self.id)
-    }
-
-    fn mention(&self, id: &str) -> String {
-        self.plan.people.mention(id)
     }
 
     fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<String>, text: String, ask: Ask) {
@@ -383,13 +367,6 @@ impl Release {
             let doc = self.json_doc(now, step, body);
             self.write_step_file(fx, step, doc);
         }
-    }
-
-    /// `product_owner (@bob, @frank)`: a role and who holds it.
-    fn role_people(&self, role: &str) -> String {
-        let people: Vec<String> =
-            self.plan.people.with_roles(&[role.to_string()]).iter().map(|p| self.mention(&p.id)).collect();
-        format!("{role} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
     }
 
     fn write(&mut self, fx: &mut Fx, path: String, contents: String) {
@@ -557,40 +534,8 @@ impl Release {
             return true;
         }
         // Protocol complete: handoff.
-        let p = self.protocol().clone();
-        if let Some(h) = &p.handoff {
-            let passed = self.gates.iter().filter(|g| g.protocol == p.id && g.verdict == Verdict::Passed).count();
-            let waived =
-                self.gates.iter().filter(|g| g.protocol == p.id && matches!(g.verdict, Verdict::Waived { .. })).count();
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "{}\nHandoff checklist: {} gates passed, {} waived (documented); evidence in {}/.",
-                    h.announcement, passed, waived, p.artifacts_dir
-                ),
-                Ask::Nothing,
-            );
-        }
-        if let Some(prompt) = p.communication.validation_prompts.first() {
-            let approvers: Vec<String> = self
-                .rounds
-                .iter()
-                .filter(|r| r.protocol == p.id && r.is_approved())
-                .flat_map(|r| r.approvals.iter().map(|a| self.mention(&a.user)))
-                .collect();
-            let follow = if self.cursor.protocol + 1 < self.plan.protocols.len() {
-                format!("continuing with Protocol {}", self.plan.protocols[self.cursor.protocol + 1].id)
-            } else {
-                "release complete".to_string()
-            };
-            let by = if approvers.is_empty() {
-                "confirmed by the passed gates".to_string()
-            } else {
-                format!("confirmed by the go/no-go approval of {}", approvers.join(", "))
-            };
-            self.post(now, fx, None, format!("{}\n→ {by}; {follow}.", prompt.trim_end()), Ask::Nothing);
+        for text in self.handoff_texts() {
+            self.post(now, fx, None, text, Ask::Nothing);
         }
         self.cursor.protocol += 1;
         self.cursor.phase = 0;
@@ -634,31 +579,7 @@ impl Release {
     }
 
     fn end(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
-        let text = match &outcome {
-            Terminal::Released => format!(
-                "[RAY] ✅ {} released to {}. Evidence: {}/. Environment lock released.",
-                self.version, self.env, self.id
-            ),
-            Terminal::RolledBack { reason } => format!(
-                "[RAY] ↩️ {} rolled back in {}: {reason}. Evidence: {}/ (rollback-plan.md, DEPLOYMENT-REPORT.md).",
-                self.version, self.env, self.id
-            ),
-            Terminal::Rejected { by, reason } => {
-                format!(
-                    "[RAY] ⛔ {} stopped: rejected by {}: {reason}. Nothing was deployed to {}.",
-                    self.version,
-                    self.mention(by),
-                    self.env
-                )
-            }
-            Terminal::Aborted { by, reason } => {
-                format!(
-                    "[RAY] ⛔ {} aborted by {}: {reason}. Environment lock released.",
-                    self.version,
-                    self.mention(by)
-                )
-            }
-        };
+        let text = self.end_text(&outcome);
         self.post(now, fx, None, text, Ask::Nothing);
         self.activity = Activity::Ended(outcome.clone());
         fx.push(Effect::Finished { outcome });
@@ -673,21 +594,7 @@ impl Release {
         gate: Option<String>,
         resume: Resume,
     ) {
-        let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {
-            "[RAY ERROR] - \"Failed at {step}. Reason: {explanation}. Awaiting instructions.\"".into()
-        });
-        let mut text = template.replace("{step}", &step).replace("{explanation}", reason.trim_end_matches('.'));
-        let hint = match (&gate, &resume) {
-            (Some(g), _) if self.gate_waivable(g) => format!(
-                "\nType `/ray retry` to run it again, `/ray waive {g} <justification>` to accept the risk, or `/ray abort`."
-            ),
-            (_, Resume::Rollback) => "\nType `/ray retry` to run the rollback again.".to_string(),
-            _ if self.production_touched => {
-                "\nType `/ray retry` to run it again or `/ray rollback` to restore the previous version.".to_string()
-            }
-            _ => "\nType `/ray retry` to run it again or `/ray abort` to stop the release.".to_string(),
-        };
-        text.push_str(&hint);
+        let text = self.halt_text(&step, &reason, gate.as_deref(), &resume);
         self.post(now, fx, None, text, Ask::Nothing);
         self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
     }
@@ -720,20 +627,7 @@ impl Release {
             }
             Verdict::Failed => {}
         }
-        let mut text = format!(
-            "[RAY GATE FAILED: {name}]\n> \"Quality gate '{name}' failed.\n> Criteria: {criteria}\n> Actual: {actual}\n> Required action: {action}",
-            name = gate.name,
-            criteria = gate.failed_criteria.clone().unwrap_or_else(|| gate.criteria.clone()),
-            action = gate.required_action.clone().unwrap_or_else(|| gate.failure_handling.clone()),
-        );
-        if !gate.options.is_empty() {
-            text.push_str("\n>\n> Options:");
-            for (i, o) in gate.options.iter().enumerate() {
-                text.push_str(&format!("\n> {}. {o}", i + 1));
-            }
-        }
-        text.push('"');
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.post(now, fx, None, gate_failed_text(gate, &actual), Ask::Nothing);
         let step = format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number);
         let reason = format!("{actual} (threshold: {threshold})");
         match gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1) {
@@ -1328,30 +1222,7 @@ impl Release {
 
     /// Posts (or re-posts) the go/no-go request of `round` with its buttons and arms a reminder.
     fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
-        let r = self.rounds[round].clone();
-        let step = self.protocol().phases.iter().flat_map(|p| &p.steps).find(|s| s.id == r.step).cloned();
-        let prompt = match step.as_ref().map(|s| &s.run) {
-            Some(StepRun::Approval { prompt, .. }) => prompt.clone(),
-            _ => "[APPROVAL REQUEST] Approve?".to_string(),
-        };
-        let who: Vec<String> = r.roles.iter().map(|role| self.role_people(role)).collect();
-        let mut text = lead.to_string();
-        if let Some(c) = step.as_ref().and_then(|s| s.communication.as_ref()) {
-            if c != &prompt {
-                text.push_str(c);
-                text.push('\n');
-            }
-        }
-        text.push_str(&prompt);
-        let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
-        text.push_str(&format!(
-            "\nRelease {} ({} → {}). Needed: {}.{} Approve with the button or `/ray approve [comment]`; `/ray reject <reason>` stops the release.",
-            self.id,
-            self.version,
-            self.env,
-            who.join(", "),
-            if got.is_empty() { String::new() } else { format!(" Approved so far: {}.", got.join(", ")) }
-        ));
+        let text = self.approval_request_text(&self.rounds[round], lead);
         self.post(now, fx, Some(format!("approval:{round}")), text, Ask::Buttons);
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Approval { round, reminder };
@@ -1456,24 +1327,6 @@ impl Release {
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Acks { reminder };
         Entered::Waiting
-    }
-
-    fn freeze_text(&self, step: &Step) -> String {
-        let head =
-            step.communication.clone().unwrap_or_else(|| "Change freeze in effect. All teams acknowledge?".into());
-        let acked: Vec<String> = self.freeze.acknowledged().into_iter().map(|u| self.mention(u)).collect();
-        let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
-        format!(
-            "{head}\nRelease {} ({} → {}): react with :{}: or type `/ray ack`. Acknowledged {}/{}: {}. Waiting for: {}.",
-            self.id,
-            self.version,
-            self.env,
-            self.plan.policy.ack_emoji,
-            acked.len(),
-            self.freeze.required.len(),
-            if acked.is_empty() { "nobody yet".into() } else { acked.join(", ") },
-            if missing.is_empty() { "nobody".into() } else { missing.join(", ") },
-        )
     }
 
     /// Counts an acknowledgement the access check let through and maps the freeze's outcome.
@@ -1803,10 +1656,6 @@ impl Release {
             },
             Task::Rollback { started: now },
         );
-    }
-
-    fn stakeholder_mentions(&self) -> String {
-        self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
     }
 
     fn rollback_staging(&mut self, now: Timestamp, fx: &mut Fx, step: String, reason: String, gate: String) {
@@ -2374,85 +2223,5 @@ impl Release {
     /// Prerequisite artifacts of the current protocol: (name, required).
     pub fn protocol_prerequisites(&self) -> Vec<(String, bool)> {
         self.protocol().prerequisites.artifacts.iter().map(|a| (a.name.clone(), a.required)).collect()
-    }
-
-    /// `/ray status` text.
-    pub fn status_text(&self) -> String {
-        let p = self.protocol();
-        let phase = &p.phases[self.cursor.phase.min(p.phases.len() - 1)];
-        let mut s = format!(
-            "[RAY STATUS] {} — {} → {} ({}), started by {} at {}. Protocol {} phase {} ({}): {}.",
-            self.id,
-            self.version,
-            self.env,
-            self.strategy.as_str(),
-            self.mention(&self.started_by.id),
-            self.started_at.rfc3339(),
-            p.id,
-            phase.number,
-            phase.title,
-            self.activity.label()
-        );
-        match &self.activity {
-            Activity::Acks { .. } => {
-                let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
-                s.push_str(&format!(
-                    " Freeze acknowledgements {}/{}; missing: {}.",
-                    self.freeze.acks.len(),
-                    self.freeze.required.len(),
-                    missing.join(", ")
-                ));
-            }
-            Activity::Approval { round, .. } => {
-                let r = &self.rounds[*round];
-                let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
-                s.push_str(&format!(
-                    " Approvals so far: {}; required roles: {}.",
-                    if got.is_empty() { "none".into() } else { got.join(", ") },
-                    r.roles.join(", ")
-                ));
-            }
-            Activity::Halted(h) => s.push_str(&format!(" Halted at {}: {}.", h.step, h.reason)),
-            _ => {}
-        }
-        let gates: Vec<String> = self
-            .gates
-            .iter()
-            .map(|g| {
-                format!(
-                    "{} {}",
-                    g.name,
-                    match g.verdict {
-                        Verdict::Passed => "passed",
-                        Verdict::Failed => "failed",
-                        Verdict::Waived { .. } => "waived",
-                    }
-                )
-            })
-            .collect();
-        if !gates.is_empty() {
-            s.push_str(&format!(" Gates: {}.", gates.join("; ")));
-        }
-        s
-    }
-}
-
-/// Emoji names and characters that mean the same acknowledgement (Slack sends names, Discord the
-/// character).
-fn same_emoji(a: &str, b: &str) -> bool {
-    fn norm(s: &str) -> &str {
-        match s.trim_matches(':') {
-            "✅" | "white_check_mark" | "heavy_check_mark" | "✔️" => "white_check_mark",
-            other => other,
-        }
-    }
-    norm(a) == norm(b)
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
     }
 }
