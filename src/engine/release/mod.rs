@@ -29,6 +29,7 @@ mod gates;
 mod recovery;
 mod rollback;
 mod rollout;
+mod scores;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +53,7 @@ pub use gates::{GateVerdict, Verdict};
 use gates::{OnFailure, Parity};
 use recovery::Recovery;
 use rollout::{ProbeStep, Rollout};
+use scores::Validation;
 pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
 
 /// A release: the fold of its events.
@@ -1117,27 +1119,9 @@ impl Release {
         let step = self.step().clone();
         let StepRun::Validate { env } = step.run.clone() else { return };
         let Some(e) = self.env_cfg(&env) else { return };
-        let suite_jobs: Vec<JobRecord> = {
-            let first = self.jobs.iter().rposition(|j| j.purpose.starts_with("validation ") && j.env == env);
-            let n = e.validation.len();
-            match first {
-                Some(last) if n > 0 => self.jobs[last + 1 - n..=last].to_vec(),
-                _ => Vec::new(),
-            }
-        };
-        let passed = suite_jobs.iter().filter(|j| j.outcome.as_ref().is_some_and(JobOutcome::succeeded)).count();
-        let critical_failed = suite_jobs
-            .iter()
-            .zip(&e.validation)
-            .filter(|(j, s)| s.critical && !j.outcome.as_ref().is_some_and(JobOutcome::succeeded))
-            .count();
-        let probe_ok = rollout::healthy(&e.probe, report);
-        let coverage = if suite_jobs.is_empty() {
-            if probe_ok { 1.0 } else { 0.0 }
-        } else {
-            passed as f64 / suite_jobs.len() as f64
-        };
-        let blocking = critical_failed as f64 + if probe_ok { 0.0 } else { 1.0 };
+        let suite_jobs = scores::suite_jobs(&self.jobs, &env, e.validation.len()).to_vec();
+        let score = Validation::score(&suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
+        let Validation { passed, coverage, blocking, .. } = score;
         self.set_metric("coverage", coverage);
         self.set_metric("validation_success_rate", report.success_rate());
         self.add_metric("blocking_errors", blocking);
@@ -1175,7 +1159,7 @@ impl Release {
             rollout::summary(report)
         );
         self.step_note(now, fx, summary.clone());
-        if blocking > 0.0 {
+        if !score.passed() {
             return self.step_failed(now, fx, summary);
         }
         self.run(now, fx, Entered::Done, false)
@@ -1185,17 +1169,7 @@ impl Release {
 
     fn write_security(&mut self, now: Timestamp, fx: &mut Fx, outcome: Option<&JobOutcome>) {
         let step = self.step().clone();
-        let findings = outcome.map(|o| {
-            if o.succeeded() {
-                0.0
-            } else {
-                o.log_tail
-                    .iter()
-                    .rev()
-                    .find_map(|l| l.trim().strip_prefix("blocking_findings=").and_then(|n| n.parse::<f64>().ok()))
-                    .unwrap_or(1.0)
-            }
-        });
+        let findings = outcome.map(scores::blocking_findings);
         if let Some(f) = findings {
             self.set_metric("blocking_findings", f);
         }
@@ -1958,33 +1932,24 @@ impl Release {
         self.activity = Activity::Idle;
         let mut results = results.to_vec();
         // Files this release wrote itself must still carry the digest the bundle recorded.
-        for r in &mut results {
-            if let Some(sha) = &r.sha256 {
-                let recorded = self.bundles.iter().find(|b| b.zip == r.name).map(|b| b.zip_sha256.clone());
-                if recorded.is_some_and(|rec| &rec != sha) {
-                    r.status = "checksum mismatch".into();
-                }
-            }
-        }
+        scores::verify_digests(&mut results, &self.bundles);
         self.inputs.push((check.to_string(), results.clone()));
-        let required: Vec<&InputStatus> = results.iter().filter(|r| r.required).collect();
-        let ok = required.iter().filter(|r| r.status == "present").count();
-        let mut total = required.len();
-        let mut good = ok;
         // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
-        let extra = if self.cursor.protocol > 0 {
+        let (checks, extra) = if self.cursor.protocol > 0 {
             let approved = self.rounds.iter().any(ApprovalRound::is_approved);
             let rollback = self.metrics.iter().take(self.cursor.protocol).any(|m| m.contains_key("recovery_seconds"));
-            total += 2;
-            good += usize::from(approved) + usize::from(rollback);
-            vec![
-                serde_json::json!({"item": "readiness approvals recorded", "status": if approved {"present"} else {"missing"}}),
-                serde_json::json!({"item": "rollback plan verified (rehearsal)", "status": if rollback {"present"} else {"missing"}}),
-            ]
+            (
+                vec![approved, rollback],
+                vec![
+                    serde_json::json!({"item": "readiness approvals recorded", "status": if approved {"present"} else {"missing"}}),
+                    serde_json::json!({"item": "rollback plan verified (rehearsal)", "status": if rollback {"present"} else {"missing"}}),
+                ],
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        let score = if total == 0 { 1.0 } else { good as f64 / total as f64 };
+        let (good, total) = scores::completeness(&results, &checks);
+        let score = scores::ratio(good, total);
         self.set_metric("completeness_score", score);
         self.set_metric("checklist_completion", score);
         let step = self.step().clone();
@@ -2078,7 +2043,7 @@ impl Release {
             StepRun::Report { .. } => {
                 let expected = self.expected_evidence();
                 let present = expected.iter().filter(|e| report.files.iter().any(|f| &f.path == *e)).count();
-                let rc = if expected.is_empty() { 1.0 } else { present as f64 / expected.len() as f64 };
+                let rc = scores::ratio(present, expected.len());
                 self.set_metric("report_completeness", rc);
                 self.step_note(
                     now,
