@@ -2,10 +2,11 @@
 //! halts and status lines that are not protocol data. Read-only views: nothing here changes the
 //! release or decides anything.
 
+use super::Release;
 use super::approval::ApprovalRound;
+use super::gates::Verdict;
 use super::state::{Activity, Resume, Terminal};
-use super::{Release, Verdict};
-use crate::protocol::model::{Gate, Step, StepRun};
+use crate::protocol::model::{Step, StepRun};
 
 impl Release {
     /// How chat shows a mention of `id` on the release's platform.
@@ -229,33 +230,5 @@ impl Release {
             out.push(format!("{}\n→ {by}; {follow}.", prompt.trim_end()));
         }
         out
-    }
-}
-
-/// The `[RAY GATE FAILED: …]` post, in the seed's template: criteria, figures, required action
-/// and the gate's options.
-pub(super) fn gate_failed_text(gate: &Gate, actual: &str) -> String {
-    let mut text = format!(
-        "[RAY GATE FAILED: {name}]\n> \"Quality gate '{name}' failed.\n> Criteria: {criteria}\n> Actual: {actual}\n> Required action: {action}",
-        name = gate.name,
-        criteria = gate.failed_criteria.clone().unwrap_or_else(|| gate.criteria.clone()),
-        action = gate.required_action.clone().unwrap_or_else(|| gate.failure_handling.clone()),
-    );
-    if !gate.options.is_empty() {
-        text.push_str("\n>\n> Options:");
-        for (i, o) in gate.options.iter().enumerate() {
-            text.push_str(&format!("\n> {}. {o}", i + 1));
-        }
-    }
-    text.push('"');
-    text
-}
-
-/// `Production` for `production`: environment names at the start of an announcement.
-pub(super) fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
     }
 }

@@ -144,6 +144,25 @@ impl GateVerdict {
     }
 }
 
+/// The `[RAY GATE FAILED: …]` post, in the seed's template: criteria, figures, required action
+/// and the gate's options.
+pub(crate) fn failure_text(gate: &Gate, actual: &str) -> String {
+    let mut text = format!(
+        "[RAY GATE FAILED: {name}]\n> \"Quality gate '{name}' failed.\n> Criteria: {criteria}\n> Actual: {actual}\n> Required action: {action}",
+        name = gate.name,
+        criteria = gate.failed_criteria.clone().unwrap_or_else(|| gate.criteria.clone()),
+        action = gate.required_action.clone().unwrap_or_else(|| gate.failure_handling.clone()),
+    );
+    if !gate.options.is_empty() {
+        text.push_str("\n>\n> Options:");
+        for (i, o) in gate.options.iter().enumerate() {
+            text.push_str(&format!("\n> {}. {o}", i + 1));
+        }
+    }
+    text.push('"');
+    text
+}
+
 /// Configuration drift between staging and production.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Parity {
@@ -281,6 +300,15 @@ mod tests {
         let only_staging: BTreeMap<String, ParityValue> = [("tls".to_string(), v("1.3", "bogus"))].into();
         let missing = Parity::compare(&only_staging, &BTreeMap::new());
         assert_eq!((missing.severity(), missing.blocks()), ("high", true));
+    }
+
+    #[test]
+    fn a_failed_gate_is_announced_in_the_seed_template() {
+        let g = gate("x == 0", GateFailure::Halt);
+        assert_eq!(
+            failure_text(&g, "x = 1"),
+            "[RAY GATE FAILED: Production Launch Gate]\n> \"Quality gate 'Production Launch Gate' failed.\n> Criteria: healthy\n> Actual: x = 1\n> Required action: roll back\""
+        );
     }
 
     #[test]

@@ -1,24 +1,28 @@
 //! A release: its state, [`Release::handle`] and the walk through protocols, phases and steps.
 //!
-//! The decisions with rules of their own live in leaf types that never call back into the
-//! release: the change freeze ([`Freeze`]), the go/no-go round ([`ApprovalRound`]), gate
-//! evaluation and parity (`gates`), who may give which command (`access`), the rollout's
-//! sub-steps and health window (`rollout`), the rollback (`rollback`) and recovery after a
-//! restart (`recovery`). The release asks them, then maps their outcomes to posts, evidence, jobs
-//! and the next step. `evidence` holds the evidence documents: read-only views of the release.
+//! The decisions with rules of their own live in leaf types and functions that never call back
+//! into the release and import nothing from this file: the change freeze ([`Freeze`]), the
+//! go/no-go round ([`ApprovalRound`]), gate evaluation and parity (`gates`), who may give which
+//! command (`access`), the rollout's sub-steps and health window (`rollout`), the rollback
+//! (`rollback`), recovery after a restart (`recovery`) and the figures steps measure (`scores`).
+//! The release asks them, then maps their outcomes to posts, evidence, jobs and the next step.
+//! `copy` and `evidence` are read-only views of the release (`impl Release` blocks): the chat
+//! texts and the evidence files.
 //!
-//! | file          | holds                                                                  |
-//! |---------------|------------------------------------------------------------------------|
-//! | `mod.rs`      | `Release`, `handle`, the protocol walk, and the mapping of outcomes    |
-//! | `state.rs`    | the stored data: `Activity`, `Task`, `Halt`, `Terminal`, records       |
-//! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`                                 |
-//! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, initiator never alone) |
-//! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`            |
-//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refusal` |
-//! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds       |
-//! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`               |
-//! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts        |
-//! | `evidence.rs` | evidence files (JSON and Markdown) rendered from the release           |
+//! | file          | holds                                                                          |
+//! |---------------|--------------------------------------------------------------------------------|
+//! | `mod.rs`      | `Release`, `handle`, the protocol walk, and the mapping of outcomes to effects  |
+//! | `state.rs`    | the stored data: `Activity`, `Task`, `Halt`, `Terminal`, records               |
+//! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
+//! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
+//! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`, the failure text  |
+//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refusal`         |
+//! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds               |
+//! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`                       |
+//! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts                |
+//! | `scores.rs`   | validation coverage, security findings, prerequisite completeness              |
+//! | `copy.rs`     | chat texts as functions of the state                                           |
+//! | `evidence.rs` | evidence files (JSON and Markdown) rendered from the release                   |
 
 mod access;
 mod approval;
@@ -46,13 +50,12 @@ use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
 use access::{Refusal, Scene, Verb};
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
-use copy::{capitalize, gate_failed_text};
 pub use freeze::Freeze;
 use freeze::{AckOutcome, same_emoji};
 pub use gates::{GateVerdict, Verdict};
 use gates::{OnFailure, Parity};
 use recovery::Recovery;
-use rollout::{ProbeStep, Rollout};
+use rollout::{ProbeStep, Rollout, capitalize};
 use scores::Validation;
 pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
 
@@ -629,7 +632,7 @@ impl Release {
             }
             Verdict::Failed => {}
         }
-        self.post(now, fx, None, gate_failed_text(gate, &actual), Ask::Nothing);
+        self.post(now, fx, None, gates::failure_text(gate, &actual), Ask::Nothing);
         let step = format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number);
         let reason = format!("{actual} (threshold: {threshold})");
         match gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1) {

@@ -111,6 +111,15 @@ pub(crate) fn next_soak_round(window: &HealthWindow, now: Timestamp, until: Time
     (now < until).then(|| now.plus_ms(window.interval_ms).min(until))
 }
 
+/// `Production` for `production`: environment names at the start of an announcement.
+pub(crate) fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
