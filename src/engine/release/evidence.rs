@@ -11,13 +11,64 @@ use serde_json::{Value, json};
 use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::{Verdict, fmt_num};
-use super::state::Terminal;
+use super::scores::Validation;
+use super::state::{JobRecord, Terminal};
 use crate::engine::Timestamp;
-use crate::engine::io::ProbeReport;
+use crate::engine::io::{JobOutcome, ProbeReport};
 use crate::engine::plan::Environment;
 use crate::protocol::model::{DocumentTemplate, Step};
 
 impl Release {
+    /// The validation step's report: each suite's result, the probe and the figures gates read.
+    pub(super) fn validation_body(
+        &self,
+        env: &str,
+        e: &Environment,
+        suite_jobs: &[JobRecord],
+        score: &Validation,
+        report: &ProbeReport,
+    ) -> Value {
+        let suites: Vec<Value> = suite_jobs
+            .iter()
+            .zip(&e.validation)
+            .map(|(j, s)| {
+                json!({
+                    "suite": s.name, "critical": s.critical, "argv": j.argv,
+                    "passed": j.outcome.as_ref().is_some_and(JobOutcome::succeeded),
+                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
+                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
+                    "output_tail": j.outcome.as_ref().map(|o| o.log_tail.clone()),
+                })
+            })
+            .collect();
+        json!({
+            "environment": env,
+            "suites": suites,
+            "suites_passed": score.passed,
+            "suites_targeted": suite_jobs.len(),
+            "coverage": score.coverage,
+            "probe": report,
+            "validation_success_rate": report.success_rate(),
+            "thresholds": {"min_success_rate": e.probe.min_success_rate, "max_p95_ms": e.probe.max_p95_ms},
+            "blocking": score.blocking,
+            "result": if score.blocking == 0.0 { "passed" } else { "failed" },
+        })
+    }
+
+    /// The security step's report: the scan's result and its blocking findings (`None` when no
+    /// scan is configured).
+    pub(super) fn security_body(outcome: Option<&JobOutcome>, findings: Option<f64>) -> Value {
+        json!({
+            "scan": outcome.map(|_| "security job"),
+            "exit_code": outcome.and_then(|o| o.exit_code),
+            "summary": outcome.map(JobOutcome::summary),
+            "blocking_findings": findings,
+            "findings": outcome.map(|o| o.log_tail.clone()).unwrap_or_default(),
+            "approvals": Value::Null,
+            "status": match findings { Some(0.0) => "cleared", Some(_) => "blocking findings", None => "not run" },
+        })
+    }
+
     /// The rollback rehearsal on `env`: its jobs, the probe after the rollback and the recovery
     /// time against the RTO.
     pub(super) fn rehearsal_body(&self, env: &str, recovery_ms: Option<u64>, failure: Option<String>) -> Value {

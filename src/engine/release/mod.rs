@@ -1129,31 +1129,7 @@ impl Release {
         self.set_metric("validation_success_rate", report.success_rate());
         self.add_metric("blocking_errors", blocking);
         self.add_metric("blocking_incidents", blocking);
-        let suites: Vec<serde_json::Value> = suite_jobs
-            .iter()
-            .zip(&e.validation)
-            .map(|(j, s)| {
-                serde_json::json!({
-                    "suite": s.name, "critical": s.critical, "argv": j.argv,
-                    "passed": j.outcome.as_ref().is_some_and(JobOutcome::succeeded),
-                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
-                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
-                    "output_tail": j.outcome.as_ref().map(|o| o.log_tail.clone()),
-                })
-            })
-            .collect();
-        let body = serde_json::json!({
-            "environment": env,
-            "suites": suites,
-            "suites_passed": passed,
-            "suites_targeted": suite_jobs.len(),
-            "coverage": coverage,
-            "probe": report,
-            "validation_success_rate": report.success_rate(),
-            "thresholds": {"min_success_rate": e.probe.min_success_rate, "max_p95_ms": e.probe.max_p95_ms},
-            "blocking": blocking,
-            "result": if blocking == 0.0 { "passed" } else { "failed" },
-        });
+        let body = self.validation_body(&env, &e, &suite_jobs, &score, report);
         self.write_step_json(now, fx, &step, body);
         let summary = format!(
             "{env} validation: {passed}/{} suites passed (coverage {:.0}%), probes {}.",
@@ -1176,15 +1152,7 @@ impl Release {
         if let Some(f) = findings {
             self.set_metric("blocking_findings", f);
         }
-        let body = serde_json::json!({
-            "scan": outcome.map(|_| "security job"),
-            "exit_code": outcome.and_then(|o| o.exit_code),
-            "summary": outcome.map(JobOutcome::summary),
-            "blocking_findings": findings,
-            "findings": outcome.map(|o| o.log_tail.clone()).unwrap_or_default(),
-            "approvals": serde_json::Value::Null,
-            "status": match findings { Some(0.0) => "cleared", Some(_) => "blocking findings", None => "not run" },
-        });
+        let body = Self::security_body(outcome, findings);
         self.write_step_json(now, fx, &step, body);
     }
 
