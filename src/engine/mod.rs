@@ -11,7 +11,6 @@ pub mod plan;
 #[cfg(test)]
 mod props;
 mod release;
-mod render;
 #[doc(hidden)]
 pub mod testkit;
 #[cfg(test)]

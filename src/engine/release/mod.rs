@@ -1,395 +1,63 @@
-//! A release's state and its transitions.
+//! A release: its state, [`Release::handle`] and the walk through protocols, phases and steps.
+//!
+//! The decisions with rules of their own live in leaf types and functions that never call back
+//! into the release and import nothing from this file: the change freeze ([`Freeze`]), the
+//! go/no-go round ([`ApprovalRound`]), gate evaluation and parity (`gates`), who may give which
+//! command (`access`), the rollout's sub-steps and health window (`rollout`), the rollback
+//! (`rollback`), recovery after a restart (`recovery`) and the figures steps measure (`scores`).
+//! The release asks them, then maps their outcomes to posts, evidence, jobs and the next step.
+//! `copy` and `evidence` are read-only views of the release (`impl Release` blocks): the chat
+//! texts and the evidence files.
+//!
+//! | file          | holds                                                                          |
+//! |---------------|--------------------------------------------------------------------------------|
+//! | `mod.rs`      | `Release`, `handle`, the protocol walk, and the mapping of outcomes to effects  |
+//! | `state.rs`    | the stored data: `Activity`, `Task`, `Halt`, `Terminal`, records               |
+//! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
+//! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
+//! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`, the failure text  |
+//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refusal`         |
+//! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds               |
+//! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`                       |
+//! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts                |
+//! | `scores.rs`   | validation coverage, security findings, prerequisite completeness              |
+//! | `copy.rs`     | chat texts as functions of the state                                           |
+//! | `evidence.rs` | evidence files (JSON and Markdown) rendered from the release                   |
+
+mod access;
+mod approval;
+mod copy;
+mod evidence;
+mod freeze;
+mod gates;
+mod recovery;
+mod rollback;
+mod rollout;
+mod scores;
+mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::expr::Threshold;
 use super::io::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::plan::{Environment, JobTemplate, Plan};
 use super::{
     Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef, ray_error,
 };
-use crate::protocol::model::{GateFailure, HaltKind, Level, Phase, Protocol, Step, StepRun};
-
-/// How a release ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Terminal {
-    /// Every protocol completed; the version serves in the target environment.
-    Released,
-    /// Production was rolled back (automatically or by `/ray rollback`) and the old version serves.
-    RolledBack {
-        /// What triggered it, e.g. `Production Launch Gate failed: …` or `requested by @carol: …`.
-        reason: String,
-    },
-    /// An approver said no.
-    Rejected {
-        /// User id of the approver who rejected.
-        by: String,
-        /// Their `/ray reject` reason.
-        reason: String,
-    },
-    /// An operator stopped the release before production was touched.
-    Aborted {
-        /// User id of whoever typed `/ray abort`.
-        by: String,
-        /// Their reason, or `no reason given`.
-        reason: String,
-    },
-}
-
-impl Terminal {
-    /// Short outcome for chat, metrics labels and the release index: `released`, `rolled back` ….
-    pub fn label(&self) -> &'static str {
-        match self {
-            Terminal::Released => "released",
-            Terminal::RolledBack { .. } => "rolled back",
-            Terminal::Rejected { .. } => "rejected",
-            Terminal::Aborted { .. } => "aborted",
-        }
-    }
-}
-
-/// What a job or probe result is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "snake_case")]
-pub enum Task {
-    /// Sub-step `index` of the rollout strategy.
-    DeployStep {
-        /// Index into [`Strategy::steps`]; the job and the probe after it share it.
-        index: usize,
-    },
-    /// Validation suite `index`; the probe after the last suite is `ValidateProbe`.
-    Suite {
-        /// Index into the environment's `validation` suites.
-        index: usize,
-    },
-    /// The probe after the last validation suite; it completes the `validate` step.
-    ValidateProbe,
-    /// Rollback rehearsal: job, probe, then roll forward again.
-    Rehearsal {
-        /// When the rehearsal began: recovery time is measured from here.
-        started: Timestamp,
-    },
-    /// Probe checking the environment is healthy after the rehearsal's rollback job.
-    RehearsalProbe {
-        /// When the rehearsal began.
-        started: Timestamp,
-        /// Run time of the rollback job; recovery is never reported shorter than this.
-        job_ms: u64,
-    },
-    /// Re-deploying the candidate after a successful rehearsal, so later steps test it.
-    RollForward {
-        /// Measured recovery time, compared with the RTO once the roll-forward succeeds.
-        recovery_ms: u64,
-    },
-    /// The `security` job; its log tail may carry `blocking_findings=N`.
-    Security,
-    /// An optional per-environment job (`StepRun::Job`, e.g. `refresh_data`).
-    OptionalJob,
-    /// Probe whose figures become the observability baseline.
-    BaselineProbe,
-    /// One probe round of the health window, which ends at `until`.
-    SoakProbe {
-        /// End of the soak period.
-        until: Timestamp,
-    },
-    /// Rolling the target environment back.
-    Rollback {
-        /// When the rollback began (the announced duration is measured from here).
-        started: Timestamp,
-    },
-    /// Probe confirming the previous version serves again after the rollback job.
-    RollbackProbe {
-        /// When the rollback began.
-        started: Timestamp,
-    },
-    /// Rolling staging back after a failed rehearsal gate; then the release halts for `step`.
-    RollbackStaging {
-        /// Label of the failed gate, used as the halt's step.
-        step: String,
-        /// The gate's figures, used as the halt reason.
-        reason: String,
-        /// Id of the failed gate, so `/ray waive` can name it.
-        gate: String,
-    },
-}
-
-/// Where `/ray retry` resumes a halted release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resume {
-    /// Run the halted step again.
-    Step,
-    /// Run the whole phase again (a gate failed).
-    Phase,
-    /// Run the rollback again.
-    Rollback,
-}
-
-/// Why and where a release stopped to wait for instructions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Halt {
-    /// Where it stopped, e.g. `Protocol 10 STEP 2.1 Deploy to staging` or `rollback of production`.
-    pub step: String,
-    /// Why, as posted in the `[RAY ERROR]` message.
-    pub reason: String,
-    /// Gate that failed, if the halt came from a gate.
-    pub gate: Option<String>,
-    /// What `/ray retry` runs again.
-    pub resume: Resume,
-    /// When the release halted.
-    pub at: Timestamp,
-}
-
-/// What the release is doing or waiting for now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "activity", rename_all = "snake_case")]
-pub enum Activity {
-    /// Between steps (never observed after `handle` returns).
-    Idle,
-    /// Waiting for the prerequisite check `check`.
-    Inputs {
-        /// Id of the [`Effect::CheckInputs`] awaited.
-        check: String,
-    },
-    /// Waiting for job `job`; `task` says what its result decides.
-    Job {
-        /// Id of the running job.
-        job: String,
-        /// What the result is for.
-        task: Task,
-    },
-    /// Waiting for probe `probe`; `task` says what its figures decide.
-    Probe {
-        /// Id of the running probe.
-        probe: String,
-        /// What the figures are for.
-        task: Task,
-    },
-    /// Building a bundle; `finish` ends the release afterwards.
-    Bundle {
-        /// Id of the [`Effect::Bundle`] awaited.
-        bundle: String,
-        /// Set when this is the final report bundle of an ending release.
-        finish: Option<Terminal>,
-    },
-    /// Waiting for change-freeze acknowledgements.
-    Acks {
-        /// Timer of the next reminder to the people still missing.
-        reminder: String,
-    },
-    /// Waiting for go/no-go approvals of round `round`.
-    Approval {
-        /// Index into [`Release::rounds`].
-        round: usize,
-        /// Timer of the next reminder to the roles still missing.
-        reminder: String,
-    },
-    /// Health window: probes until `until`.
-    Soak {
-        /// End of the health window.
-        until: Timestamp,
-        /// Timer of the next probe round.
-        timer: String,
-    },
-    /// Stopped; waits for `/ray retry`, `/ray waive`, `/ray rollback` or `/ray abort`.
-    Halted(Halt),
-    /// Over; only `/ray status` is still answered.
-    Ended(Terminal),
-}
-
-impl Activity {
-    /// Short human text for `/ray status` and the release index.
-    pub fn label(&self) -> String {
-        match self {
-            Activity::Idle => "starting".into(),
-            Activity::Inputs { .. } => "checking prerequisites".into(),
-            Activity::Job { .. } => "running a job".into(),
-            Activity::Probe { .. } => "probing".into(),
-            Activity::Bundle { .. } => "writing evidence".into(),
-            Activity::Acks { .. } => "awaiting freeze acknowledgements".into(),
-            Activity::Approval { .. } => "awaiting approval".into(),
-            Activity::Soak { .. } => "monitoring health window".into(),
-            Activity::Halted(_) => "halted, awaiting instructions".into(),
-            Activity::Ended(t) => t.label().into(),
-        }
-    }
-
-    /// True when the release waits for people (acks, approvals, instructions) or has ended.
-    pub fn needs_people(&self) -> bool {
-        matches!(self, Activity::Acks { .. } | Activity::Approval { .. } | Activity::Halted(_) | Activity::Ended(_))
-    }
-}
-
-/// One approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Approval {
-    /// Platform user id of the approver.
-    pub user: String,
-    /// Display name from `release-approvers.yaml`, for the evidence.
-    pub name: String,
-    /// The approver's roles that this round requires.
-    pub roles: Vec<String>,
-    /// When they approved.
-    pub at: Timestamp,
-    /// The `/ray approve` comment, if any (buttons carry none).
-    pub comment: Option<String>,
-    /// `command` or `button`.
-    pub via: String,
-}
-
-/// A go/no-go round (one approval step).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalRound {
-    /// Protocol id, e.g. `10`.
-    pub protocol: String,
-    /// Id of the approval step.
-    pub step: String,
-    /// Required roles; each must be covered by a different approver.
-    pub roles: Vec<String>,
-    /// Approvals so far, in order.
-    pub approvals: Vec<Approval>,
-    /// When the request was posted.
-    pub opened_at: Timestamp,
-    /// `approved` or `rejected` once decided.
-    pub decision: Option<String>,
-    /// When the decision fell.
-    pub decided_at: Option<Timestamp>,
-}
-
-/// The change freeze.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Freeze {
-    /// User ids of everyone holding a freeze role; all must acknowledge.
-    pub required: Vec<String>,
-    /// User id → when and how (`command` or `reaction`) they acknowledged.
-    pub acks: BTreeMap<String, (Timestamp, String)>,
-    /// When the freeze was announced.
-    pub opened_at: Option<Timestamp>,
-    /// When the last required acknowledgement arrived.
-    pub confirmed_at: Option<Timestamp>,
-    /// Reminders posted so far (a retrospective input).
-    pub reminders: u32,
-}
-
-/// Result of a gate evaluation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every clause of the threshold held.
-    Passed,
-    /// A clause failed or read an unmeasured metric; the gate's `on_failure` applied.
-    Failed,
-    /// Accepted by `/ray waive`; the figures were not evaluated.
-    Waived {
-        /// User id of who waived it.
-        by: String,
-        /// Their justification.
-        justification: String,
-    },
-}
-
-/// A gate evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateVerdict {
-    /// Protocol id, e.g. `11`.
-    pub protocol: String,
-    /// Gate id, e.g. `launch`.
-    pub gate: String,
-    /// Gate name, e.g. `Production Launch Gate`.
-    pub name: String,
-    /// The threshold expression evaluated, e.g. `coverage >= 0.90 and blocking_errors == 0`.
-    pub threshold: String,
-    /// Per clause: its text, the measured value (`None` if never measured) and whether it held.
-    pub clauses: Vec<(String, Option<f64>, bool)>,
-    /// The outcome.
-    pub verdict: Verdict,
-    /// When it was evaluated or waived.
-    pub at: Timestamp,
-}
-
-/// A job run and its result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRecord {
-    /// Job id, `<release>#job<n>`.
-    pub id: String,
-    /// What it was for, e.g. `deploy production 50%`; evidence filters on these prefixes.
-    pub purpose: String,
-    /// Environment it ran against.
-    pub env: String,
-    /// The expanded command line.
-    pub argv: Vec<String>,
-    /// Log file relative to the release's artifacts directory.
-    pub log: String,
-    /// When it was started.
-    pub started_at: Timestamp,
-    /// `None` while running (or if raybot stopped before it reported).
-    pub outcome: Option<JobOutcome>,
-    /// When its outcome arrived.
-    pub finished_at: Option<Timestamp>,
-    /// What was asked to run (queued again when another replica takes the release over).
-    #[serde(skip)]
-    pub spec: Option<JobSpec>,
-}
-
-/// A probe run and its figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeRecord {
-    /// Probe id, `<release>#probe<n>`.
-    pub id: String,
-    /// What it was for, e.g. `after deploy production 50%`, `health window production`.
-    pub purpose: String,
-    /// Environment probed.
-    pub env: String,
-    /// When it was started.
-    pub started_at: Timestamp,
-    /// `None` until the figures arrive.
-    pub report: Option<ProbeReport>,
-}
-
-/// One action by a person, accepted or refused: the release's audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// When it happened.
-    pub at: Timestamp,
-    /// Platform user id.
-    pub who: String,
-    /// What was done, or for refusals `<action>: <why it was refused>`.
-    pub what: String,
-    /// False for refusals (reported in the deployment report).
-    pub accepted: bool,
-}
-
-/// A rollback of the target environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RollbackRecord {
-    /// Environment rolled back (the release's target).
-    pub env: String,
-    /// Why, e.g. `Production Launch Gate failed: …`.
-    pub reason: String,
-    /// `automatic`, or the user id of who asked for it.
-    pub trigger: String,
-    /// When the rollback job was started.
-    pub started_at: Timestamp,
-    /// When the probe confirmed the previous version serves again.
-    pub finished_at: Option<Timestamp>,
-    /// Summary of that confirming probe.
-    pub confirmed: Option<String>,
-}
-
-/// Protocol/phase/step position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    /// Index into [`Plan::protocols`].
-    pub protocol: usize,
-    /// Index into the protocol's phases.
-    pub phase: usize,
-    /// Index into the phase's steps.
-    pub step: usize,
-}
+use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
+use access::{Refusal, Scene, Verb};
+use approval::RoundOutcome;
+pub use approval::{Approval, ApprovalRound};
+pub use freeze::Freeze;
+use freeze::{AckOutcome, same_emoji};
+pub use gates::{GateVerdict, Verdict};
+use gates::{OnFailure, Parity};
+use recovery::Recovery;
+use rollout::{ProbeStep, Rollout, capitalize};
+use scores::Validation;
+pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
 
 /// A release: the fold of its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -546,22 +214,8 @@ impl Release {
             quiet: false,
         };
         let mut fx = Vec::new();
-        let chain: Vec<String> = r.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
-        r.post(
-            now,
-            &mut fx,
-            None,
-            format!(
-                "[RAY] Release {} of {} to {} started by {} (strategy {}). Pipeline: {}.",
-                r.id,
-                r.version,
-                r.env,
-                r.mention(&by.id),
-                r.strategy.as_str(),
-                chain.join(" → ")
-            ),
-            Ask::Nothing,
-        );
+        let text = r.start_text();
+        r.post(now, &mut fx, None, text, Ask::Nothing);
         r.enter_protocol(now, &mut fx);
         r.run(now, &mut fx, Entered::Waiting, true);
         Some((r, fx))
@@ -624,10 +278,6 @@ impl Release {
         let n = self.next_id;
         self.next_id += 1;
         format!("{}#{kind}{n}", self.id)
-    }
-
-    fn mention(&self, id: &str) -> String {
-        self.plan.people.mention(id)
     }
 
     fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<String>, text: String, ask: Ask) {
@@ -719,16 +369,9 @@ impl Release {
     /// Writes a JSON evidence document (common header + `body`) to the step's evidence file.
     fn write_step_json(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, body: serde_json::Value) {
         if !step.evidence.is_empty() {
-            let doc = super::render::json_doc(self, now, step, body);
+            let doc = self.json_doc(now, step, body);
             self.write_step_file(fx, step, doc);
         }
-    }
-
-    /// `product_owner (@bob, @frank)`: a role and who holds it.
-    fn role_people(&self, role: &str) -> String {
-        let people: Vec<String> =
-            self.plan.people.with_roles(&[role.to_string()]).iter().map(|p| self.mention(&p.id)).collect();
-        format!("{role} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
     }
 
     fn write(&mut self, fx: &mut Fx, path: String, contents: String) {
@@ -811,22 +454,6 @@ impl Release {
         let id = self.next("timer");
         fx.push(Effect::ArmTimer { timer: id.clone(), at });
         id
-    }
-
-    fn probe_ok(env: &Environment, r: &ProbeReport) -> bool {
-        r.success_rate() + 1e-9 >= env.probe.min_success_rate && r.p95_ms <= env.probe.max_p95_ms
-    }
-
-    fn probe_summary(r: &ProbeReport) -> String {
-        let versions: Vec<String> = r.versions.iter().map(|(v, n)| format!("{v}×{n}")).collect();
-        format!(
-            "{}/{} healthy ({:.0}%), p95 {} ms{}",
-            r.ok,
-            r.total,
-            r.success_rate() * 100.0,
-            r.p95_ms,
-            if versions.is_empty() { String::new() } else { format!(", serving {}", versions.join(" ")) }
-        )
     }
 
     // ----- the protocol walk ----------------------------------------------------------------
@@ -912,40 +539,8 @@ impl Release {
             return true;
         }
         // Protocol complete: handoff.
-        let p = self.protocol().clone();
-        if let Some(h) = &p.handoff {
-            let passed = self.gates.iter().filter(|g| g.protocol == p.id && g.verdict == Verdict::Passed).count();
-            let waived =
-                self.gates.iter().filter(|g| g.protocol == p.id && matches!(g.verdict, Verdict::Waived { .. })).count();
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "{}\nHandoff checklist: {} gates passed, {} waived (documented); evidence in {}/.",
-                    h.announcement, passed, waived, p.artifacts_dir
-                ),
-                Ask::Nothing,
-            );
-        }
-        if let Some(prompt) = p.communication.validation_prompts.first() {
-            let approvers: Vec<String> = self
-                .rounds
-                .iter()
-                .filter(|r| r.protocol == p.id && r.decision.as_deref() == Some("approved"))
-                .flat_map(|r| r.approvals.iter().map(|a| self.mention(&a.user)))
-                .collect();
-            let follow = if self.cursor.protocol + 1 < self.plan.protocols.len() {
-                format!("continuing with Protocol {}", self.plan.protocols[self.cursor.protocol + 1].id)
-            } else {
-                "release complete".to_string()
-            };
-            let by = if approvers.is_empty() {
-                "confirmed by the passed gates".to_string()
-            } else {
-                format!("confirmed by the go/no-go approval of {}", approvers.join(", "))
-            };
-            self.post(now, fx, None, format!("{}\n→ {by}; {follow}.", prompt.trim_end()), Ask::Nothing);
+        for text in self.handoff_texts() {
+            self.post(now, fx, None, text, Ask::Nothing);
         }
         self.cursor.protocol += 1;
         self.cursor.phase = 0;
@@ -971,7 +566,7 @@ impl Release {
         match report_zip {
             Some((dir, zip, protocol)) if !self.evidence.is_empty() => {
                 let report = format!("{dir}/DEPLOYMENT-REPORT.md");
-                let text = super::render::deployment_report(self, now, Some(&outcome));
+                let text = self.deployment_report(now, Some(&outcome));
                 self.write(fx, report, text);
                 let bundle = self.next("bundle");
                 let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
@@ -989,31 +584,7 @@ impl Release {
     }
 
     fn end(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
-        let text = match &outcome {
-            Terminal::Released => format!(
-                "[RAY] ✅ {} released to {}. Evidence: {}/. Environment lock released.",
-                self.version, self.env, self.id
-            ),
-            Terminal::RolledBack { reason } => format!(
-                "[RAY] ↩️ {} rolled back in {}: {reason}. Evidence: {}/ (rollback-plan.md, DEPLOYMENT-REPORT.md).",
-                self.version, self.env, self.id
-            ),
-            Terminal::Rejected { by, reason } => {
-                format!(
-                    "[RAY] ⛔ {} stopped: rejected by {}: {reason}. Nothing was deployed to {}.",
-                    self.version,
-                    self.mention(by),
-                    self.env
-                )
-            }
-            Terminal::Aborted { by, reason } => {
-                format!(
-                    "[RAY] ⛔ {} aborted by {}: {reason}. Environment lock released.",
-                    self.version,
-                    self.mention(by)
-                )
-            }
-        };
+        let text = self.end_text(&outcome);
         self.post(now, fx, None, text, Ask::Nothing);
         self.activity = Activity::Ended(outcome.clone());
         fx.push(Effect::Finished { outcome });
@@ -1028,21 +599,7 @@ impl Release {
         gate: Option<String>,
         resume: Resume,
     ) {
-        let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {
-            "[RAY ERROR] - \"Failed at {step}. Reason: {explanation}. Awaiting instructions.\"".into()
-        });
-        let mut text = template.replace("{step}", &step).replace("{explanation}", reason.trim_end_matches('.'));
-        let hint = match (&gate, &resume) {
-            (Some(g), _) if self.gate_waivable(g) => format!(
-                "\nType `/ray retry` to run it again, `/ray waive {g} <justification>` to accept the risk, or `/ray abort`."
-            ),
-            (_, Resume::Rollback) => "\nType `/ray retry` to run the rollback again.".to_string(),
-            _ if self.production_touched => {
-                "\nType `/ray retry` to run it again or `/ray rollback` to restore the previous version.".to_string()
-            }
-            _ => "\nType `/ray retry` to run it again or `/ray abort` to stop the release.".to_string(),
-        };
-        text.push_str(&hint);
+        let text = self.halt_text(&step, &reason, gate.as_deref(), &resume);
         self.post(now, fx, None, text, Ask::Nothing);
         self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
     }
@@ -1057,88 +614,32 @@ impl Release {
         let Some(gate) = p.gates.iter().find(|g| g.id == gate_id) else {
             return true;
         };
-        if let Some(w) = self.waivers.iter().find(|w| w.0 == format!("{}/{}", p.id, gate.id)).cloned() {
-            self.gates.push(GateVerdict {
-                protocol: p.id.clone(),
-                gate: gate.id.clone(),
-                name: gate.name.clone(),
-                threshold: gate.pass_threshold.clone().unwrap_or_default(),
-                clauses: Vec::new(),
-                verdict: Verdict::Waived { by: w.1.clone(), justification: w.2.clone() },
-                at: now,
-            });
-            self.post(
-                now,
-                fx,
-                None,
-                format!("[RAY GATE WAIVED: {}] Waived by {}: {}", gate.name, self.mention(&w.1), w.2),
-                Ask::Nothing,
-            );
-            return true;
-        }
-        let threshold = gate.pass_threshold.as_deref().unwrap_or("");
-        let clauses = match Threshold::parse(threshold) {
-            Ok(t) => t.evaluate(&self.phase_metrics, &self.constants()),
-            Err(e) => {
-                vec![super::expr::ClauseResult { text: format!("invalid threshold: {e}"), actual: None, passed: false }]
+        let verdict = gates::evaluate(&p.id, gate, &self.phase_metrics, &self.constants(), &self.waivers, now);
+        let actual = verdict.actual().join(", ");
+        let threshold = verdict.threshold.clone();
+        let outcome = verdict.verdict.clone();
+        self.gates.push(verdict);
+        match outcome {
+            Verdict::Waived { by, justification } => {
+                let text = format!("[RAY GATE WAIVED: {}] Waived by {}: {justification}", gate.name, self.mention(&by));
+                self.post(now, fx, None, text, Ask::Nothing);
+                return true;
             }
-        };
-        let passed = clauses.iter().all(|c| c.passed);
-        let actual: Vec<String> = clauses
-            .iter()
-            .map(|c| {
-                let metric = c.text.split_whitespace().next().unwrap_or("");
-                match c.actual {
-                    Some(v) => format!("{metric} = {}", fmt_num(v)),
-                    None => format!("{metric} not measured"),
-                }
-            })
-            .collect();
-        self.gates.push(GateVerdict {
-            protocol: p.id.clone(),
-            gate: gate.id.clone(),
-            name: gate.name.clone(),
-            threshold: threshold.to_string(),
-            clauses: clauses.iter().map(|c| (c.text.clone(), c.actual, c.passed)).collect(),
-            verdict: if passed { Verdict::Passed } else { Verdict::Failed },
-            at: now,
-        });
-        if passed {
-            self.post(
-                now,
-                fx,
-                None,
-                format!("[RAY GATE PASSED: {}] {} (threshold: {}).", gate.name, actual.join(", "), threshold),
-                Ask::Nothing,
-            );
-            return true;
-        }
-        let mut text = format!(
-            "[RAY GATE FAILED: {name}]\n> \"Quality gate '{name}' failed.\n> Criteria: {criteria}\n> Actual: {actual}\n> Required action: {action}",
-            name = gate.name,
-            criteria = gate.failed_criteria.clone().unwrap_or_else(|| gate.criteria.clone()),
-            actual = actual.join(", "),
-            action = gate.required_action.clone().unwrap_or_else(|| gate.failure_handling.clone()),
-        );
-        if !gate.options.is_empty() {
-            text.push_str("\n>\n> Options:");
-            for (i, o) in gate.options.iter().enumerate() {
-                text.push_str(&format!("\n> {}. {o}", i + 1));
+            Verdict::Passed => {
+                let text = format!("[RAY GATE PASSED: {}] {actual} (threshold: {threshold}).", gate.name);
+                self.post(now, fx, None, text, Ask::Nothing);
+                return true;
             }
+            Verdict::Failed => {}
         }
-        text.push('"');
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.post(now, fx, None, gates::failure_text(gate, &actual), Ask::Nothing);
         let step = format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number);
-        let reason = format!("{} (threshold: {threshold})", actual.join(", "));
-        match gate.on_failure {
-            GateFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
-            GateFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
-            GateFailure::Rollback => {
-                if self.production_touched || self.plan.protocols.len() == 1 {
-                    self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), "automatic".into());
-                } else {
-                    self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase);
-                }
+        let reason = format!("{actual} (threshold: {threshold})");
+        match gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1) {
+            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
+            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
+            OnFailure::Rollback => {
+                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), "automatic".into())
             }
         }
         false
@@ -1166,20 +667,14 @@ impl Release {
             return self.run(now, fx, Entered::Done, false);
         }
         if let Some(gate_id) = self.phase().gate.clone() {
-            let waived = self.waivers.iter().any(|w| w.0 == format!("{}/{}", self.protocol().id, gate_id));
+            let waived = gates::waiver(&self.waivers, &self.protocol().id, &gate_id).is_some();
             if waived {
                 self.post(now, fx, None, format!("[RAY] Continuing: gate '{gate_id}' was waived."), Ask::Nothing);
                 return self.run(now, fx, Entered::Done, false);
             }
             let gate = self.protocol().gates.iter().find(|g| g.id == gate_id).cloned();
             if let Some(gate) = gate {
-                let measured = gate
-                    .pass_threshold
-                    .as_deref()
-                    .and_then(|t| Threshold::parse(t).ok())
-                    .map(|t| t.metrics().all(|m| self.phase_metrics.contains_key(m)))
-                    .unwrap_or(false);
-                if measured {
+                if gates::measurable(&gate, &self.phase_metrics) {
                     if !self.gate_passes(&gate_id, now, fx) {
                         return;
                     }
@@ -1385,7 +880,7 @@ impl Release {
             StepRun::Approval { roles, .. } => self.open_approval(now, fx, &step, roles),
             StepRun::Freeze { roles } => self.open_freeze(now, fx, &step, roles),
             StepRun::Document { template } => {
-                let (contents, note) = super::render::document(self, now, template, &step);
+                let (contents, note) = self.document(now, template, &step);
                 if let Some(contents) = contents {
                     self.write_step_file(fx, &step, contents);
                 }
@@ -1406,7 +901,7 @@ impl Release {
             StepRun::Report { zip } => {
                 let dir = self.protocol().artifacts_dir.clone();
                 let report = format!("{dir}/DEPLOYMENT-REPORT.md");
-                let text = super::render::deployment_report(self, now, None);
+                let text = self.deployment_report(now, None);
                 self.write(fx, report, text);
                 let bundle = self.next("bundle");
                 let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
@@ -1428,36 +923,27 @@ impl Release {
     fn parity(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
         let staging = self.plan.environment("staging").map(|e| e.parity.clone()).unwrap_or_default();
         let production = self.plan.environment("production").map(|e| e.parity.clone()).unwrap_or_default();
-        let keys: BTreeSet<&String> = staging.keys().chain(production.keys()).collect();
-        let mut drift = Vec::new();
-        let mut worst = 0.0f64;
-        for k in &keys {
-            let s = staging.get(*k);
-            let p = production.get(*k);
-            if s.map(|v| &v.value) != p.map(|v| &v.value) {
-                let sev = p.or(s).map(|v| v.severity.clone()).unwrap_or_else(|| "high".into());
-                worst = worst.max(super::expr::severity_value(&sev).unwrap_or(3.0));
-                drift.push(serde_json::json!({
-                    "key": k, "staging": s.map(|v| &v.value), "production": p.map(|v| &v.value), "severity": sev,
-                }));
-            }
-        }
-        self.set_metric("drift_severity", worst);
-        let sev_name = ["none", "low", "medium", "high", "critical"][worst as usize];
+        let parity = Parity::compare(&staging, &production);
+        self.set_metric("drift_severity", parity.worst);
+        let sev_name = parity.severity();
         let body = serde_json::json!({
-            "compared_keys": keys.len(),
-            "drift": drift,
+            "compared_keys": parity.compared,
+            "drift": parity.drift,
             "drift_severity": sev_name,
-            "status": if worst <= 1.0 { "parity" } else { "drift" },
+            "status": if parity.blocks() { "drift" } else { "parity" },
         });
         let step = self.step().clone();
         self.write_step_json(now, fx, &step, body);
         self.step_note(
             now,
             fx,
-            format!("Parity: {} keys compared, {} drifted, drift severity {sev_name}.", keys.len(), drift.len()),
+            format!(
+                "Parity: {} keys compared, {} drifted, drift severity {sev_name}.",
+                parity.compared,
+                parity.drift.len()
+            ),
         );
-        if worst > 1.0 {
+        if parity.blocks() {
             self.step_failed(
                 now,
                 fx,
@@ -1474,7 +960,7 @@ impl Release {
         let Some(e) = self.env_cfg(env) else { return };
         let steps = self.strategy.steps();
         let index = self.deploy_index.min(steps.len() - 1);
-        let percent = steps[index];
+        let percent = Rollout { strategy: self.strategy }.percent(index);
         let log = self.deploy_log(env);
         self.start_job(
             now,
@@ -1499,14 +985,6 @@ impl Release {
         }
     }
 
-    fn completion(&self, index: usize) -> u8 {
-        let steps = self.strategy.steps();
-        match self.strategy {
-            Strategy::Bluegreen => (((index + 1) * 100) / steps.len()) as u8,
-            _ => steps[index],
-        }
-    }
-
     fn deploy_failed(&mut self, now: Timestamp, fx: &mut Fx, env: &str, reason: String) {
         self.add_metric("blocking_errors", 1.0);
         self.add_metric("blocking_incidents", 1.0);
@@ -1527,37 +1005,7 @@ impl Release {
         let step = self.step().clone();
         let Some(name) = step.evidence.iter().find(|e| e.ends_with(".json")) else { return };
         let path = self.evidence_path(name);
-        let actions: Vec<serde_json::Value> = self
-            .jobs
-            .iter()
-            .filter(|j| j.env == env && j.purpose.starts_with("deploy "))
-            .map(|j| {
-                serde_json::json!({
-                    "action": j.purpose, "argv": j.argv, "started_at": j.started_at.rfc3339(),
-                    "finished_at": j.finished_at.map(|t| t.rfc3339()),
-                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
-                    "timed_out": j.outcome.as_ref().map(|o| o.timed_out),
-                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
-                    "log": j.log,
-                })
-            })
-            .collect();
-        let probes: Vec<serde_json::Value> = self
-            .probes
-            .iter()
-            .filter(|p| p.env == env && p.purpose.starts_with("after deploy"))
-            .map(|p| serde_json::json!({"purpose": p.purpose, "report": p.report}))
-            .collect();
-        let body = serde_json::json!({
-            "environment": env,
-            "strategy": self.strategy.as_str(),
-            "steps": self.strategy.steps(),
-            "actions": actions,
-            "probes_between_steps": probes,
-            "result": if failure.is_some() { "failed" } else { "succeeded" },
-            "failure": failure,
-        });
-        let doc = super::render::json_doc(self, now, &step, body);
+        let doc = self.json_doc(now, &step, self.deploy_report_body(env, failure));
         self.write(fx, path, doc);
     }
 
@@ -1578,76 +1026,67 @@ impl Release {
         self.activity = Activity::Probe { probe, task: Task::DeployStep { index } };
     }
 
+    /// Maps the rollout's reading of the probe after sub-step `index`: fail, announce, go on.
     fn deploy_probe_done(&mut self, now: Timestamp, fx: &mut Fx, index: usize, report: &ProbeReport) {
         let StepRun::Deploy { env } = self.step().run.clone() else { return };
         let Some(e) = self.env_cfg(&env) else { return };
-        let steps = self.strategy.steps();
-        let percent = steps[index];
+        let rollout = Rollout { strategy: self.strategy };
         if env == self.env {
             self.set_metric("validation_success_rate", report.success_rate());
         }
-        if !Self::probe_ok(&e, report) {
-            return self.deploy_failed(
+        let summary = rollout::summary(report);
+        let outcome = rollout.after_probe(index, &e.probe, report, &self.version);
+        let halfway = match outcome {
+            ProbeStep::Unhealthy { percent } => {
+                return self.deploy_failed(now, fx, &env, format!("probes at {percent}% traffic: {summary}"));
+            }
+            ProbeStep::NotServing => {
+                let reason = format!("{} is not serving after the switch: {summary}", self.version);
+                return self.deploy_failed(now, fx, &env, reason);
+            }
+            ProbeStep::Next { halfway, .. } | ProbeStep::Complete { halfway } => halfway,
+        };
+        // Releases through several protocols announce the target's milestones to everyone;
+        // other deploys note each step.
+        let announce = env == self.env && self.plan.protocols.len() > 1;
+        if !announce {
+            let percent = rollout.percent(index);
+            self.step_note(now, fx, format!("{env} at {percent}%: {summary}"));
+        } else if halfway {
+            self.post(
                 now,
                 fx,
-                &env,
-                format!("probes at {percent}% traffic: {}", Self::probe_summary(report)),
+                None,
+                format!(
+                    "[RAY ANNOUNCEMENT] {} deployment 50% complete. No errors observed. Next update at completion. ({summary})",
+                    capitalize(&env),
+                ),
+                Ask::Nothing,
             );
         }
-        let last = index + 1 == steps.len();
-        if last
-            && e.probe.version_header.is_some()
-            && report.version_share(&self.version) + 1e-9 < e.probe.min_success_rate
-        {
-            return self.deploy_failed(
+        if let ProbeStep::Next { next, .. } = outcome {
+            self.deploy_index = next;
+            return self.deploy_substep(now, fx, &env);
+        }
+        if announce {
+            self.post(
                 now,
                 fx,
-                &env,
-                format!("{} is not serving after the switch: {}", self.version, Self::probe_summary(report)),
+                None,
+                format!(
+                    "[RAY ANNOUNCEMENT] {} deployment 100% complete. No errors observed. {} serves {}. Next: post-deployment checks.",
+                    capitalize(&env),
+                    capitalize(&env),
+                    self.version
+                ),
+                Ask::Nothing,
             );
         }
-        if env == self.env && self.plan.protocols.len() > 1 {
-            let before = if index == 0 { 0 } else { self.completion(index - 1) };
-            let now_pct = self.completion(index);
-            if before < 50 && (50..100).contains(&now_pct) {
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!(
-                        "[RAY ANNOUNCEMENT] {} deployment 50% complete. No errors observed. Next update at completion. ({})",
-                        capitalize(&env),
-                        Self::probe_summary(report)
-                    ),
-                    Ask::Nothing,
-                );
-            }
-        } else {
-            self.step_note(now, fx, format!("{env} at {percent}%: {}", Self::probe_summary(report)));
-        }
-        if last {
-            if env == self.env && self.plan.protocols.len() > 1 {
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!(
-                        "[RAY ANNOUNCEMENT] {} deployment 100% complete. No errors observed. {} serves {}. Next: post-deployment checks.",
-                        capitalize(&env),
-                        capitalize(&env),
-                        self.version
-                    ),
-                    Ask::Nothing,
-                );
-            }
-            self.add_metric("blocking_errors", 0.0);
-            self.add_metric("blocking_incidents", 0.0);
-            self.write_deploy_report(now, fx, &env, None);
-            self.deploy_index = 0;
-            return self.run(now, fx, Entered::Done, false);
-        }
-        self.deploy_index = index + 1;
-        self.deploy_substep(now, fx, &env);
+        self.add_metric("blocking_errors", 0.0);
+        self.add_metric("blocking_incidents", 0.0);
+        self.write_deploy_report(now, fx, &env, None);
+        self.deploy_index = 0;
+        self.run(now, fx, Entered::Done, false)
     }
 
     // ----- validation -----------------------------------------------------------------------
@@ -1683,65 +1122,23 @@ impl Release {
         let step = self.step().clone();
         let StepRun::Validate { env } = step.run.clone() else { return };
         let Some(e) = self.env_cfg(&env) else { return };
-        let suite_jobs: Vec<JobRecord> = {
-            let first = self.jobs.iter().rposition(|j| j.purpose.starts_with("validation ") && j.env == env);
-            let n = e.validation.len();
-            match first {
-                Some(last) if n > 0 => self.jobs[last + 1 - n..=last].to_vec(),
-                _ => Vec::new(),
-            }
-        };
-        let passed = suite_jobs.iter().filter(|j| j.outcome.as_ref().is_some_and(JobOutcome::succeeded)).count();
-        let critical_failed = suite_jobs
-            .iter()
-            .zip(&e.validation)
-            .filter(|(j, s)| s.critical && !j.outcome.as_ref().is_some_and(JobOutcome::succeeded))
-            .count();
-        let probe_ok = Self::probe_ok(&e, report);
-        let coverage = if suite_jobs.is_empty() {
-            if probe_ok { 1.0 } else { 0.0 }
-        } else {
-            passed as f64 / suite_jobs.len() as f64
-        };
-        let blocking = critical_failed as f64 + if probe_ok { 0.0 } else { 1.0 };
+        let suite_jobs = scores::suite_jobs(&self.jobs, &env, e.validation.len()).to_vec();
+        let score = Validation::score(&suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
+        let Validation { passed, coverage, blocking, .. } = score;
         self.set_metric("coverage", coverage);
         self.set_metric("validation_success_rate", report.success_rate());
         self.add_metric("blocking_errors", blocking);
         self.add_metric("blocking_incidents", blocking);
-        let suites: Vec<serde_json::Value> = suite_jobs
-            .iter()
-            .zip(&e.validation)
-            .map(|(j, s)| {
-                serde_json::json!({
-                    "suite": s.name, "critical": s.critical, "argv": j.argv,
-                    "passed": j.outcome.as_ref().is_some_and(JobOutcome::succeeded),
-                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
-                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
-                    "output_tail": j.outcome.as_ref().map(|o| o.log_tail.clone()),
-                })
-            })
-            .collect();
-        let body = serde_json::json!({
-            "environment": env,
-            "suites": suites,
-            "suites_passed": passed,
-            "suites_targeted": suite_jobs.len(),
-            "coverage": coverage,
-            "probe": report,
-            "validation_success_rate": report.success_rate(),
-            "thresholds": {"min_success_rate": e.probe.min_success_rate, "max_p95_ms": e.probe.max_p95_ms},
-            "blocking": blocking,
-            "result": if blocking == 0.0 { "passed" } else { "failed" },
-        });
+        let body = self.validation_body(&env, &e, &suite_jobs, &score, report);
         self.write_step_json(now, fx, &step, body);
         let summary = format!(
             "{env} validation: {passed}/{} suites passed (coverage {:.0}%), probes {}.",
             suite_jobs.len(),
             coverage * 100.0,
-            Self::probe_summary(report)
+            rollout::summary(report)
         );
         self.step_note(now, fx, summary.clone());
-        if blocking > 0.0 {
+        if !score.passed() {
             return self.step_failed(now, fx, summary);
         }
         self.run(now, fx, Entered::Done, false)
@@ -1751,29 +1148,11 @@ impl Release {
 
     fn write_security(&mut self, now: Timestamp, fx: &mut Fx, outcome: Option<&JobOutcome>) {
         let step = self.step().clone();
-        let findings = outcome.map(|o| {
-            if o.succeeded() {
-                0.0
-            } else {
-                o.log_tail
-                    .iter()
-                    .rev()
-                    .find_map(|l| l.trim().strip_prefix("blocking_findings=").and_then(|n| n.parse::<f64>().ok()))
-                    .unwrap_or(1.0)
-            }
-        });
+        let findings = outcome.map(scores::blocking_findings);
         if let Some(f) = findings {
             self.set_metric("blocking_findings", f);
         }
-        let body = serde_json::json!({
-            "scan": outcome.map(|_| "security job"),
-            "exit_code": outcome.and_then(|o| o.exit_code),
-            "summary": outcome.map(JobOutcome::summary),
-            "blocking_findings": findings,
-            "findings": outcome.map(|o| o.log_tail.clone()).unwrap_or_default(),
-            "approvals": serde_json::Value::Null,
-            "status": match findings { Some(0.0) => "cleared", Some(_) => "blocking findings", None => "not run" },
-        });
+        let body = Self::security_body(outcome, findings);
         self.write_step_json(now, fx, &step, body);
     }
 
@@ -1781,167 +1160,71 @@ impl Release {
 
     fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>) -> Entered {
         let round = self.rounds.len();
-        self.rounds.push(ApprovalRound {
-            protocol: self.protocol().id.clone(),
-            step: step.id.clone(),
-            roles: roles.clone(),
-            approvals: Vec::new(),
-            opened_at: now,
-            decision: None,
-            decided_at: None,
-        });
+        self.rounds.push(ApprovalRound::open(self.protocol().id.clone(), step.id.clone(), roles, now));
         self.post_approval_request(now, fx, round, "");
         Entered::Waiting
     }
 
     /// Posts (or re-posts) the go/no-go request of `round` with its buttons and arms a reminder.
     fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
-        let r = self.rounds[round].clone();
-        let step = self.protocol().phases.iter().flat_map(|p| &p.steps).find(|s| s.id == r.step).cloned();
-        let prompt = match step.as_ref().map(|s| &s.run) {
-            Some(StepRun::Approval { prompt, .. }) => prompt.clone(),
-            _ => "[APPROVAL REQUEST] Approve?".to_string(),
-        };
-        let who: Vec<String> = r.roles.iter().map(|role| self.role_people(role)).collect();
-        let mut text = lead.to_string();
-        if let Some(c) = step.as_ref().and_then(|s| s.communication.as_ref()) {
-            if c != &prompt {
-                text.push_str(c);
-                text.push('\n');
-            }
-        }
-        text.push_str(&prompt);
-        let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
-        text.push_str(&format!(
-            "\nRelease {} ({} → {}). Needed: {}.{} Approve with the button or `/ray approve [comment]`; `/ray reject <reason>` stops the release.",
-            self.id,
-            self.version,
-            self.env,
-            who.join(", "),
-            if got.is_empty() { String::new() } else { format!(" Approved so far: {}.", got.join(", ")) }
-        ));
+        let text = self.approval_request_text(&self.rounds[round], lead);
         self.post(now, fx, Some(format!("approval:{round}")), text, Ask::Buttons);
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Approval { round, reminder };
     }
 
-    /// Which required roles are covered by distinct approvers (bipartite matching; small sizes).
-    fn coverage(&self, round: &ApprovalRound) -> Vec<Option<String>> {
-        fn assign(
-            roles: &[String],
-            i: usize,
-            approvals: &[Approval],
-            used: &mut Vec<bool>,
-            out: &mut Vec<Option<String>>,
-            best: &mut Vec<Option<String>>,
-        ) {
-            if i == roles.len() {
-                if out.iter().filter(|o| o.is_some()).count() > best.iter().filter(|o| o.is_some()).count() {
-                    *best = out.clone();
-                }
-                return;
-            }
-            for (k, a) in approvals.iter().enumerate() {
-                if !used[k] && a.roles.contains(&roles[i]) {
-                    used[k] = true;
-                    out[i] = Some(a.user.clone());
-                    assign(roles, i + 1, approvals, used, out, best);
-                    out[i] = None;
-                    used[k] = false;
-                }
-            }
-            assign(roles, i + 1, approvals, used, out, best);
-        }
-        let mut best = vec![None; round.roles.len()];
-        let mut out = vec![None; round.roles.len()];
-        let mut used = vec![false; round.approvals.len()];
-        assign(&round.roles, 0, &round.approvals, &mut used, &mut out, &mut best);
-        best
-    }
-
+    /// Records an approval the access check let through and maps the round's outcome.
     fn approve(&mut self, by: &UserRef, comment: Option<String>, via: &str, now: Timestamp, fx: &mut Fx) {
-        let Some(person) = self.plan.people.get(&by.id).cloned() else {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "approve",
-                format!("{} is not in config/release-approvers.yaml, so cannot approve releases.", by.id),
-            );
+        let Activity::Approval { round, .. } = self.activity else { return };
+        let Some(person) = self.plan.people.get(&by.id) else { return };
+        let approval = Approval {
+            user: by.id.clone(),
+            name: person.name.clone(),
+            roles: self.rounds[round].covered_by(&person.roles),
+            at: now,
+            comment,
+            via: via.into(),
         };
-        let Activity::Approval { round, .. } = self.activity.clone() else {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "approve",
-                format!(
-                    "no approval is waiting for release {} (it is {}). `/ray status` shows what it is doing.",
-                    self.id,
-                    self.activity.label()
-                ),
-            );
-        };
-        let r = self.rounds[round].clone();
-        let roles: Vec<String> = person.roles.iter().filter(|x| r.roles.contains(x)).cloned().collect();
-        if roles.is_empty() {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "approve",
-                format!(
-                    "{} ({}) may not approve this step; it needs: {}.",
-                    by.id,
-                    person.roles.join(", "),
-                    r.roles.join(", ")
-                ),
-            );
+        let outcome = self.rounds[round].approve(approval, &self.started_by.id);
+        if outcome == RoundOutcome::NotRequired {
+            return; // the access check refuses approvers without a required role
         }
-        if r.approvals.iter().any(|a| a.user == by.id) {
+        if outcome == RoundOutcome::Already {
             fx.push(Effect::Reply {
                 to: by.clone(),
                 text: format!("[RAY] You already approved {} — counted once.", self.id),
             });
             return;
         }
-        self.accept(now, by, format!("approved {} via {via}", r.step));
-        let approval =
-            Approval { user: by.id.clone(), name: person.name.clone(), roles, at: now, comment, via: via.into() };
-        self.rounds[round].approvals.push(approval);
-        let cover = self.coverage(&self.rounds[round]);
-        let missing: Vec<String> =
-            r.roles.iter().zip(&cover).filter(|(_, c)| c.is_none()).map(|(role, _)| role.clone()).collect();
-        let approvers: BTreeSet<&String> = self.rounds[round].approvals.iter().map(|a| &a.user).collect();
-        let only_initiator = approvers.len() == 1 && approvers.contains(&self.started_by.id);
+        self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step));
         let names: Vec<String> = self.rounds[round]
             .approvals
             .iter()
             .map(|a| format!("{} ({}) at {}", self.mention(&a.user), a.roles.join("/"), a.at.rfc3339()))
             .collect();
-        if missing.is_empty() && !only_initiator {
-            self.rounds[round].decision = Some("approved".into());
-            self.rounds[round].decided_at = Some(now);
-            self.update(
-                fx,
-                &format!("approval:{round}"),
-                format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
-            );
-            self.post(
-                now,
-                fx,
-                None,
-                format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")),
-                Ask::Nothing,
-            );
-            self.set_metric("approvals_recorded", 1.0);
-            self.write_approval(now, fx, round);
-            return self.run(now, fx, Entered::Done, false);
-        }
-        let still = if missing.is_empty() {
-            format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
-        } else {
-            format!("still needed: {}", missing.join(", "))
+        let still = match outcome {
+            RoundOutcome::Approved => {
+                self.update(
+                    fx,
+                    &format!("approval:{round}"),
+                    format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
+                );
+                self.post(
+                    now,
+                    fx,
+                    None,
+                    format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")),
+                    Ask::Nothing,
+                );
+                self.set_metric("approvals_recorded", 1.0);
+                self.write_approval(now, fx, round);
+                return self.run(now, fx, Entered::Done, false);
+            }
+            RoundOutcome::InitiatorAlone => {
+                format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
+            }
+            RoundOutcome::Missing(missing) => format!("still needed: {}", missing.join(", ")),
+            RoundOutcome::NotRequired | RoundOutcome::Already => return,
         };
         self.post(
             now,
@@ -1954,56 +1237,18 @@ impl Release {
 
     fn write_approval(&mut self, now: Timestamp, fx: &mut Fx, round: usize) {
         let step = self.step().clone();
-        let r = self.rounds[round].clone();
         if step.evidence.is_empty() {
             return;
         }
-        let signatures: Vec<serde_json::Value> = r
-            .approvals
-            .iter()
-            .map(|a| {
-                serde_json::json!({
-                    "user": a.user, "name": a.name, "roles": a.roles, "approved_at": a.at.rfc3339(),
-                    "comment": a.comment, "via": a.via, "platform": self.plan.people.platform,
-                })
-            })
-            .collect();
-        let body = serde_json::json!({
-            "decision": r.decision,
-            "required_roles": r.roles,
-            "requested_at": r.opened_at.rfc3339(),
-            "decided_at": r.decided_at.map(|t| t.rfc3339()),
-            "initiator": self.started_by.id,
-            "signatures": signatures,
-            "gates_so_far": self.gates.iter().map(|g| serde_json::json!({"gate": g.name, "verdict": g.verdict})).collect::<Vec<_>>(),
-            "risks": self.waivers.iter().map(|w| serde_json::json!({"waived_gate": w.0, "by": w.1, "justification": w.2})).collect::<Vec<_>>(),
-        });
+        let body = self.approval_body(&self.rounds[round]);
         self.write_step_json(now, fx, &step, body);
     }
 
+    /// Decides the open round `rejected` (the access check let the rejection through).
     fn reject(&mut self, by: &UserRef, reason: String, now: Timestamp, fx: &mut Fx) {
-        let Activity::Approval { round, .. } = self.activity.clone() else {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "reject",
-                format!("no approval is waiting for release {}; to stop it use `/ray abort <reason>`.", self.id),
-            );
-        };
-        let roles = self.rounds[round].roles.clone();
-        if !self.plan.people.has_any_role(&by.id, &roles) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "reject",
-                format!("{} may not reject this step; it needs one of: {}.", by.id, roles.join(", ")),
-            );
-        }
+        let Activity::Approval { round, .. } = self.activity else { return };
         self.accept(now, by, format!("rejected: {reason}"));
-        self.rounds[round].decision = Some("rejected".into());
-        self.rounds[round].decided_at = Some(now);
+        self.rounds[round].reject(now);
         self.update(
             fx,
             &format!("approval:{round}"),
@@ -2021,8 +1266,7 @@ impl Release {
             self.step_failed(now, fx, format!("nobody holds the freeze roles ({})", roles.join(", ")));
             return Entered::Waiting;
         }
-        self.freeze =
-            Freeze { required, acks: BTreeMap::new(), opened_at: Some(now), confirmed_at: None, reminders: 0 };
+        self.freeze = Freeze::open(required, now);
         let text = self.freeze_text(step);
         self.post(now, fx, Some("freeze".into()), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
@@ -2030,76 +1274,23 @@ impl Release {
         Entered::Waiting
     }
 
-    fn freeze_missing(&self) -> Vec<String> {
-        self.freeze.required.iter().filter(|u| !self.freeze.acks.contains_key(*u)).cloned().collect()
-    }
-
-    fn freeze_text(&self, step: &Step) -> String {
-        let head =
-            step.communication.clone().unwrap_or_else(|| "Change freeze in effect. All teams acknowledge?".into());
-        let acked: Vec<String> = self
-            .freeze
-            .required
-            .iter()
-            .filter(|u| self.freeze.acks.contains_key(*u))
-            .map(|u| self.mention(u))
-            .collect();
-        let missing: Vec<String> = self.freeze_missing().iter().map(|u| self.mention(u)).collect();
-        format!(
-            "{head}\nRelease {} ({} → {}): react with :{}: or type `/ray ack`. Acknowledged {}/{}: {}. Waiting for: {}.",
-            self.id,
-            self.version,
-            self.env,
-            self.plan.policy.ack_emoji,
-            acked.len(),
-            self.freeze.required.len(),
-            if acked.is_empty() { "nobody yet".into() } else { acked.join(", ") },
-            if missing.is_empty() { "nobody".into() } else { missing.join(", ") },
-        )
-    }
-
+    /// Counts an acknowledgement the access check let through and maps the freeze's outcome.
     fn ack(&mut self, by: &UserRef, via: &str, now: Timestamp, fx: &mut Fx) {
-        if !matches!(self.activity, Activity::Acks { .. }) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "ack",
-                format!(
-                    "no change freeze is waiting for acknowledgement on release {} (it is {}).",
-                    self.id,
-                    self.activity.label()
-                ),
-            );
-        }
-        if !self.freeze.required.contains(&by.id) {
-            let list: Vec<String> = self.freeze.required.iter().map(|u| self.mention(u)).collect();
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "ack",
-                format!("{} is not on the change-freeze list of {}; it names: {}.", by.id, self.id, list.join(", ")),
-            );
-        }
-        if self.freeze.acks.contains_key(&by.id) {
-            fx.push(Effect::Reply {
-                to: by.clone(),
-                text: format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id),
-            });
-            return;
-        }
+        let confirmed = match self.freeze.ack(&by.id, via, now) {
+            AckOutcome::NotListed => return, // the access check refuses people off the list
+            AckOutcome::Already => {
+                fx.push(Effect::Reply {
+                    to: by.clone(),
+                    text: format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id),
+                });
+                return;
+            }
+            AckOutcome::Counted { confirmed } => confirmed,
+        };
         self.accept(now, by, format!("acknowledged freeze via {via}"));
-        self.freeze.acks.insert(by.id.clone(), (now, via.to_string()));
-        self.freeze_progress(now, fx);
-    }
-
-    fn freeze_progress(&mut self, now: Timestamp, fx: &mut Fx) {
-        let ratio = self.freeze.acks.len() as f64 / self.freeze.required.len() as f64;
-        self.set_metric("freeze_ack_ratio", ratio);
+        self.set_metric("freeze_ack_ratio", self.freeze.ratio());
         self.update_freeze(fx);
-        if self.freeze_missing().is_empty() {
-            self.freeze.confirmed_at = Some(now);
+        if confirmed {
             self.post(
                 now,
                 fx,
@@ -2121,38 +1312,47 @@ impl Release {
         if step.evidence.is_empty() {
             return;
         }
-        let text = super::render::freeze_doc(self, now, &step);
+        let text = self.freeze_doc(now, &step);
         self.write_step_file(fx, &step, text);
     }
 
     fn unack(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
-        if matches!(self.activity, Activity::Acks { .. }) && self.freeze.acks.remove(&by.id).is_some() {
+        if matches!(self.activity, Activity::Acks { .. }) && self.freeze.unack(&by.id) {
             self.accept(now, by, "withdrew freeze acknowledgement (reaction removed)".into());
-            let ratio = self.freeze.acks.len() as f64 / self.freeze.required.len() as f64;
-            self.set_metric("freeze_ack_ratio", ratio);
+            self.set_metric("freeze_ack_ratio", self.freeze.ratio());
             self.update_freeze(fx);
         }
     }
 
     // ----- inbound people events ---------------------------------------------------------
 
-    fn is_operator(&self, by: &UserRef) -> bool {
-        self.plan.people.has_any_role(&by.id, &self.plan.policy.operator_roles)
+    /// Runs the access check of `verb` for `by`; a refusal is audited and answered here.
+    fn allowed(&mut self, verb: Verb, by: &UserRef, reaction: bool, now: Timestamp, fx: &mut Fx) -> bool {
+        let round = match self.activity {
+            Activity::Approval { round, .. } => self.rounds.get(round),
+            _ => None,
+        };
+        let scene = Scene {
+            release: &self.id,
+            activity: &self.activity,
+            people: &self.plan.people,
+            policy: &self.plan.policy,
+            freeze_list: &self.freeze.required,
+            round_roles: round.map(|r| r.roles.as_slice()),
+            initiator: &self.started_by.id,
+        };
+        match access::check(verb, by, reaction, &scene) {
+            Ok(()) => true,
+            Err(Refusal { action, text }) => {
+                self.refuse(now, fx, by, action, text);
+                false
+            }
+        }
     }
 
     fn command(&mut self, by: &UserRef, command: &ReleaseCommand, now: Timestamp, fx: &mut Fx) {
-        if self.is_finished() && !matches!(command, ReleaseCommand::Status) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "command",
-                format!(
-                    "release {} has already ended ({}). Start a new one with `/ray deploy <version>`.",
-                    self.id,
-                    self.activity.label()
-                ),
-            );
+        if !self.allowed(Verb::of(command), by, false, now, fx) {
+            return;
         }
         match command {
             ReleaseCommand::Status => {
@@ -2163,87 +1363,63 @@ impl Release {
             ReleaseCommand::Reject { reason } => self.reject(by, reason.clone(), now, fx),
             ReleaseCommand::Waive { gate, justification } => self.waive(by, gate, justification, now, fx),
             ReleaseCommand::Retry => self.retry(by, now, fx),
-            ReleaseCommand::Rollback { reason } => {
-                if !self.is_operator(by) {
-                    return self.refuse(
-                        now,
-                        fx,
-                        by,
-                        "rollback",
-                        format!(
-                            "{} may not roll back; it needs one of: {}.",
-                            by.id,
-                            self.plan.policy.operator_roles.join(", ")
-                        ),
-                    );
-                }
-                if !self.production_touched {
-                    return self.refuse(
-                        now,
-                        fx,
-                        by,
-                        "rollback",
-                        format!("nothing to roll back: {} has not been touched by {}. Use `/ray abort <reason>` to stop it.", self.env, self.id),
-                    );
-                }
-                if matches!(
-                    self.activity,
-                    Activity::Job { task: Task::Rollback { .. }, .. }
-                        | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
-                ) {
-                    return self.refuse(
-                        now,
-                        fx,
-                        by,
-                        "rollback",
-                        format!("a rollback of {} is already running.", self.env),
-                    );
-                }
-                let reason = reason.clone().unwrap_or_else(|| "requested".into());
-                self.accept(now, by, format!("requested rollback: {reason}"));
-                let why = format!("requested by {}: {reason}", self.mention(&by.id));
-                if matches!(self.activity, Activity::Job { .. } | Activity::Probe { .. }) {
-                    self.rollback_requested = Some((by.id.clone(), why));
-                    fx.push(Effect::Reply {
-                        to: by.clone(),
-                        text: "[RAY] Rollback queued: it starts as soon as the running step finishes.".into(),
-                    });
-                } else {
-                    self.start_rollback(now, fx, why, by.id.clone());
-                }
-            }
-            ReleaseCommand::Abort { reason } => {
-                if !self.is_operator(by) && by.id != self.started_by.id {
-                    return self.refuse(
-                        now,
-                        fx,
-                        by,
-                        "abort",
-                        format!(
-                            "{} may not abort {}; it needs one of: {} or the person who started it.",
-                            by.id,
-                            self.id,
-                            self.plan.policy.operator_roles.join(", ")
-                        ),
-                    );
-                }
-                if self.production_touched {
-                    return self.refuse(
-                        now,
-                        fx,
-                        by,
-                        "abort",
-                        format!(
-                            "{} has already changed {}; use `/ray rollback <reason>` to restore the previous version.",
-                            self.id, self.env
-                        ),
-                    );
-                }
-                let reason = reason.clone().unwrap_or_else(|| "no reason given".into());
-                self.accept(now, by, format!("aborted: {reason}"));
-                self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
-            }
+            ReleaseCommand::Rollback { reason } => self.rollback_command(by, reason.as_deref(), now, fx),
+            ReleaseCommand::Abort { reason } => self.abort(by, reason.as_deref(), now, fx),
         }
+    }
+
+    /// `/ray rollback` by an operator: now, or once the running job or probe ends.
+    fn rollback_command(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
+        if !self.production_touched {
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "rollback",
+                format!(
+                    "nothing to roll back: {} has not been touched by {}. Use `/ray abort <reason>` to stop it.",
+                    self.env, self.id
+                ),
+            );
+        }
+        if matches!(
+            self.activity,
+            Activity::Job { task: Task::Rollback { .. }, .. }
+                | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
+        ) {
+            return self.refuse(now, fx, by, "rollback", format!("a rollback of {} is already running.", self.env));
+        }
+        let reason = reason.unwrap_or("requested");
+        self.accept(now, by, format!("requested rollback: {reason}"));
+        let why = format!("requested by {}: {reason}", self.mention(&by.id));
+        if matches!(self.activity, Activity::Job { .. } | Activity::Probe { .. }) {
+            self.rollback_requested = Some((by.id.clone(), why));
+            fx.push(Effect::Reply {
+                to: by.clone(),
+                text: "[RAY] Rollback queued: it starts as soon as the running step finishes.".into(),
+            });
+        } else {
+            self.start_rollback(now, fx, why, by.id.clone());
+        }
+    }
+
+    /// `/ray abort` by an operator or the initiator, before the target environment was touched.
+    fn abort(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
+        if self.production_touched {
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "abort",
+                format!(
+                    "{} has already changed {}; use `/ray rollback <reason>` to restore the previous version.",
+                    self.id, self.env
+                ),
+            );
+        }
+        let reason = reason.unwrap_or("no reason given").to_string();
+        self.accept(now, by, format!("aborted: {reason}"));
+        self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
     }
 
     fn reaction(&mut self, by: &UserRef, message: &str, emoji: &str, added: bool, now: Timestamp, fx: &mut Fx) {
@@ -2252,16 +1428,8 @@ impl Release {
             return;
         }
         if added {
-            if matches!(self.activity, Activity::Acks { .. }) && !self.freeze.required.contains(&by.id) {
-                return self.refuse(
-                    now,
-                    fx,
-                    by,
-                    "ack",
-                    format!("{} is not on the change-freeze list of {}; the reaction does not count.", by.id, self.id),
-                );
-            }
-            if matches!(self.activity, Activity::Acks { .. }) {
+            // Reactions outside the freeze's acknowledgement window are ignored, not refused.
+            if matches!(self.activity, Activity::Acks { .. }) && self.allowed(Verb::Ack, by, true, now, fx) {
                 self.ack(by, "reaction", now, fx);
             }
         } else {
@@ -2288,35 +1456,22 @@ impl Release {
                 "this approval request is closed; `/ray status` shows what is waiting.".into(),
             );
         }
+        let verb = match button {
+            Button::Approve => Verb::Approve,
+            Button::Reject => Verb::Reject,
+        };
+        if !self.allowed(verb, by, false, now, fx) {
+            return;
+        }
         match button {
             Button::Approve => self.approve(by, None, "button", now, fx),
             Button::Reject => self.reject(by, "rejected with the Reject button".into(), now, fx),
         }
     }
 
+    /// `/ray waive` by a waiver holder while halted: the named gate must be the one halted at.
     fn waive(&mut self, by: &UserRef, gate: &str, justification: &str, now: Timestamp, fx: &mut Fx) {
-        let Activity::Halted(h) = self.activity.clone() else {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                format!("release {} is not halted at a gate (it is {}).", self.id, self.activity.label()),
-            );
-        };
-        if !self.plan.people.has_any_role(&by.id, &self.plan.policy.waiver_roles) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                format!(
-                    "{} may not waive gates; waivers need one of: {}.",
-                    by.id,
-                    self.plan.policy.waiver_roles.join(", ")
-                ),
-            );
-        }
+        let Activity::Halted(h) = self.activity.clone() else { return };
         let p = self.protocol().clone();
         let wanted = gate.to_lowercase();
         let Some(g) = p
@@ -2355,7 +1510,7 @@ impl Release {
             );
         }
         self.accept(now, by, format!("waived gate {}: {justification}", g.id));
-        self.waivers.push((format!("{}/{}", p.id, g.id), by.id.clone(), justification.to_string(), now));
+        self.waivers.push((gates::waiver_key(&p.id, &g.id), by.id.clone(), justification.to_string(), now));
         self.post(
             now,
             fx,
@@ -2376,25 +1531,9 @@ impl Release {
         self.run(now, fx, Entered::Done, false);
     }
 
+    /// `/ray retry` by an operator while halted.
     fn retry(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
-        let Activity::Halted(h) = self.activity.clone() else {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "retry",
-                format!("release {} is not halted (it is {}); nothing to retry.", self.id, self.activity.label()),
-            );
-        };
-        if !self.is_operator(by) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "retry",
-                format!("{} may not retry; it needs one of: {}.", by.id, self.plan.policy.operator_roles.join(", ")),
-            );
-        }
+        let Activity::Halted(h) = self.activity.clone() else { return };
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
         match h.resume {
@@ -2446,14 +1585,7 @@ impl Release {
             ),
             Ask::Nothing,
         );
-        self.rollback = Some(RollbackRecord {
-            env: env.clone(),
-            reason,
-            trigger,
-            started_at: now,
-            finished_at: None,
-            confirmed: None,
-        });
+        self.rollback = Some(RollbackRecord::start(env.clone(), reason, trigger, now));
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
         let log = format!("{dir}/{env}-rollback-run.log");
         self.start_job(
@@ -2469,10 +1601,6 @@ impl Release {
             },
             Task::Rollback { started: now },
         );
-    }
-
-    fn stakeholder_mentions(&self) -> String {
-        self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
     }
 
     fn rollback_staging(&mut self, now: Timestamp, fx: &mut Fx, step: String, reason: String, gate: String) {
@@ -2507,10 +1635,7 @@ impl Release {
     /// A `/ray rollback` that arrived while a job or probe ran starts as soon as it ends, whatever
     /// step it belonged to. Returns whether it did.
     fn run_queued_rollback(&mut self, now: Timestamp, fx: &mut Fx, task: &Task) -> bool {
-        if matches!(task, Task::Rollback { .. } | Task::RollbackProbe { .. }) {
-            return false;
-        }
-        match self.rollback_requested.take() {
+        match rollback::take_queued(&mut self.rollback_requested, task) {
             Some((by, reason)) => {
                 self.start_rollback(now, fx, reason, by);
                 true
@@ -2647,28 +1772,7 @@ impl Release {
         if step.evidence.is_empty() {
             return;
         }
-        let jobs: Vec<serde_json::Value> = self
-            .jobs
-            .iter()
-            .filter(|j| j.env == env && (j.purpose.starts_with("rollback rehearsal") || j.purpose.starts_with("roll forward")))
-            .map(|j| serde_json::json!({"action": j.purpose, "argv": j.argv, "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code), "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms), "started_at": j.started_at.rfc3339()}))
-            .collect();
-        let probe = self
-            .probes
-            .iter()
-            .rev()
-            .find(|p| p.env == env && p.purpose.starts_with("after rollback rehearsal"))
-            .and_then(|p| p.report.clone());
-        let rto = self.constants().get("rto").copied().unwrap_or(0.0);
-        let body = serde_json::json!({
-            "environment": env,
-            "steps": jobs,
-            "probe_after_rollback": probe,
-            "recovery_seconds": recovery_ms.map(|m| m as f64 / 1000.0),
-            "rto_seconds": rto,
-            "within_rto": recovery_ms.map(|m| m as f64 / 1000.0 <= rto),
-            "failure": failure,
-        });
+        let body = self.rehearsal_body(env, recovery_ms, failure);
         self.write_step_json(now, fx, &step, body);
     }
 
@@ -2693,12 +1797,12 @@ impl Release {
             Task::RehearsalProbe { started, job_ms } => {
                 let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
                 let Some(e) = self.env_cfg(&env) else { return };
-                if !Self::probe_ok(&e, report) {
-                    self.write_rehearsal(now, fx, &env, None, Some(Self::probe_summary(report)));
+                if !rollout::healthy(&e.probe, report) {
+                    self.write_rehearsal(now, fx, &env, None, Some(rollout::summary(report)));
                     return self.step_failed(
                         now,
                         fx,
-                        format!("{env} unhealthy after the rollback rehearsal: {}", Self::probe_summary(report)),
+                        format!("{env} unhealthy after the rollback rehearsal: {}", rollout::summary(report)),
                     );
                 }
                 let recovery_ms = now.0.saturating_sub(started.0).max(job_ms);
@@ -2720,39 +1824,36 @@ impl Release {
             }
             Task::BaselineProbe => {
                 let step = self.step().clone();
-                let text = super::render::baseline_doc(self, now, &step, report);
+                let text = self.baseline_doc(now, &step, report);
                 self.write_step_file(fx, &step, text);
-                self.step_note(now, fx, format!("baseline captured: {}.", Self::probe_summary(report)));
+                self.step_note(now, fx, format!("baseline captured: {}.", rollout::summary(report)));
                 self.run(now, fx, Entered::Done, false);
             }
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
             Task::RollbackProbe { started } => {
                 let env = self.env.clone();
                 let Some(e) = self.env_cfg(&env) else { return };
-                let healthy = Self::probe_ok(&e, report);
-                let serving_new = report.version_share(&self.version) > 0.0;
-                if !healthy || serving_new {
+                if !rollback::restored(&e.probe, report, &self.version) {
                     return self.halt(
                         now,
                         fx,
                         format!("rollback of {env}"),
                         format!(
                             "after the rollback job {env} is not healthy on the previous version: {}",
-                            Self::probe_summary(report)
+                            rollout::summary(report)
                         ),
                         None,
                         Resume::Rollback,
                     );
                 }
-                let summary = Self::probe_summary(report);
+                let summary = rollout::summary(report);
                 if let Some(r) = self.rollback.as_mut() {
-                    r.finished_at = Some(now);
-                    r.confirmed = Some(summary.clone());
+                    r.confirm(now, summary.clone());
                 }
                 let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
                 self.post(now, fx, None, format!("[RAY ANNOUNCEMENT] Rollback of {env} complete in {secs:.1}s; probe confirms the previous version serves again: {summary}."), Ask::Nothing);
                 let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-                let text = super::render::rollback_plan(self, now);
+                let text = self.rollback_plan(now);
                 self.write(fx, format!("{dir}/rollback-plan.md"), text);
                 let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
                 self.finish(now, fx, Terminal::RolledBack { reason });
@@ -2770,17 +1871,17 @@ impl Release {
     fn soak_probe(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport, until: Timestamp) {
         let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
         let Some(e) = self.env_cfg(&env) else { return };
-        if !Self::probe_ok(&e, report) {
+        if !rollout::healthy(&e.probe, report) {
             self.add_metric("slo_breaches", 1.0);
         }
         self.soak.push(report.clone());
-        if now < until {
-            let timer = self.arm(fx, now.plus_ms(e.health_window.interval_ms).min(until));
+        if let Some(at) = rollout::next_soak_round(&e.health_window, now, until) {
+            let timer = self.arm(fx, at);
             self.activity = Activity::Soak { until, timer };
             return;
         }
         let step = self.step().clone();
-        let text = super::render::health_log(self, now, &step, &e);
+        let text = self.health_log(now, &step, &e);
         self.write_step_file(fx, &step, text);
         let breaches = self.metric("slo_breaches").unwrap_or(0.0);
         self.step_note(
@@ -2802,33 +1903,24 @@ impl Release {
         self.activity = Activity::Idle;
         let mut results = results.to_vec();
         // Files this release wrote itself must still carry the digest the bundle recorded.
-        for r in &mut results {
-            if let Some(sha) = &r.sha256 {
-                let recorded = self.bundles.iter().find(|b| b.zip == r.name).map(|b| b.zip_sha256.clone());
-                if recorded.is_some_and(|rec| &rec != sha) {
-                    r.status = "checksum mismatch".into();
-                }
-            }
-        }
+        scores::verify_digests(&mut results, &self.bundles);
         self.inputs.push((check.to_string(), results.clone()));
-        let required: Vec<&InputStatus> = results.iter().filter(|r| r.required).collect();
-        let ok = required.iter().filter(|r| r.status == "present").count();
-        let mut total = required.len();
-        let mut good = ok;
         // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
-        let extra = if self.cursor.protocol > 0 {
-            let approved = self.rounds.iter().any(|r| r.decision.as_deref() == Some("approved"));
+        let (checks, extra) = if self.cursor.protocol > 0 {
+            let approved = self.rounds.iter().any(ApprovalRound::is_approved);
             let rollback = self.metrics.iter().take(self.cursor.protocol).any(|m| m.contains_key("recovery_seconds"));
-            total += 2;
-            good += usize::from(approved) + usize::from(rollback);
-            vec![
-                serde_json::json!({"item": "readiness approvals recorded", "status": if approved {"present"} else {"missing"}}),
-                serde_json::json!({"item": "rollback plan verified (rehearsal)", "status": if rollback {"present"} else {"missing"}}),
-            ]
+            (
+                vec![approved, rollback],
+                vec![
+                    serde_json::json!({"item": "readiness approvals recorded", "status": if approved {"present"} else {"missing"}}),
+                    serde_json::json!({"item": "rollback plan verified (rehearsal)", "status": if rollback {"present"} else {"missing"}}),
+                ],
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        let score = if total == 0 { 1.0 } else { good as f64 / total as f64 };
+        let (good, total) = scores::completeness(&results, &checks);
+        let score = scores::ratio(good, total);
         self.set_metric("completeness_score", score);
         self.set_metric("checklist_completion", score);
         let step = self.step().clone();
@@ -2922,7 +2014,7 @@ impl Release {
             StepRun::Report { .. } => {
                 let expected = self.expected_evidence();
                 let present = expected.iter().filter(|e| report.files.iter().any(|f| &f.path == *e)).count();
-                let rc = if expected.is_empty() { 1.0 } else { present as f64 / expected.len() as f64 };
+                let rc = scores::ratio(present, expected.len());
                 self.set_metric("report_completeness", rc);
                 self.step_note(
                     now,
@@ -2962,8 +2054,8 @@ impl Release {
     fn tick(&mut self, timer: &str, now: Timestamp, fx: &mut Fx) {
         match self.activity.clone() {
             Activity::Acks { reminder } if reminder == timer => {
-                self.freeze.reminders += 1;
-                let missing: Vec<String> = self.freeze_missing().iter().map(|u| self.mention(u)).collect();
+                self.freeze.remind();
+                let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
                 self.post(
                     now,
                     fx,
@@ -2975,15 +2067,8 @@ impl Release {
                 self.activity = Activity::Acks { reminder };
             }
             Activity::Approval { round, reminder } if reminder == timer => {
-                let r = self.rounds[round].clone();
-                let cover = self.coverage(&r);
-                let missing: Vec<String> = r
-                    .roles
-                    .iter()
-                    .zip(&cover)
-                    .filter(|(_, c)| c.is_none())
-                    .map(|(role, _)| self.role_people(role))
-                    .collect();
+                let missing: Vec<String> =
+                    self.rounds[round].missing_roles().into_iter().map(|role| self.role_people(role)).collect();
                 self.post(
                     now,
                     fx,
@@ -3008,10 +2093,7 @@ impl Release {
     /// `/ray rollback` (it is never run again by itself).
     fn job_unknown(&mut self, job: &str, task: Task, before: &str, now: Timestamp, fx: &mut Fx) {
         let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.clone()).unwrap_or_default();
-        let (step, resume) = match task {
-            Task::Rollback { .. } => (format!("rollback of {}", self.env), Resume::Rollback),
-            _ => (format!("{} ({purpose})", self.step_label()), Resume::Step),
-        };
+        let (step, resume) = recovery::lost_job_halt(&task, &self.env, format!("{} ({purpose})", self.step_label()));
         self.halt(now, fx, step, format!("job outcome unknown after {before} stopped"), None, resume);
     }
 
@@ -3020,11 +2102,7 @@ impl Release {
             Activity::Job { job: current, task } if current == job => {
                 // A `/ray rollback` asked for while the job ran is the instruction: say what
                 // happened, then roll back.
-                let rollback = if matches!(task, Task::Rollback { .. } | Task::RollbackProbe { .. }) {
-                    None
-                } else {
-                    self.rollback_requested.take()
-                };
+                let rollback = rollback::take_queued(&mut self.rollback_requested, &task);
                 self.job_unknown(job, task, replica, now, fx);
                 if let Some((by, reason)) = rollback {
                     self.start_rollback(now, fx, reason, by);
@@ -3041,41 +2119,20 @@ impl Release {
             .or_else(|| self.last_replica.clone())
             .unwrap_or_else(|| "the previous raybot process".into());
         self.last_replica = Some(replica.to_string());
-        match self.activity.clone() {
-            Activity::Job { job, task } => {
-                let spec = self.jobs.iter().find(|j| j.id == job).and_then(|j| j.spec.clone());
-                match spec {
-                    // The queue runs it, or has it running on a live replica, or reports it lost.
-                    Some(spec) if jobs_queued => fx.push(Effect::RunJob(spec)),
-                    _ => self.job_unknown(&job, task, &before, now, fx),
-                }
-            }
-            Activity::Probe { task, .. } => {
-                // Probes only read: run them again.
-                let env = match &task {
-                    Task::RollbackProbe { .. } => self.env.clone(),
-                    _ => match &self.step().run {
-                        StepRun::Deploy { env }
-                        | StepRun::Validate { env }
-                        | StepRun::RollbackRehearsal { env }
-                        | StepRun::Baseline { env }
-                        | StepRun::HealthWindow { env } => env.clone(),
-                        _ => self.env.clone(),
-                    },
-                };
+        let step = self.phase().steps.get(self.cursor.step).map(|s| &s.run);
+        match recovery::recover(&self.activity, &self.jobs, jobs_queued, step, &self.env) {
+            // The queue runs it, or has it running on a live replica, or reports it lost.
+            Recovery::Requeue(spec) => fx.push(Effect::RunJob(spec)),
+            Recovery::JobUnknown { job, task } => self.job_unknown(&job, task, &before, now, fx),
+            Recovery::Reprobe { env, task } => {
                 if let Some(e) = self.env_cfg(&env) {
                     let probe = self.probe_effect(now, fx, &e, format!("resumed probe {env}"));
                     self.activity = Activity::Probe { probe, task };
                 }
             }
-            Activity::Inputs { .. } | Activity::Idle => {
-                self.run(now, fx, Entered::Waiting, true);
-            }
-            Activity::Bundle { finish, .. } => match finish {
-                Some(outcome) => self.finish(now, fx, outcome),
-                None => self.run(now, fx, Entered::Waiting, true),
-            },
-            Activity::Acks { .. } => {
+            Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
+            Recovery::Finish(outcome) => self.finish(now, fx, outcome),
+            Recovery::Refreeze => {
                 let step = self.step().clone();
                 let text = self.freeze_text(&step);
                 self.post(
@@ -3088,107 +2145,19 @@ impl Release {
                 let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
                 self.activity = Activity::Acks { reminder };
             }
-            Activity::Approval { round, .. } => {
+            Recovery::Reapprove { round } => {
                 self.post_approval_request(now, fx, round, "[RAY] Resumed after a restart.\n");
             }
-            Activity::Soak { until, .. } => {
+            Recovery::Resoak { until } => {
                 let timer = self.arm(fx, now);
                 self.activity = Activity::Soak { until, timer };
             }
-            Activity::Halted(_) | Activity::Ended(_) => {}
+            Recovery::Nothing => {}
         }
     }
 
     /// Prerequisite artifacts of the current protocol: (name, required).
     pub fn protocol_prerequisites(&self) -> Vec<(String, bool)> {
         self.protocol().prerequisites.artifacts.iter().map(|a| (a.name.clone(), a.required)).collect()
-    }
-
-    /// `/ray status` text.
-    pub fn status_text(&self) -> String {
-        let p = self.protocol();
-        let phase = &p.phases[self.cursor.phase.min(p.phases.len() - 1)];
-        let mut s = format!(
-            "[RAY STATUS] {} — {} → {} ({}), started by {} at {}. Protocol {} phase {} ({}): {}.",
-            self.id,
-            self.version,
-            self.env,
-            self.strategy.as_str(),
-            self.mention(&self.started_by.id),
-            self.started_at.rfc3339(),
-            p.id,
-            phase.number,
-            phase.title,
-            self.activity.label()
-        );
-        match &self.activity {
-            Activity::Acks { .. } => {
-                let missing: Vec<String> = self.freeze_missing().iter().map(|u| self.mention(u)).collect();
-                s.push_str(&format!(
-                    " Freeze acknowledgements {}/{}; missing: {}.",
-                    self.freeze.acks.len(),
-                    self.freeze.required.len(),
-                    missing.join(", ")
-                ));
-            }
-            Activity::Approval { round, .. } => {
-                let r = &self.rounds[*round];
-                let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
-                s.push_str(&format!(
-                    " Approvals so far: {}; required roles: {}.",
-                    if got.is_empty() { "none".into() } else { got.join(", ") },
-                    r.roles.join(", ")
-                ));
-            }
-            Activity::Halted(h) => s.push_str(&format!(" Halted at {}: {}.", h.step, h.reason)),
-            _ => {}
-        }
-        let gates: Vec<String> = self
-            .gates
-            .iter()
-            .map(|g| {
-                format!(
-                    "{} {}",
-                    g.name,
-                    match g.verdict {
-                        Verdict::Passed => "passed",
-                        Verdict::Failed => "failed",
-                        Verdict::Waived { .. } => "waived",
-                    }
-                )
-            })
-            .collect();
-        if !gates.is_empty() {
-            s.push_str(&format!(" Gates: {}.", gates.join("; ")));
-        }
-        s
-    }
-}
-
-/// Emoji names and characters that mean the same acknowledgement (Slack sends names, Discord the
-/// character).
-fn same_emoji(a: &str, b: &str) -> bool {
-    fn norm(s: &str) -> &str {
-        match s.trim_matches(':') {
-            "✅" | "white_check_mark" | "heavy_check_mark" | "✔️" => "white_check_mark",
-            other => other,
-        }
-    }
-    norm(a) == norm(b)
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
-
-pub(crate) fn fmt_num(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round() as i64)
-    } else {
-        format!("{v:.3}").trim_end_matches('0').to_string()
     }
 }

@@ -1,0 +1,234 @@
+//! What raybot says in chat, as functions of the release's state: the announcements, requests,
+//! halts and status lines that are not protocol data. Read-only views: nothing here changes the
+//! release or decides anything.
+
+use super::Release;
+use super::approval::ApprovalRound;
+use super::gates::Verdict;
+use super::state::{Activity, Resume, Terminal};
+use crate::protocol::model::{Step, StepRun};
+
+impl Release {
+    /// How chat shows a mention of `id` on the release's platform.
+    pub(super) fn mention(&self, id: &str) -> String {
+        self.plan.people.mention(id)
+    }
+
+    /// `product_owner (@bob, @frank)`: a role and who holds it.
+    pub(super) fn role_people(&self, role: &str) -> String {
+        let people: Vec<String> =
+            self.plan.people.with_roles(&[role.to_string()]).iter().map(|p| self.mention(&p.id)).collect();
+        format!("{role} ({})", if people.is_empty() { "nobody configured".into() } else { people.join(", ") })
+    }
+
+    /// The freeze request: the step's line, who acknowledged and who is missing.
+    pub(super) fn freeze_text(&self, step: &Step) -> String {
+        let head =
+            step.communication.clone().unwrap_or_else(|| "Change freeze in effect. All teams acknowledge?".into());
+        let acked: Vec<String> = self.freeze.acknowledged().into_iter().map(|u| self.mention(u)).collect();
+        let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
+        format!(
+            "{head}\nRelease {} ({} → {}): react with :{}: or type `/ray ack`. Acknowledged {}/{}: {}. Waiting for: {}.",
+            self.id,
+            self.version,
+            self.env,
+            self.plan.policy.ack_emoji,
+            acked.len(),
+            self.freeze.required.len(),
+            if acked.is_empty() { "nobody yet".into() } else { acked.join(", ") },
+            if missing.is_empty() { "nobody".into() } else { missing.join(", ") },
+        )
+    }
+
+    /// Everyone in `release-approvers.yaml`, mentioned.
+    pub(super) fn stakeholder_mentions(&self) -> String {
+        self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// `/ray status` text.
+    pub fn status_text(&self) -> String {
+        let p = self.protocol();
+        let phase = &p.phases[self.cursor.phase.min(p.phases.len() - 1)];
+        let mut s = format!(
+            "[RAY STATUS] {} — {} → {} ({}), started by {} at {}. Protocol {} phase {} ({}): {}.",
+            self.id,
+            self.version,
+            self.env,
+            self.strategy.as_str(),
+            self.mention(&self.started_by.id),
+            self.started_at.rfc3339(),
+            p.id,
+            phase.number,
+            phase.title,
+            self.activity.label()
+        );
+        match &self.activity {
+            Activity::Acks { .. } => {
+                let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
+                s.push_str(&format!(
+                    " Freeze acknowledgements {}/{}; missing: {}.",
+                    self.freeze.acks.len(),
+                    self.freeze.required.len(),
+                    missing.join(", ")
+                ));
+            }
+            Activity::Approval { round, .. } => {
+                let r = &self.rounds[*round];
+                let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
+                s.push_str(&format!(
+                    " Approvals so far: {}; required roles: {}.",
+                    if got.is_empty() { "none".into() } else { got.join(", ") },
+                    r.roles.join(", ")
+                ));
+            }
+            Activity::Halted(h) => s.push_str(&format!(" Halted at {}: {}.", h.step, h.reason)),
+            _ => {}
+        }
+        let gates: Vec<String> = self
+            .gates
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {}",
+                    g.name,
+                    match g.verdict {
+                        Verdict::Passed => "passed",
+                        Verdict::Failed => "failed",
+                        Verdict::Waived { .. } => "waived",
+                    }
+                )
+            })
+            .collect();
+        if !gates.is_empty() {
+            s.push_str(&format!(" Gates: {}.", gates.join("; ")));
+        }
+        s
+    }
+
+    /// The last post of a release that ended with `outcome`.
+    pub(super) fn end_text(&self, outcome: &Terminal) -> String {
+        match outcome {
+            Terminal::Released => format!(
+                "[RAY] ✅ {} released to {}. Evidence: {}/. Environment lock released.",
+                self.version, self.env, self.id
+            ),
+            Terminal::RolledBack { reason } => format!(
+                "[RAY] ↩️ {} rolled back in {}: {reason}. Evidence: {}/ (rollback-plan.md, DEPLOYMENT-REPORT.md).",
+                self.version, self.env, self.id
+            ),
+            Terminal::Rejected { by, reason } => {
+                format!(
+                    "[RAY] ⛔ {} stopped: rejected by {}: {reason}. Nothing was deployed to {}.",
+                    self.version,
+                    self.mention(by),
+                    self.env
+                )
+            }
+            Terminal::Aborted { by, reason } => {
+                format!(
+                    "[RAY] ⛔ {} aborted by {}: {reason}. Environment lock released.",
+                    self.version,
+                    self.mention(by)
+                )
+            }
+        }
+    }
+
+    /// The `[RAY ERROR]` post of a halt at `step` because of `reason`, with what people can type.
+    pub(super) fn halt_text(&self, step: &str, reason: &str, gate: Option<&str>, resume: &Resume) -> String {
+        let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {
+            "[RAY ERROR] - \"Failed at {step}. Reason: {explanation}. Awaiting instructions.\"".into()
+        });
+        let mut text = template.replace("{step}", step).replace("{explanation}", reason.trim_end_matches('.'));
+        let hint = match (gate, resume) {
+            (Some(g), _) if self.gate_waivable(g) => format!(
+                "\nType `/ray retry` to run it again, `/ray waive {g} <justification>` to accept the risk, or `/ray abort`."
+            ),
+            (_, Resume::Rollback) => "\nType `/ray retry` to run the rollback again.".to_string(),
+            _ if self.production_touched => {
+                "\nType `/ray retry` to run it again or `/ray rollback` to restore the previous version.".to_string()
+            }
+            _ => "\nType `/ray retry` to run it again or `/ray abort` to stop the release.".to_string(),
+        };
+        text.push_str(&hint);
+        text
+    }
+
+    /// The go/no-go request of round `r`: the step's prompt, who is needed, who approved so far.
+    pub(super) fn approval_request_text(&self, r: &ApprovalRound, lead: &str) -> String {
+        let step = self.protocol().phases.iter().flat_map(|p| &p.steps).find(|s| s.id == r.step).cloned();
+        let prompt = match step.as_ref().map(|s| &s.run) {
+            Some(StepRun::Approval { prompt, .. }) => prompt.clone(),
+            _ => "[APPROVAL REQUEST] Approve?".to_string(),
+        };
+        let who: Vec<String> = r.roles.iter().map(|role| self.role_people(role)).collect();
+        let mut text = lead.to_string();
+        if let Some(c) = step.as_ref().and_then(|s| s.communication.as_ref()) {
+            if c != &prompt {
+                text.push_str(c);
+                text.push('\n');
+            }
+        }
+        text.push_str(&prompt);
+        let got: Vec<String> = r.approvals.iter().map(|a| self.mention(&a.user)).collect();
+        text.push_str(&format!(
+            "\nRelease {} ({} → {}). Needed: {}.{} Approve with the button or `/ray approve [comment]`; `/ray reject <reason>` stops the release.",
+            self.id,
+            self.version,
+            self.env,
+            who.join(", "),
+            if got.is_empty() { String::new() } else { format!(" Approved so far: {}.", got.join(", ")) }
+        ));
+        text
+    }
+    /// The first post: who started what, and the protocols it will run through.
+    pub(super) fn start_text(&self) -> String {
+        let chain: Vec<String> =
+            self.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
+        format!(
+            "[RAY] Release {} of {} to {} started by {} (strategy {}). Pipeline: {}.",
+            self.id,
+            self.version,
+            self.env,
+            self.mention(&self.started_by.id),
+            self.strategy.as_str(),
+            chain.join(" → ")
+        )
+    }
+
+    /// The posts that close the current protocol: its handoff checklist and its validation
+    /// prompt with who confirmed it and what follows.
+    pub(super) fn handoff_texts(&self) -> Vec<String> {
+        let p = self.protocol();
+        let mut out = Vec::new();
+        if let Some(h) = &p.handoff {
+            let passed = self.gates.iter().filter(|g| g.protocol == p.id && g.verdict == Verdict::Passed).count();
+            let waived =
+                self.gates.iter().filter(|g| g.protocol == p.id && matches!(g.verdict, Verdict::Waived { .. })).count();
+            out.push(format!(
+                "{}\nHandoff checklist: {} gates passed, {} waived (documented); evidence in {}/.",
+                h.announcement, passed, waived, p.artifacts_dir
+            ));
+        }
+        if let Some(prompt) = p.communication.validation_prompts.first() {
+            let approvers: Vec<String> = self
+                .rounds
+                .iter()
+                .filter(|r| r.protocol == p.id && r.is_approved())
+                .flat_map(|r| r.approvals.iter().map(|a| self.mention(&a.user)))
+                .collect();
+            let follow = if self.cursor.protocol + 1 < self.plan.protocols.len() {
+                format!("continuing with Protocol {}", self.plan.protocols[self.cursor.protocol + 1].id)
+            } else {
+                "release complete".to_string()
+            };
+            let by = if approvers.is_empty() {
+                "confirmed by the passed gates".to_string()
+            } else {
+                format!("confirmed by the go/no-go approval of {}", approvers.join(", "))
+            };
+            out.push(format!("{}\n→ {by}; {follow}.", prompt.trim_end()));
+        }
+        out
+    }
+}

@@ -1,0 +1,603 @@
+//! Evidence contents: every file names the release, the protocol, the step and the time, and holds
+//! the figures the release really produced.
+//!
+//! These are read-only views of a [`Release`]: they read its data and return text. Nothing here
+//! changes the release or decides anything, and the release's own files do not import from here
+//! (they call these methods on `self`), so evidence depends on the release's data, not the other
+//! way round.
+
+use serde_json::{Value, json};
+
+use super::Release;
+use super::approval::ApprovalRound;
+use super::gates::{Verdict, fmt_num};
+use super::scores::Validation;
+use super::state::{JobRecord, Terminal};
+use crate::engine::Timestamp;
+use crate::engine::io::{JobOutcome, ProbeReport};
+use crate::engine::plan::Environment;
+use crate::protocol::model::{DocumentTemplate, Step};
+
+impl Release {
+    /// The validation step's report: each suite's result, the probe and the figures gates read.
+    pub(super) fn validation_body(
+        &self,
+        env: &str,
+        e: &Environment,
+        suite_jobs: &[JobRecord],
+        score: &Validation,
+        report: &ProbeReport,
+    ) -> Value {
+        let suites: Vec<Value> = suite_jobs
+            .iter()
+            .zip(&e.validation)
+            .map(|(j, s)| {
+                json!({
+                    "suite": s.name, "critical": s.critical, "argv": j.argv,
+                    "passed": j.outcome.as_ref().is_some_and(JobOutcome::succeeded),
+                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
+                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
+                    "output_tail": j.outcome.as_ref().map(|o| o.log_tail.clone()),
+                })
+            })
+            .collect();
+        json!({
+            "environment": env,
+            "suites": suites,
+            "suites_passed": score.passed,
+            "suites_targeted": suite_jobs.len(),
+            "coverage": score.coverage,
+            "probe": report,
+            "validation_success_rate": report.success_rate(),
+            "thresholds": {"min_success_rate": e.probe.min_success_rate, "max_p95_ms": e.probe.max_p95_ms},
+            "blocking": score.blocking,
+            "result": if score.blocking == 0.0 { "passed" } else { "failed" },
+        })
+    }
+
+    /// The security step's report: the scan's result and its blocking findings (`None` when no
+    /// scan is configured).
+    pub(super) fn security_body(outcome: Option<&JobOutcome>, findings: Option<f64>) -> Value {
+        json!({
+            "scan": outcome.map(|_| "security job"),
+            "exit_code": outcome.and_then(|o| o.exit_code),
+            "summary": outcome.map(JobOutcome::summary),
+            "blocking_findings": findings,
+            "findings": outcome.map(|o| o.log_tail.clone()).unwrap_or_default(),
+            "approvals": Value::Null,
+            "status": match findings { Some(0.0) => "cleared", Some(_) => "blocking findings", None => "not run" },
+        })
+    }
+
+    /// The rollback rehearsal on `env`: its jobs, the probe after the rollback and the recovery
+    /// time against the RTO.
+    pub(super) fn rehearsal_body(&self, env: &str, recovery_ms: Option<u64>, failure: Option<String>) -> Value {
+        let jobs: Vec<Value> = self
+            .jobs
+            .iter()
+            .filter(|j| j.env == env && (j.purpose.starts_with("rollback rehearsal") || j.purpose.starts_with("roll forward")))
+            .map(|j| json!({"action": j.purpose, "argv": j.argv, "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code), "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms), "started_at": j.started_at.rfc3339()}))
+            .collect();
+        let probe = self
+            .probes
+            .iter()
+            .rev()
+            .find(|p| p.env == env && p.purpose.starts_with("after rollback rehearsal"))
+            .and_then(|p| p.report.clone());
+        let rto = self.constants().get("rto").copied().unwrap_or(0.0);
+        json!({
+            "environment": env,
+            "steps": jobs,
+            "probe_after_rollback": probe,
+            "recovery_seconds": recovery_ms.map(|m| m as f64 / 1000.0),
+            "rto_seconds": rto,
+            "within_rto": recovery_ms.map(|m| m as f64 / 1000.0 <= rto),
+            "failure": failure,
+        })
+    }
+
+    /// The signatures of go/no-go round `r`, with the gates and waivers known when it was decided.
+    pub(super) fn approval_body(&self, r: &ApprovalRound) -> Value {
+        let signatures: Vec<Value> = r
+            .approvals
+            .iter()
+            .map(|a| {
+                json!({
+                    "user": a.user, "name": a.name, "roles": a.roles, "approved_at": a.at.rfc3339(),
+                    "comment": a.comment, "via": a.via, "platform": self.plan.people.platform,
+                })
+            })
+            .collect();
+        json!({
+            "decision": r.decision,
+            "required_roles": r.roles,
+            "requested_at": r.opened_at.rfc3339(),
+            "decided_at": r.decided_at.map(|t| t.rfc3339()),
+            "initiator": self.started_by.id,
+            "signatures": signatures,
+            "gates_so_far": self.gates.iter().map(|g| json!({"gate": g.name, "verdict": g.verdict})).collect::<Vec<_>>(),
+            "risks": self.waivers.iter().map(|w| json!({"waived_gate": w.0, "by": w.1, "justification": w.2})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The deploy step's report: every deploy job on `env` and the probes between the steps.
+    pub(super) fn deploy_report_body(&self, env: &str, failure: Option<&str>) -> Value {
+        let actions: Vec<Value> = self
+            .jobs
+            .iter()
+            .filter(|j| j.env == env && j.purpose.starts_with("deploy "))
+            .map(|j| {
+                json!({
+                    "action": j.purpose, "argv": j.argv, "started_at": j.started_at.rfc3339(),
+                    "finished_at": j.finished_at.map(|t| t.rfc3339()),
+                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
+                    "timed_out": j.outcome.as_ref().map(|o| o.timed_out),
+                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
+                    "log": j.log,
+                })
+            })
+            .collect();
+        let probes: Vec<Value> = self
+            .probes
+            .iter()
+            .filter(|p| p.env == env && p.purpose.starts_with("after deploy"))
+            .map(|p| json!({"purpose": p.purpose, "report": p.report}))
+            .collect();
+        json!({
+            "environment": env,
+            "strategy": self.strategy.as_str(),
+            "steps": self.strategy.steps(),
+            "actions": actions,
+            "probes_between_steps": probes,
+            "result": if failure.is_some() { "failed" } else { "succeeded" },
+            "failure": failure,
+        })
+    }
+
+    fn header(&self, now: Timestamp, step: &Step) -> Value {
+        let p = self.plan.protocols.get(self.cursor.protocol).or(self.plan.protocols.last());
+        json!({
+            "release": {
+                "id": self.id, "version": self.version, "environment": self.env, "strategy": self.strategy.as_str(),
+                "started_by": self.started_by.id, "started_at": self.started_at.rfc3339(),
+            },
+            "protocol": { "id": p.map(|p| p.id.clone()), "title": p.map(|p| p.title.clone()) },
+            "step": { "id": step.id, "title": step.title, "level": step.level },
+            "generated_at": now.rfc3339(),
+            "generated_by": "raybot",
+        })
+    }
+
+    /// A JSON evidence document: the common header plus `body`'s fields.
+    pub(super) fn json_doc(&self, now: Timestamp, step: &Step, body: Value) -> String {
+        let mut doc = self.header(now, step);
+        if let (Some(d), Value::Object(b)) = (doc.as_object_mut(), body) {
+            d.extend(b);
+        }
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+    }
+
+    fn md_header(&self, now: Timestamp, title: &str, step: Option<&Step>) -> String {
+        let p = self.plan.protocols.get(self.cursor.protocol).or(self.plan.protocols.last());
+        let mut s = format!(
+            "# {title}\n\n- Release: {} ({} → {}, strategy {})\n- Protocol: {}\n",
+            self.id,
+            self.version,
+            self.env,
+            self.strategy.as_str(),
+            p.map(|p| format!("{} — {}", p.id, p.title)).unwrap_or_default(),
+        );
+        if let Some(step) = step {
+            s.push_str(&format!("- Step: {} ({:?})\n", step.title, step.level));
+        }
+        s.push_str(&format!(
+            "- Generated: {} by raybot\n- Started by: {} at {}\n\n",
+            now.rfc3339(),
+            self.started_by.id,
+            self.started_at.rfc3339()
+        ));
+        s
+    }
+
+    fn person(&self, id: &str) -> String {
+        match self.plan.people.get(id) {
+            Some(p) => format!("{} ({}; {})", p.name, id, p.roles.join(", ")),
+            None => id.to_string(),
+        }
+    }
+
+    /// Documents computed from the release: returns the file contents (if the template writes one) and
+    /// the line posted in chat.
+    pub(super) fn document(&self, now: Timestamp, template: DocumentTemplate, step: &Step) -> (Option<String>, String) {
+        match template {
+            DocumentTemplate::DeploymentChecklist => {
+                let mut s = self.md_header(now, "Production deployment checklist", Some(step));
+                s.push_str("## Checklist (updated from the staging rehearsal)\n\n");
+                for j in self.jobs.iter().filter(|j| j.env == "staging") {
+                    let o = j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into());
+                    s.push_str(&format!("- [x] `{}` — {} ({})\n", j.argv.join(" "), j.purpose, o));
+                }
+                if let Some(prod) = self.plan.environment(&self.env) {
+                    s.push_str(&format!(
+                    "- [ ] Deploy {} to {} with `{}` ({} steps: {:?})\n- [ ] Probe {} after each step: success ≥ {:.0}%, p95 ≤ {} ms\n- [ ] Rollback ready: `{}` (RTO {} s)\n",
+                    self.version,
+                    self.env,
+                    prod.deploy.argv.join(" "),
+                    self.strategy.as_str(),
+                    self.strategy.steps(),
+                    prod.probe.url,
+                    prod.probe.min_success_rate * 100.0,
+                    prod.probe.max_p95_ms,
+                    prod.rollback.argv.join(" "),
+                    prod.rto_seconds
+                ));
+                }
+                s.push_str("\n## Learnings from the rehearsal\n\n");
+                let failed: Vec<_> =
+                    self.jobs.iter().filter(|j| j.outcome.as_ref().is_some_and(|o| !o.succeeded())).collect();
+                if failed.is_empty() {
+                    s.push_str("- No failures during the rehearsal.\n");
+                }
+                for j in failed {
+                    s.push_str(&format!(
+                        "- {} failed: {}\n",
+                        j.purpose,
+                        j.outcome.as_ref().map(|o| o.summary()).unwrap_or_default()
+                    ));
+                }
+                for w in &self.waivers {
+                    s.push_str(&format!("- Gate {} waived by {}: {}\n", w.0, w.1, w.2));
+                }
+                s.push_str(&format!(
+                    "\n## Communication plan\n\n- Channel: {}\n- Stakeholders: {}\n",
+                    self.plan.channel,
+                    self.plan.people.persons.iter().map(|p| self.person(&p.id)).collect::<Vec<_>>().join("; ")
+                ));
+                (Some(s), "deployment checklist updated from the rehearsal (deployment-checklist.md).".into())
+            }
+            DocumentTemplate::ReleaseManifest => {
+                let mut s = self.md_header(now, "Release manifest", Some(step));
+                s.push_str(&format!(
+                    "## Scope\n\n- Version: {}\n- Target: {}\n- Rollout strategy: {} ({:?}% traffic steps)\n",
+                    self.version,
+                    self.env,
+                    self.strategy.as_str(),
+                    self.strategy.steps()
+                ));
+                if let Some(e) = self.plan.environment(&self.env) {
+                    s.push_str(&format!(
+                        "- Impacted service endpoint: {}\n\n## Rollback procedure\n\n- `{}` (timeout {} s, RTO {} s)\n",
+                        e.probe.url,
+                        e.rollback.argv.join(" "),
+                        e.rollback.timeout_ms / 1000,
+                        e.rto_seconds
+                    ));
+                }
+                s.push_str("\n## Stakeholders\n\n");
+                for p in &self.plan.people.persons {
+                    s.push_str(&format!("- {}\n", self.person(&p.id)));
+                }
+                s.push_str("\n## Confirmations\n\n");
+                for round in self.rounds.iter().filter(|x| x.is_approved()) {
+                    for a in &round.approvals {
+                        s.push_str(&format!(
+                            "- {} approved `{}` (Protocol {}) at {}\n",
+                            self.person(&a.user),
+                            round.step,
+                            round.protocol,
+                            a.at.rfc3339()
+                        ));
+                    }
+                }
+                for g in &self.gates {
+                    s.push_str(&format!("- Gate {} (Protocol {}): {}\n", g.name, g.protocol, verdict(&g.verdict)));
+                }
+                (
+                    Some(s),
+                    format!(
+                        "release scope confirmed: {} → {}, {} stakeholders listed (release-manifest.md).",
+                        self.version,
+                        self.env,
+                        self.plan.people.persons.len()
+                    ),
+                )
+            }
+            DocumentTemplate::DeploymentWindow => {
+                let sre: Vec<String> =
+                    self.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.id.clone()).collect();
+                let po: Vec<String> =
+                    self.plan.people.with_roles(&["product_owner".to_string()]).iter().map(|p| p.id.clone()).collect();
+                (
+                    None,
+                    format!(
+                        "Deployment window: from {} (now); communication channel: {}; on-call: SRE ({}), Product ({}).",
+                        now.rfc3339(),
+                        self.plan.channel,
+                        sre.join(", "),
+                        po.join(", ")
+                    ),
+                )
+            }
+            DocumentTemplate::RunbookCoverage => {
+                let sre: Vec<String> =
+                    self.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.name.clone()).collect();
+                let rm: Vec<String> = self
+                    .plan
+                    .people
+                    .with_roles(&["release_manager".to_string()])
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect();
+                let rollback = self
+                    .plan
+                    .environment(&self.env)
+                    .map(|e| e.rollback.argv.join(" ").replace("{env}", &self.env).replace("{version}", &self.version))
+                    .unwrap_or_default();
+                (
+                    None,
+                    format!(
+                        "On-call: Primary SRE ({}), escalation: Release Manager ({}). Runbook: rollback with `{rollback}`.",
+                        sre.join(", "),
+                        rm.join(", ")
+                    ),
+                )
+            }
+            DocumentTemplate::RetrospectiveInputs => {
+                let mut improvements = Vec::new();
+                for j in self.jobs.iter().filter(|j| j.outcome.as_ref().is_some_and(|o| !o.succeeded())) {
+                    improvements.push(json!({"improvement": format!("Investigate failure of {}", j.purpose), "owner": "Release Engineering", "evidence": j.log}));
+                }
+                for w in &self.waivers {
+                    improvements.push(
+                        json!({"improvement": format!("Remove the need for waiver of {}: {}", w.0, w.2), "owner": w.1}),
+                    );
+                }
+                if self.freeze.reminders > 0 {
+                    improvements.push(json!({"improvement": format!("Freeze acknowledgements needed {} reminder(s)", self.freeze.reminders), "owner": "Release Manager"}));
+                }
+                let durations: Vec<Value> = self.jobs.iter().map(|j| json!({"job": j.purpose, "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms), "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code)})).collect();
+                let body = json!({
+                    "summary": format!("{} to {}: {} jobs, {} gates evaluated", self.version, self.env, self.jobs.len(), self.gates.len()),
+                    "improvements": improvements,
+                    "job_durations": durations,
+                    "gates": self.gates.iter().map(|g| json!({"gate": g.name, "protocol": g.protocol, "verdict": g.verdict})).collect::<Vec<_>>(),
+                    "refusals": self.audit.iter().filter(|a| !a.accepted).count(),
+                });
+                (
+                    Some(self.json_doc(now, step, body)),
+                    "retrospective inputs recorded (retrospective-inputs.json).".into(),
+                )
+            }
+        }
+    }
+
+    pub(super) fn freeze_doc(&self, now: Timestamp, step: &Step) -> String {
+        let mut s = self.md_header(now, "Change freeze confirmation", Some(step));
+        s.push_str(&format!(
+        "Freeze announced: {}\nConfirmed: {}\nReminders sent: {}\n\n| Stakeholder | Roles | Acknowledged at | Via |\n|---|---|---|---|\n",
+        self.freeze.opened_at.map(|t| t.rfc3339()).unwrap_or_default(),
+        self.freeze.confirmed_at.map(|t| t.rfc3339()).unwrap_or_else(|| "not yet".into()),
+        self.freeze.reminders
+    ));
+        for u in &self.freeze.required {
+            let roles = self.plan.people.get(u).map(|p| p.roles.join(", ")).unwrap_or_default();
+            match self.freeze.acks.get(u) {
+                Some((t, via)) => s.push_str(&format!(
+                    "| {} | {roles} | {} | {via} |\n",
+                    self.plan.people.get(u).map(|p| format!("{} ({u})", p.name)).unwrap_or_else(|| u.clone()),
+                    t.rfc3339()
+                )),
+                None => s.push_str(&format!("| {u} | {roles} | MISSING | |\n")),
+            }
+        }
+        s.push_str(&format!(
+            "\nAcknowledgements: {}/{} ({:.0}%).\n",
+            self.freeze.acks.len(),
+            self.freeze.required.len(),
+            100.0 * self.freeze.acks.len() as f64 / self.freeze.required.len().max(1) as f64
+        ));
+        s
+    }
+
+    pub(super) fn baseline_doc(&self, now: Timestamp, step: &Step, p: &ProbeReport) -> String {
+        let mut s = self.md_header(now, "Observability baseline", Some(step));
+        s.push_str(&format!(
+        "- Metric: API latency (p95) – {}ms\n- Metric: API latency (p50) – {}ms\n- Metric: Error rate – {:.1}%\n- Sample: {} requests to {}\n",
+        p.p95_ms,
+        p.p50_ms,
+        100.0 * (1.0 - p.success_rate()),
+        p.total,
+        p.url
+    ));
+        s
+    }
+
+    pub(super) fn health_log(&self, now: Timestamp, step: &Step, e: &Environment) -> String {
+        let mut s = self.md_header(now, "Deployment health log", Some(step));
+        s.push_str(&format!(
+        "Soak period: {} s, probing {} every {} s. SLO: success ≥ {:.0}%, p95 ≤ {} ms.\n\n| # | healthy | success | p50 ms | p95 ms | versions | within SLO |\n|---|---|---|---|---|---|---|\n",
+        e.health_window.duration_ms / 1000,
+        e.probe.url,
+        e.health_window.interval_ms / 1000,
+        e.probe.min_success_rate * 100.0,
+        e.probe.max_p95_ms
+    ));
+        for (i, p) in self.soak.iter().enumerate() {
+            let ok = p.success_rate() + 1e-9 >= e.probe.min_success_rate && p.p95_ms <= e.probe.max_p95_ms;
+            let versions: Vec<String> = p.versions.iter().map(|(v, n)| format!("{v}×{n}")).collect();
+            s.push_str(&format!(
+                "| {} | {}/{} | {:.0}% | {} | {} | {} | {} |\n",
+                i + 1,
+                p.ok,
+                p.total,
+                p.success_rate() * 100.0,
+                p.p50_ms,
+                p.p95_ms,
+                versions.join(" "),
+                if ok { "yes" } else { "NO" }
+            ));
+        }
+        let breaches = self
+            .soak
+            .iter()
+            .filter(|p| !(p.success_rate() + 1e-9 >= e.probe.min_success_rate && p.p95_ms <= e.probe.max_p95_ms))
+            .count();
+        s.push_str(&format!(
+            "\nObservations: {} rounds, {breaches} SLO breaches. Decision: {}.\n",
+            self.soak.len(),
+            if breaches == 0 { "stable, proceed to reporting" } else { "escalate to Protocol 13" }
+        ));
+        s
+    }
+
+    pub(super) fn rollback_plan(&self, now: Timestamp) -> String {
+        let mut s = self.md_header(now, "Rollback plan (triggered)", None);
+        if let Some(rb) = &self.rollback {
+            s.push_str(&format!(
+            "## Trigger\n\n- Reason: {}\n- Triggered by: {}\n- Started: {}\n- Finished: {}\n- Confirmation probe: {}\n\n",
+            rb.reason,
+            rb.trigger,
+            rb.started_at.rfc3339(),
+            rb.finished_at.map(|t| t.rfc3339()).unwrap_or_else(|| "not finished".into()),
+            rb.confirmed.clone().unwrap_or_else(|| "none".into())
+        ));
+        }
+        s.push_str("## Steps executed\n\n");
+        for j in self.jobs.iter().filter(|j| j.env == self.env) {
+            s.push_str(&format!(
+                "1. `{}` — {} — {}\n",
+                j.argv.join(" "),
+                j.purpose,
+                j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into())
+            ));
+        }
+        s.push_str("\n## Follow-up (Protocol 13)\n\n- Incident review of the failed gate, with the logs in this folder.\n- Stakeholders notified in the war room.\n");
+        s
+    }
+
+    /// `DEPLOYMENT-REPORT.md`: the whole release on one page.
+    pub(super) fn deployment_report(&self, now: Timestamp, outcome: Option<&Terminal>) -> String {
+        let mut s = self.md_header(now, "DEPLOYMENT REPORT", None);
+        let status = match outcome {
+            Some(t) => t.label().to_string(),
+            None => self.activity.label(),
+        };
+        s.push_str(&format!("**Outcome:** {status}\n\n## Quality gates\n\n| Protocol | Gate | Threshold | Actual | Verdict | At |\n|---|---|---|---|---|---|\n"));
+        for g in &self.gates {
+            let actual: Vec<String> = g
+                .clauses
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} = {}",
+                        c.0.split_whitespace().next().unwrap_or(""),
+                        c.1.map(fmt_num).unwrap_or_else(|| "n/a".into())
+                    )
+                })
+                .collect();
+            s.push_str(&format!(
+                "| {} | {} | `{}` | {} | {} | {} |\n",
+                g.protocol,
+                g.name,
+                g.threshold,
+                actual.join(", "),
+                verdict(&g.verdict),
+                g.at.rfc3339()
+            ));
+        }
+        s.push_str("\n## Approvals\n\n");
+        for round in &self.rounds {
+            s.push_str(&format!(
+                "- Protocol {} `{}` ({}): {}\n",
+                round.protocol,
+                round.step,
+                round.roles.join(", "),
+                round.decision.clone().unwrap_or_else(|| "pending".into())
+            ));
+            for a in &round.approvals {
+                s.push_str(&format!(
+                    "  - {} at {} via {}{}\n",
+                    self.person(&a.user),
+                    a.at.rfc3339(),
+                    a.via,
+                    a.comment.as_ref().map(|c| format!(" — “{c}”")).unwrap_or_default()
+                ));
+            }
+        }
+        s.push_str(&format!(
+            "\n## Change freeze\n\n- {}/{} acknowledged",
+            self.freeze.acks.len(),
+            self.freeze.required.len()
+        ));
+        if let Some(t) = self.freeze.confirmed_at {
+            s.push_str(&format!(", confirmed {}", t.rfc3339()));
+        }
+        s.push_str("\n\n## Jobs\n\n| Job | Environment | Command | Result | Log |\n|---|---|---|---|---|\n");
+        for j in &self.jobs {
+            s.push_str(&format!(
+                "| {} | {} | `{}` | {} | {} |\n",
+                j.purpose,
+                j.env,
+                j.argv.join(" "),
+                j.outcome.as_ref().map(|o| o.summary()).unwrap_or_else(|| "no result".into()),
+                j.log
+            ));
+        }
+        s.push_str("\n## Probes\n\n| Purpose | URL | Healthy | p95 ms | Versions |\n|---|---|---|---|---|\n");
+        for p in &self.probes {
+            if let Some(rep) = &p.report {
+                let versions: Vec<String> = rep.versions.iter().map(|(v, n)| format!("{v}×{n}")).collect();
+                s.push_str(&format!(
+                    "| {} | {} | {}/{} | {} | {} |\n",
+                    p.purpose,
+                    rep.url,
+                    rep.ok,
+                    rep.total,
+                    rep.p95_ms,
+                    versions.join(" ")
+                ));
+            }
+        }
+        if let Some(rb) = &self.rollback {
+            s.push_str(&format!(
+                "\n## Rollback\n\n- Reason: {}\n- Trigger: {}\n- Confirmation: {}\n",
+                rb.reason,
+                rb.trigger,
+                rb.confirmed.clone().unwrap_or_else(|| "not confirmed".into())
+            ));
+        }
+        if !self.waivers.is_empty() {
+            s.push_str("\n## Waivers\n\n");
+            for w in &self.waivers {
+                s.push_str(&format!("- {} waived by {} at {}: {}\n", w.0, w.1, w.3.rfc3339(), w.2));
+            }
+        }
+        let refusals: Vec<_> = self.audit.iter().filter(|a| !a.accepted).collect();
+        s.push_str(&format!(
+            "\n## Audit\n\n- {} accepted actions, {} refusals\n",
+            self.audit.len() - refusals.len(),
+            refusals.len()
+        ));
+        for a in refusals {
+            s.push_str(&format!("  - refused {} at {}: {}\n", a.who, a.at.rfc3339(), a.what));
+        }
+        s.push_str("\n## Evidence\n\n");
+        for e in &self.evidence {
+            s.push_str(&format!("- {e}\n"));
+        }
+        s.push_str("\n## Communication log\n\n```\n");
+        for (t, line) in &self.communication {
+            s.push_str(&format!("{} {}\n", t.rfc3339(), line.lines().next().unwrap_or("")));
+        }
+        s.push_str("```\n");
+        s
+    }
+}
+
+fn verdict(v: &Verdict) -> String {
+    match v {
+        Verdict::Passed => "passed".into(),
+        Verdict::Failed => "FAILED".into(),
+        Verdict::Waived { by, justification } => format!("waived by {by}: {justification}"),
+    }
+}

@@ -1,0 +1,299 @@
+//! The data a release is made of: how it ended, what it waits for, what it ran and who did what.
+//! Plain serde types (they are the stored and replayed state); the decisions live with the
+//! sub-machines and the release.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::io::{JobOutcome, ProbeReport};
+use crate::engine::{JobSpec, Timestamp};
+
+/// How a release ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Terminal {
+    /// Every protocol completed; the version serves in the target environment.
+    Released,
+    /// Production was rolled back (automatically or by `/ray rollback`) and the old version serves.
+    RolledBack {
+        /// What triggered it, e.g. `Production Launch Gate failed: …` or `requested by @carol: …`.
+        reason: String,
+    },
+    /// An approver said no.
+    Rejected {
+        /// User id of the approver who rejected.
+        by: String,
+        /// Their `/ray reject` reason.
+        reason: String,
+    },
+    /// An operator stopped the release before production was touched.
+    Aborted {
+        /// User id of whoever typed `/ray abort`.
+        by: String,
+        /// Their reason, or `no reason given`.
+        reason: String,
+    },
+}
+
+impl Terminal {
+    /// Short outcome for chat, metrics labels and the release index: `released`, `rolled back` ….
+    pub fn label(&self) -> &'static str {
+        match self {
+            Terminal::Released => "released",
+            Terminal::RolledBack { .. } => "rolled back",
+            Terminal::Rejected { .. } => "rejected",
+            Terminal::Aborted { .. } => "aborted",
+        }
+    }
+}
+
+/// What a job or probe result is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// Sub-step `index` of the rollout strategy.
+    DeployStep {
+        /// Index into [`Strategy::steps`](crate::engine::Strategy::steps); the job and the probe after it share it.
+        index: usize,
+    },
+    /// Validation suite `index`; the probe after the last suite is `ValidateProbe`.
+    Suite {
+        /// Index into the environment's `validation` suites.
+        index: usize,
+    },
+    /// The probe after the last validation suite; it completes the `validate` step.
+    ValidateProbe,
+    /// Rollback rehearsal: job, probe, then roll forward again.
+    Rehearsal {
+        /// When the rehearsal began: recovery time is measured from here.
+        started: Timestamp,
+    },
+    /// Probe checking the environment is healthy after the rehearsal's rollback job.
+    RehearsalProbe {
+        /// When the rehearsal began.
+        started: Timestamp,
+        /// Run time of the rollback job; recovery is never reported shorter than this.
+        job_ms: u64,
+    },
+    /// Re-deploying the candidate after a successful rehearsal, so later steps test it.
+    RollForward {
+        /// Measured recovery time, compared with the RTO once the roll-forward succeeds.
+        recovery_ms: u64,
+    },
+    /// The `security` job; its log tail may carry `blocking_findings=N`.
+    Security,
+    /// An optional per-environment job (`StepRun::Job`, e.g. `refresh_data`).
+    OptionalJob,
+    /// Probe whose figures become the observability baseline.
+    BaselineProbe,
+    /// One probe round of the health window, which ends at `until`.
+    SoakProbe {
+        /// End of the soak period.
+        until: Timestamp,
+    },
+    /// Rolling the target environment back.
+    Rollback {
+        /// When the rollback began (the announced duration is measured from here).
+        started: Timestamp,
+    },
+    /// Probe confirming the previous version serves again after the rollback job.
+    RollbackProbe {
+        /// When the rollback began.
+        started: Timestamp,
+    },
+    /// Rolling staging back after a failed rehearsal gate; then the release halts for `step`.
+    RollbackStaging {
+        /// Label of the failed gate, used as the halt's step.
+        step: String,
+        /// The gate's figures, used as the halt reason.
+        reason: String,
+        /// Id of the failed gate, so `/ray waive` can name it.
+        gate: String,
+    },
+}
+
+/// Where `/ray retry` resumes a halted release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resume {
+    /// Run the halted step again.
+    Step,
+    /// Run the whole phase again (a gate failed).
+    Phase,
+    /// Run the rollback again.
+    Rollback,
+}
+
+/// Why and where a release stopped to wait for instructions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    /// Where it stopped, e.g. `Protocol 10 STEP 2.1 Deploy to staging` or `rollback of production`.
+    pub step: String,
+    /// Why, as posted in the `[RAY ERROR]` message.
+    pub reason: String,
+    /// Gate that failed, if the halt came from a gate.
+    pub gate: Option<String>,
+    /// What `/ray retry` runs again.
+    pub resume: Resume,
+    /// When the release halted.
+    pub at: Timestamp,
+}
+
+/// What the release is doing or waiting for now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "activity", rename_all = "snake_case")]
+pub enum Activity {
+    /// Between steps (never observed after `handle` returns).
+    Idle,
+    /// Waiting for the prerequisite check `check`.
+    Inputs {
+        /// Id of the [`Effect::CheckInputs`](crate::engine::Effect::CheckInputs) awaited.
+        check: String,
+    },
+    /// Waiting for job `job`; `task` says what its result decides.
+    Job {
+        /// Id of the running job.
+        job: String,
+        /// What the result is for.
+        task: Task,
+    },
+    /// Waiting for probe `probe`; `task` says what its figures decide.
+    Probe {
+        /// Id of the running probe.
+        probe: String,
+        /// What the figures are for.
+        task: Task,
+    },
+    /// Building a bundle; `finish` ends the release afterwards.
+    Bundle {
+        /// Id of the [`Effect::Bundle`](crate::engine::Effect::Bundle) awaited.
+        bundle: String,
+        /// Set when this is the final report bundle of an ending release.
+        finish: Option<Terminal>,
+    },
+    /// Waiting for change-freeze acknowledgements.
+    Acks {
+        /// Timer of the next reminder to the people still missing.
+        reminder: String,
+    },
+    /// Waiting for go/no-go approvals of round `round`.
+    Approval {
+        /// Index into [`Release::rounds`](super::Release::rounds).
+        round: usize,
+        /// Timer of the next reminder to the roles still missing.
+        reminder: String,
+    },
+    /// Health window: probes until `until`.
+    Soak {
+        /// End of the health window.
+        until: Timestamp,
+        /// Timer of the next probe round.
+        timer: String,
+    },
+    /// Stopped; waits for `/ray retry`, `/ray waive`, `/ray rollback` or `/ray abort`.
+    Halted(Halt),
+    /// Over; only `/ray status` is still answered.
+    Ended(Terminal),
+}
+
+impl Activity {
+    /// Short human text for `/ray status` and the release index.
+    pub fn label(&self) -> String {
+        match self {
+            Activity::Idle => "starting".into(),
+            Activity::Inputs { .. } => "checking prerequisites".into(),
+            Activity::Job { .. } => "running a job".into(),
+            Activity::Probe { .. } => "probing".into(),
+            Activity::Bundle { .. } => "writing evidence".into(),
+            Activity::Acks { .. } => "awaiting freeze acknowledgements".into(),
+            Activity::Approval { .. } => "awaiting approval".into(),
+            Activity::Soak { .. } => "monitoring health window".into(),
+            Activity::Halted(_) => "halted, awaiting instructions".into(),
+            Activity::Ended(t) => t.label().into(),
+        }
+    }
+
+    /// True when the release waits for people (acks, approvals, instructions) or has ended.
+    pub fn needs_people(&self) -> bool {
+        matches!(self, Activity::Acks { .. } | Activity::Approval { .. } | Activity::Halted(_) | Activity::Ended(_))
+    }
+}
+
+/// A job run and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Job id, `<release>#job<n>`.
+    pub id: String,
+    /// What it was for, e.g. `deploy production 50%`; evidence filters on these prefixes.
+    pub purpose: String,
+    /// Environment it ran against.
+    pub env: String,
+    /// The expanded command line.
+    pub argv: Vec<String>,
+    /// Log file relative to the release's artifacts directory.
+    pub log: String,
+    /// When it was started.
+    pub started_at: Timestamp,
+    /// `None` while running (or if raybot stopped before it reported).
+    pub outcome: Option<JobOutcome>,
+    /// When its outcome arrived.
+    pub finished_at: Option<Timestamp>,
+    /// What was asked to run (queued again when another replica takes the release over).
+    #[serde(skip)]
+    pub spec: Option<JobSpec>,
+}
+
+/// A probe run and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// Probe id, `<release>#probe<n>`.
+    pub id: String,
+    /// What it was for, e.g. `after deploy production 50%`, `health window production`.
+    pub purpose: String,
+    /// Environment probed.
+    pub env: String,
+    /// When it was started.
+    pub started_at: Timestamp,
+    /// `None` until the figures arrive.
+    pub report: Option<ProbeReport>,
+}
+
+/// One action by a person, accepted or refused: the release's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Platform user id.
+    pub who: String,
+    /// What was done, or for refusals `<action>: <why it was refused>`.
+    pub what: String,
+    /// False for refusals (reported in the deployment report).
+    pub accepted: bool,
+}
+
+/// A rollback of the target environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// Environment rolled back (the release's target).
+    pub env: String,
+    /// Why, e.g. `Production Launch Gate failed: …`.
+    pub reason: String,
+    /// `automatic`, or the user id of who asked for it.
+    pub trigger: String,
+    /// When the rollback job was started.
+    pub started_at: Timestamp,
+    /// When the probe confirmed the previous version serves again.
+    pub finished_at: Option<Timestamp>,
+    /// Summary of that confirming probe.
+    pub confirmed: Option<String>,
+}
+
+/// Protocol/phase/step position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Index into [`Plan::protocols`](crate::engine::Plan::protocols).
+    pub protocol: usize,
+    /// Index into the protocol's phases.
+    pub phase: usize,
+    /// Index into the phase's steps.
+    pub step: usize,
+}
