@@ -34,6 +34,11 @@ pub struct Sim {
     pub fail_jobs: Vec<String>,
     /// Evidence files that have vanished by the time a bundle is built.
     pub lose_files: Vec<String>,
+    /// Zips that cannot be written: (path suffix, which writing of it fails, from 1); that bundle
+    /// comes back as `EvidenceFailed`.
+    pub fail_bundles: Vec<(String, usize)>,
+    /// How often each zip was asked for.
+    bundles_asked: BTreeMap<String, usize>,
     /// Versions whose health checks fail (the `--fail smoke` case).
     pub unhealthy: Vec<String>,
     /// What each environment serves: env → (current, previous).
@@ -63,6 +68,8 @@ impl Sim {
             files: BTreeMap::new(),
             fail_jobs: Vec::new(),
             lose_files: Vec::new(),
+            fail_bundles: Vec::new(),
+            bundles_asked: BTreeMap::new(),
             unhealthy: Vec::new(),
             serving,
             jobs_run: Vec::new(),
@@ -238,6 +245,16 @@ impl Sim {
                 Effect::WriteEvidence { path, contents } => {
                     self.files.insert(path, contents);
                     None
+                }
+                Effect::Bundle { zip, .. }
+                    if {
+                        let n = self.bundles_asked.entry(zip.clone()).or_default();
+                        *n += 1;
+                        let n = *n;
+                        self.fail_bundles.iter().any(|(f, which)| zip.ends_with(f.as_str()) && *which == n)
+                    } =>
+                {
+                    Some(Event::EvidenceFailed { file: zip.clone(), error: "No space left on device".into() })
                 }
                 Effect::Bundle { bundle, zip, files, manifest, .. } => {
                     let mut all = files.clone();

@@ -672,3 +672,26 @@ fn rollback_asked_during_the_health_window_probe_is_not_lost() {
     let fx = r.handle(&Event::ProbeFinished { probe, report }, sim.now);
     assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");
 }
+
+#[test]
+fn a_final_bundle_that_cannot_be_written_halts_and_a_retry_writes_it_again_and_ends() {
+    let mut sim = Sim::new();
+    // Step 4.2 writes the bundle, then the release's end writes it again with the outcome: that
+    // second writing fails.
+    sim.fail_bundles.push(("DEPLOYMENT-EVIDENCE.zip".into(), 2));
+    through_production_go(&mut sim);
+    let text = sim.channel.join("\n");
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("not halted:\n{text}") };
+    assert_eq!(h.resume, release::Resume::Finish { outcome: Terminal::Released }, "{text}");
+    assert!(h.reason.contains("DEPLOYMENT-EVIDENCE.zip: No space left on device"), "{}", h.reason);
+    assert!(sim.outcome.is_none(), "not released before its evidence is written");
+    assert!(posted(&sim, "Type `/ray retry` to write the final evidence again."), "{text}");
+
+    // The disk has room again: the retry writes the report and bundle and ends the release.
+    sim.fail_bundles.clear();
+    sim.command("alice", ReleaseCommand::Retry);
+    assert_eq!(sim.outcome, Some(Terminal::Released), "{}", sim.channel.join("\n"));
+    assert!(sim.files.keys().any(|f| f.ends_with("DEPLOYMENT-EVIDENCE.zip")));
+    let replayed = Release::replay(sim.log.iter()).expect("the log replays");
+    assert_eq!(replayed.activity, sim.release().activity);
+}

@@ -145,6 +145,7 @@ impl Release {
                 "\nType `/ray retry` to run it again, `/ray waive {g} <justification>` to accept the risk, or `/ray abort`."
             ),
             (_, Resume::Rollback) => "\nType `/ray retry` to run the rollback again.".to_string(),
+            (_, Resume::Finish { .. }) => "\nType `/ray retry` to write the final evidence again.".to_string(),
             _ if self.production_touched => {
                 "\nType `/ray retry` to run it again or `/ray rollback` to restore the previous version.".to_string()
             }

@@ -259,8 +259,15 @@ impl Release {
             Event::EvidenceFailed { file, error } => {
                 self.evidence.remove(file);
                 if !self.is_finished() {
-                    let step = self.step_label();
-                    self.halt(now, &mut fx, step, format!("could not write {file}: {error}"), None, Resume::Step);
+                    // The final bundle of a release that reached its outcome: a retry writes the
+                    // final evidence again (there is no step left to run).
+                    let (step, resume) = match &self.activity {
+                        Activity::Bundle { finish: Some(outcome), .. } => {
+                            (format!("the final evidence of {}", self.id), Resume::Finish { outcome: outcome.clone() })
+                        }
+                        _ => (self.step_label(), Resume::Step),
+                    };
+                    self.halt(now, &mut fx, step, format!("could not write {file}: {error}"), None, resume);
                 }
             }
             Event::Tick { timer } => self.tick(timer, now, &mut fx),
@@ -1534,6 +1541,19 @@ impl Release {
     /// `/ray retry` by an operator while halted.
     fn retry(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
         let Activity::Halted(h) = self.activity.clone() else { return };
+        // A log recorded before final-evidence halts existed resumes past the last step: there is
+        // nothing to run again, so the halt stays (and replaying such a log never panics).
+        let step_exists =
+            self.protocol().phases.get(self.cursor.phase).is_some_and(|p| p.steps.get(self.cursor.step).is_some());
+        if h.resume == Resume::Step && !step_exists {
+            return self.refuse(
+                now,
+                fx,
+                by,
+                "retry",
+                "there is no step left to run again here; `/ray rollback` or `/ray abort` ends the release.".into(),
+            );
+        }
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
         match h.resume {
@@ -1554,6 +1574,16 @@ impl Release {
                 self.deploy_index = 0;
                 self.enter_phase(now, fx);
                 self.run(now, fx, Entered::Waiting, true);
+            }
+            Resume::Finish { outcome } => {
+                self.post(
+                    now,
+                    fx,
+                    None,
+                    format!("[RAY] Writing {} again as asked by {}.", h.step, self.mention(&by.id)),
+                    Ask::Nothing,
+                );
+                self.finish(now, fx, outcome);
             }
             Resume::Step => {
                 self.phase_metrics = self.metrics_at_step.clone();

@@ -121,6 +121,12 @@ pub enum Resume {
     Phase,
     /// Run the rollback again.
     Rollback,
+    /// Write the final report and evidence bundle again, then end the release with `outcome`
+    /// (the release had reached its outcome when writing them failed).
+    Finish {
+        /// How the release ends once its evidence is written.
+        outcome: Terminal,
+    },
 }
 
 /// Why and where a release stopped to wait for instructions.
