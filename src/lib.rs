@@ -15,12 +15,19 @@
 //! - [`jobs`] — runs deploy / rollback / validation jobs as argv with timeouts and captured logs.
 //! - [`probe`] — HTTP health probes (success rate, latency percentiles, serving version).
 //! - [`evidence`] — writes evidence files, SHA-256 manifests and zip bundles.
-//! - [`driver`] — the tokio side: feeds events to the engine, persists them, performs the effects.
-//! - [`chat`] — chat adapters; [`chat::local`] is the terminal war room behind `raybot chat`,
-//!   [`chat::slack`] the Slack app (signed HTTP endpoints or Socket Mode) behind `raybot serve`.
+//! - [`driver`] — the tokio side: decides each delivery with the engine, persists it, answers the
+//!   person, then performs the effects; its event loop, the job queue's worker and drain, the
+//!   releases it holds and the read side that answers status questions beside it.
+//! - [`chat`] — the chat port ([`chat::handle`]: the way into a driver and the 3-second budget;
+//!   [`chat::outbox`]: the per-channel outbox) and the adapters: [`chat::local`] is the terminal war
+//!   room behind `raybot chat`, [`chat::slack`] the Slack app (signed HTTP endpoints or Socket Mode)
+//!   and [`chat::discord`] the Discord bot (gateway and interactions endpoint) behind `raybot serve`.
+//! - [`serve`] — `raybot serve`: the one composition root (a driver per platform, the routes, the
+//!   lifecycle and the drain on SIGINT/SIGTERM).
+//! - [`http`] — the HTTP side: `/healthz`, Prometheus `/metrics`, the body limit and timeouts.
+//! - [`metrics`] — the process metrics; [`clock`] — the wall clock, in the engine's unit.
 //! - [`demo`] — `raybot demo`: the scripted v1.2 release against the local sample service.
 //! - [`sample_app`] — the sample service and its blue/green router that the demo deploys.
-//! - [`http`] — `raybot serve`: `/healthz` and Prometheus `/metrics`.
 
 pub mod chat;
 pub mod clock;
