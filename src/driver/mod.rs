@@ -559,8 +559,8 @@ impl Driver {
             }
         }
         self.handle(inbound, command, &mut turn).await;
-        // No event recorded the key (a refusal, a failed write): remember it on its own, after
-        // answering, so that a replay is not answered twice.
+        // No event recorded the key (a refusal): remember it on its own, after answering, so that
+        // a replay is not answered twice. A failed write dropped its key, so a retry counts.
         turn.answer();
         if let (Some(k), false) = (turn.once.take(), turn.duplicate) {
             if let Err(e) = self.store.remember(&k, DEDUP_TTL_MS, now().0).await {
@@ -744,6 +744,7 @@ impl Driver {
                 }
                 if !turn.duplicate {
                     self.tell(turn, refusal_for(&e));
+                    turn.once = None;
                 }
             }
         }
@@ -782,6 +783,8 @@ impl Driver {
                     if !matches!(e, StoreError::Fenced { .. }) {
                         self.tell(turn, refusal_for(&e));
                     }
+                    // Nothing was recorded, the key included: a platform retry is handled again.
+                    turn.once = None;
                     return Err(e);
                 }
             }
