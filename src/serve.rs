@@ -107,7 +107,7 @@ pub async fn run(ctx: ServeContext, addr: &str) -> anyhow::Result<u8> {
         }
         eprintln!("stopping: taking no new jobs or deliveries ({} job(s) running)", drain.in_hand());
     };
-    axum::serve(listener, crate::http::harden(app)).with_graceful_shutdown(stopping).await?;
+    crate::http::serve(listener, crate::http::harden(app), stopping).await?;
     ctx.drain.close_deliveries();
     // The router (and the handles in it) is gone: each driver answers the deliveries it still
     // holds, records the results of the jobs this replica runs, and flushes its outbox.

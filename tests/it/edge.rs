@@ -456,6 +456,36 @@ fn a_client_that_trickles_its_body_is_cut_off_with_408() {
     edge.assert_alive();
 }
 
+#[test]
+fn a_client_that_trickles_its_headers_is_disconnected() {
+    use std::io::{Read, Write};
+    let mut edge = Edge::start();
+    let limit = raybot::http::HEADER_TIMEOUT;
+    // Half a request head, then one more header line now and then: without a limit on reading
+    // headers, such a client holds its connection (and a task) for as long as it likes.
+    let mut stream = std::net::TcpStream::connect(&edge.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let started = Instant::now();
+    stream.write_all(b"POST /slack/commands HTTP/1.1\r\nHost: raybot\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let closed_after = loop {
+        assert!(started.elapsed() < limit + Duration::from_secs(10), "still connected after {:?}", started.elapsed());
+        let _ = stream.write_all(b"X-Slow: 1\r\n");
+        match stream.read(&mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(_) => break started.elapsed(),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break started.elapsed(),
+        }
+        std::thread::sleep(Duration::from_millis(800));
+    };
+    println!("a client trickling its headers was disconnected after {closed_after:?}");
+    assert!(closed_after >= limit - Duration::from_millis(500), "cut off early, after {closed_after:?}");
+    assert!(closed_after < limit + Duration::from_secs(3), "cut off after {closed_after:?}");
+    assert_eq!(edge.slack_command("help"), 200, "the server still answers");
+    edge.assert_alive();
+}
+
 /// Text for the grammar: `/ray`, real verbs and arguments, and hostile fragments (control
 /// characters, line separators, long words, odd Unicode), in any order.
 fn ray_text() -> impl Strategy<Value = String> {
