@@ -146,7 +146,7 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
 
     // Readiness review: Approve / Reject buttons naming the message; alice approves by command,
     // bob by button. Bob's click delivered twice counts once.
-    let review = fake.wait_message("[APPROVAL REQUEST] Readiness review", LONG);
+    let review = fake.wait_buttons("[APPROVAL REQUEST] Readiness review", LONG);
     let approve_review = button(&review, "approve");
     button(&review, "reject");
     assert_ephemeral(
@@ -186,7 +186,7 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
 
     // Go/no-go: erin has no approver role and is refused, to her alone; bob and carol approve.
     let go = fake
-        .wait_message("[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)", LONG);
+        .wait_buttons("[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)", LONG);
     let approve_go = button(&go, "approve");
     assert_ephemeral(
         &interact(&fake, &fake.click(ERIN, &go, &approve_go)),
@@ -305,7 +305,7 @@ fn the_http_endpoint_verifies_signatures_and_answers_commands_and_clicks() {
     assert!(deployed["type"] == 5 || text == "[RAY] `/ray deploy v1.2` accepted.", "{deployed}");
 
     // A click from someone without an approver role is refused to them alone.
-    let review = fake.wait_message("[APPROVAL REQUEST] Readiness review", LONG);
+    let review = fake.wait_buttons("[APPROVAL REQUEST] Readiness review", LONG);
     let approve = button(&review, "approve");
     let (_, refused) = signed(&fake, &url, &key, &fake.click(ERIN, &review, &approve));
     assert_eq!(refused["data"]["flags"], 64, "{refused}");

@@ -174,6 +174,16 @@ impl FakeDiscord {
         self.messages().into_iter().find(|m| m.content.contains(text)).unwrap()
     }
 
+    /// Waits until a message containing `text` carries its buttons (raybot adds them with an edit
+    /// once the message id is known); returns it.
+    pub fn wait_buttons(&self, text: &str, limit: Duration) -> Posted {
+        let has_buttons = |m: &Posted| m.content.contains(text) && m.components[0]["components"].is_array();
+        self.wait_for(&format!("buttons on a message containing {text:?}"), limit, |f| {
+            f.messages().iter().any(has_buttons)
+        });
+        self.messages().into_iter().find(has_buttons).unwrap()
+    }
+
     fn paths(&self) -> Vec<String> {
         self.requests().iter().map(|r| format!("{} {} → {}", r.method, r.path, r.status)).collect()
     }
