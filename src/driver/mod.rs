@@ -12,6 +12,7 @@
 //! - [`answers`]: the read-only commands' answers.
 
 pub mod answers;
+mod group;
 pub mod reader;
 mod releases;
 pub mod run;
@@ -40,7 +41,7 @@ use crate::jobs::run_job;
 use crate::metrics::Metrics;
 use crate::probe::{ProbeRequest, run_probe};
 use crate::protocol::Catalog;
-use crate::store::{JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
+use crate::store::{Append, JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
 use releases::{Active, Releases};
 use turn::Turn;
 use worker::{Drain, QueuedPayload, Worker, job_request};
@@ -823,33 +824,68 @@ impl Driver {
         fx: Vec<Effect>,
         turn: &mut Turn,
     ) -> Result<Vec<Event>, StoreError> {
-        let Some(active) = self.releases.get_mut(id) else { return Ok(Vec::new()) };
+        let Some(append) = self.prepare_append(id, event, at, turn)? else { return Ok(Vec::new()) };
+        let mut written = self.store.append_all(std::slice::from_ref(&append)).await;
+        let written = written.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer to an append".into())));
+        self.written(id, written, turn)?;
+        if let Some(a) = self.releases.get_mut(id) {
+            a.stale = false;
+            a.log_len = append.expected_len + 1;
+        }
+        Ok(self.recorded(id, at, fx, turn).await)
+    }
+
+    /// The write of `event` (decided at `at`) to the log of release `id`, carrying the turn's
+    /// idempotency key. Marks the release stale until the write is known to have landed.
+    fn prepare_append(
+        &mut self,
+        id: &str,
+        event: &Event,
+        at: Timestamp,
+        turn: &Turn,
+    ) -> Result<Option<Append>, StoreError> {
+        let Some(active) = self.releases.get_mut(id) else { return Ok(None) };
         active.stale = true;
         let line =
             serde_json::to_string(&StoredEvent { at, event: event.clone(), replica: Some(self.replica.clone()) })
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let len = active.log_len;
-        let row = summary(&active.release, len + 1, &self.replica);
-        let once = turn.once.as_deref().map(|k| (k, DEDUP_TTL_MS));
-        match self.store.append(id, len, &[line], &row, active.lock_token, once).await {
-            Ok(_) => turn.once = None,
+        Ok(Some(Append {
+            release: id.to_string(),
+            expected_len: len,
+            events: vec![line],
+            summary: summary(&active.release, len + 1, &self.replica),
+            fence: active.lock_token,
+            once: turn.once.clone().into_iter().collect(),
+            once_ttl_ms: DEDUP_TTL_MS,
+        }))
+    }
+
+    /// What a write's result means for `turn`: its key is spent once written, a duplicate was
+    /// answered by whoever recorded it first, a fenced release stops here.
+    fn written(&mut self, id: &str, result: Result<u64, StoreError>, turn: &mut Turn) -> Result<(), StoreError> {
+        match result {
+            Ok(_) => {
+                turn.once = None;
+                Ok(())
+            }
             Err(e @ StoreError::Duplicate { .. }) => {
                 // Another replica recorded this very delivery: it answered the person.
                 turn.once = None;
                 turn.duplicate = true;
-                return Err(e);
+                Err(e)
             }
             Err(e @ StoreError::Fenced { .. }) => {
                 self.fenced(id, &e);
-                return Err(e);
+                Err(e)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        if let Some(a) = self.releases.get_mut(id) {
-            a.stale = false;
-            a.log_len = len + 1;
-        }
-        // Recorded: the person hears the decision now, before anything is posted or run.
+    }
+
+    /// After an event of release `id` is recorded: the person hears the decision now, before
+    /// anything is posted or run; then the lock is renewed and the rest of `fx` performed.
+    async fn recorded(&mut self, id: &str, at: Timestamp, fx: Vec<Effect>, turn: &mut Turn) -> Vec<Event> {
         let mut rest = Vec::with_capacity(fx.len());
         for e in fx {
             match e {
@@ -859,7 +895,7 @@ impl Driver {
         }
         turn.answer();
         self.renew_lock(id, at).await;
-        Ok(self.perform(id, rest, turn).await)
+        self.perform(id, rest, turn).await
     }
 
     /// Asks the outbox for the release's live status message (once per release, by the replica

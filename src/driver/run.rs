@@ -51,7 +51,17 @@ async fn run(mut driver: Driver, mut rx: mpsc::Receiver<Delivery>, follow_ups: T
                 rx.close();
             }
             d = rx.recv() => match d {
-                Some(d) => driver.deliver(d).await,
+                Some(d) => {
+                    // What queued up meanwhile is decided with it and recorded in one write.
+                    let mut group = vec![d];
+                    while group.len() < super::group::MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(d) => group.push(d),
+                            Err(_) => break,
+                        }
+                    }
+                    driver.deliver_all(group).await
+                }
                 // Every handle is gone (or closed) and every queued delivery was answered.
                 None => break,
             },

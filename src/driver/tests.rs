@@ -137,3 +137,206 @@ async fn the_read_side_answers_status_from_the_board_until_another_replica_moves
     assert_eq!(reader.answer(&status).await, Some(answer.replies[0].clone()));
     assert_eq!(reader.answer(&Command::Help).await.as_deref(), Some(HELP));
 }
+
+/// What another replica writes just before a group's write.
+type OtherWrites = Box<dyn FnOnce() -> Vec<crate::store::Append> + Send>;
+
+/// The embedded store, with a hook that runs just before a group's write (another replica
+/// writing in between).
+struct Interleaved {
+    inner: Arc<dyn Store>,
+    before_group: Mutex<Option<OtherWrites>>,
+}
+
+#[async_trait]
+impl Store for Interleaved {
+    async fn append_all(&self, group: &[crate::store::Append]) -> Vec<Result<u64, StoreError>> {
+        let hook = self.before_group.lock().unwrap().take();
+        if let Some(hook) = hook {
+            for a in hook() {
+                self.inner.append(&a.release, a.expected_len, &a.events, &a.summary, a.fence, None).await.unwrap();
+            }
+        }
+        self.inner.append_all(group).await
+    }
+    async fn seen(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
+        self.inner.seen(key, now_ms).await
+    }
+    async fn read(&self, release: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.read(release).await
+    }
+    async fn summaries(&self) -> Result<Vec<ReleaseSummary>, StoreError> {
+        self.inner.summaries().await
+    }
+    async fn lock(&self, env: &str, owner: &str, lease_ms: u64, now_ms: u64) -> Result<LockOutcome, StoreError> {
+        self.inner.lock(env, owner, lease_ms, now_ms).await
+    }
+    async fn unlock(&self, env: &str, owner: &str, token: u64) -> Result<bool, StoreError> {
+        self.inner.unlock(env, owner, token).await
+    }
+    async fn lock_holder(&self, env: &str, now_ms: u64) -> Result<Option<crate::store::Lock>, StoreError> {
+        self.inner.lock_holder(env, now_ms).await
+    }
+    async fn remember(&self, key: &str, ttl_ms: u64, now_ms: u64) -> Result<bool, StoreError> {
+        self.inner.remember(key, ttl_ms, now_ms).await
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+}
+
+/// A release waiting for change-freeze acknowledgements, recorded in `store` as raybot would
+/// have; returns its id and the freeze message's id.
+async fn release_in_freeze(store: &dyn Store) -> (String, String) {
+    use crate::engine::testkit::Sim;
+    let mut sim = Sim::new();
+    sim.start("alice", crate::engine::Strategy::Bluegreen);
+    sim.command("alice", ReleaseCommand::Approve { comment: None });
+    sim.command("bob", ReleaseCommand::Approve { comment: None });
+    let id = sim.release().id.clone();
+    let lines: Vec<String> = sim
+        .log
+        .iter()
+        .map(|(at, event)| {
+            serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica: None }).unwrap()
+        })
+        .collect();
+    let row = summary(sim.release(), lines.len() as u64, "test");
+    let lock = match store.lock(&sim.release().env, &id, 600_000, crate::clock::now().0).await.unwrap() {
+        LockOutcome::Acquired(l) => l,
+        LockOutcome::Held(l) => panic!("held by {}", l.owner),
+    };
+    store.append(&id, 0, &lines, &row, Some(lock.token), None).await.unwrap();
+    (id, sim.message("freeze"))
+}
+
+fn toggle(who: &str, message: &str, added: bool, key: &str) -> (Delivery, oneshot::Receiver<Handled>) {
+    let (tx, rx) = oneshot::channel();
+    let inbound = Inbound::Reaction {
+        user: UserRef::new("local", who),
+        message: message.to_string(),
+        emoji: "white_check_mark".into(),
+        added,
+    };
+    (Delivery { key: Some(key.to_string()), inbound, done: Some(tx) }, rx)
+}
+
+fn recorded_events(lines: &[String]) -> Vec<Event> {
+    lines.iter().map(|l| serde_json::from_str::<StoredEvent>(l).unwrap().event).collect()
+}
+
+#[tokio::test]
+async fn deliveries_that_queued_together_are_recorded_in_order_and_each_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let mut d = driver(dir.path(), chat);
+    let (id, freeze) = release_in_freeze(d.store.as_ref()).await;
+    d.refresh(d.store.unfinished().await.unwrap()).await.unwrap();
+    let before = d.store.read(&id).await.unwrap().len();
+
+    let mut group = Vec::new();
+    let mut answers = Vec::new();
+    for (i, (who, added)) in
+        [("bob", true), ("carol", true), ("mallory", true), ("bob", false), ("dave", true)].into_iter().enumerate()
+    {
+        let (delivery, rx) = toggle(who, &freeze, added, &format!("g{i}"));
+        group.push(delivery);
+        answers.push(rx);
+    }
+    // The same platform event twice (a retry) in one group, and a deploy in the middle that
+    // must be handled on its own, in its place.
+    let (retry, retry_rx) = toggle("carol", &freeze, true, "g1");
+    group.insert(2, retry);
+    let (tx, deploy_rx) = oneshot::channel();
+    let deploy = Inbound::command(UserRef::new("local", "erin"), "/ray deploy v1.3").unwrap();
+    group.insert(4, Delivery { key: Some("g-deploy".into()), inbound: deploy, done: Some(tx) });
+    d.deliver_all(group).await;
+
+    let mut got = Vec::new();
+    for rx in answers {
+        got.push(rx.await.expect("answered"));
+    }
+    assert_eq!(got[0], Handled::default(), "bob's ✅ is recorded and says nothing");
+    assert!(got[2].replies[0].starts_with("[RAY ERROR] mallory is not on the change-freeze list"), "{got:?}");
+    assert!(retry_rx.await.unwrap().duplicate, "the retry counts once");
+    let deploy = deploy_rx.await.unwrap();
+    assert!(deploy.replies[0].starts_with("[RAY ERROR] production is locked by release"), "{deploy:?}");
+
+    let lines = d.store.read(&id).await.unwrap();
+    let events = recorded_events(&lines[before..]);
+    let order: Vec<(String, bool)> = events
+        .iter()
+        .map(|e| match e {
+            Event::Reaction { by, added, .. } => (by.id.clone(), *added),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let expected = [("bob", true), ("carol", true), ("mallory", true), ("bob", false), ("dave", true)];
+    assert_eq!(order, expected.map(|(w, a)| (w.to_string(), a)).to_vec(), "recorded once each, in arrival order");
+    let acked: Vec<&str> = d.active().next().unwrap().freeze.acks.keys().map(String::as_str).collect();
+    assert_eq!(acked, ["carol", "dave"], "the state in memory is the state recorded");
+}
+
+#[tokio::test]
+async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
+    let (id, freeze) = release_in_freeze(file.as_ref()).await;
+    let store = Arc::new(Interleaved { inner: file.clone(), before_group: Mutex::new(None) });
+    let config = Config::embedded(dir.path()).unwrap();
+    let mut d = Driver::new(
+        config,
+        Catalog::embedded().unwrap(),
+        store.clone(),
+        chat,
+        dir.path().join("artifacts"),
+        "local",
+        Arc::default(),
+    );
+    d.refresh(file.unfinished().await.unwrap()).await.unwrap();
+    let before = file.read(&id).await.unwrap().len() as u64;
+
+    // Between this replica's read and its write, another replica records erin's ✅.
+    let (other_id, other_freeze) = (id.clone(), freeze.clone());
+    let other_store = file.clone();
+    let row = other_store.summaries().await.unwrap().into_iter().find(|r| r.id == id).unwrap();
+    *store.before_group.lock().unwrap() = Some(Box::new(move || {
+        let ev = Event::Reaction {
+            by: UserRef::new("local", "erin"),
+            message: other_freeze,
+            emoji: "white_check_mark".into(),
+            added: true,
+        };
+        let line =
+            serde_json::to_string(&StoredEvent { at: crate::clock::now(), event: ev, replica: Some("b".into()) })
+                .unwrap();
+        let mut row = row;
+        row.events = before + 1;
+        vec![crate::store::Append {
+            release: other_id,
+            expected_len: before,
+            events: vec![line],
+            summary: row,
+            fence: None,
+            once: Vec::new(),
+            once_ttl_ms: 0,
+        }]
+    }));
+    let (a, a_rx) = toggle("bob", &freeze, true, "c1");
+    let (b, b_rx) = toggle("carol", &freeze, true, "c2");
+    d.deliver_all(vec![a, b]).await;
+    assert_eq!(a_rx.await.unwrap(), Handled::default());
+    assert_eq!(b_rx.await.unwrap(), Handled::default());
+
+    let who: Vec<String> = recorded_events(&file.read(&id).await.unwrap()[before as usize..])
+        .iter()
+        .map(|e| match e {
+            Event::Reaction { by, .. } => by.id.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(who, ["erin", "bob", "carol"], "nothing lost, nothing twice");
+    let acked: Vec<&str> = d.active().next().unwrap().freeze.acks.keys().map(String::as_str).collect();
+    assert_eq!(acked, ["bob", "carol", "erin"]);
+}

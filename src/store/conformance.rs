@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{LockOutcome, ReleaseSummary, Store, StoreError};
+use super::{Append, LockOutcome, ReleaseSummary, Store, StoreError};
 
 /// Runs every check, each against a fresh store from `make`.
 pub async fn run_all<S: Store>(make: impl Fn() -> S) {
@@ -29,9 +29,48 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     stale_token_is_fenced(&make()).await;
     remember_is_idempotent_until_ttl(&make()).await;
     an_event_recorded_once_is_refused_the_second_time(&make()).await;
+    a_group_commits_each_release_all_or_nothing(&make()).await;
     unfinished_lists_only_running_releases(&make()).await;
     concurrent_appenders_lose_nothing(Arc::new(make()), 50).await;
     health_ok(&make()).await;
+}
+
+/// A group commit writes each release's append on its own terms: one that conflicts or carries a
+/// recorded key writes nothing and leaves the others of the group written; `seen_all_and_unfinished`
+/// answers each key in order.
+pub async fn a_group_commits_each_release_all_or_nothing<S: Store>(store: &S) {
+    let (a, b, c) = (unique("group-a"), unique("group-b"), unique("group-c"));
+    let (k1, k2, k3, k4) = (unique("k1"), unique("k2"), unique("k3"), unique("k4"));
+    let t = now_ms();
+    store.append(&b, 0, &events("b", 0..1), &summary(&b, t, 1), None, None).await.expect("b exists");
+    let append = |release: &str, expected_len: u64, n: u64, once: &[&str]| Append {
+        release: release.to_string(),
+        expected_len,
+        events: events(release, expected_len as u32..(expected_len + n) as u32),
+        summary: summary(release, t, expected_len + n),
+        fence: None,
+        once: once.iter().map(|k| k.to_string()).collect(),
+        once_ttl_ms: 60_000,
+    };
+    let out = store.append_all(&[append(&a, 0, 2, &[&k1, &k2]), append(&b, 0, 1, &[]), append(&c, 0, 1, &[&k3])]).await;
+    assert!(matches!(out[0], Ok(2)), "{out:?}");
+    assert!(matches!(out[1], Err(StoreError::Conflict { found: 1, .. })), "{out:?}");
+    assert!(matches!(out[2], Ok(1)), "{out:?}");
+    assert_eq!(store.read(&a).await.expect("read"), events(&a, 0..2));
+    assert_eq!(store.read(&b).await.expect("read").len(), 1, "the conflicting append wrote nothing");
+    assert_eq!(store.read(&c).await.expect("read"), events(&c, 0..1));
+
+    // One recorded key among several: nothing of that append is written, its new key included.
+    let out = store.append_all(&[append(&a, 2, 2, &[&k4, &k2])]).await;
+    assert!(matches!(&out[0], Err(StoreError::Duplicate { key, .. }) if *key == k2), "{out:?}");
+    assert_eq!(store.read(&a).await.expect("read").len(), 2, "the duplicate wrote nothing");
+    assert!(matches!(store.append_all(&[append(&a, 2, 1, &[&k4])]).await[0], Ok(3)), "k4 was not recorded");
+
+    store.remember(&k1, 60_000, t).await.expect("remember");
+    let never = unique("never");
+    let (seen, open) = store.seen_all_and_unfinished(&[Some(&k1), None, Some(&never)], t).await.expect("read");
+    assert_eq!(seen, [true, false, false], "each key answered, in order");
+    assert!(open.iter().any(|r| r.id == a), "a is unfinished");
 }
 
 /// An append carrying an idempotency key records it in the same write: the same key on the same

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Lock, LockOutcome, ReleaseSummary, Store, StoreError};
+use super::{Append, Lock, LockOutcome, ReleaseSummary, Store, StoreError};
 
 /// File name of the database inside the state directory.
 pub const DB_FILE_NAME: &str = "raybot.redb";
@@ -245,64 +245,62 @@ fn stored_lock(
     }
 }
 
+/// One [`Append`] in one write transaction; dropping the transaction without commit aborts it.
+fn append_one(db: &Database, path: &Path, a: Append) -> Result<u64, StoreError> {
+    let Append { release, expected_len, events, mut summary, fence, once, once_ttl_ms } = a;
+    let err = |e: redb::Error| map_err(path, &format!("appending to {release} in"), e);
+    let txn = db.begin_write().map_err(|e| err(e.into()))?;
+    let new_len = {
+        let mut log = txn.open_table(EVENTS).map_err(|e| err(e.into()))?;
+        let found = log_len(&log, &release).map_err(|e| err(e.into()))?;
+        if found != expected_len {
+            return Err(StoreError::Conflict { release, expected: expected_len, found });
+        }
+        if let Some(token) = fence {
+            let fences = txn.open_table(RELEASE_FENCES).map_err(|e| err(e.into()))?;
+            let current = fences.get(release.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
+            if let Some(current) = current.filter(|c| *c > token) {
+                return Err(StoreError::Fenced { release, token, current });
+            }
+        }
+        for key in &once {
+            let scoped = format!("once:{release}:{key}");
+            if !record_key(&txn, &scoped, once_ttl_ms, crate::clock::now().0).map_err(|e| err(*e))? {
+                return Err(StoreError::Duplicate { release, key: key.clone() });
+            }
+        }
+        let mut seq = found;
+        for event in &events {
+            log.insert((release.as_str(), seq), event.as_str()).map_err(|e| err(e.into()))?;
+            seq += 1;
+        }
+        seq
+    };
+    summary.events = new_len;
+    let json = to_json(&summary)?;
+    txn.open_table(RELEASES)
+        .map_err(|e| err(e.into()))?
+        .insert(release.as_str(), json.as_str())
+        .map_err(|e| err(e.into()))?;
+    txn.commit().map_err(|e| err(e.into()))?;
+    Ok(new_len)
+}
+
 #[async_trait]
 impl Store for FileStore {
-    /// Appends in one write transaction (check length, insert events, store summary). The stored
-    /// summary's `events` is set to the new log length so that the index can never disagree with
-    /// the log.
-    async fn append(
-        &self,
-        release: &str,
-        expected_len: u64,
-        events: &[String],
-        summary: &ReleaseSummary,
-        fence: Option<u64>,
-        once: Option<(&str, u64)>,
-    ) -> Result<u64, StoreError> {
-        let release = release.to_owned();
-        let events = events.to_vec();
-        let mut summary = summary.clone();
-        let once = once.map(|(k, ttl)| (k.to_owned(), ttl));
-        self.blocking(move |db, path| {
-            let err = |e: redb::Error| map_err(path, &format!("appending to {release} in"), e);
-            let txn = db.begin_write().map_err(|e| err(e.into()))?;
-            let new_len = {
-                let mut log = txn.open_table(EVENTS).map_err(|e| err(e.into()))?;
-                let found = log_len(&log, &release).map_err(|e| err(e.into()))?;
-                if found != expected_len {
-                    // Dropping `txn` without commit aborts it: nothing was written.
-                    return Err(StoreError::Conflict { release, expected: expected_len, found });
-                }
-                if let Some(token) = fence {
-                    let fences = txn.open_table(RELEASE_FENCES).map_err(|e| err(e.into()))?;
-                    let current = fences.get(release.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
-                    if let Some(current) = current.filter(|c| *c > token) {
-                        return Err(StoreError::Fenced { release, token, current });
-                    }
-                }
-                if let Some((key, ttl)) = &once {
-                    let scoped = format!("once:{release}:{key}");
-                    if !record_key(&txn, &scoped, *ttl, crate::clock::now().0).map_err(|e| err(*e))? {
-                        return Err(StoreError::Duplicate { release, key: key.clone() });
-                    }
-                }
-                let mut seq = found;
-                for event in &events {
-                    log.insert((release.as_str(), seq), event.as_str()).map_err(|e| err(e.into()))?;
-                    seq += 1;
-                }
-                seq
-            };
-            summary.events = new_len;
-            let json = to_json(&summary)?;
-            txn.open_table(RELEASES)
-                .map_err(|e| err(e.into()))?
-                .insert(release.as_str(), json.as_str())
-                .map_err(|e| err(e.into()))?;
-            txn.commit().map_err(|e| err(e.into()))?;
-            Ok(new_len)
-        })
-        .await
+    /// Each append in its own write transaction (check length, fence and keys, insert events,
+    /// store summary), the group in one trip to the blocking pool. The stored summary's `events`
+    /// is set to the new log length so that the index can never disagree with the log.
+    async fn append_all(&self, group: &[Append]) -> Vec<Result<u64, StoreError>> {
+        let group = group.to_vec();
+        let n = group.len();
+        let out = self
+            .blocking(move |db, path| Ok(group.into_iter().map(|a| append_one(db, path, a)).collect::<Vec<_>>()))
+            .await;
+        match out {
+            Ok(results) => results,
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn read(&self, release: &str) -> Result<Vec<String>, StoreError> {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// Errors every store can report.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Someone else appended to the log since we read it (optimistic concurrency).
     #[error("release {release} changed underneath us (expected {expected} events, found {found})")]
@@ -103,19 +103,46 @@ pub enum LockOutcome {
     Held(Lock),
 }
 
+/// One release's write: events appended to its log with its index row, all or nothing. Several
+/// of them make a group commit ([`Store::append_all`]).
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// The release whose log grows.
+    pub release: String,
+    /// The log length the writer decided on: anything else is a [`StoreError::Conflict`].
+    pub expected_len: u64,
+    /// The events, oldest first (JSON lines).
+    pub events: Vec<String>,
+    /// The index row after the last event.
+    pub summary: ReleaseSummary,
+    /// The fencing token of the environment lock the writer holds.
+    pub fence: Option<u64>,
+    /// The idempotency keys of the platform events these events answer, recorded in the same
+    /// transaction: if one of them is recorded already, nothing is written.
+    pub once: Vec<String>,
+    /// How long the keys are kept (ms).
+    pub once_ttl_ms: u64,
+}
+
 /// The state store.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Appends `events` to the log of `release` if the log has exactly `expected_len` entries, and
-    /// stores `summary` in the index in the same transaction. Returns the new length.
+    /// Writes each [`Append`] of `group` in order, each all or nothing, with one result per
+    /// append (the new log length): a group commit of deliveries decided one after another.
     ///
-    /// `fence` is the fencing token of the environment lock the writer holds: when the lock was
-    /// taken from this release after its lease lapsed ([`Store::lock`] records the new token
-    /// against the previous owner), a write with an older token fails with [`StoreError::Fenced`].
+    /// An append writes only if the release's log has exactly `expected_len` entries, and stores
+    /// its index row in the same transaction. `fence` is the fencing token of the environment lock
+    /// the writer holds: when the lock was taken from this release after its lease lapsed
+    /// ([`Store::lock`] records the new token against the previous owner), a write with an older
+    /// token fails with [`StoreError::Fenced`]. `once` are the idempotency keys of the platform
+    /// events it answers: an append carrying a key already recorded for this release fails with
+    /// [`StoreError::Duplicate`] and writes nothing.
     ///
-    /// `once` is the idempotency key (and how long to keep it, ms) of the platform event this
-    /// append answers: it is recorded in the same transaction, and an append carrying a key
-    /// already recorded for this release fails with [`StoreError::Duplicate`] and writes nothing.
+    /// Redis sends the whole group in one round trip.
+    async fn append_all(&self, group: &[Append]) -> Vec<Result<u64, StoreError>>;
+
+    /// One append of `events` to `release` (see [`Store::append_all`]), with at most one
+    /// idempotency key and how long to keep it (ms).
     async fn append(
         &self,
         release: &str,
@@ -124,7 +151,19 @@ pub trait Store: Send + Sync + 'static {
         summary: &ReleaseSummary,
         fence: Option<u64>,
         once: Option<(&str, u64)>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        let append = Append {
+            release: release.to_string(),
+            expected_len,
+            events: events.to_vec(),
+            summary: summary.clone(),
+            fence,
+            once: once.map(|(k, _)| k.to_string()).into_iter().collect(),
+            once_ttl_ms: once.map(|(_, ttl)| ttl).unwrap_or(0),
+        };
+        let mut out = self.append_all(std::slice::from_ref(&append)).await;
+        out.pop().unwrap_or_else(|| Err(StoreError::Corrupt(format!("no answer to the append to {release}"))))
+    }
 
     /// Whether idempotency key `key` was recorded (by [`Store::remember`], or by an append that
     /// carried it on the embedded store) and has not expired.
@@ -169,6 +208,23 @@ pub trait Store: Send + Sync + 'static {
             Some(k) => self.seen(k, now_ms).await?,
             None => false,
         };
+        Ok((seen, self.unfinished().await?))
+    }
+
+    /// [`Store::seen_and_unfinished`] for several keys at once (a group of deliveries): one
+    /// answer per key, in order.
+    async fn seen_all_and_unfinished(
+        &self,
+        keys: &[Option<&str>],
+        now_ms: u64,
+    ) -> Result<(Vec<bool>, Vec<ReleaseSummary>), StoreError> {
+        let mut seen = Vec::with_capacity(keys.len());
+        for k in keys {
+            seen.push(match k {
+                Some(k) => self.seen(k, now_ms).await?,
+                None => false,
+            });
+        }
         Ok((seen, self.unfinished().await?))
     }
 

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use redis::{AsyncCommands, Script, Value};
 
 use super::redis_conn::RedisConn;
-use super::{Lock, LockOutcome, ReleaseSummary, Store, StoreError};
+use super::{Append, Lock, LockOutcome, ReleaseSummary, Store, StoreError};
 
 #[path = "redis_jobs.rs"]
 mod jobs;
@@ -58,9 +58,9 @@ local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if server_now > tonumber(ARGV[1]) then return {'late', server_now} end
 "#;
 
-// KEYS: log, summary, fence, once [, unfinished, releases — single node only]. ARGV: deadline,
-// expected length, fence token ('' = none), summary, once ttl ms ('' = no idempotency key), release
-// id, start time, finished ('1'/'0'), events….
+// KEYS: log, summary, fence [, unfinished, releases — single node only], idempotency keys….
+// ARGV: deadline, expected length, fence token ('' = none), summary, idempotency key ttl ms,
+// release id, start time, finished ('1'/'0'), index of the first idempotency key in KEYS, events….
 const APPEND: &str = r#"
 local len = redis.call('XLEN', KEYS[1])
 if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
@@ -68,17 +68,18 @@ if ARGV[3] ~= '' then
   local f = redis.call('GET', KEYS[3])
   if f and tonumber(f) > tonumber(ARGV[3]) then return {'fenced', tonumber(f)} end
 end
-if ARGV[5] ~= '' then
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate', len} end
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[5])
+local first = tonumber(ARGV[9])
+for k = first, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 then return {'duplicate', len, KEYS[k]} end
 end
-for i = 9, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+for k = first, #KEYS do redis.call('SET', KEYS[k], '1', 'PX', ARGV[5]) end
+for i = 10, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 redis.call('SET', KEYS[2], ARGV[4])
-if KEYS[5] then
-  if ARGV[8] == '1' then redis.call('HDEL', KEYS[5], ARGV[6]) else redis.call('HSET', KEYS[5], ARGV[6], ARGV[4]) end
-  redis.call('ZADD', KEYS[6], 'NX', ARGV[7], ARGV[6])
+if first == 6 then
+  if ARGV[8] == '1' then redis.call('HDEL', KEYS[4], ARGV[6]) else redis.call('HSET', KEYS[4], ARGV[6], ARGV[4]) end
+  redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[6])
 end
-return {'ok', len + #ARGV - 8}
+return {'ok', len + #ARGV - 9}
 "#;
 
 // KEYS: lock, counter, last. ARGV: deadline, owner, lease_ms, now_ms, expires_at_ms.
@@ -297,6 +298,73 @@ impl RedisStore {
         self.round_trips.load(Ordering::Relaxed)
     }
 
+    /// The append script's invocation for `a`, with the index keys when `indexed` (one node),
+    /// and the summary row as JSON.
+    fn append_invocation(
+        &self,
+        a: &Append,
+        deadline: String,
+        indexed: bool,
+    ) -> Result<(redis::ScriptInvocation<'_>, String), StoreError> {
+        let mut summary = a.summary.clone();
+        summary.events = a.expected_len + a.events.len() as u64;
+        let json = serde_json::to_string(&summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let release = &a.release;
+        let mut inv = self.append.prepare_invoke();
+        inv.key(self.log_key(release)).key(self.summary_key(release)).key(self.fence_key(release));
+        if indexed {
+            inv.key(self.active_key()).key(self.index_key());
+        }
+        // The idempotency keys live in the release's slot, so recording them and appending is one
+        // script; `seen:` (below, `remember`) is the cross-release copy read before handling.
+        for k in &a.once {
+            inv.key(format!("{}:{{{release}}}:once:{k}", self.prefix));
+        }
+        inv.arg(deadline).arg(a.expected_len).arg(a.fence.map(|f| f.to_string()).unwrap_or_default()).arg(&json);
+        inv.arg(a.once_ttl_ms.max(1)).arg(release).arg(summary.started_at_ms);
+        inv.arg(if summary.finished { "1" } else { "0" }).arg(if indexed { 6 } else { 4 });
+        for e in &a.events {
+            inv.arg(e.as_str());
+        }
+        Ok((inv, json))
+    }
+
+    /// One append on a cluster, where the indexes are in other slots: the release index first
+    /// (so a stored log is always listed; an index row without a summary is skipped by
+    /// `summaries`), then the script on its own (it reloads itself after NOSCRIPT), then the
+    /// unfinished index.
+    async fn append_on_cluster(&self, a: &Append, deadline: String) -> Result<u64, StoreError> {
+        let (inv, json) = self.append_invocation(a, deadline, false)?;
+        let release = a.release.as_str();
+        let mut conn = self.conn.clone();
+        let mut index = redis::cmd("ZADD");
+        index.arg(self.index_key()).arg("NX").arg(a.summary.started_at_ms).arg(release);
+        let op = async {
+            if a.expected_len == 0 {
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                index.query_async::<()>(&mut conn).await?;
+            }
+            inv.invoke_async::<Value>(&mut conn).await
+        };
+        let reply = self.timed(&format!("appending to {release}"), op).await?;
+        let n = append_outcome(a, Some(&reply))?;
+        // A second request. If it is lost, the row is stale until the next event (readers then
+        // load the release once more than needed), and a finished row is dropped by `unfinished`
+        // when it next reads it.
+        let mut conn = self.conn.clone();
+        let update = async {
+            if a.summary.finished {
+                conn.hdel::<_, _, ()>(self.active_key(), release).await
+            } else {
+                conn.hset::<_, _, _, ()>(self.active_key(), release, &json).await
+            }
+        };
+        if let Err(e) = self.timed("updating the unfinished index", update).await {
+            tracing::warn!(release = %release, error = %e, "could not update the index of unfinished releases");
+        }
+        Ok(n)
+    }
+
     /// Runs `op` under [`OP_TIMEOUT`], mapping errors to [`StoreError::Unavailable`].
     async fn timed<T, F>(&self, doing: &str, op: F) -> Result<T, StoreError>
     where
@@ -377,95 +445,66 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// What the append script answered for `a`.
+fn append_outcome(a: &Append, reply: Option<&Value>) -> Result<u64, StoreError> {
+    let release = a.release.clone();
+    let Some(Value::Array(reply)) = reply else { return Err(corrupt("append", &reply)) };
+    match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
+        (Some("ok"), Some(n)) => Ok(n),
+        (Some("conflict"), Some(found)) => Err(StoreError::Conflict { release, expected: a.expected_len, found }),
+        (Some("late"), _) => Err(late(&format!("appending to {release}"))),
+        (Some("duplicate"), _) => {
+            let key = reply.get(2).and_then(text).unwrap_or_default();
+            let key = key.rsplit_once(":once:").map(|(_, k)| k.to_string()).unwrap_or(key);
+            Err(StoreError::Duplicate { release, key })
+        }
+        (Some("fenced"), Some(current)) => {
+            Err(StoreError::Fenced { release, token: a.fence.unwrap_or_default(), current })
+        }
+        _ => Err(corrupt("append", reply)),
+    }
+}
+
 fn corrupt(what: &str, v: &impl std::fmt::Debug) -> StoreError {
     StoreError::Corrupt(format!("unexpected answer from redis for {what}: {v:?}"))
 }
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn append(
-        &self,
-        release: &str,
-        expected_len: u64,
-        events: &[String],
-        summary: &ReleaseSummary,
-        fence: Option<u64>,
-        once: Option<(&str, u64)>,
-    ) -> Result<u64, StoreError> {
-        let mut summary = summary.clone();
-        summary.events = expected_len + events.len() as u64;
-        let json = serde_json::to_string(&summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut inv = self.append.prepare_invoke();
-        inv.key(self.log_key(release)).key(self.summary_key(release)).key(self.fence_key(release));
-        // The idempotency key lives in the release's slot, so recording it and appending is one
-        // script; `seen:` (below, `remember`) is the cross-release copy read before handling.
-        inv.key(format!("{}:{{{release}}}:once:{}", self.prefix, once.map(|(k, _)| k).unwrap_or("-")));
-        let deadline = self.deadline().await?;
-        inv.arg(deadline).arg(expected_len).arg(fence.map(|f| f.to_string()).unwrap_or_default()).arg(&json);
-        inv.arg(once.map(|(_, ttl)| ttl.max(1).to_string()).unwrap_or_default());
-        inv.arg(release).arg(summary.started_at_ms).arg(if summary.finished { "1" } else { "0" });
-        for e in events {
-            inv.arg(e.as_str());
-        }
-        let cluster = self.conn.is_cluster();
-        let out = if cluster {
-            // The indexes are in other slots: the release index first (so a stored log is always
-            // listed; an index row without a summary is skipped by `summaries`), then the script on
-            // its own (it reloads itself after NOSCRIPT), then the unfinished index below.
-            let mut conn = self.conn.clone();
-            let mut index = redis::cmd("ZADD");
-            index.arg(self.index_key()).arg("NX").arg(summary.started_at_ms).arg(release);
-            let op = async {
-                if expected_len == 0 {
-                    self.round_trips.fetch_add(1, Ordering::Relaxed);
-                    index.query_async::<()>(&mut conn).await?;
-                }
-                inv.invoke_async::<Value>(&mut conn).await.map(|reply| vec![reply])
-            };
-            self.timed(&format!("appending to {release}"), op).await?
-        } else {
-            // One node: the script keeps both indexes too — one round trip, all or nothing.
-            inv.key(self.active_key()).key(self.index_key());
-            let mut pipe = redis::pipe();
-            pipe.invoke_script(&inv);
-            self.timed(&format!("appending to {release}"), self.query_pipe(&pipe, &[&self.append])).await?
+    async fn append_all(&self, group: &[Append]) -> Vec<Result<u64, StoreError>> {
+        let failed = |e: &StoreError| group.iter().map(|_| Err(e.clone())).collect();
+        let deadline = match self.deadline().await {
+            Ok(d) => d,
+            Err(e) => return failed(&e),
         };
-        let Some(Value::Array(reply)) = out.first() else { return Err(corrupt("append", &out)) };
-        match (reply.first().and_then(text).as_deref(), reply.get(1).and_then(int)) {
-            (Some("ok"), Some(n)) => {
-                if cluster {
-                    // A second request on a cluster. If it is lost, the row is stale until the next
-                    // event (readers then load the release once more than needed), and a finished
-                    // row is dropped by `unfinished` when it next reads it.
-                    let mut conn = self.conn.clone();
-                    let update = async {
-                        if summary.finished {
-                            conn.hdel::<_, _, ()>(self.active_key(), release).await
-                        } else {
-                            conn.hset::<_, _, _, ()>(self.active_key(), release, &json).await
-                        }
-                    };
-                    if let Err(e) = self.timed("updating the unfinished index", update).await {
-                        tracing::warn!(release = %release, error = %e, "could not update the index of unfinished releases");
-                    }
-                }
-                Ok(n)
+        if self.conn.is_cluster() {
+            // Scripts of several slots cannot share a request on a cluster.
+            let mut out = Vec::with_capacity(group.len());
+            for a in group {
+                out.push(self.append_on_cluster(a, deadline.clone()).await);
             }
-            (Some("conflict"), Some(found)) => {
-                Err(StoreError::Conflict { release: release.to_string(), expected: expected_len, found })
-            }
-            (Some("late"), _) => Err(late(&format!("appending to {release}"))),
-            (Some("duplicate"), _) => Err(StoreError::Duplicate {
-                release: release.to_string(),
-                key: once.map(|(k, _)| k.to_string()).unwrap_or_default(),
-            }),
-            (Some("fenced"), Some(token)) => Err(StoreError::Fenced {
-                release: release.to_string(),
-                token: fence.unwrap_or_default(),
-                current: token,
-            }),
-            _ => Err(corrupt("append", reply)),
+            return out;
         }
+        // One node, one request: each release's append is one script (all or nothing), and the
+        // script keeps both indexes too.
+        let mut pipe = redis::pipe();
+        for a in group {
+            match self.append_invocation(a, deadline.clone(), true) {
+                Ok((inv, _)) => {
+                    pipe.invoke_script(&inv);
+                }
+                Err(e) => return failed(&e),
+            }
+        }
+        let what = match group {
+            [one] => format!("appending to {}", one.release),
+            _ => format!("appending to {} releases in one request", group.len()),
+        };
+        let out = match self.timed(&what, self.query_pipe(&pipe, &[&self.append])).await {
+            Ok(out) => out,
+            Err(e) => return failed(&e),
+        };
+        group.iter().enumerate().map(|(i, a)| append_outcome(a, out.get(i))).collect()
     }
 
     async fn read(&self, release: &str) -> Result<Vec<String>, StoreError> {
@@ -515,6 +554,37 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let (seen, rows): (bool, Vec<(String, String)>) =
             self.timed("reading the unfinished releases", pipe.query_async(&mut conn)).await?;
+        Ok((seen, self.open_rows(rows).await?))
+    }
+
+    async fn seen_all_and_unfinished(
+        &self,
+        keys: &[Option<&str>],
+        now_ms: u64,
+    ) -> Result<(Vec<bool>, Vec<ReleaseSummary>), StoreError> {
+        if self.conn.is_cluster() || !self.active_indexed.load(Ordering::Relaxed) {
+            let mut seen = Vec::with_capacity(keys.len());
+            for k in keys {
+                seen.push(match k {
+                    Some(k) => self.seen(k, now_ms).await?,
+                    None => false,
+                });
+            }
+            return Ok((seen, self.unfinished().await?));
+        }
+        // One round trip for the whole group, as for a single delivery.
+        let mut pipe = redis::pipe();
+        for k in keys.iter().flatten() {
+            pipe.exists(format!("{}:seen:{k}", self.prefix));
+        }
+        pipe.hgetall(self.active_key());
+        let mut conn = self.conn.clone();
+        let mut out: Vec<Value> = self.timed("reading the unfinished releases", pipe.query_async(&mut conn)).await?;
+        let rows = out.pop().ok_or_else(|| corrupt("the unfinished releases", &"an empty answer"))?;
+        let rows: Vec<(String, String)> =
+            redis::from_redis_value(rows).map_err(|e| corrupt("the unfinished releases", &e))?;
+        let mut found = out.iter().map(|v| int(v).unwrap_or(0) > 0);
+        let seen = keys.iter().map(|k| k.is_some() && found.next().unwrap_or(false)).collect();
         Ok((seen, self.open_rows(rows).await?))
     }
 

@@ -9,6 +9,7 @@ mod discord;
 #[path = "../support/discord.rs"]
 mod discord_fake;
 mod edge;
+mod group;
 mod redis;
 #[path = "../support/redis.rs"]
 mod redis_server;

@@ -571,10 +571,14 @@ async fn every_answer_that_follows_is_sent_when_the_store_is_slow() {
     let s = Serve::start_with(&ws, FakeSlack::start(TOKEN, WAR_ROOM).await, None, Some(&redis.url())).await;
     assert!(s.command(ALICE, "status").await.starts_with("[RAY] No release is running."));
 
-    // Redis stops answering: each command waits out the store's limit in turn, so the later
-    // ones are acknowledged before they are decided — and their answers must follow.
+    // Redis stops answering: each deploy waits out the store's limit in turn (a deploy is
+    // decided on its own, never in a group), so the later ones are acknowledged before they are
+    // decided — and their answers must follow.
     redis.pause();
-    let sent: Vec<_> = [ALICE, BOB, CAROL].iter().map(|u| spawn_command(&s, u, "ack")).collect();
+    let sent: Vec<_> = [(ALICE, "deploy v1.2"), (BOB, "deploy v1.3"), (CAROL, "deploy v1.4")]
+        .iter()
+        .map(|(u, c)| spawn_command(&s, u, c))
+        .collect();
     let mut followed = 0;
     for (trigger, task) in sent {
         let (first, took) = task.await.unwrap();
