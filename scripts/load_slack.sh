@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Slack slash-command load, back to back on this machine with the same wrk script: `raybot serve`
-# answering signed `/ray status` commands, against a minimal Slack Bolt-JS app whose handler is a
-# bare `ack()` (Bolt verifies the same signature). Every request is a distinct signed command.
+# Slack load, back to back on this machine with the same wrk scripts, against a minimal Slack
+# Bolt-JS app whose handlers are a bare `ack()` (Bolt verifies the same signatures):
+#
+# 1. `/ray status`: distinct signed slash commands (`raybot serve` on its embedded store).
+# 2. durable ✅ toggles: distinct signed `reaction_added` / `reaction_removed` Events API callbacks
+#    on the change-freeze message of a real release (Redis with append-only persistence; the
+#    release is driven there by signed commands: deploy, two approvals). raybot answers each 200
+#    only once the event is recorded; Bolt acknowledges before its (empty) listener runs. After
+#    the rounds, the script counts the events in Redis against the 200s wrk saw.
+#
 # Rounds alternate raybot / Bolt so that both see the same machine; the ratios are printed per round.
 #
 # Usage: scripts/load_slack.sh [SECONDS=10] [CONNECTIONS=16] [ROUNDS=3]
-# Needs: wrk (apt-get install wrk), node + npm (Bolt is installed into target/load/bolt), python3.
+# Needs: wrk (apt-get install wrk), node + npm (Bolt is installed into target/load/bolt), python3,
+# redis-server and redis-cli, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
@@ -13,6 +21,7 @@ conns="${2:-16}"
 rounds="${3:-3}"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are needed for the Bolt-JS peer (apt-get install nodejs npm)" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
 
 work="target/load"
 mkdir -p "$work/bolt"
@@ -30,9 +39,12 @@ const app = new App({
   // Known ids: Bolt then never calls auth.test (nothing leaves this machine).
   botId: 'B0RAYBOT01',
   botUserId: 'U0RAYBOT01',
-  endpoints: '/slack/commands',
+  endpoints: ['/slack/commands', '/slack/events'],
 });
 app.command('/ray', async ({ ack }) => { await ack(); });
+// Events are acknowledged by Bolt itself before the listener runs.
+app.event('reaction_added', async () => {});
+app.event('reaction_removed', async () => {});
 app.start(Number(process.env.PORT)).then(() => console.log('bolt listening'));
 EOF
 
@@ -42,7 +54,11 @@ secret="8f742231b10e8888abcd99yyyzzz85a5"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 tmp="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -d "$tmp/ws" ]; then (cd "$tmp/ws" && SAMPLE_STATE_DIR=.raybot/sample scripts/stop_sample.sh >/dev/null 2>&1 || true); fi
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 # 50,000 distinct signed `/ray status` commands (valid for five minutes), as a Lua table.
@@ -141,3 +157,196 @@ for r in $(seq 1 "$rounds"); do
   python3 -c "print(f'{$r:<6} {float($ray_rps):14.0f} {float($ray_ms):10.2f}ms {float($bolt_rps):14.0f} {float($bolt_ms):10.2f}ms {float($ray_rps)/float($bolt_rps):10.2f} {float($ray_ms)/float($bolt_ms):10.2f}')"
 done
 echo "(targets: raybot/Bolt req/s >= 2, raybot/Bolt p99 <= 0.5)"
+
+# ---- 2. durable ✅ toggles ----------------------------------------------------------------------
+echo
+echo "== durable ✅ toggles: a real release on Redis, waiting for change-freeze acknowledgements"
+bin="$PWD/target/release/raybot"
+redis_port="$(free_port)"
+mkdir -p "$tmp/redis"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+  --dir "$tmp/redis" --loglevel warning >/dev/null &
+pids+=($!)
+until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+
+# A workspace like a project's: the sample scripts and inputs, the config on free ports with short
+# health windows, and the sample service at v1.1 on staging and production.
+ws="$tmp/ws"
+mkdir -p "$ws"
+cp -r scripts config examples "$ws/"
+staging="$(free_port)"
+production="$(free_port)"
+sed -i -e "s/18080/$staging/g" -e "s/18090/$production/g" -e 's/duration_seconds = [0-9]*/duration_seconds = 2/' \
+  -e 's/interval_seconds = [0-9]*/interval_seconds = 1/' "$ws/config/raybot.toml"
+for env in staging production; do
+  (cd "$ws" && RAYBOT_BIN="$bin" SAMPLE_STATE_DIR=.raybot/sample SAMPLE_PORT_STAGING="$staging" \
+    SAMPLE_PORT_PRODUCTION="$production" scripts/deploy_backend.sh --env "$env" --release v1.1 --percent 100 >/dev/null)
+done
+
+# Slack's Web API on loopback: raybot posts the release's messages here (always ok).
+fake_port="$(free_port)"
+cat > "$tmp/fake_slack.py" <<'PY'
+import json, sys, threading, time, urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+posts, lock, seq = [], threading.Lock(), [0]
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, out):
+        body = json.dumps(out).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        with lock: self.reply(list(posts))
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+        try: req = json.loads(raw or b"{}")
+        except ValueError: req = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+        method = self.path.rsplit("/", 1)[-1]
+        with lock:
+            seq[0] += 1
+            ts = f"{int(time.time())}.{seq[0]:06d}"
+            if method == "chat.postMessage": posts.append({"ts": ts, "text": req.get("text", "")})
+        text = req.get("text", "")
+        if method == "auth.test":
+            self.reply({"ok": True, "url": "https://acme.slack.com/", "team": "Acme", "user": "raybot",
+                        "team_id": "T0ACME0001", "user_id": "U0RAYBOT01", "bot_id": "B0RAYBOT01"})
+        elif method == "chat.postMessage":
+            self.reply({"ok": True, "channel": req.get("channel"), "ts": ts, "message": {"type": "message",
+                        "text": text, "ts": ts, "user": "U0RAYBOT01", "bot_id": "B0RAYBOT01"}})
+        elif method == "chat.update":
+            self.reply({"ok": True, "channel": req.get("channel"), "ts": req.get("ts"), "text": text,
+                        "message": {"type": "message", "text": text, "user": "U0RAYBOT01"}})
+        elif method == "chat.postEphemeral":
+            self.reply({"ok": True, "message_ts": ts})
+        else:
+            self.reply({"ok": True})
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$tmp/fake_slack.py" "$fake_port" &
+pids+=($!)
+until curl -sf "http://127.0.0.1:$fake_port/" >/dev/null; do sleep 0.1; done
+
+ray2_port="$(free_port)"
+(cd "$ws" && RAYBOT_STORE="redis://127.0.0.1:$redis_port" RAYBOT_ARTIFACTS="$tmp/artifacts2" RAYBOT_LOG=warn \
+  SLACK_BOT_TOKEN=xoxb-load-0000 SLACK_SIGNING_SECRET="$secret" SLACK_API_URL="http://127.0.0.1:$fake_port/api" \
+  exec "$bin" serve --listen "127.0.0.1:$ray2_port" 2>"$tmp/raybot2.log") &
+pids+=($!)
+until curl -sf "http://127.0.0.1:$ray2_port/healthz" >/dev/null; do sleep 0.2; done
+
+say() { # user text → raybot's answer
+  python3 - "$secret" "$ray2_port" "$1" "$2" <<'PY'
+import hashlib, hmac, json, sys, time, urllib.parse, urllib.request
+secret, port, user, text = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4]
+ts = str(int(time.time()))
+body = urllib.parse.urlencode({"channel_id": "C0WARROOM01", "user_id": user, "command": "/ray", "text": text,
+    "team_id": "T0ACME0001", "api_app_id": "A0RAYBOT01", "trigger_id": f"say.{time.time_ns()}",
+    "response_url": "http://127.0.0.1:1/response", "token": "x", "team_domain": "acme", "channel_name": "w",
+    "user_name": user, "is_enterprise_install": "false"})
+sig = "v0=" + hmac.new(secret, f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/slack/commands", data=body.encode(), headers={
+    "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig})
+with urllib.request.urlopen(req, timeout=5) as r:
+    print(json.loads(r.read())["text"])
+PY
+}
+wait_post() { # substring → ts of the first post containing it
+  local deadline=$((SECONDS + 120)) ts
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    ts="$(curl -sf "http://127.0.0.1:$fake_port/" | python3 -c \
+      "import json,sys; print(next((p['ts'] for p in json.load(sys.stdin) if sys.argv[1] in p['text']), ''))" "$1")"
+    if [ -n "$ts" ]; then echo "$ts"; return 0; fi
+    sleep 0.5
+  done
+  echo "no post containing '$1' within 120 s; raybot's log:" >&2
+  tail -20 "$tmp/raybot2.log" >&2
+  return 1
+}
+echo "  alice: /ray deploy v1.2 → $(say U0ALICE001 'deploy v1.2')"
+wait_post "[APPROVAL REQUEST]" >/dev/null
+echo "  alice: /ray approve → $(say U0ALICE001 'approve')"
+echo "  bob: /ray approve → $(say U0BOB00002 'approve')"
+freeze_ts="$(wait_post 'Change freeze in effect')"
+release="$(redis-cli -p "$redis_port" hkeys raybot:unfinished | head -1)"
+echo "  release $release waits for acknowledgements on message $freeze_ts"
+
+# Distinct signed callbacks, one file per round (so that every request raybot gets is a new event):
+# four of the five people toggle ✅ (erin never does, so the release stays in the freeze). Each
+# wrk thread walks its own half, once.
+per_thread=$((12000 * seconds))
+make_callbacks() { # round → file
+  python3 - "$secret" "$tmp/reactions_$1.txt" "$freeze_ts" "$1" "$per_thread" <<'PY'
+import hashlib, hmac, json, sys, time
+secret, out, message_ts, rnd, per = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+ts = str(int(time.time()))
+people = ["U0ALICE001", "U0BOB00002", "U0CAROL003", "U0DAVE0004"]
+with open(out, "w") as f:
+    f.write(ts + "\n")
+    for i in range(2 * per):
+        added = (i // len(people)) % 2 == 0
+        body = json.dumps({"token": "x", "team_id": "T0ACME0001", "api_app_id": "A0RAYBOT01",
+            "event": {"type": "reaction_added" if added else "reaction_removed", "user": people[i % len(people)],
+                      "reaction": "white_check_mark", "item_user": "U0RAYBOT01",
+                      "item": {"type": "message", "channel": "C0WARROOM01", "ts": message_ts},
+                      "event_ts": f"{ts}.{i:06d}"},
+            "type": "event_callback", "event_id": f"Ev{ts}R{rnd}N{i}", "event_time": int(ts),
+            "authorizations": [{"enterprise_id": None, "team_id": "T0ACME0001", "user_id": "U0RAYBOT01",
+                                "is_bot": True, "is_enterprise_install": False}],
+            "is_ext_shared_channel": False}, separators=(",", ":"))
+        sig = "v0=" + hmac.new(secret, f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+        f.write(sig + "\t" + body + "\n")
+PY
+  cat > "$tmp/react_$1.lua" <<LUA
+-- The callbacks file: the signing timestamp, then one "signature<TAB>body" line per callback.
+local threads = 0
+function setup(thread) thread:set("first", threads * $per_thread); threads = threads + 1 end
+function init(args)
+  reqs, n = {}, 0
+  local lines = io.lines("$tmp/reactions_$1.txt")
+  TS = lines()
+  local i = 0
+  for line in lines do
+    if i >= first and i < first + $per_thread then
+      local tab = line:find("\t", 1, true)
+      reqs[#reqs + 1] = { line:sub(1, tab - 1), line:sub(tab + 1) }
+    end
+    i = i + 1
+  end
+end
+function request()
+  if n < #reqs then n = n + 1 else io.stderr:write("ran out of callbacks\n") end
+  local r = reqs[n]
+  return wrk.format("POST", "/slack/events", {
+    ["Content-Type"] = "application/json",
+    ["X-Slack-Request-Timestamp"] = TS,
+    ["X-Slack-Signature"] = r[1],
+  }, r[2])
+end
+function response(status, headers, body)
+  if status ~= 200 then io.stderr:write("status " .. status .. "\n") end
+end
+LUA
+}
+events() { # name port round → "rps p99 requests"
+  local out
+  out="$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$tmp/react_$3.lua" "http://127.0.0.1:$2" 2>"$tmp/$1_ev.err")"
+  echo "$out" >"$tmp/$1_ev.out"
+  if [ -s "$tmp/$1_ev.err" ]; then echo "  $1: $(sort "$tmp/$1_ev.err" | uniq -c | tr '\n' ' ')" >&2; fi
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $(echo "$out" | awk '/requests in/ {print $1}')"
+}
+log_len() { redis-cli -p "$redis_port" xlen "raybot:{$release}:log"; }
+before="$(log_len)"
+answered=0
+echo "== wrk -t2 -c$conns -d${seconds}s, distinct signed ✅ add/remove callbacks, $rounds alternating rounds"
+printf '%-6s %14s %12s %14s %12s %10s\n' round raybot_req/s raybot_p99 bolt_req/s bolt_p99 rps_ratio
+for r in $(seq 1 "$rounds"); do
+  make_callbacks "$r"
+  read -r ray_rps ray_p99 ray_n < <(events raybot "$ray2_port" "$r")
+  read -r bolt_rps bolt_p99 _ < <(events bolt "$bolt_port" "$r")
+  answered=$((answered + ray_n))
+  ray_ms="$(to_ms "$ray_p99")"
+  bolt_ms="$(to_ms "$bolt_p99")"
+  python3 -c "print(f'{$r:<6} {float($ray_rps):14.0f} {float($ray_ms):10.2f}ms {float($bolt_rps):14.0f} {float($bolt_ms):10.2f}ms {float($ray_rps)/float($bolt_rps):10.2f}')"
+done
+after="$(log_len)"
+echo "recorded in Redis: $((after - before)) ✅ events; raybot answered $answered callbacks (wrk's count)"
+echo "(target: raybot/Bolt req/s >= 1 for durable toggles)"
