@@ -137,3 +137,60 @@ async fn the_read_side_answers_status_from_the_board_until_another_replica_moves
     assert_eq!(reader.answer(&status).await, Some(answer.replies[0].clone()));
     assert_eq!(reader.answer(&Command::Help).await.as_deref(), Some(HELP));
 }
+
+/// The loop behind a handle, as `raybot chat`, the demo and the tests use it: `handled` returns
+/// once what was queued before it is decided, `flush` only once the platform has taken the
+/// posts, `settle` once nothing runs; the progress shows the release running, then ended with
+/// its outcome; `close` answers what was queued before it, flushes the outbox and stops.
+#[tokio::test]
+async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answering_the_queue() {
+    use crate::chat::handle::HandleError;
+    let dir = tempfile::tempdir().unwrap();
+    let chat = Arc::new(Gated { gate: Semaphore::new(0), posts: Mutex::new(Vec::new()) });
+    let handle = run::start(driver(dir.path(), chat.clone())).await.expect("the store is readable");
+    let mut progress = handle.progress();
+    let command = |who: &str, text: &str| Inbound::command(UserRef::new("local", who), text).expect("valid");
+
+    // No answer channel (a person typing in `raybot chat`): `handled` says when it is decided.
+    handle.send(Delivery::new(command("alice", "/ray deploy v1.2"))).unwrap();
+    handle.handled().await.unwrap();
+    let shown = progress.borrow_and_update().clone();
+    assert_eq!(shown.active.len(), 1, "{shown:?}");
+    assert!(shown.finished.is_empty() && !shown.idle, "{shown:?}");
+    let id = shown.active[0].id.clone();
+
+    // The platform takes nothing yet: no flush; a wait given up on is forgotten.
+    assert!(tokio::time::timeout(Duration::from_millis(300), handle.flush()).await.is_err(), "flushed");
+    assert!(chat.posts.lock().unwrap().is_empty());
+    chat.gate.add_permits(10_000);
+    tokio::time::timeout(Duration::from_secs(10), handle.flush()).await.expect("flushed").unwrap();
+    let posts = chat.posts.lock().unwrap().clone();
+    assert!(posts[0].starts_with(&format!("[RAY] Release {id} of v1.2")), "{posts:?}");
+
+    tokio::time::timeout(Duration::from_secs(30), handle.settle()).await.expect("settled").unwrap();
+    let shown = progress.borrow_and_update().clone();
+    assert!(shown.idle, "{shown:?}");
+    assert!(shown.active[0].activity.needs_people(), "{shown:?}");
+    assert!(shown.active[0].posts.contains_key(STATUS_KEY), "the status message's id is recorded: {shown:?}");
+
+    // An abort ends it once its evidence bundle is written.
+    handle.send(Delivery::new(command("alice", "/ray abort changed our minds"))).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), handle.settle()).await.expect("settled").unwrap();
+    let shown = progress.borrow_and_update().clone();
+    assert!(shown.active.is_empty() && shown.idle, "{shown:?}");
+    assert!(matches!(&shown.finished[..], [(ended, Terminal::Aborted { by, .. })] if *ended == id && by == "alice"));
+
+    // Queued right before the close: still answered, and its posts still go out.
+    let other = handle.clone();
+    let started = handle.submit(None, command("bob", "/ray deploy v1.3")).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle.close()).await.expect("closed");
+    assert_eq!(started.await.expect("answered before the driver stopped"), Handled::default());
+    assert!(progress.borrow_and_update().active.iter().any(|r| r.id.starts_with("v1.3-production-")));
+    assert!(progress.changed().await.is_err(), "the driver task has ended");
+    let posts = chat.posts.lock().unwrap().clone();
+    assert!(posts.iter().any(|p| p.starts_with("[RAY] Release v1.3-production-")), "{posts:?}");
+
+    // Nothing is taken after a close, through any handle.
+    assert!(matches!(other.send(Delivery::new(command("bob", "/ray status"))), Err(HandleError::Stopped)));
+    assert!(matches!(other.settle().await, Err(HandleError::Stopped)));
+}
