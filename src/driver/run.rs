@@ -14,7 +14,8 @@ use crate::store::StoreError;
 
 /// How soon the loop looks again while its outbox holds items: the outbox reports an item just
 /// before it stops counting it, so the last report can be handled while the item still counts.
-const RECHECK: Duration = Duration::from_millis(10);
+/// (The poll `Driver::flush` used had the same period.)
+const RECHECK: Duration = Duration::from_millis(50);
 
 /// Starts `driver` in its own task: it resumes unfinished releases (retrying while the store
 /// cannot be read), then handles deliveries and background results until every
