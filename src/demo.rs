@@ -13,8 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use crate::chat::handle::{DriverHandle, Progress};
 use crate::chat::local::LocalChat;
-use crate::chat::{ChatError, ChatSink, Inbound};
+use crate::chat::{ChatError, ChatSink, Delivery, Inbound};
 use crate::config::Config;
 use crate::driver::Driver;
 use crate::engine::{Activity, Ask, Button, Terminal, UserRef};
@@ -78,8 +79,11 @@ pub struct DemoOutcome {
 /// A chat sink that prints like `raybot chat` and tells the scripted people what was posted.
 struct DemoChat {
     local: Arc<LocalChat>,
-    cues: mpsc::UnboundedSender<(String, String, Ask)>,
+    cues: mpsc::UnboundedSender<Cue>,
 }
+
+/// A post the scripted people may answer: its message id, text and what it asks for.
+type Cue = (String, String, Ask);
 
 #[async_trait]
 impl ChatSink for DemoChat {
@@ -233,7 +237,23 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
     let (cue_tx, mut cue_rx) = mpsc::unbounded_channel();
     let chat = Arc::new(DemoChat { local: local.clone(), cues: cue_tx });
     let metrics = Arc::new(Metrics::new());
-    let mut driver = Driver::new(cfg.clone(), catalog, store, chat, opts.artifacts.clone(), "local", metrics);
+    let driver = Driver::new(cfg.clone(), catalog, store, chat, opts.artifacts.clone(), "local", metrics);
+    let driver = crate::driver::run::start(driver).await?;
+    let outcome = direct(opts, cfg, &local, &driver, &mut cue_rx).await;
+    driver.close().await;
+    outcome
+}
+
+/// Plays the scripted people against the running driver until the release ends, halts or the
+/// demo gives up. The driver's progress says where the release stands.
+async fn direct(
+    opts: &DemoOptions,
+    cfg: &Config,
+    local: &LocalChat,
+    driver: &DriverHandle,
+    cue_rx: &mut mpsc::UnboundedReceiver<Cue>,
+) -> anyhow::Result<DemoOutcome> {
+    let mut progress = driver.progress();
     let (people_tx, mut people_rx) = mpsc::unbounded_channel::<(String, Inbound)>();
     let user = |id: &str| UserRef::new("local", id);
     // The scripted people type only fixed commands of the grammar.
@@ -241,12 +261,13 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
 
     let deploy = format!("/ray deploy v1.2 --strategy {}", opts.strategy.as_str());
     local.say(&format!("alice: {deploy}"));
-    driver.inbound(cmd("alice", &deploy)).await;
+    say(driver, cmd("alice", &deploy)).await?;
 
     let mut approvals_seen = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     loop {
-        if let Some((id, outcome)) = driver.finished.first().cloned() {
+        let now = progress.borrow_and_update().clone();
+        if let Some((id, outcome)) = now.finished.first().cloned() {
             let code = match outcome {
                 Terminal::Released => 0,
                 Terminal::RolledBack { .. } => 3,
@@ -279,14 +300,14 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
             ));
             return Ok(DemoOutcome { exit_code: code, release: Some(id), outcome: Some(outcome) });
         }
-        if let Some(r) = driver.active().next() {
+        if let Some(r) = now.active.first() {
             if let Activity::Halted(h) = &r.activity {
-                if driver.idle() {
+                if now.idle {
                     local.say(&format!("[demo] the release halted at {}: {} — the demo stops here.", h.step, h.reason));
                     return Ok(DemoOutcome { exit_code: 1, release: Some(r.id.clone()), outcome: None });
                 }
             }
-        } else if driver.idle() && driver.finished.is_empty() {
+        } else if now.idle && now.finished.is_empty() {
             local.say("[demo] no release is running.");
             return Ok(DemoOutcome { exit_code: 1, release: None, outcome: None });
         }
@@ -322,7 +343,7 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
                         }
                     }
                     Ask::Nothing if text.starts_with("[RAY REMINDER] Change freeze") => vec![
-                        (300, "erin: /react ✅ (after the reminder)", Inbound::Reaction { user: user("erin"), message: driver_freeze_message(&driver), emoji: "white_check_mark".into(), added: true }),
+                        (300, "erin: /react ✅ (after the reminder)", Inbound::Reaction { user: user("erin"), message: freeze_message(&progress.borrow()), emoji: "white_check_mark".into(), added: true }),
                     ],
                     Ask::Nothing => vec![],
                 };
@@ -336,9 +357,10 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
             }
             Some((said, inbound)) = people_rx.recv() => {
                 local.say(&said);
-                driver.inbound(inbound).await;
+                say(driver, inbound).await?;
             }
-            Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
+            // A job, probe or timer came back, or a post went out.
+            Ok(()) = progress.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {
                 local.say("[demo] gave up after 150 s.");
                 return Ok(DemoOutcome { exit_code: 1, release: None, outcome: None });
@@ -347,6 +369,13 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
     }
 }
 
-fn driver_freeze_message(driver: &Driver) -> String {
-    driver.active().next().and_then(|r| r.posts.get("freeze")).and_then(|v| v.last().cloned()).unwrap_or_default()
+/// Hands what a scripted person did to the driver and waits until it is handled, so the demo
+/// looks at the release only after it.
+async fn say(driver: &DriverHandle, inbound: Inbound) -> anyhow::Result<()> {
+    driver.send(Delivery::new(inbound))?;
+    Ok(driver.handled().await?)
+}
+
+fn freeze_message(progress: &Progress) -> String {
+    progress.active.first().and_then(|r| r.posts.get("freeze")).and_then(|v| v.last().cloned()).unwrap_or_default()
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use raybot::chat::Delivery;
 use raybot::chat::local::{LineReader, LineResult, LocalChat};
 use raybot::config::Config;
 use raybot::demo::{DemoOptions, Failure};
@@ -310,35 +311,27 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
     let session = format!("{:x}", raybot::clock::now().0);
     let local = Arc::new(LocalChat::new(Box::new(std::io::stdout()), &session));
     let artifacts = std::path::absolute(&artifacts)?;
-    let mut driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
-    driver.resume().await.context("resuming releases from the store")?;
+    let driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
+    let driver = raybot::driver::run::start(driver).await.context("resuming releases from the store")?;
     let mut user = user;
     let mut lines = LineReader::new(tokio::io::BufReader::new(tokio::io::stdin()));
-    loop {
-        tokio::select! {
-            line = lines.next() => match line? {
-                Some(Ok(line)) => match local.parse_line(&mut user, &line) {
-                    LineResult::Nothing => {}
-                    LineResult::Local(text) => local.say(&text),
-                    LineResult::Inbound(inbound) => {
-                        driver.inbound(inbound).await;
-                        driver.flush().await;
-                    }
-                },
-                Some(Err(not_utf8)) => local.say(&raybot::engine::ray_error(not_utf8)),
-                None => break,
+    // Background results are handled by the driver's own loop meanwhile.
+    while let Some(line) = lines.next().await? {
+        match line {
+            Ok(line) => match local.parse_line(&mut user, &line) {
+                LineResult::Nothing => {}
+                LineResult::Local(text) => local.say(&text),
+                LineResult::Inbound(inbound) => {
+                    driver.send(Delivery::new(inbound))?;
+                    // The line's posts are out before the next line is read: the transcript reads in order.
+                    driver.flush().await?;
+                }
             },
-            Some(msg) = driver.recv_internal() => driver.handle_internal(msg).await,
+            Err(not_utf8) => local.say(&raybot::engine::ray_error(not_utf8)),
         }
     }
     // End of input: let automated work finish until the release needs people or has ended.
-    while !driver.idle() {
-        match driver.recv_internal().await {
-            Some(msg) => driver.handle_internal(msg).await,
-            None => break,
-        }
-    }
-    driver.farewell().await;
+    driver.settle().await?;
     driver.close().await;
     Ok(0)
 }

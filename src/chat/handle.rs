@@ -4,17 +4,23 @@
 //! [`ACK_BUDGET`] and otherwise hands back a receiver for the answer, which the adapter must send
 //! on when it comes (Slack's `response_url` or an ephemeral message, Discord's deferred response)
 //! through [`DriverHandle::follow_up`], so that a stopping process sends it before it exits.
+//!
+//! Callers that speak for people in this process (`raybot chat`, the demo, tests) also wait for
+//! the driver to reach a point — [`DriverHandle::handled`], [`DriverHandle::flush`],
+//! [`DriverHandle::settle`] — watch its [`Progress`], and [`DriverHandle::close`] it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
 use super::{Delivery, Handled, Inbound};
 use crate::command::Command;
+use crate::engine::{Activity, Terminal};
 
 /// Answers read-only commands beside the driver, concurrently with its writes. `None` when it
 /// cannot answer from what it reads (the driver must catch up first): the command then goes
@@ -35,9 +41,67 @@ const QUEUE: usize = 1024;
 /// A clonable way into a running driver task.
 #[derive(Clone)]
 pub struct DriverHandle {
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Request>,
     follow_ups: TaskTracker,
     reader: Option<Arc<dyn ReadSide>>,
+    progress: watch::Receiver<Progress>,
+}
+
+/// What goes down a driver's queue. Everything goes down the one queue, so a wait is answered
+/// only after every delivery queued before it is handled.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// A delivery to handle.
+    Deliver(Delivery),
+    /// Someone waits for the driver to reach `until`; `done` fires then.
+    Wait { until: Until, done: oneshot::Sender<()> },
+    /// Take nothing new, answer what is queued, then stop (as when every handle is dropped).
+    Close,
+}
+
+/// How far the driver must have come for a [`Request::Wait`] to be answered; each point
+/// includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Every delivery queued before the wait is handled.
+    Handled,
+    /// The outbox has also performed what it holds, and its reports are handled.
+    Flushed,
+    /// The driver is also idle: every release waits for people or has ended, nothing runs.
+    Idle,
+}
+
+/// The driver's ends of a [`DriverHandle`].
+pub(crate) struct Ends {
+    /// Deliveries and waits, in the order they were sent.
+    pub(crate) requests: mpsc::Receiver<Request>,
+    /// Late answers being sent; a stopping driver waits for them.
+    pub(crate) follow_ups: TaskTracker,
+    /// Where the driver shows its [`Progress`]; dropped when the driver task ends.
+    pub(crate) progress: watch::Sender<Progress>,
+}
+
+/// What a driver shows of its releases as it goes (see [`DriverHandle::progress`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Unfinished releases the driver holds, in id order.
+    pub active: Vec<Running>,
+    /// Releases that ended while the driver ran, in the order they ended, with their outcome.
+    pub finished: Vec<(String, Terminal)>,
+    /// Nothing is busy: every release waits for people or has ended, no job, probe or timer of
+    /// this driver is outstanding, and its outbox has performed everything.
+    pub idle: bool,
+}
+
+/// An unfinished release as [`Progress`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// Release id.
+    pub id: String,
+    /// What it is doing or waiting for.
+    pub activity: Activity,
+    /// Platform message ids of its keyed posts (`freeze`, `approval:0`, `status` …), latest last.
+    pub posts: BTreeMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for DriverHandle {
@@ -67,17 +131,18 @@ pub enum Answer {
 }
 
 impl DriverHandle {
-    /// A handle and the driver's ends: its delivery queue and the tracker of late answers.
-    /// `reader` answers read-only commands without the queue.
-    pub fn new(reader: Option<Arc<dyn ReadSide>>) -> (DriverHandle, mpsc::Receiver<Delivery>, TaskTracker) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+    /// A handle and the driver's ends. `reader` answers read-only commands without the queue.
+    pub(crate) fn new(reader: Option<Arc<dyn ReadSide>>) -> (DriverHandle, Ends) {
+        let (tx, requests) = mpsc::channel(QUEUE);
         let follow_ups = TaskTracker::new();
-        (DriverHandle { tx, follow_ups: follow_ups.clone(), reader }, rx, follow_ups)
+        let (progress, watching) = watch::channel(Progress::default());
+        let handle = DriverHandle { tx, follow_ups: follow_ups.clone(), reader, progress: watching };
+        (handle, Ends { requests, follow_ups, progress })
     }
 
     /// Queues a delivery; does not wait for it to be handled.
     pub fn send(&self, d: Delivery) -> Result<(), HandleError> {
-        self.tx.try_send(d).map_err(|e| match e {
+        self.tx.try_send(Request::Deliver(d)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => HandleError::Busy,
             mpsc::error::TrySendError::Closed(_) => HandleError::Stopped,
         })
@@ -127,6 +192,49 @@ impl DriverHandle {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.follow_ups.spawn(send);
+    }
+
+    /// Waits until every delivery queued before this call (through any handle) is handled.
+    pub async fn handled(&self) -> Result<(), HandleError> {
+        self.wait(Until::Handled).await
+    }
+
+    /// Waits until every delivery queued before this call is handled and the outbox has
+    /// performed what they asked for, its message ids recorded: what `raybot chat` waits for
+    /// after each line, so its transcript reads in order.
+    pub async fn flush(&self) -> Result<(), HandleError> {
+        self.wait(Until::Flushed).await
+    }
+
+    /// Waits until the driver is also idle: every release waits for people or has ended, and
+    /// nothing it started (jobs, probes, timers, posts) is outstanding.
+    pub async fn settle(&self) -> Result<(), HandleError> {
+        self.wait(Until::Idle).await
+    }
+
+    async fn wait(&self, until: Until) -> Result<(), HandleError> {
+        let (done, reached) = oneshot::channel();
+        self.tx.send(Request::Wait { until, done }).await.map_err(|_| HandleError::Stopped)?;
+        reached.await.map_err(|_| HandleError::Stopped)
+    }
+
+    /// The driver's progress, updated after everything it handles; `changed()` wakes when it
+    /// changes and fails once the driver task has ended.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// Stops the driver and waits until it has stopped: it takes no new delivery (through any
+    /// handle), answers those already queued, records the results of the jobs this process
+    /// runs, lets its outbox send what it holds and says farewell — as when every handle is
+    /// dropped.
+    pub async fn close(self) {
+        let mut progress = self.progress.clone();
+        // Fails only when the driver has stopped already.
+        let _ = self.tx.send(Request::Close).await;
+        drop(self);
+        // The driver drops its end of the progress channel as its task ends.
+        while progress.changed().await.is_ok() {}
     }
 }
 

@@ -113,7 +113,7 @@ pub struct Driver {
     /// Background jobs, probes, checks and bundles not yet reported back.
     in_flight: usize,
     /// Outcomes of releases that ended while this driver ran.
-    pub finished: Vec<(String, Terminal)>,
+    finished: Vec<(String, Terminal)>,
     /// Timers armed by this driver and not yet fired, per release.
     timers: BTreeMap<String, usize>,
     /// The shared job queue (Redis), if the store has one.
@@ -335,7 +335,7 @@ impl Driver {
     ///
     /// A release another replica drives (loaded by [`Driver::refresh`]) may be busy there; this
     /// driver waits only for its own jobs, probes, timers and posts.
-    pub fn idle(&self) -> bool {
+    fn idle(&self) -> bool {
         self.in_flight == 0
             && self.settled()
             && self.releases.iter().all(|(id, a)| {
@@ -350,19 +350,6 @@ impl Driver {
         self.outbox.pending() == 0 && self.internal_rx.is_empty()
     }
 
-    /// Waits until the outbox has performed what it holds and its reports are handled (handling
-    /// whatever else comes back meanwhile). The terminal war room calls it after each line, so its
-    /// transcript reads in order.
-    pub async fn flush(&mut self) {
-        while !self.settled() {
-            match tokio::time::timeout(Duration::from_millis(50), self.internal_rx.recv()).await {
-                Ok(Some(msg)) => self.handle_internal(msg).await,
-                Ok(None) => return,
-                Err(_) => {}
-            }
-        }
-    }
-
     /// Active (unfinished) releases.
     pub fn active(&self) -> impl Iterator<Item = &Release> {
         self.releases.active()
@@ -375,7 +362,7 @@ impl Driver {
     }
 
     /// The next background result (jobs, probes, timers, posts …); never `None` while the driver lives.
-    pub async fn recv_internal(&mut self) -> Option<Internal> {
+    async fn recv_internal(&mut self) -> Option<Internal> {
         self.internal_rx.recv().await
     }
 
@@ -390,7 +377,7 @@ impl Driver {
 
     /// Applies a background result (or sweeps for releases whose raybot process stopped, or
     /// records the message id of a keyed post).
-    pub async fn handle_internal(&mut self, msg: Internal) {
+    async fn handle_internal(&mut self, msg: Internal) {
         self.handle_internal_inner(msg).await;
         self.publish();
     }
@@ -568,12 +555,6 @@ impl Driver {
                 tracing::warn!(error = %e, "could not record an idempotency key");
             }
         }
-    }
-
-    /// Handles something a person did, without idempotency key or answer channel (`raybot chat`,
-    /// the demo): private answers are posted through the outbox.
-    pub async fn inbound(&mut self, msg: Inbound) {
-        self.deliver(Delivery::new(msg)).await
     }
 
     /// Catches up with the store: with `open` (read with the idempotency check) or a fresh read.

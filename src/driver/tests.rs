@@ -49,6 +49,16 @@ async fn say(d: &mut Driver, who: &str, text: &str, key: &str) -> Handled {
     rx.await.expect("answered")
 }
 
+/// Handles what comes back until the outbox has performed everything (what the run loop does
+/// for [`crate::chat::handle::DriverHandle::flush`]).
+async fn flush(d: &mut Driver) {
+    while !d.settled() {
+        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(50), d.recv_internal()).await {
+            d.handle_internal(msg).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,7 +84,7 @@ async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing
     // The platform comes back: the posts go out in order, the status message once, and its id
     // is recorded in the log so every replica edits the same message.
     chat.gate.add_permits(10_000);
-    tokio::time::timeout(Duration::from_secs(10), d.flush()).await.expect("the outbox drains");
+    tokio::time::timeout(Duration::from_secs(10), flush(&mut d)).await.expect("the outbox drains");
     let posts = chat.posts.lock().unwrap().clone();
     assert!(posts[0].starts_with(&format!("[RAY] Release {id} of v1.2")), "{posts:?}");
     assert_eq!(posts.iter().filter(|p| p.starts_with("[RAY STATUS]")).count(), 1, "{posts:?}");
@@ -339,4 +349,61 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
     assert_eq!(who, ["erin", "bob", "carol"], "nothing lost, nothing twice");
     let acked: Vec<&str> = d.active().next().unwrap().freeze.acks.keys().map(String::as_str).collect();
     assert_eq!(acked, ["bob", "carol", "erin"]);
+}
+
+/// The loop behind a handle, as `raybot chat`, the demo and the tests use it: `handled` returns
+/// once what was queued before it is decided, `flush` only once the platform has taken the
+/// posts, `settle` once nothing runs; the progress shows the release running, then ended with
+/// its outcome; `close` answers what was queued before it, flushes the outbox and stops.
+#[tokio::test]
+async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answering_the_queue() {
+    use crate::chat::handle::HandleError;
+    let dir = tempfile::tempdir().unwrap();
+    let chat = Arc::new(Gated { gate: Semaphore::new(0), posts: Mutex::new(Vec::new()) });
+    let handle = run::start(driver(dir.path(), chat.clone())).await.expect("the store is readable");
+    let mut progress = handle.progress();
+    let command = |who: &str, text: &str| Inbound::command(UserRef::new("local", who), text).expect("valid");
+
+    // No answer channel (a person typing in `raybot chat`): `handled` says when it is decided.
+    handle.send(Delivery::new(command("alice", "/ray deploy v1.2"))).unwrap();
+    handle.handled().await.unwrap();
+    let shown = progress.borrow_and_update().clone();
+    assert_eq!(shown.active.len(), 1, "{shown:?}");
+    assert!(shown.finished.is_empty() && !shown.idle, "{shown:?}");
+    let id = shown.active[0].id.clone();
+
+    // The platform takes nothing yet: no flush; a wait given up on is forgotten.
+    assert!(tokio::time::timeout(Duration::from_millis(300), handle.flush()).await.is_err(), "flushed");
+    assert!(chat.posts.lock().unwrap().is_empty());
+    chat.gate.add_permits(10_000);
+    tokio::time::timeout(Duration::from_secs(10), handle.flush()).await.expect("flushed").unwrap();
+    let posts = chat.posts.lock().unwrap().clone();
+    assert!(posts[0].starts_with(&format!("[RAY] Release {id} of v1.2")), "{posts:?}");
+
+    tokio::time::timeout(Duration::from_secs(30), handle.settle()).await.expect("settled").unwrap();
+    let shown = progress.borrow_and_update().clone();
+    assert!(shown.idle, "{shown:?}");
+    assert!(shown.active[0].activity.needs_people(), "{shown:?}");
+    assert!(shown.active[0].posts.contains_key(STATUS_KEY), "the status message's id is recorded: {shown:?}");
+
+    // An abort ends it once its evidence bundle is written.
+    handle.send(Delivery::new(command("alice", "/ray abort changed our minds"))).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), handle.settle()).await.expect("settled").unwrap();
+    let shown = progress.borrow_and_update().clone();
+    assert!(shown.active.is_empty() && shown.idle, "{shown:?}");
+    assert!(matches!(&shown.finished[..], [(ended, Terminal::Aborted { by, .. })] if *ended == id && by == "alice"));
+
+    // Queued right before the close: still answered, and its posts still go out.
+    let other = handle.clone();
+    let started = handle.submit(None, command("bob", "/ray deploy v1.3")).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle.close()).await.expect("closed");
+    assert_eq!(started.await.expect("answered before the driver stopped"), Handled::default());
+    assert!(progress.borrow_and_update().active.iter().any(|r| r.id.starts_with("v1.3-production-")));
+    assert!(progress.changed().await.is_err(), "the driver task has ended");
+    let posts = chat.posts.lock().unwrap().clone();
+    assert!(posts.iter().any(|p| p.starts_with("[RAY] Release v1.3-production-")), "{posts:?}");
+
+    // Nothing is taken after a close, through any handle.
+    assert!(matches!(other.send(Delivery::new(command("bob", "/ray status"))), Err(HandleError::Stopped)));
+    assert!(matches!(other.settle().await, Err(HandleError::Stopped)));
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use raybot::chat::{ChatError, ChatSink, Delivery, Handled, Inbound};
+use raybot::chat::handle::DriverHandle;
+use raybot::chat::{ChatError, ChatSink, Handled, Inbound};
 use raybot::driver::{Driver, StoredEvent};
 use raybot::engine::{Ask, Button, Release, UserRef};
 use raybot::store::redis::RedisStore;
@@ -224,39 +225,38 @@ impl Room {
     }
 }
 
-/// A driver in this process on `store`, with the workspace's config (jobs call the real binary).
-fn driver(ws: &Workspace, store: Arc<dyn Store>, room: Arc<Room>) -> Driver {
-    ws.edit_config(|t| t.replace("[job_env]", &format!("[job_env]\nRAYBOT_BIN = \"{}\"", crate::support::RAYBOT)));
+/// A driver running in this process as replica `replica` on `store`, with the workspace's config
+/// (jobs call the real binary).
+async fn driver(ws: &Workspace, store: Arc<dyn Store>, room: Arc<Room>, replica: &str) -> DriverHandle {
+    let toml = std::fs::read_to_string(ws.path().join("config/raybot.toml")).expect("raybot.toml");
+    if !toml.contains("RAYBOT_BIN") {
+        ws.edit_config(|t| t.replace("[job_env]", &format!("[job_env]\nRAYBOT_BIN = \"{}\"", crate::support::RAYBOT)));
+    }
     let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
     let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
-    Driver::new(config, catalog, store, room, ws.artifacts(), "local", Arc::new(raybot::metrics::Metrics::new()))
+    let metrics = Arc::new(raybot::metrics::Metrics::new());
+    let d = Driver::new(config, catalog, store, room, ws.artifacts(), "local", metrics).with_replica(replica);
+    raybot::driver::run::start(d).await.expect("the store is readable")
 }
 
-async fn settle(d: &mut Driver) {
-    let start = Instant::now();
-    while !d.idle() {
-        assert!(start.elapsed() < Duration::from_secs(120), "the release never waited for people");
-        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), d.recv_internal()).await {
-            d.handle_internal(m).await;
-        }
-    }
+async fn settle(d: &DriverHandle) {
+    tokio::time::timeout(Duration::from_secs(120), d.settle())
+        .await
+        .expect("the release never waited for people")
+        .expect("the driver runs");
 }
 
 fn user(name: &str) -> UserRef {
     UserRef::new("local", name)
 }
 
-async fn say(d: &mut Driver, who: &str, text: &str, key: Option<&str>) -> Handled {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+async fn say(d: &DriverHandle, who: &str, text: &str, key: Option<&str>) -> Handled {
     let inbound = Inbound::command(user(who), text).expect("valid /ray command");
-    d.deliver(Delivery { key: key.map(str::to_string), inbound, done: Some(tx) }).await;
-    rx.await.expect("handled")
+    d.submit(key.map(str::to_string), inbound).expect("queued").await.expect("handled")
 }
 
-async fn deliver(d: &mut Driver, inbound: Inbound, key: &str) -> Handled {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    d.deliver(Delivery { key: Some(key.to_string()), inbound, done: Some(tx) }).await;
-    rx.await.expect("handled")
+async fn deliver(d: &DriverHandle, inbound: Inbound, key: &str) -> Handled {
+    d.submit(Some(key.to_string()), inbound).expect("queued").await.expect("handled")
 }
 
 async fn log_of(store: &dyn Store) -> (String, Vec<StoredEvent>) {
@@ -272,12 +272,12 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     let ws = Workspace::new();
     let store: Arc<dyn Store> = Arc::new(RedisStore::open(&server.url()).expect("open"));
     let room = Arc::new(Room::default());
-    let mut d = driver(&ws, store.clone(), room.clone());
+    let d = driver(&ws, store.clone(), room.clone(), "replica-1").await;
 
-    say(&mut d, "alice", "/ray deploy v1.2", Some("cmd-1")).await;
-    settle(&mut d).await;
+    say(&d, "alice", "/ray deploy v1.2", Some("cmd-1")).await;
+    settle(&d).await;
     assert!(room.text().contains("[APPROVAL REQUEST] Readiness review"), "{}", room.text());
-    let h = say(&mut d, "alice", "/ray approve evidence reviewed", Some("cmd-2")).await;
+    let h = say(&d, "alice", "/ray approve evidence reviewed", Some("cmd-2")).await;
     assert!(!h.duplicate);
     let (_, before) = log_of(store.as_ref()).await;
 
@@ -285,10 +285,8 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     let message = room.last_with_buttons();
     let mut duplicates = 0;
     for _ in 0..5 {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let inbound = Inbound::Click { user: user("bob"), message: message.clone(), button: Button::Approve };
-        d.deliver(Delivery { key: Some("click-bob-1".into()), inbound, done: Some(tx) }).await;
-        duplicates += usize::from(rx.await.unwrap().duplicate);
+        duplicates += usize::from(deliver(&d, inbound, "click-bob-1").await.duplicate);
     }
     assert_eq!(duplicates, 4);
     let (_, after) = log_of(store.as_ref()).await;
@@ -298,16 +296,13 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
         .count();
     assert_eq!(clicks, 1, "one click recorded");
     assert_eq!(room.text().matches("Go decision recorded").count(), 1, "{}", room.text());
-    settle(&mut d).await;
+    settle(&d).await;
     assert!(room.text().contains("Change freeze in effect"), "{}", room.text());
 
     // Carol's reaction reaches two replicas at once (a platform retry landing elsewhere): the key
-    // is recorded with the event, so exactly one of them counts it.
-    let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
-    let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
-    let metrics = Arc::new(raybot::metrics::Metrics::new());
-    let mut d2 =
-        Driver::new(config, catalog, store.clone(), Arc::new(Room::default()), ws.artifacts(), "local", metrics);
+    // is recorded with the event, so exactly one of them counts it. The second replica leaves the
+    // release to the first, which is alive.
+    let d2 = driver(&ws, store.clone(), Arc::new(Room::default()), "replica-2").await;
     let freeze = room
         .posts
         .lock()
@@ -324,10 +319,8 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
         emoji: "white_check_mark".into(),
         added: true,
     };
-    let (h1, h2) = tokio::join!(
-        deliver(&mut d, react(freeze.clone()), "react-carol-1"),
-        deliver(&mut d2, react(freeze), "react-carol-1")
-    );
+    let (h1, h2) =
+        tokio::join!(deliver(&d, react(freeze.clone()), "react-carol-1"), deliver(&d2, react(freeze), "react-carol-1"));
     assert_eq!(u8::from(h1.duplicate) + u8::from(h2.duplicate), 1, "{h1:?} {h2:?}");
     let (_, events) = log_of(store.as_ref()).await;
     let carol = events
@@ -341,7 +334,7 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     server.pause();
     for cmd in ["/ray ack", "/ray status", "/ray deploy v1.3 to staging"] {
         let start = Instant::now();
-        let h = say(&mut d, "alice", cmd, None).await;
+        let h = say(&d, "alice", cmd, None).await;
         assert!(start.elapsed() < Duration::from_secs(2), "{cmd} took {:?}", start.elapsed());
         assert_eq!(
             h.replies,
@@ -355,7 +348,7 @@ async fn a_click_delivered_five_times_counts_once_and_an_outage_changes_nothing(
     assert_eq!(during.len(), before.len(), "a command changed the log while the store was down");
 
     // Back up: the same command now counts, and the release goes on.
-    let h = say(&mut d, "alice", "/ray ack", None).await;
+    let h = say(&d, "alice", "/ray ack", None).await;
     assert!(h.replies.is_empty(), "{:?}", h.replies);
     let (_, later) = log_of(store.as_ref()).await;
     assert_eq!(later.len(), before.len() + 1);
