@@ -12,6 +12,7 @@ mod edge;
 mod redis;
 #[path = "../support/redis.rs"]
 mod redis_server;
+mod replay;
 mod scripts;
 mod slack;
 #[path = "../support/slack.rs"]
