@@ -170,7 +170,10 @@ pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>)
         });
     }
     if rule.listed && scene.people.get(&by.id).is_none() {
-        return refuse(format!("{} is not in config/release-approvers.yaml, so cannot approve releases.", by.id));
+        return refuse(format!(
+            "{} is not in config/release-approvers.yaml, so cannot approve releases.",
+            scene.people.named(&by.id)
+        ));
     }
     let waiting = match rule.needs {
         Needs::Nothing => true,
@@ -206,27 +209,30 @@ pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>)
         return Ok(());
     }
     let operators = scene.policy.operator_roles.join(", ");
+    let named = scene.people.named(who);
     let roles = scene.round_roles.unwrap_or_default().join(", ");
     refuse(match verb {
         Verb::Ack if reaction => {
-            format!("{who} is not on the change-freeze list of {id}; the reaction does not count.")
+            format!("{named} is not on the change-freeze list of {id}; the reaction does not count.")
         }
         Verb::Ack => {
             let list: Vec<String> = scene.freeze_list.iter().map(|u| scene.people.mention(u)).collect();
-            format!("{who} is not on the change-freeze list of {id}; it names: {}.", list.join(", "))
+            format!("{named} is not on the change-freeze list of {id}; it names: {}.", list.join(", "))
         }
         Verb::Approve => {
             let held = scene.people.get(who).map(|p| p.roles.join(", ")).unwrap_or_default();
-            format!("{who} ({held}) may not approve this step; it needs: {roles}.")
+            format!("{named} ({held}) may not approve this step; it needs: {roles}.")
         }
-        Verb::Reject => format!("{who} may not reject this step; it needs one of: {roles}."),
+        Verb::Reject => format!("{named} may not reject this step; it needs one of: {roles}."),
         Verb::Waive => {
-            format!("{who} may not waive gates; waivers need one of: {}.", scene.policy.waiver_roles.join(", "))
+            format!("{named} may not waive gates; waivers need one of: {}.", scene.policy.waiver_roles.join(", "))
         }
-        Verb::Retry => format!("{who} may not retry; it needs one of: {operators}."),
-        Verb::Rollback => format!("{who} may not roll back; it needs one of: {operators}."),
-        Verb::Abort => format!("{who} may not abort {id}; it needs one of: {operators} or the person who started it."),
-        Verb::Status => format!("{who} may not ask for the status of {id}."),
+        Verb::Retry => format!("{named} may not retry; it needs one of: {operators}."),
+        Verb::Rollback => format!("{named} may not roll back; it needs one of: {operators}."),
+        Verb::Abort => {
+            format!("{named} may not abort {id}; it needs one of: {operators} or the person who started it.")
+        }
+        Verb::Status => format!("{named} may not ask for the status of {id}."),
     })
 }
 
@@ -425,6 +431,38 @@ mod tests {
             running.refusal(Verb::Retry, "alice"),
             "retry: release r1 is not halted (it is starting); nothing to retry."
         );
+    }
+
+    #[test]
+    fn refusals_on_discord_and_slack_mention_the_person_instead_of_their_id() {
+        let mut w = World::new(Activity::Approval { round: 0, reminder: "t".into() });
+        w.people.platform = "discord".into();
+        w.roles = Some(vec!["product_owner".into()]);
+        assert_eq!(
+            w.refusal(Verb::Approve, "1577443819027304456"),
+            "approve: <@1577443819027304456> is not in config/release-approvers.yaml, so cannot approve releases."
+        );
+        assert_eq!(
+            w.refusal(Verb::Approve, "erin"),
+            "approve: <@erin> (stakeholder) may not approve this step; it needs: product_owner."
+        );
+        w.people.platform = "slack".into();
+        for (verb, text) in [
+            (Verb::Reject, "<@erin> may not reject this step"),
+            (Verb::Rollback, "<@erin> may not roll back"),
+            (Verb::Abort, "<@erin> may not abort r1"),
+        ] {
+            let refusal = w.refusal(verb, "erin");
+            assert!(refusal.contains(text), "{refusal}");
+        }
+        let mut w = World::new(Activity::Acks { reminder: "t".into() });
+        w.people.platform = "slack".into();
+        w.freeze = vec!["bob".into()];
+        let r = w.check(Verb::Ack, "U0MALLORY9", true).expect_err("refused");
+        assert_eq!(r.text, "<@U0MALLORY9> is not on the change-freeze list of r1; the reaction does not count.");
+        let w = World { people: People { platform: "slack".into(), ..people() }, ..World::new(halted()) };
+        assert!(w.refusal(Verb::Waive, "carol").starts_with("waive: <@carol> may not waive gates"));
+        assert!(w.refusal(Verb::Retry, "bob").starts_with("retry: <@bob> may not retry"));
     }
 
     #[test]

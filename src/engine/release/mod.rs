@@ -646,7 +646,7 @@ impl Release {
             OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
             OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
             OnFailure::Rollback => {
-                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), "automatic".into())
+                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), rollback::AUTOMATIC.into())
             }
         }
         false
@@ -693,7 +693,7 @@ impl Release {
         }
         match step.halt.unwrap_or(HaltKind::Stop) {
             HaltKind::Rollback if self.production_touched => {
-                self.start_rollback(now, fx, format!("{label}: {reason}"), "automatic".into())
+                self.start_rollback(now, fx, format!("{label}: {reason}"), rollback::AUTOMATIC.into())
             }
             HaltKind::Escalate => {
                 let cond = step.halt_condition.clone().unwrap_or_default();
@@ -1610,7 +1610,7 @@ impl Release {
             None,
             format!(
                 "[RAY ANNOUNCEMENT] Rolling back {env} ({}): {reason}. Stakeholders: {}.",
-                trigger,
+                if trigger == rollback::AUTOMATIC { trigger.clone() } else { self.mention(&trigger) },
                 self.stakeholder_mentions()
             ),
             Ask::Nothing,
