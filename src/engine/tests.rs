@@ -802,3 +802,12 @@ fn a_rollback_asked_on_slack_names_who_asked_in_chat_and_in_the_evidence() {
         assert!(lines.is_empty(), "{path} shows a bare id: {lines:#?}");
     }
 }
+
+#[test]
+fn the_bare_id_check_tells_a_mention_and_a_label_from_a_bare_id() {
+    let text = "refused U0BOB00002 at noon\n<@U0BOB00002> approved\nBob Example (slack U0BOB00002)\nmessage U0BOB000021\n(U0BOB00002)";
+    assert_eq!(
+        super::testkit::bare_ids(text, "slack", &["U0BOB00002"]),
+        ["refused U0BOB00002 at noon", "(U0BOB00002)"]
+    );
+}
