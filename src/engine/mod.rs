@@ -10,6 +10,7 @@ pub mod io;
 pub mod plan;
 #[cfg(test)]
 mod props;
+pub mod refusal;
 mod release;
 #[doc(hidden)]
 pub mod testkit;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 pub use plan::Plan;
+pub use refusal::Refusal;
 pub use release::{
     Activity, Approval, ApprovalRound, AuditEntry, Cursor, Freeze, GateVerdict, Halt, JobRecord, ProbeRecord, Release,
     Resume, RollbackRecord, Task, Terminal, Verdict, valid_version,
@@ -417,7 +419,8 @@ pub struct InputSpec {
     pub max_age_days: Option<u64>,
 }
 
-/// The one line every refusal starts with.
+/// The one line every refusal starts with, for refusals worded by the runtime: rendered by
+/// [`Refusal::to_chat`] like the engine's own.
 pub fn ray_error(text: impl std::fmt::Display) -> String {
-    format!("[RAY ERROR] {text}")
+    Refusal::Said(text.to_string()).to_chat()
 }

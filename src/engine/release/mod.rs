@@ -16,7 +16,7 @@
 //! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
 //! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
 //! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`, the failure text  |
-//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refusal`         |
+//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refused`         |
 //! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds               |
 //! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`                       |
 //! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts                |
@@ -43,11 +43,10 @@ use serde::{Deserialize, Serialize};
 
 use super::io::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::plan::{Environment, JobTemplate, Plan};
-use super::{
-    Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef, ray_error,
-};
+use super::refusal::{BadArgument, Refusal};
+use super::{Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
-use access::{Refusal, Scene, Verb};
+use access::{Refused, Scene, Verb};
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
 pub use freeze::Freeze;
@@ -306,9 +305,15 @@ impl Release {
         }
     }
 
-    fn refuse(&mut self, now: Timestamp, fx: &mut Fx, by: &UserRef, what: &str, text: String) {
-        self.audit.push(AuditEntry { at: now, who: by.id.clone(), what: format!("{what}: {text}"), accepted: false });
-        fx.push(Effect::Reply { to: by.clone(), text: ray_error(text) });
+    /// Answers `by` with `refusal` and records it in the audit trail under `what` (the action).
+    fn refuse(&mut self, now: Timestamp, fx: &mut Fx, by: &UserRef, what: &str, refusal: Refusal) {
+        self.audit.push(AuditEntry {
+            at: now,
+            who: by.id.clone(),
+            what: format!("{what}: {refusal}"),
+            accepted: false,
+        });
+        fx.push(Effect::Reply { to: by.clone(), text: refusal.to_chat() });
     }
 
     fn accept(&mut self, now: Timestamp, by: &UserRef, what: String) {
@@ -1350,8 +1355,8 @@ impl Release {
         };
         match access::check(verb, by, reaction, &scene) {
             Ok(()) => true,
-            Err(Refusal { action, text }) => {
-                self.refuse(now, fx, by, action, text);
+            Err(Refused { action, refusal }) => {
+                self.refuse(now, fx, by, action, refusal);
                 false
             }
         }
@@ -1378,23 +1383,15 @@ impl Release {
     /// `/ray rollback` by an operator: now, or once the running job or probe ends.
     fn rollback_command(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
         if !self.production_touched {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "rollback",
-                format!(
-                    "nothing to roll back: {} has not been touched by {}. Use `/ray abort <reason>` to stop it.",
-                    self.env, self.id
-                ),
-            );
+            let refusal = Refusal::NothingToRollBack { release: self.id.clone(), env: self.env.clone() };
+            return self.refuse(now, fx, by, "rollback", refusal);
         }
         if matches!(
             self.activity,
             Activity::Job { task: Task::Rollback { .. }, .. }
                 | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
         ) {
-            return self.refuse(now, fx, by, "rollback", format!("a rollback of {} is already running.", self.env));
+            return self.refuse(now, fx, by, "rollback", Refusal::RollbackRunning { env: self.env.clone() });
         }
         let reason = reason.unwrap_or("requested");
         self.accept(now, by, format!("requested rollback: {reason}"));
@@ -1413,16 +1410,8 @@ impl Release {
     /// `/ray abort` by an operator or the initiator, before the target environment was touched.
     fn abort(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
         if self.production_touched {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "abort",
-                format!(
-                    "{} has already changed {}; use `/ray rollback <reason>` to restore the previous version.",
-                    self.id, self.env
-                ),
-            );
+            let refusal = Refusal::AlreadyChanged { release: self.id.clone(), env: self.env.clone() };
+            return self.refuse(now, fx, by, "abort", refusal);
         }
         let reason = reason.unwrap_or("no reason given").to_string();
         self.accept(now, by, format!("aborted: {reason}"));
@@ -1455,13 +1444,7 @@ impl Release {
             _ => None,
         };
         if round.is_none() || round != current {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "click",
-                "this approval request is closed; `/ray status` shows what is waiting.".into(),
-            );
+            return self.refuse(now, fx, by, "click", Refusal::ClosedRequest);
         }
         let verb = match button {
             Button::Approve => Verb::Approve,
@@ -1487,34 +1470,20 @@ impl Release {
             .find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted)
         else {
             let ids: Vec<&str> = p.gates.iter().map(|g| g.id.as_str()).collect();
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                format!("unknown gate `{gate}` in Protocol {}; gates: {}.", p.id, ids.join(", ")),
-            );
+            let refusal =
+                BadArgument::UnknownGate { gate: gate.to_string(), protocol: p.id.clone(), gates: ids.join(", ") };
+            return self.refuse(now, fx, by, "waive", refusal.into());
         };
         if h.gate.as_deref() != Some(g.id.as_str()) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                format!("the release is halted at {}, not at gate `{}`.", h.step, g.id),
-            );
+            let refusal = BadArgument::OtherGate { step: h.step.clone(), gate: g.id.clone() };
+            return self.refuse(now, fx, by, "waive", refusal.into());
         }
         if !g.waivable {
-            return self.refuse(now, fx, by, "waive", format!("gate `{}` ({}) cannot be waived.", g.id, g.name));
+            let refusal = BadArgument::NotWaivable { gate: g.id.clone(), name: g.name.clone() };
+            return self.refuse(now, fx, by, "waive", refusal.into());
         }
         if justification.split_whitespace().count() < 3 {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                "a waiver needs a justification of at least three words: `/ray waive <gate> <justification>`.".into(),
-            );
+            return self.refuse(now, fx, by, "waive", BadArgument::ShortJustification.into());
         }
         self.accept(now, by, format!("waived gate {}: {justification}", g.id));
         self.waivers.push((gates::waiver_key(&p.id, &g.id), by.id.clone(), justification.to_string(), now));
@@ -1546,13 +1515,7 @@ impl Release {
         let step_exists =
             self.protocol().phases.get(self.cursor.phase).is_some_and(|p| p.steps.get(self.cursor.step).is_some());
         if h.resume == Resume::Step && !step_exists {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "retry",
-                "there is no step left to run again here; `/ray rollback` or `/ray abort` ends the release.".into(),
-            );
+            return self.refuse(now, fx, by, "retry", Refusal::NoStepLeft);
         }
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
