@@ -6,6 +6,7 @@
 //! timer ticks come back as events. No tokio, no clock, no filesystem: tests drive it directly.
 
 pub mod expr;
+pub mod ids;
 pub mod io;
 pub mod plan;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use ids::{JobId, PostKey, ProbeId, TimerId};
 pub use io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 pub use plan::Plan;
 pub use refusal::Refusal;
@@ -71,10 +73,6 @@ impl UserRef {
         UserRef { platform: platform.into(), id: id.into() }
     }
 }
-
-/// Identifies a job run (`<release>#job<n>`); results for a job the release no longer waits for are
-/// recorded and otherwise ignored.
-pub type JobId = String;
 
 /// Rollout strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -224,8 +222,9 @@ pub enum Event {
     },
     /// A job started by [`Effect::RunJob`] ended.
     JobFinished {
-        /// The id from [`JobSpec::id`].
-        job: JobId,
+        /// The id from [`JobSpec::id`] (a [`JobId`]'s text); results for a job the release no
+        /// longer waits for are recorded and otherwise ignored.
+        job: String,
         /// Exit code, duration and output tail.
         outcome: JobOutcome,
     },
@@ -279,7 +278,7 @@ pub enum Event {
     /// the job is never run again by itself.
     JobLost {
         /// The id from [`JobSpec::id`].
-        job: JobId,
+        job: String,
         /// The raybot process that had taken the job.
         replica: String,
     },
@@ -374,8 +373,9 @@ pub enum Effect {
 /// A job to run. `argv` is already expanded and never passes through a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4`.
-    pub id: JobId,
+    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4` (a [`JobId`]'s
+    /// text: the runtime keys its job queue by it).
+    pub id: String,
     /// What it is for, e.g. `deploy production 50%`.
     pub purpose: String,
     /// Program and arguments; the driver still replaces `{artifacts}` with the release's folder.

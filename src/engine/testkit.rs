@@ -326,7 +326,7 @@ impl Sim {
                 {
                     let at = self.timers.iter().find(|(t, _)| *t == timer).map(|(_, a)| *a).unwrap_or(until);
                     self.now = self.now.max(at);
-                    let ev = Event::Tick { timer };
+                    let ev = Event::Tick { timer: timer.into() };
                     self.log.push((self.now, ev.clone()));
                     let more = self.release.as_mut().expect("started").handle(&ev, self.now);
                     queue.extend(more);

@@ -79,6 +79,18 @@ fn a_log_recorded_by_an_earlier_build_folds_to_the_state_it_recorded() {
 }
 
 #[test]
+fn typed_ids_in_the_folded_state_read_as_the_strings_they_were() {
+    let r = replayed(&lines());
+    let state = serde_json::to_value(&r).expect("json");
+    assert_eq!(state["jobs"][0]["id"], format!("{}#job2", r.id));
+    assert_eq!(state["probes"][0]["id"], format!("{}#probe4", r.id));
+    let keys: Vec<&String> = r.posts.keys().collect();
+    assert_eq!(keys, ["approval:0", "approval:1", "freeze"]);
+    let back: Release = serde_json::from_value(state).expect("the state reads back");
+    assert_eq!(folded(&back), expected());
+}
+
+#[test]
 fn every_recorded_event_is_written_back_exactly_as_it_was_stored() {
     // A log on Redis mixes lines of two builds once a release is resumed by a newer one: both
     // must read the same, so today's types serialise to the very bytes of the old ones.

@@ -41,6 +41,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::{JobId, PostKey, ProbeId, TimerId};
 use super::io::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::plan::{Environment, JobTemplate, Plan};
 use super::refusal::{BadArgument, Refusal};
@@ -280,20 +281,33 @@ impl Release {
 
     // ----- small helpers -------------------------------------------------------------------
 
-    fn next(&mut self, kind: &str) -> String {
+    /// The next number for an id of this release (jobs, probes, timers, checks and bundles
+    /// share the counter).
+    fn next_n(&mut self) -> u64 {
         let n = self.next_id;
         self.next_id += 1;
+        n
+    }
+
+    /// `<release>#<kind><n>` for checks and bundles.
+    fn next(&mut self, kind: &str) -> String {
+        let n = self.next_n();
         format!("{}#{kind}{n}", self.id)
     }
 
-    fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<String>, text: String, ask: Ask) {
+    fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<PostKey>, text: String, ask: Ask) {
         self.communication.push((now, text.clone()));
-        fx.push(Effect::Post { key, text, ask });
+        fx.push(Effect::Post { key: key.map(String::from), text, ask });
+    }
+
+    /// Whether `message` is one of the platform messages posted under `key`.
+    fn is_post(&self, key: &PostKey, message: &str) -> bool {
+        self.posts.get(&key.to_string()).is_some_and(|ids| ids.iter().any(|m| m == message))
     }
 
     /// Edits a keyed post. Edits are not part of the communication log: what they show (acks,
     /// decisions) is recorded in the state itself.
-    fn update(&mut self, fx: &mut Fx, key: &str, text: String) {
+    fn update(&mut self, fx: &mut Fx, key: PostKey, text: String) {
         fx.push(Effect::Update { key: key.to_string(), text });
     }
 
@@ -301,7 +315,7 @@ impl Release {
     fn update_freeze(&mut self, fx: &mut Fx) {
         if !self.quiet {
             let text = self.freeze_text(self.step());
-            self.update(fx, "freeze", text);
+            self.update(fx, PostKey::Freeze, text);
         }
     }
 
@@ -395,9 +409,10 @@ impl Release {
         self.plan.environment(env).cloned()
     }
 
-    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> String {
+    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> JobId {
         let JobAsk { env, purpose, template, percent, log, output } = ask;
-        let id = self.next("job");
+        let n = self.next_n();
+        let id = JobId::new(&self.id, n);
         let percent_s = percent.to_string();
         let output = output.map(|o| format!("{{artifacts}}/{o}")).unwrap_or_default();
         let vars = [
@@ -430,7 +445,7 @@ impl Release {
             self.production_touched = true;
         }
         self.evidence.insert(log.clone());
-        let spec = JobSpec { id: id.clone(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
+        let spec = JobSpec { id: id.to_string(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
         if let Some(record) = self.jobs.last_mut() {
             record.spec = Some(spec.clone());
         }
@@ -441,18 +456,19 @@ impl Release {
     /// Starts a job and waits for it as `task`.
     fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>, task: Task) {
         let job = self.job_effect(now, fx, ask);
-        self.activity = Activity::Job { job, task };
+        self.activity = Activity::Job { job: job.into(), task };
     }
 
     fn is_target_deploy(&self, purpose: &str) -> bool {
         purpose.starts_with("deploy ") || purpose.starts_with("rollback ")
     }
 
-    fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> String {
-        let id = self.next("probe");
+    fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> ProbeId {
+        let n = self.next_n();
+        let id = ProbeId::new(&self.id, n);
         self.probes.push(ProbeRecord { id: id.clone(), purpose, env: env.name.clone(), started_at: now, report: None });
         fx.push(Effect::Probe(ProbeSpec {
-            id: id.clone(),
+            id: id.to_string(),
             url: env.probe.url.clone(),
             count: env.probe.count,
             interval_ms: env.probe.interval_ms,
@@ -462,9 +478,10 @@ impl Release {
         id
     }
 
-    fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> String {
-        let id = self.next("timer");
-        fx.push(Effect::ArmTimer { timer: id.clone(), at });
+    fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> TimerId {
+        let n = self.next_n();
+        let id = TimerId::new(&self.id, n);
+        fx.push(Effect::ArmTimer { timer: id.to_string(), at });
         id
     }
 
@@ -1180,7 +1197,7 @@ impl Release {
     /// Posts (or re-posts) the go/no-go request of `round` with its buttons and arms a reminder.
     fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
         let text = self.approval_request_text(&self.rounds[round], lead);
-        self.post(now, fx, Some(format!("approval:{round}")), text, Ask::Buttons);
+        self.post(now, fx, Some(PostKey::Approval(round)), text, Ask::Buttons);
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Approval { round, reminder };
     }
@@ -1218,7 +1235,7 @@ impl Release {
             RoundOutcome::Approved => {
                 self.update(
                     fx,
-                    &format!("approval:{round}"),
+                    PostKey::Approval(round),
                     format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
                 );
                 self.post(
@@ -1263,7 +1280,7 @@ impl Release {
         self.rounds[round].reject(now);
         self.update(
             fx,
-            &format!("approval:{round}"),
+            PostKey::Approval(round),
             format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(&by.id), now.rfc3339()),
         );
         self.write_approval(now, fx, round);
@@ -1280,7 +1297,7 @@ impl Release {
         }
         self.freeze = Freeze::open(required, now);
         let text = self.freeze_text(step);
-        self.post(now, fx, Some("freeze".into()), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
+        self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Acks { reminder };
         Entered::Waiting
@@ -1419,7 +1436,7 @@ impl Release {
     }
 
     fn reaction(&mut self, by: &UserRef, message: &str, emoji: &str, added: bool, now: Timestamp, fx: &mut Fx) {
-        let on_freeze = self.posts.get("freeze").is_some_and(|ids| ids.iter().any(|m| m == message));
+        let on_freeze = self.is_post(&PostKey::Freeze, message);
         if !on_freeze || !same_emoji(emoji, &self.plan.policy.ack_emoji) {
             return;
         }
@@ -1437,8 +1454,8 @@ impl Release {
         let round = self
             .posts
             .iter()
-            .find(|(k, ids)| k.starts_with("approval:") && ids.iter().any(|m| m == message))
-            .and_then(|(k, _)| k.trim_start_matches("approval:").parse::<usize>().ok());
+            .filter(|(_, ids)| ids.iter().any(|m| m == message))
+            .find_map(|(k, _)| PostKey::parse(k).round());
         let current = match self.activity {
             Activity::Approval { round, .. } => Some(round),
             _ => None,
@@ -2131,7 +2148,7 @@ impl Release {
                 self.post(
                     now,
                     fx,
-                    Some("freeze".into()),
+                    Some(PostKey::Freeze),
                     format!("[RAY] Resumed after a restart.\n{text}"),
                     Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() },
                 );
