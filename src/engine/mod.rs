@@ -4,6 +4,12 @@
 //! the current time, changes the state and returns the [`Effect`]s the driver must perform (post a
 //! message, run a job, probe a URL, write evidence, arm a timer). Job results, probe figures and
 //! timer ticks come back as events. No tokio, no clock, no filesystem: tests drive it directly.
+//!
+//! Every refusal is a [`Refusal`], rendered as `[RAY ERROR] …` by [`Refusal::to_chat`] alone
+//! (`refusal`); the ids the engine makes and reads back are types (`ids`: [`JobId`], [`ProbeId`],
+//! [`TimerId`], [`PostKey`]) that serialise as the strings stored logs hold. People are named as
+//! their platform shows them: [`plan::People::named`] and `mention` in chat,
+//! [`plan::People::label`] (name and platform id) in evidence.
 
 pub mod expr;
 pub mod ids;

@@ -811,3 +811,52 @@ fn the_bare_id_check_tells_a_mention_and_a_label_from_a_bare_id() {
         ["refused U0BOB00002 at noon", "(U0BOB00002)"]
     );
 }
+
+#[test]
+fn a_waiver_on_slack_is_recorded_with_the_waivers_name_and_slack_id() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("security scan".into());
+    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", "slack"));
+    assert!(matches!(sim.release().activity, Activity::Halted(_)), "{}", sim.channel.join("\n"));
+    sim.command(
+        "U0ERIN0005",
+        ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "ship it now please".into() },
+    );
+    let refusal = &sim.replies.last().unwrap().1;
+    assert_eq!(
+        refusal,
+        "[RAY ERROR] <@U0ERIN0005> may not waive gates; waivers need one of: release_manager, sre_lead."
+    );
+    sim.command(
+        "U0ALICE001",
+        ReleaseCommand::Waive {
+            gate: "rollback-security".into(),
+            justification: "false positive in vendored test fixture, tracked in SEC-42".into(),
+        },
+    );
+    let text = sim.channel.join("\n");
+    assert!(text.contains("waived by <@U0ALICE001> (release_manager)"), "{text}");
+    slack_release_from_readiness(&mut sim);
+    assert_eq!(sim.outcome, Some(Terminal::Released), "{}", sim.channel.join("\n"));
+    let report = &sim.files["deployment/DEPLOYMENT-REPORT.md"];
+    assert!(report.contains("waived by Alice Example (slack U0ALICE001)"), "{report}");
+    let retro = &sim.files["deployment/retrospective-inputs.json"];
+    assert!(retro.contains("\"owner\": \"Alice Example (slack U0ALICE001)\""), "{retro}");
+    for (path, contents) in &sim.files {
+        let lines = super::testkit::bare_ids(contents, "slack", &SLACK_IDS);
+        assert!(lines.is_empty(), "{path} shows a bare id: {lines:#?}");
+    }
+    for post in sim.channel.iter().chain(sim.replies.iter().map(|(_, t)| t)) {
+        let lines = super::testkit::bare_ids(post, "slack", &SLACK_IDS);
+        assert!(lines.is_empty(), "a message shows a bare id: {lines:#?}");
+    }
+}
+
+/// From the readiness review of a Slack release to its end.
+fn slack_release_from_readiness(sim: &mut Sim) {
+    approve(sim, "U0ALICE001");
+    approve(sim, "U0BOB00002");
+    sim.ack_all();
+    approve(sim, "U0BOB00002");
+    approve(sim, "U0CAROL003");
+}
