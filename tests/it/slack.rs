@@ -186,11 +186,16 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
 
     // The change freeze: raybot reacts ✅ itself; people ack by reaction or /ray ack.
     let freeze = s.post("Change freeze in effect. All teams acknowledge?").await;
+    // raybot adds its reaction once Slack has given the post its ts: wait for it, not for the post.
+    let reacted = |own: &[crate::slack_fake::Call]| {
+        own.iter().any(|c| c.body["timestamp"] == freeze.ts().as_str() && c.body["name"] == "white_check_mark")
+    };
+    let start = Instant::now();
+    while !reacted(&s.fake.calls(Some("reactions.add"))) && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let own = s.fake.calls(Some("reactions.add"));
-    assert!(
-        own.iter().any(|c| c.body["timestamp"] == freeze.ts().as_str() && c.body["name"] == "white_check_mark"),
-        "raybot did not react on the freeze message: {own:?}"
-    );
+    assert!(reacted(&own), "raybot did not react on the freeze message: {own:?}");
     // raybot's own reaction comes back as an event and is not an acknowledgement.
     s.send(
         reaction_event("Ev0SELF", crate::slack_fake::BOT_USER, "white_check_mark", WAR_ROOM, &freeze.ts(), true),
