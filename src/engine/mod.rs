@@ -4,12 +4,20 @@
 //! the current time, changes the state and returns the [`Effect`]s the driver must perform (post a
 //! message, run a job, probe a URL, write evidence, arm a timer). Job results, probe figures and
 //! timer ticks come back as events. No tokio, no clock, no filesystem: tests drive it directly.
+//!
+//! Every refusal is a [`Refusal`], rendered as `[RAY ERROR] …` by [`Refusal::to_chat`] alone
+//! (`refusal`); the ids the engine makes and reads back are types (`ids`: [`JobId`], [`ProbeId`],
+//! [`TimerId`], [`PostKey`]) that serialise as the strings stored logs hold. People are named as
+//! their platform shows them: [`plan::People::named`] and `mention` in chat,
+//! [`plan::People::label`] (name and platform id) in evidence.
 
 pub mod expr;
+pub mod ids;
 pub mod io;
 pub mod plan;
 #[cfg(test)]
 mod props;
+pub mod refusal;
 mod release;
 #[doc(hidden)]
 pub mod testkit;
@@ -18,8 +26,10 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use ids::{JobId, PostKey, ProbeId, TimerId};
 pub use io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 pub use plan::Plan;
+pub use refusal::Refusal;
 pub use release::{
     Activity, Approval, ApprovalRound, AuditEntry, Cursor, Freeze, GateVerdict, Halt, JobRecord, ProbeRecord, Release,
     Resume, RollbackRecord, Task, Terminal, Verdict, valid_version,
@@ -69,10 +79,6 @@ impl UserRef {
         UserRef { platform: platform.into(), id: id.into() }
     }
 }
-
-/// Identifies a job run (`<release>#job<n>`); results for a job the release no longer waits for are
-/// recorded and otherwise ignored.
-pub type JobId = String;
 
 /// Rollout strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -222,8 +228,9 @@ pub enum Event {
     },
     /// A job started by [`Effect::RunJob`] ended.
     JobFinished {
-        /// The id from [`JobSpec::id`].
-        job: JobId,
+        /// The id from [`JobSpec::id`] (a [`JobId`]'s text); results for a job the release no
+        /// longer waits for are recorded and otherwise ignored.
+        job: String,
         /// Exit code, duration and output tail.
         outcome: JobOutcome,
     },
@@ -277,7 +284,7 @@ pub enum Event {
     /// the job is never run again by itself.
     JobLost {
         /// The id from [`JobSpec::id`].
-        job: JobId,
+        job: String,
         /// The raybot process that had taken the job.
         replica: String,
     },
@@ -372,8 +379,9 @@ pub enum Effect {
 /// A job to run. `argv` is already expanded and never passes through a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4`.
-    pub id: JobId,
+    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4` (a [`JobId`]'s
+    /// text: the runtime keys its job queue by it).
+    pub id: String,
     /// What it is for, e.g. `deploy production 50%`.
     pub purpose: String,
     /// Program and arguments; the driver still replaces `{artifacts}` with the release's folder.
@@ -417,7 +425,8 @@ pub struct InputSpec {
     pub max_age_days: Option<u64>,
 }
 
-/// The one line every refusal starts with.
+/// The one line every refusal starts with, for refusals worded by the runtime: rendered by
+/// [`Refusal::to_chat`] like the engine's own.
 pub fn ray_error(text: impl std::fmt::Display) -> String {
-    format!("[RAY ERROR] {text}")
+    Refusal::Said(text.to_string()).to_chat()
 }

@@ -165,10 +165,54 @@ impl People {
 
     /// How chat shows a mention of `id`: `<@U123>` on Slack and Discord, `@alice` locally.
     pub fn mention(&self, id: &str) -> String {
-        match self.platform.as_str() {
-            "slack" | "discord" => format!("<@{id}>"),
-            _ => format!("@{id}"),
+        if self.mentions_by_id() { format!("<@{id}>") } else { format!("@{id}") }
+    }
+
+    /// How a refusal names the person it is about: their mention on Slack and Discord (the
+    /// platform shows their name), the name they typed locally (`alice`), never a bare platform id.
+    pub fn named(&self, id: &str) -> String {
+        if self.mentions_by_id() { format!("<@{id}>") } else { id.to_string() }
+    }
+
+    /// How evidence names a person: their name from `release-approvers.yaml` and their id on the
+    /// platform, e.g. `Carol Example (slack U0CAROL003)`; `slack U0MALLORY9` for someone not listed.
+    /// Evidence is read outside the chat, where a bare id names nobody.
+    pub fn label(&self, id: &str) -> String {
+        match self.get(id) {
+            Some(p) => format!("{} ({} {id})", p.name, self.platform),
+            None => format!("{} {id}", self.platform),
         }
+    }
+
+    /// `text` (a chat line) for evidence: every `<@id>` mention becomes [`People::label`]. Local
+    /// mentions (`@alice`) already are the person's name and stay.
+    pub fn unmention(&self, text: &str) -> String {
+        if !self.mentions_by_id() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find("<@") {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + 2..];
+            match tail.find('>') {
+                Some(end) if end > 0 && tail[..end].chars().all(|c| c.is_ascii_alphanumeric()) => {
+                    out.push_str(&self.label(&tail[..end]));
+                    rest = &tail[end + 1..];
+                }
+                _ => {
+                    out.push_str("<@");
+                    rest = tail;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Slack and Discord show `<@id>` as the person's name; a local war room has no such markup.
+    fn mentions_by_id(&self) -> bool {
+        matches!(self.platform.as_str(), "slack" | "discord")
     }
 }
 
@@ -189,5 +233,48 @@ impl Plan {
     /// The configured environment `name`, if any.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn people(platform: &str, carol: &str) -> People {
+        People {
+            platform: platform.into(),
+            persons: vec![Person { id: carol.into(), name: "Carol Example".into(), roles: vec!["sre_lead".into()] }],
+        }
+    }
+
+    #[test]
+    fn chat_names_people_as_their_platform_shows_them() {
+        let slack = people("slack", "U0CAROL003");
+        assert_eq!(slack.mention("U0CAROL003"), "<@U0CAROL003>");
+        assert_eq!(slack.named("U0CAROL003"), "<@U0CAROL003>");
+        let discord = people("discord", "100000000000000003");
+        assert_eq!(discord.named("100000000000000003"), "<@100000000000000003>");
+        let local = people("local", "carol");
+        assert_eq!(local.mention("carol"), "@carol");
+        assert_eq!(local.named("carol"), "carol");
+    }
+
+    #[test]
+    fn evidence_names_people_with_their_name_and_platform_id() {
+        let slack = people("slack", "U0CAROL003");
+        assert_eq!(slack.label("U0CAROL003"), "Carol Example (slack U0CAROL003)");
+        assert_eq!(slack.label("U0MALLORY9"), "slack U0MALLORY9");
+        assert_eq!(people("local", "carol").label("carol"), "Carol Example (local carol)");
+    }
+
+    #[test]
+    fn chat_lines_become_evidence_lines_without_bare_ids() {
+        let slack = people("slack", "U0CAROL003");
+        assert_eq!(
+            slack.unmention("on-call: <@U0CAROL003>, <@U0MALLORY9>; <@ not a mention>, <@>"),
+            "on-call: Carol Example (slack U0CAROL003), slack U0MALLORY9; <@ not a mention>, <@>"
+        );
+        let local = people("local", "carol");
+        assert_eq!(local.unmention("on-call: @carol"), "on-call: @carol");
     }
 }

@@ -18,6 +18,38 @@ pub fn sample_plan(env: &str) -> Plan {
     cfg.plan(&catalog, env, "local", "v1.2").expect("sample plan builds")
 }
 
+/// The sample plan for `env` on `platform` (`local`, `slack`, `discord`): the same people, with
+/// their ids on that platform.
+pub fn sample_plan_on(env: &str, platform: &str) -> Plan {
+    let cfg = Config::embedded(std::path::Path::new("/nonexistent")).expect("embedded config parses");
+    let catalog = Catalog::embedded().expect("embedded protocols parse");
+    cfg.plan(&catalog, env, platform, "v1.2").expect("sample plan builds")
+}
+
+/// Every place in `text` where one of `ids` (platform user ids) stands alone: not inside a
+/// mention (`<@U0CAROL003>`) and not after its platform's name (`Carol Example (slack
+/// U0CAROL003)`). Chat shows a mention as the person's name and evidence names people with both;
+/// a bare id names nobody. Returns the lines that hold one.
+pub fn bare_ids(text: &str, platform: &str, ids: &[&str]) -> Vec<String> {
+    let named = format!("{platform} ");
+    text.lines()
+        .filter(|line| {
+            ids.iter().any(|id| {
+                line.match_indices(id).any(|(at, _)| {
+                    let before = &line[..at];
+                    let after = &line[at + id.len()..];
+                    let mention = before.ends_with("<@") && after.starts_with('>');
+                    // An id that is part of a longer word (another id, a message id) is not this one.
+                    let inside = before.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+                        || after.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                    !(mention || inside || before.ends_with(&named))
+                })
+            })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// A simulated world.
 pub struct Sim {
     pub release: Option<Release>,
@@ -294,7 +326,7 @@ impl Sim {
                 {
                     let at = self.timers.iter().find(|(t, _)| *t == timer).map(|(_, a)| *a).unwrap_or(until);
                     self.now = self.now.max(at);
-                    let ev = Event::Tick { timer };
+                    let ev = Event::Tick { timer: timer.into() };
                     self.log.push((self.now, ev.clone()));
                     let more = self.release.as_mut().expect("started").handle(&ev, self.now);
                     queue.extend(more);

@@ -76,7 +76,7 @@ fn clean_demo_releases_v1_2_with_the_full_evidence_bundle() {
             .unwrap();
     let signers: Vec<&str> =
         approval["signatures"].as_array().unwrap().iter().map(|s| s["user"].as_str().unwrap()).collect();
-    assert_eq!(signers, ["bob", "carol"]);
+    assert_eq!(signers, ["Bob Example (local bob)", "Carol Example (local carol)"]);
     assert_eq!(approval["release"]["version"], "v1.2");
     assert_eq!(approval["protocol"]["id"], "11");
     let freeze = std::fs::read_to_string(dir.join("deployment/change-freeze-confirmation.md")).unwrap();

@@ -179,7 +179,7 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
     react(CAROL, "✅", false);
     react(CAROL, "✅", true);
     react(DAVE, "✅", true);
-    fake.wait_message(&format!("<@{MALLORY}> [RAY ERROR]"), SHORT);
+    fake.wait_message(&format!("<@{MALLORY}> [RAY ERROR] <@{MALLORY}> is not on the change-freeze list"), SHORT);
     assert_ephemeral(&interact(&fake, &fake.command(ERIN, CHANNEL, "ack", &[])), "[RAY]");
     fake.wait_message("Change freeze confirmed by all 5 stakeholders", LONG);
     assert!(!fake.transcript().contains(&format!("<@{BOT}> [RAY ERROR]")), "{}", fake.transcript());
@@ -190,9 +190,13 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
     let approve_go = button(&go, "approve");
     assert_ephemeral(
         &interact(&fake, &fake.click(ERIN, &go, &approve_go)),
-        &format!("{ERIN} (stakeholder) may not approve"),
+        &format!("[RAY ERROR] <@{ERIN}> (stakeholder) may not approve"),
     );
     assert!(!fake.transcript().contains("may not approve"), "a refusal went to the channel");
+    assert_ephemeral(
+        &interact(&fake, &fake.command(MALLORY, CHANNEL, "approve", &[])),
+        &format!("[RAY ERROR] <@{MALLORY}> is not in config/release-approvers.yaml, so cannot approve releases."),
+    );
     assert_ephemeral(&interact(&fake, &fake.click(BOB, &go, &approve_go)), "[RAY]");
     assert_ephemeral(
         &interact(&fake, &fake.command(CAROL, CHANNEL, "approve", &[("comment", "monitoring ready")])),
@@ -225,6 +229,22 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
     assert!(dir.join("deployment/DEPLOYMENT-EVIDENCE.zip").is_file());
     let log = std::fs::read_to_string(dir.join("deployment/production-deployment-run.log")).unwrap();
     assert_eq!(log.matches("--percent 100").count(), 1, "the production deploy ran more than once:\n{log}");
+
+    // People are named as Discord shows them: the deployment window mentions the on-call people,
+    // evidence gives their name and Discord id, and no message, edit, answer or evidence file
+    // shows a bare id.
+    assert!(transcript.contains(&format!("on-call: SRE (<@{CAROL}>), Product (<@{BOB}>).")), "{transcript}");
+    let report = std::fs::read_to_string(dir.join("deployment/DEPLOYMENT-REPORT.md")).unwrap();
+    assert!(report.contains(&format!("- Started by: Alice Example (discord {ALICE})")), "{report}");
+    let said: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.body.get("content").or_else(|| r.body.pointer("/data/content")))
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .chain(fake.messages().into_iter().map(|m| m.content))
+        .collect();
+    assert!(said.len() > 20, "{said:?}");
+    crate::support::assert_no_bare_ids(&said, &dir, "discord", &[ALICE, BOB, CAROL, DAVE, ERIN, MALLORY]);
 
     // The gateway kept its heartbeat.
     assert!(fake.heartbeat_acks() >= 1);

@@ -13,6 +13,7 @@ mod group;
 mod redis;
 #[path = "../support/redis.rs"]
 mod redis_server;
+mod replay;
 mod scripts;
 mod slack;
 #[path = "../support/slack.rs"]

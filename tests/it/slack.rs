@@ -186,11 +186,16 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
 
     // The change freeze: raybot reacts ✅ itself; people ack by reaction or /ray ack.
     let freeze = s.post("Change freeze in effect. All teams acknowledge?").await;
+    // raybot adds its reaction once Slack has given the post its ts: wait for it, not for the post.
+    let reacted = |own: &[crate::slack_fake::Call]| {
+        own.iter().any(|c| c.body["timestamp"] == freeze.ts().as_str() && c.body["name"] == "white_check_mark")
+    };
+    let start = Instant::now();
+    while !reacted(&s.fake.calls(Some("reactions.add"))) && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let own = s.fake.calls(Some("reactions.add"));
-    assert!(
-        own.iter().any(|c| c.body["timestamp"] == freeze.ts().as_str() && c.body["name"] == "white_check_mark"),
-        "raybot did not react on the freeze message: {own:?}"
-    );
+    assert!(reacted(&own), "raybot did not react on the freeze message: {own:?}");
     // raybot's own reaction comes back as an event and is not an acknowledgement.
     s.send(
         reaction_event("Ev0SELF", crate::slack_fake::BOT_USER, "white_check_mark", WAR_ROOM, &freeze.ts(), true),
@@ -226,7 +231,7 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
     // The go/no-go: a stakeholder may not approve (command or button); bob clicks, carol types.
     let go = s.post("[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)").await;
     let answer = s.command(ERIN, "approve").await;
-    assert!(answer.contains("[RAY ERROR]") && answer.contains("may not approve"), "{answer}");
+    assert!(answer.contains("[RAY ERROR] <@U0ERIN0005> (stakeholder) may not approve"), "{answer}");
     s.click(ERIN, &go.ts(), "ray_approve").await;
     s.ephemeral_to(ERIN, "may not approve").await;
     s.click(BOB, &go.ts(), "ray_approve").await;
@@ -275,6 +280,17 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
     assert!(freeze_doc.contains("U0BOB00002") && !freeze_doc.contains(MALLORY), "{freeze_doc}");
     assert!(dir.join("deployment/DEPLOYMENT-EVIDENCE.zip").is_file());
     assert!(dir.join("deployment/DEPLOYMENT-REPORT.md").is_file());
+
+    // People are named as Slack shows them: refusals and the deployment window mention them;
+    // evidence gives their name and Slack id; no post, edit, answer or evidence file shows a bare id.
+    let mallory = s.ephemeral_to(MALLORY, "not on the change-freeze list").await;
+    assert!(mallory.starts_with("[RAY ERROR] <@U0MALLORY9> is not on the change-freeze list"), "{mallory}");
+    assert!(all.contains("on-call: SRE (<@U0CAROL003>), Product (<@U0BOB00002>)."), "{all}");
+    let report = std::fs::read_to_string(dir.join("deployment/DEPLOYMENT-REPORT.md")).unwrap();
+    assert!(report.contains("- Started by: Alice Example (slack U0ALICE001)"), "{report}");
+    let mut said: Vec<String> = s.fake.calls(None).iter().map(|c| c.text().to_string()).collect();
+    said.push(answer);
+    crate::support::assert_no_bare_ids(&said, &dir, "slack", &[ALICE, BOB, CAROL, DAVE, ERIN, MALLORY]);
 
     // Secrets never reach the log.
     let log = std::fs::read_to_string(&s.log).unwrap();

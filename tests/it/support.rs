@@ -243,3 +243,29 @@ impl LiveChat {
         std::mem::take(&mut self.transcript)
     }
 }
+
+/// Asserts that no line of `texts` (posts, edits, private answers) and no text file under the
+/// release folder `dir` shows one of `ids` alone: chat mentions them (`<@U0CAROL003>`), evidence
+/// names them with their name and platform (`Carol Example (slack U0CAROL003)`). Zips are the
+/// same files again and skipped.
+pub fn assert_no_bare_ids(texts: &[String], dir: &Path, platform: &str, ids: &[&str]) {
+    for t in texts {
+        let bare = raybot::engine::testkit::bare_ids(t, platform, ids);
+        assert!(bare.is_empty(), "a message shows a bare user id: {bare:#?}");
+    }
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("release folder").filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                files += 1;
+                let bare = raybot::engine::testkit::bare_ids(&text, platform, ids);
+                assert!(bare.is_empty(), "{} shows a bare user id: {bare:#?}", path.display());
+            }
+        }
+    }
+    assert!(files > 15, "only {files} evidence files in {}", dir.display());
+}

@@ -14,6 +14,7 @@
 //! the target was touched) stay with the command.
 
 use crate::engine::plan::{People, Policy};
+use crate::engine::refusal::{NotAllowed, NothingWaiting, Refusal};
 use crate::engine::{ReleaseCommand, UserRef};
 
 use super::state::Activity;
@@ -144,33 +145,27 @@ pub(crate) struct Scene<'a> {
     pub(crate) initiator: &'a str,
 }
 
-/// A refused command: the audit trail's action and the text after `[RAY ERROR]`.
+/// A refused command: the audit trail's action and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
+pub(crate) struct Refused {
     /// e.g. `approve`, or `command` when the release has ended.
     pub(crate) action: &'static str,
     /// Why, addressed to the person.
-    pub(crate) text: String,
+    pub(crate) refusal: Refusal,
 }
 
 /// Checks `verb` by `by` against its rule, in the order the module documents. `reaction` is set
 /// when the command is a reaction, whose refusals say that the reaction does not count.
-pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>) -> Result<(), Refusal> {
+pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>) -> Result<(), Refused> {
     let rule = verb.rule();
-    let refuse = |text: String| Err(Refusal { action: verb.name(), text });
-    let id = scene.release;
-    let label = || scene.activity.label();
+    let refuse = |refusal: Refusal| Err(Refused { action: verb.name(), refusal });
+    let release = || scene.release.to_string();
+    let status = || scene.activity.label();
     if verb != Verb::Status && matches!(scene.activity, Activity::Ended(_)) {
-        return Err(Refusal {
-            action: "command",
-            text: format!(
-                "release {id} has already ended ({}). Start a new one with `/ray deploy <version>`.",
-                label()
-            ),
-        });
+        return Err(Refused { action: "command", refusal: Refusal::Ended { release: release(), status: status() } });
     }
     if rule.listed && scene.people.get(&by.id).is_none() {
-        return refuse(format!("{} is not in config/release-approvers.yaml, so cannot approve releases.", by.id));
+        return refuse(Refusal::NotListed { who: scene.people.named(&by.id) });
     }
     let waiting = match rule.needs {
         Needs::Nothing => true,
@@ -179,55 +174,53 @@ pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>)
         Needs::Halt => matches!(scene.activity, Activity::Halted(_)),
     };
     if !waiting {
-        return refuse(match verb {
-            Verb::Ack => {
-                format!("no change freeze is waiting for acknowledgement on release {id} (it is {}).", label())
+        return refuse(
+            match verb {
+                Verb::Ack => NothingWaiting::Freeze { release: release(), status: status() },
+                Verb::Approve => NothingWaiting::Approval { release: release(), status: status() },
+                Verb::Reject => NothingWaiting::Rejection { release: release() },
+                Verb::Waive => NothingWaiting::Gate { release: release(), status: status() },
+                _ => NothingWaiting::Halt { release: release(), status: status() },
             }
-            Verb::Approve => format!(
-                "no approval is waiting for release {id} (it is {}). `/ray status` shows what it is doing.",
-                label()
-            ),
-            Verb::Reject => format!("no approval is waiting for release {id}; to stop it use `/ray abort <reason>`."),
-            Verb::Waive => format!("release {id} is not halted at a gate (it is {}).", label()),
-            _ => format!("release {id} is not halted (it is {}); nothing to retry.", label()),
-        });
+            .into(),
+        );
     }
-    let who = by.id.as_str();
-    let operator = || scene.people.has_any_role(who, &scene.policy.operator_roles);
+    let id = by.id.as_str();
+    let operator = || scene.people.has_any_role(id, &scene.policy.operator_roles);
     let allowed = match rule.access {
         Access::Anyone => true,
-        Access::FreezeList => scene.freeze_list.iter().any(|u| u == who),
-        Access::StepRoles => scene.round_roles.is_some_and(|roles| scene.people.has_any_role(who, roles)),
+        Access::FreezeList => scene.freeze_list.iter().any(|u| u == id),
+        Access::StepRoles => scene.round_roles.is_some_and(|roles| scene.people.has_any_role(id, roles)),
         Access::Operator => operator(),
-        Access::OperatorOrInitiator => operator() || who == scene.initiator,
-        Access::WaiverRoles => scene.people.has_any_role(who, &scene.policy.waiver_roles),
+        Access::OperatorOrInitiator => operator() || id == scene.initiator,
+        Access::WaiverRoles => scene.people.has_any_role(id, &scene.policy.waiver_roles),
     };
     if allowed {
         return Ok(());
     }
-    let operators = scene.policy.operator_roles.join(", ");
-    let roles = scene.round_roles.unwrap_or_default().join(", ");
-    refuse(match verb {
-        Verb::Ack if reaction => {
-            format!("{who} is not on the change-freeze list of {id}; the reaction does not count.")
+    let operators = || scene.policy.operator_roles.join(", ");
+    let who = scene.people.named(id);
+    let roles = || scene.round_roles.unwrap_or_default().join(", ");
+    refuse(
+        match verb {
+            Verb::Ack if reaction => NotAllowed::Reaction { who, release: release() },
+            Verb::Ack => {
+                let names: Vec<String> = scene.freeze_list.iter().map(|u| scene.people.mention(u)).collect();
+                NotAllowed::Ack { who, release: release(), names: names.join(", ") }
+            }
+            Verb::Approve => {
+                let held = scene.people.get(id).map(|p| p.roles.join(", ")).unwrap_or_default();
+                NotAllowed::Approve { who, held, needs: roles() }
+            }
+            Verb::Reject => NotAllowed::Reject { who, needs: roles() },
+            Verb::Waive => NotAllowed::Waive { who, needs: scene.policy.waiver_roles.join(", ") },
+            Verb::Retry => NotAllowed::Retry { who, needs: operators() },
+            Verb::Rollback => NotAllowed::Rollback { who, needs: operators() },
+            Verb::Abort => NotAllowed::Abort { who, release: release(), needs: operators() },
+            Verb::Status => NotAllowed::Status { who, release: release() },
         }
-        Verb::Ack => {
-            let list: Vec<String> = scene.freeze_list.iter().map(|u| scene.people.mention(u)).collect();
-            format!("{who} is not on the change-freeze list of {id}; it names: {}.", list.join(", "))
-        }
-        Verb::Approve => {
-            let held = scene.people.get(who).map(|p| p.roles.join(", ")).unwrap_or_default();
-            format!("{who} ({held}) may not approve this step; it needs: {roles}.")
-        }
-        Verb::Reject => format!("{who} may not reject this step; it needs one of: {roles}."),
-        Verb::Waive => {
-            format!("{who} may not waive gates; waivers need one of: {}.", scene.policy.waiver_roles.join(", "))
-        }
-        Verb::Retry => format!("{who} may not retry; it needs one of: {operators}."),
-        Verb::Rollback => format!("{who} may not roll back; it needs one of: {operators}."),
-        Verb::Abort => format!("{who} may not abort {id}; it needs one of: {operators} or the person who started it."),
-        Verb::Status => format!("{who} may not ask for the status of {id}."),
-    })
+        .into(),
+    )
 }
 
 #[cfg(test)]
@@ -279,7 +272,7 @@ mod tests {
             World { activity, people: people(), policy: policy(), freeze: Vec::new(), roles: None }
         }
 
-        fn check(&self, verb: Verb, by: &str, reaction: bool) -> Result<(), Refusal> {
+        fn check(&self, verb: Verb, by: &str, reaction: bool) -> Result<(), Refused> {
             let scene = Scene {
                 release: "r1",
                 activity: &self.activity,
@@ -294,7 +287,7 @@ mod tests {
 
         fn refusal(&self, verb: Verb, by: &str) -> String {
             let r = self.check(verb, by, false).expect_err("refused");
-            format!("{}: {}", r.action, r.text)
+            format!("{}: {}", r.action, r.refusal)
         }
     }
 
@@ -395,7 +388,7 @@ mod tests {
             "ack: erin is not on the change-freeze list of r1; it names: @bob, @carol."
         );
         let r = w.check(Verb::Ack, "erin", true).expect_err("refused");
-        assert_eq!(r.text, "erin is not on the change-freeze list of r1; the reaction does not count.");
+        assert_eq!(r.refusal.to_string(), "erin is not on the change-freeze list of r1; the reaction does not count.");
         let w = World::new(halted());
         assert_eq!(
             w.refusal(Verb::Ack, "bob"),
@@ -425,6 +418,41 @@ mod tests {
             running.refusal(Verb::Retry, "alice"),
             "retry: release r1 is not halted (it is starting); nothing to retry."
         );
+    }
+
+    #[test]
+    fn refusals_on_discord_and_slack_mention_the_person_instead_of_their_id() {
+        let mut w = World::new(Activity::Approval { round: 0, reminder: "t".into() });
+        w.people.platform = "discord".into();
+        w.roles = Some(vec!["product_owner".into()]);
+        assert_eq!(
+            w.refusal(Verb::Approve, "1577443819027304456"),
+            "approve: <@1577443819027304456> is not in config/release-approvers.yaml, so cannot approve releases."
+        );
+        assert_eq!(
+            w.refusal(Verb::Approve, "erin"),
+            "approve: <@erin> (stakeholder) may not approve this step; it needs: product_owner."
+        );
+        w.people.platform = "slack".into();
+        for (verb, text) in [
+            (Verb::Reject, "<@erin> may not reject this step"),
+            (Verb::Rollback, "<@erin> may not roll back"),
+            (Verb::Abort, "<@erin> may not abort r1"),
+        ] {
+            let refusal = w.refusal(verb, "erin");
+            assert!(refusal.contains(text), "{refusal}");
+        }
+        let mut w = World::new(Activity::Acks { reminder: "t".into() });
+        w.people.platform = "slack".into();
+        w.freeze = vec!["bob".into()];
+        let r = w.check(Verb::Ack, "U0MALLORY9", true).expect_err("refused");
+        assert_eq!(
+            r.refusal.to_string(),
+            "<@U0MALLORY9> is not on the change-freeze list of r1; the reaction does not count."
+        );
+        let w = World { people: People { platform: "slack".into(), ..people() }, ..World::new(halted()) };
+        assert!(w.refusal(Verb::Waive, "carol").starts_with("waive: <@carol> may not waive gates"));
+        assert!(w.refusal(Verb::Retry, "bob").starts_with("retry: <@bob> may not retry"));
     }
 
     #[test]

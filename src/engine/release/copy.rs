@@ -6,6 +6,7 @@ use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::Verdict;
 use super::state::{Activity, Resume, Terminal};
+use crate::engine::refusal::ERROR_TAG;
 use crate::protocol::model::{Step, StepRun};
 
 impl Release {
@@ -137,7 +138,7 @@ impl Release {
     /// The `[RAY ERROR]` post of a halt at `step` because of `reason`, with what people can type.
     pub(super) fn halt_text(&self, step: &str, reason: &str, gate: Option<&str>, resume: &Resume) -> String {
         let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {
-            "[RAY ERROR] - \"Failed at {step}. Reason: {explanation}. Awaiting instructions.\"".into()
+            format!("{ERROR_TAG} - \"Failed at {{step}}. Reason: {{explanation}}. Awaiting instructions.\"")
         });
         let mut text = template.replace("{step}", step).replace("{explanation}", reason.trim_end_matches('.'));
         let hint = match (gate, resume) {

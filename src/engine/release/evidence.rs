@@ -12,7 +12,7 @@ use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::{Verdict, fmt_num};
 use super::scores::Validation;
-use super::state::{JobRecord, Terminal};
+use super::state::{JobRecord, RollbackRecord, Terminal};
 use crate::engine::Timestamp;
 use crate::engine::io::{JobOutcome, ProbeReport};
 use crate::engine::plan::Environment;
@@ -103,7 +103,7 @@ impl Release {
             .iter()
             .map(|a| {
                 json!({
-                    "user": a.user, "name": a.name, "roles": a.roles, "approved_at": a.at.rfc3339(),
+                    "user": self.plan.people.label(&a.user), "name": a.name, "roles": a.roles, "approved_at": a.at.rfc3339(),
                     "comment": a.comment, "via": a.via, "platform": self.plan.people.platform,
                 })
             })
@@ -113,10 +113,10 @@ impl Release {
             "required_roles": r.roles,
             "requested_at": r.opened_at.rfc3339(),
             "decided_at": r.decided_at.map(|t| t.rfc3339()),
-            "initiator": self.started_by.id,
+            "initiator": self.plan.people.label(&self.started_by.id),
             "signatures": signatures,
-            "gates_so_far": self.gates.iter().map(|g| json!({"gate": g.name, "verdict": g.verdict})).collect::<Vec<_>>(),
-            "risks": self.waivers.iter().map(|w| json!({"waived_gate": w.0, "by": w.1, "justification": w.2})).collect::<Vec<_>>(),
+            "gates_so_far": self.gates.iter().map(|g| json!({"gate": g.name, "verdict": self.verdict_json(&g.verdict)})).collect::<Vec<_>>(),
+            "risks": self.waivers.iter().map(|w| json!({"waived_gate": w.0, "by": self.plan.people.label(&w.1), "justification": w.2})).collect::<Vec<_>>(),
         })
     }
 
@@ -159,7 +159,7 @@ impl Release {
         json!({
             "release": {
                 "id": self.id, "version": self.version, "environment": self.env, "strategy": self.strategy.as_str(),
-                "started_by": self.started_by.id, "started_at": self.started_at.rfc3339(),
+                "started_by": self.plan.people.label(&self.started_by.id), "started_at": self.started_at.rfc3339(),
             },
             "protocol": { "id": p.map(|p| p.id.clone()), "title": p.map(|p| p.title.clone()) },
             "step": { "id": step.id, "title": step.title, "level": step.level },
@@ -193,16 +193,18 @@ impl Release {
         s.push_str(&format!(
             "- Generated: {} by raybot\n- Started by: {} at {}\n\n",
             now.rfc3339(),
-            self.started_by.id,
+            self.plan.people.label(&self.started_by.id),
             self.started_at.rfc3339()
         ));
         s
     }
 
+    /// A person with their roles, e.g. `Carol Example (slack U0CAROL003; sre_lead)`.
     fn person(&self, id: &str) -> String {
-        match self.plan.people.get(id) {
-            Some(p) => format!("{} ({}; {})", p.name, id, p.roles.join(", ")),
-            None => id.to_string(),
+        let people = &self.plan.people;
+        match people.get(id) {
+            Some(p) => format!("{} ({} {id}; {})", p.name, people.platform, p.roles.join(", ")),
+            None => people.label(id),
         }
     }
 
@@ -246,7 +248,7 @@ impl Release {
                     ));
                 }
                 for w in &self.waivers {
-                    s.push_str(&format!("- Gate {} waived by {}: {}\n", w.0, w.1, w.2));
+                    s.push_str(&format!("- Gate {} waived by {}: {}\n", w.0, self.plan.people.label(&w.1), w.2));
                 }
                 s.push_str(&format!(
                     "\n## Communication plan\n\n- Channel: {}\n- Stakeholders: {}\n",
@@ -290,7 +292,7 @@ impl Release {
                     }
                 }
                 for g in &self.gates {
-                    s.push_str(&format!("- Gate {} (Protocol {}): {}\n", g.name, g.protocol, verdict(&g.verdict)));
+                    s.push_str(&format!("- Gate {} (Protocol {}): {}\n", g.name, g.protocol, self.verdict(&g.verdict)));
                 }
                 (
                     Some(s),
@@ -303,10 +305,10 @@ impl Release {
                 )
             }
             DocumentTemplate::DeploymentWindow => {
-                let sre: Vec<String> =
-                    self.plan.people.with_roles(&["sre_lead".to_string()]).iter().map(|p| p.id.clone()).collect();
-                let po: Vec<String> =
-                    self.plan.people.with_roles(&["product_owner".to_string()]).iter().map(|p| p.id.clone()).collect();
+                let on_call = |role: &str| -> Vec<String> {
+                    self.plan.people.with_roles(&[role.to_string()]).iter().map(|p| self.mention(&p.id)).collect()
+                };
+                let (sre, po) = (on_call("sre_lead"), on_call("product_owner"));
                 (
                     None,
                     format!(
@@ -349,7 +351,7 @@ impl Release {
                 }
                 for w in &self.waivers {
                     improvements.push(
-                        json!({"improvement": format!("Remove the need for waiver of {}: {}", w.0, w.2), "owner": w.1}),
+                        json!({"improvement": format!("Remove the need for waiver of {}: {}", w.0, w.2), "owner": self.plan.people.label(&w.1)}),
                     );
                 }
                 if self.freeze.reminders > 0 {
@@ -360,7 +362,7 @@ impl Release {
                     "summary": format!("{} to {}: {} jobs, {} gates evaluated", self.version, self.env, self.jobs.len(), self.gates.len()),
                     "improvements": improvements,
                     "job_durations": durations,
-                    "gates": self.gates.iter().map(|g| json!({"gate": g.name, "protocol": g.protocol, "verdict": g.verdict})).collect::<Vec<_>>(),
+                    "gates": self.gates.iter().map(|g| json!({"gate": g.name, "protocol": g.protocol, "verdict": self.verdict_json(&g.verdict)})).collect::<Vec<_>>(),
                     "refusals": self.audit.iter().filter(|a| !a.accepted).count(),
                 });
                 (
@@ -381,13 +383,10 @@ impl Release {
     ));
         for u in &self.freeze.required {
             let roles = self.plan.people.get(u).map(|p| p.roles.join(", ")).unwrap_or_default();
+            let who = self.plan.people.label(u);
             match self.freeze.acks.get(u) {
-                Some((t, via)) => s.push_str(&format!(
-                    "| {} | {roles} | {} | {via} |\n",
-                    self.plan.people.get(u).map(|p| format!("{} ({u})", p.name)).unwrap_or_else(|| u.clone()),
-                    t.rfc3339()
-                )),
-                None => s.push_str(&format!("| {u} | {roles} | MISSING | |\n")),
+                Some((t, via)) => s.push_str(&format!("| {who} | {roles} | {} | {via} |\n", t.rfc3339())),
+                None => s.push_str(&format!("| {who} | {roles} | MISSING | |\n")),
             }
         }
         s.push_str(&format!(
@@ -455,8 +454,8 @@ impl Release {
         if let Some(rb) = &self.rollback {
             s.push_str(&format!(
             "## Trigger\n\n- Reason: {}\n- Triggered by: {}\n- Started: {}\n- Finished: {}\n- Confirmation probe: {}\n\n",
-            rb.reason,
-            rb.trigger,
+            self.plan.people.unmention(&rb.reason),
+            self.trigger_label(rb),
             rb.started_at.rfc3339(),
             rb.finished_at.map(|t| t.rfc3339()).unwrap_or_else(|| "not finished".into()),
             rb.confirmed.clone().unwrap_or_else(|| "none".into())
@@ -501,7 +500,7 @@ impl Release {
                 g.name,
                 g.threshold,
                 actual.join(", "),
-                verdict(&g.verdict),
+                self.verdict(&g.verdict),
                 g.at.rfc3339()
             ));
         }
@@ -561,15 +560,21 @@ impl Release {
         if let Some(rb) = &self.rollback {
             s.push_str(&format!(
                 "\n## Rollback\n\n- Reason: {}\n- Trigger: {}\n- Confirmation: {}\n",
-                rb.reason,
-                rb.trigger,
+                self.plan.people.unmention(&rb.reason),
+                self.trigger_label(rb),
                 rb.confirmed.clone().unwrap_or_else(|| "not confirmed".into())
             ));
         }
         if !self.waivers.is_empty() {
             s.push_str("\n## Waivers\n\n");
             for w in &self.waivers {
-                s.push_str(&format!("- {} waived by {} at {}: {}\n", w.0, w.1, w.3.rfc3339(), w.2));
+                s.push_str(&format!(
+                    "- {} waived by {} at {}: {}\n",
+                    w.0,
+                    self.plan.people.label(&w.1),
+                    w.3.rfc3339(),
+                    w.2
+                ));
             }
         }
         let refusals: Vec<_> = self.audit.iter().filter(|a| !a.accepted).collect();
@@ -579,7 +584,12 @@ impl Release {
             refusals.len()
         ));
         for a in refusals {
-            s.push_str(&format!("  - refused {} at {}: {}\n", a.who, a.at.rfc3339(), a.what));
+            s.push_str(&format!(
+                "  - refused {} at {}: {}\n",
+                self.plan.people.label(&a.who),
+                a.at.rfc3339(),
+                self.plan.people.unmention(&a.what)
+            ));
         }
         s.push_str("\n## Evidence\n\n");
         for e in &self.evidence {
@@ -587,17 +597,38 @@ impl Release {
         }
         s.push_str("\n## Communication log\n\n```\n");
         for (t, line) in &self.communication {
-            s.push_str(&format!("{} {}\n", t.rfc3339(), line.lines().next().unwrap_or("")));
+            s.push_str(&format!("{} {}\n", t.rfc3339(), self.plan.people.unmention(line.lines().next().unwrap_or(""))));
         }
         s.push_str("```\n");
         s
     }
 }
 
-fn verdict(v: &Verdict) -> String {
-    match v {
-        Verdict::Passed => "passed".into(),
-        Verdict::Failed => "FAILED".into(),
-        Verdict::Waived { by, justification } => format!("waived by {by}: {justification}"),
+impl Release {
+    /// A gate verdict in Markdown evidence.
+    fn verdict(&self, v: &Verdict) -> String {
+        match v {
+            Verdict::Passed => "passed".into(),
+            Verdict::Failed => "FAILED".into(),
+            Verdict::Waived { by, justification } => {
+                format!("waived by {}: {justification}", self.plan.people.label(by))
+            }
+        }
+    }
+
+    /// A gate verdict in JSON evidence: as stored, with a waiver's author named as evidence names
+    /// people.
+    fn verdict_json(&self, v: &Verdict) -> Value {
+        match v {
+            Verdict::Waived { by, justification } => {
+                json!({"waived": {"by": self.plan.people.label(by), "justification": justification}})
+            }
+            other => json!(other),
+        }
+    }
+
+    /// Who triggered `rb`: `automatic`, or the person who asked, named as evidence names people.
+    fn trigger_label(&self, rb: &RollbackRecord) -> String {
+        rb.asked_by().map(|u| self.plan.people.label(u)).unwrap_or_else(|| rb.trigger.clone())
     }
 }

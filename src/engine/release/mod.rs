@@ -16,7 +16,7 @@
 //! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
 //! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
 //! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`, the failure text  |
-//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refusal`         |
+//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refused`         |
 //! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds               |
 //! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`                       |
 //! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts                |
@@ -41,13 +41,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::{JobId, PostKey, ProbeId, TimerId};
 use super::io::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::plan::{Environment, JobTemplate, Plan};
-use super::{
-    Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef, ray_error,
-};
+use super::refusal::{BadArgument, Refusal};
+use super::{Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
-use access::{Refusal, Scene, Verb};
+use access::{Refused, Scene, Verb};
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
 pub use freeze::Freeze;
@@ -281,20 +281,33 @@ impl Release {
 
     // ----- small helpers -------------------------------------------------------------------
 
-    fn next(&mut self, kind: &str) -> String {
+    /// The next number for an id of this release (jobs, probes, timers, checks and bundles
+    /// share the counter).
+    fn next_n(&mut self) -> u64 {
         let n = self.next_id;
         self.next_id += 1;
+        n
+    }
+
+    /// `<release>#<kind><n>` for checks and bundles.
+    fn next(&mut self, kind: &str) -> String {
+        let n = self.next_n();
         format!("{}#{kind}{n}", self.id)
     }
 
-    fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<String>, text: String, ask: Ask) {
+    fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<PostKey>, text: String, ask: Ask) {
         self.communication.push((now, text.clone()));
-        fx.push(Effect::Post { key, text, ask });
+        fx.push(Effect::Post { key: key.map(String::from), text, ask });
+    }
+
+    /// Whether `message` is one of the platform messages posted under `key`.
+    fn is_post(&self, key: &PostKey, message: &str) -> bool {
+        self.posts.get(&key.to_string()).is_some_and(|ids| ids.iter().any(|m| m == message))
     }
 
     /// Edits a keyed post. Edits are not part of the communication log: what they show (acks,
     /// decisions) is recorded in the state itself.
-    fn update(&mut self, fx: &mut Fx, key: &str, text: String) {
+    fn update(&mut self, fx: &mut Fx, key: PostKey, text: String) {
         fx.push(Effect::Update { key: key.to_string(), text });
     }
 
@@ -302,13 +315,19 @@ impl Release {
     fn update_freeze(&mut self, fx: &mut Fx) {
         if !self.quiet {
             let text = self.freeze_text(self.step());
-            self.update(fx, "freeze", text);
+            self.update(fx, PostKey::Freeze, text);
         }
     }
 
-    fn refuse(&mut self, now: Timestamp, fx: &mut Fx, by: &UserRef, what: &str, text: String) {
-        self.audit.push(AuditEntry { at: now, who: by.id.clone(), what: format!("{what}: {text}"), accepted: false });
-        fx.push(Effect::Reply { to: by.clone(), text: ray_error(text) });
+    /// Answers `by` with `refusal` and records it in the audit trail under `what` (the action).
+    fn refuse(&mut self, now: Timestamp, fx: &mut Fx, by: &UserRef, what: &str, refusal: Refusal) {
+        self.audit.push(AuditEntry {
+            at: now,
+            who: by.id.clone(),
+            what: format!("{what}: {refusal}"),
+            accepted: false,
+        });
+        fx.push(Effect::Reply { to: by.clone(), text: refusal.to_chat() });
     }
 
     fn accept(&mut self, now: Timestamp, by: &UserRef, what: String) {
@@ -390,9 +409,10 @@ impl Release {
         self.plan.environment(env).cloned()
     }
 
-    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> String {
+    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> JobId {
         let JobAsk { env, purpose, template, percent, log, output } = ask;
-        let id = self.next("job");
+        let n = self.next_n();
+        let id = JobId::new(&self.id, n);
         let percent_s = percent.to_string();
         let output = output.map(|o| format!("{{artifacts}}/{o}")).unwrap_or_default();
         let vars = [
@@ -425,7 +445,7 @@ impl Release {
             self.production_touched = true;
         }
         self.evidence.insert(log.clone());
-        let spec = JobSpec { id: id.clone(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
+        let spec = JobSpec { id: id.to_string(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
         if let Some(record) = self.jobs.last_mut() {
             record.spec = Some(spec.clone());
         }
@@ -436,18 +456,19 @@ impl Release {
     /// Starts a job and waits for it as `task`.
     fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>, task: Task) {
         let job = self.job_effect(now, fx, ask);
-        self.activity = Activity::Job { job, task };
+        self.activity = Activity::Job { job: job.into(), task };
     }
 
     fn is_target_deploy(&self, purpose: &str) -> bool {
         purpose.starts_with("deploy ") || purpose.starts_with("rollback ")
     }
 
-    fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> String {
-        let id = self.next("probe");
+    fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> ProbeId {
+        let n = self.next_n();
+        let id = ProbeId::new(&self.id, n);
         self.probes.push(ProbeRecord { id: id.clone(), purpose, env: env.name.clone(), started_at: now, report: None });
         fx.push(Effect::Probe(ProbeSpec {
-            id: id.clone(),
+            id: id.to_string(),
             url: env.probe.url.clone(),
             count: env.probe.count,
             interval_ms: env.probe.interval_ms,
@@ -457,9 +478,10 @@ impl Release {
         id
     }
 
-    fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> String {
-        let id = self.next("timer");
-        fx.push(Effect::ArmTimer { timer: id.clone(), at });
+    fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> TimerId {
+        let n = self.next_n();
+        let id = TimerId::new(&self.id, n);
+        fx.push(Effect::ArmTimer { timer: id.to_string(), at });
         id
     }
 
@@ -646,7 +668,7 @@ impl Release {
             OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
             OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
             OnFailure::Rollback => {
-                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), "automatic".into())
+                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), rollback::AUTOMATIC.into())
             }
         }
         false
@@ -693,7 +715,7 @@ impl Release {
         }
         match step.halt.unwrap_or(HaltKind::Stop) {
             HaltKind::Rollback if self.production_touched => {
-                self.start_rollback(now, fx, format!("{label}: {reason}"), "automatic".into())
+                self.start_rollback(now, fx, format!("{label}: {reason}"), rollback::AUTOMATIC.into())
             }
             HaltKind::Escalate => {
                 let cond = step.halt_condition.clone().unwrap_or_default();
@@ -1175,7 +1197,7 @@ impl Release {
     /// Posts (or re-posts) the go/no-go request of `round` with its buttons and arms a reminder.
     fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
         let text = self.approval_request_text(&self.rounds[round], lead);
-        self.post(now, fx, Some(format!("approval:{round}")), text, Ask::Buttons);
+        self.post(now, fx, Some(PostKey::Approval(round)), text, Ask::Buttons);
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Approval { round, reminder };
     }
@@ -1213,7 +1235,7 @@ impl Release {
             RoundOutcome::Approved => {
                 self.update(
                     fx,
-                    &format!("approval:{round}"),
+                    PostKey::Approval(round),
                     format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
                 );
                 self.post(
@@ -1258,7 +1280,7 @@ impl Release {
         self.rounds[round].reject(now);
         self.update(
             fx,
-            &format!("approval:{round}"),
+            PostKey::Approval(round),
             format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(&by.id), now.rfc3339()),
         );
         self.write_approval(now, fx, round);
@@ -1275,7 +1297,7 @@ impl Release {
         }
         self.freeze = Freeze::open(required, now);
         let text = self.freeze_text(step);
-        self.post(now, fx, Some("freeze".into()), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
+        self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Acks { reminder };
         Entered::Waiting
@@ -1350,8 +1372,8 @@ impl Release {
         };
         match access::check(verb, by, reaction, &scene) {
             Ok(()) => true,
-            Err(Refusal { action, text }) => {
-                self.refuse(now, fx, by, action, text);
+            Err(Refused { action, refusal }) => {
+                self.refuse(now, fx, by, action, refusal);
                 false
             }
         }
@@ -1378,23 +1400,15 @@ impl Release {
     /// `/ray rollback` by an operator: now, or once the running job or probe ends.
     fn rollback_command(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
         if !self.production_touched {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "rollback",
-                format!(
-                    "nothing to roll back: {} has not been touched by {}. Use `/ray abort <reason>` to stop it.",
-                    self.env, self.id
-                ),
-            );
+            let refusal = Refusal::NothingToRollBack { release: self.id.clone(), env: self.env.clone() };
+            return self.refuse(now, fx, by, "rollback", refusal);
         }
         if matches!(
             self.activity,
             Activity::Job { task: Task::Rollback { .. }, .. }
                 | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
         ) {
-            return self.refuse(now, fx, by, "rollback", format!("a rollback of {} is already running.", self.env));
+            return self.refuse(now, fx, by, "rollback", Refusal::RollbackRunning { env: self.env.clone() });
         }
         let reason = reason.unwrap_or("requested");
         self.accept(now, by, format!("requested rollback: {reason}"));
@@ -1413,16 +1427,8 @@ impl Release {
     /// `/ray abort` by an operator or the initiator, before the target environment was touched.
     fn abort(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
         if self.production_touched {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "abort",
-                format!(
-                    "{} has already changed {}; use `/ray rollback <reason>` to restore the previous version.",
-                    self.id, self.env
-                ),
-            );
+            let refusal = Refusal::AlreadyChanged { release: self.id.clone(), env: self.env.clone() };
+            return self.refuse(now, fx, by, "abort", refusal);
         }
         let reason = reason.unwrap_or("no reason given").to_string();
         self.accept(now, by, format!("aborted: {reason}"));
@@ -1430,7 +1436,7 @@ impl Release {
     }
 
     fn reaction(&mut self, by: &UserRef, message: &str, emoji: &str, added: bool, now: Timestamp, fx: &mut Fx) {
-        let on_freeze = self.posts.get("freeze").is_some_and(|ids| ids.iter().any(|m| m == message));
+        let on_freeze = self.is_post(&PostKey::Freeze, message);
         if !on_freeze || !same_emoji(emoji, &self.plan.policy.ack_emoji) {
             return;
         }
@@ -1448,20 +1454,14 @@ impl Release {
         let round = self
             .posts
             .iter()
-            .find(|(k, ids)| k.starts_with("approval:") && ids.iter().any(|m| m == message))
-            .and_then(|(k, _)| k.trim_start_matches("approval:").parse::<usize>().ok());
+            .filter(|(_, ids)| ids.iter().any(|m| m == message))
+            .find_map(|(k, _)| PostKey::parse(k).round());
         let current = match self.activity {
             Activity::Approval { round, .. } => Some(round),
             _ => None,
         };
         if round.is_none() || round != current {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "click",
-                "this approval request is closed; `/ray status` shows what is waiting.".into(),
-            );
+            return self.refuse(now, fx, by, "click", Refusal::ClosedRequest);
         }
         let verb = match button {
             Button::Approve => Verb::Approve,
@@ -1487,34 +1487,20 @@ impl Release {
             .find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted)
         else {
             let ids: Vec<&str> = p.gates.iter().map(|g| g.id.as_str()).collect();
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                format!("unknown gate `{gate}` in Protocol {}; gates: {}.", p.id, ids.join(", ")),
-            );
+            let refusal =
+                BadArgument::UnknownGate { gate: gate.to_string(), protocol: p.id.clone(), gates: ids.join(", ") };
+            return self.refuse(now, fx, by, "waive", refusal.into());
         };
         if h.gate.as_deref() != Some(g.id.as_str()) {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                format!("the release is halted at {}, not at gate `{}`.", h.step, g.id),
-            );
+            let refusal = BadArgument::OtherGate { step: h.step.clone(), gate: g.id.clone() };
+            return self.refuse(now, fx, by, "waive", refusal.into());
         }
         if !g.waivable {
-            return self.refuse(now, fx, by, "waive", format!("gate `{}` ({}) cannot be waived.", g.id, g.name));
+            let refusal = BadArgument::NotWaivable { gate: g.id.clone(), name: g.name.clone() };
+            return self.refuse(now, fx, by, "waive", refusal.into());
         }
         if justification.split_whitespace().count() < 3 {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "waive",
-                "a waiver needs a justification of at least three words: `/ray waive <gate> <justification>`.".into(),
-            );
+            return self.refuse(now, fx, by, "waive", BadArgument::ShortJustification.into());
         }
         self.accept(now, by, format!("waived gate {}: {justification}", g.id));
         self.waivers.push((gates::waiver_key(&p.id, &g.id), by.id.clone(), justification.to_string(), now));
@@ -1546,13 +1532,7 @@ impl Release {
         let step_exists =
             self.protocol().phases.get(self.cursor.phase).is_some_and(|p| p.steps.get(self.cursor.step).is_some());
         if h.resume == Resume::Step && !step_exists {
-            return self.refuse(
-                now,
-                fx,
-                by,
-                "retry",
-                "there is no step left to run again here; `/ray rollback` or `/ray abort` ends the release.".into(),
-            );
+            return self.refuse(now, fx, by, "retry", Refusal::NoStepLeft);
         }
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
@@ -1610,7 +1590,7 @@ impl Release {
             None,
             format!(
                 "[RAY ANNOUNCEMENT] Rolling back {env} ({}): {reason}. Stakeholders: {}.",
-                trigger,
+                if trigger == rollback::AUTOMATIC { trigger.clone() } else { self.mention(&trigger) },
                 self.stakeholder_mentions()
             ),
             Ask::Nothing,
@@ -2168,7 +2148,7 @@ impl Release {
                 self.post(
                     now,
                     fx,
-                    Some("freeze".into()),
+                    Some(PostKey::Freeze),
                     format!("[RAY] Resumed after a restart.\n{text}"),
                     Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() },
                 );

@@ -10,6 +10,9 @@ use crate::engine::plan::ProbeSettings;
 use super::rollout;
 use super::state::{RollbackRecord, Task};
 
+/// The trigger of a rollback nobody asked for (a failed gate, job or health window).
+pub(crate) const AUTOMATIC: &str = "automatic";
+
 impl RollbackRecord {
     /// A rollback of `env` started at `now`; `trigger` is `automatic` or the user id who asked.
     pub(crate) fn start(env: String, reason: String, trigger: String, now: Timestamp) -> RollbackRecord {
@@ -20,6 +23,11 @@ impl RollbackRecord {
     pub(crate) fn confirm(&mut self, now: Timestamp, summary: String) {
         self.finished_at = Some(now);
         self.confirmed = Some(summary);
+    }
+
+    /// Who asked for the rollback; `None` when it was [`AUTOMATIC`].
+    pub(crate) fn asked_by(&self) -> Option<&str> {
+        Some(self.trigger.as_str()).filter(|t| *t != AUTOMATIC)
     }
 }
 

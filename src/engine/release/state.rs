@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ids::{JobId, ProbeId, TimerId};
 use crate::engine::io::{JobOutcome, ProbeReport};
 use crate::engine::{JobSpec, Timestamp};
 
@@ -157,7 +158,8 @@ pub enum Activity {
     },
     /// Waiting for job `job`; `task` says what its result decides.
     Job {
-        /// Id of the running job.
+        /// Id of the running job: a [`JobId`]'s text, because the runtime looks it up in its
+        /// queue of job ids (strings) until it moves onto the type.
         job: String,
         /// What the result is for.
         task: Task,
@@ -165,7 +167,7 @@ pub enum Activity {
     /// Waiting for probe `probe`; `task` says what its figures decide.
     Probe {
         /// Id of the running probe.
-        probe: String,
+        probe: ProbeId,
         /// What the figures are for.
         task: Task,
     },
@@ -179,21 +181,21 @@ pub enum Activity {
     /// Waiting for change-freeze acknowledgements.
     Acks {
         /// Timer of the next reminder to the people still missing.
-        reminder: String,
+        reminder: TimerId,
     },
     /// Waiting for go/no-go approvals of round `round`.
     Approval {
         /// Index into [`Release::rounds`](super::Release::rounds).
         round: usize,
         /// Timer of the next reminder to the roles still missing.
-        reminder: String,
+        reminder: TimerId,
     },
     /// Health window: probes until `until`.
     Soak {
         /// End of the health window.
         until: Timestamp,
         /// Timer of the next probe round.
-        timer: String,
+        timer: TimerId,
     },
     /// Stopped; waits for `/ray retry`, `/ray waive`, `/ray rollback` or `/ray abort`.
     Halted(Halt),
@@ -228,7 +230,7 @@ impl Activity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Job id, `<release>#job<n>`.
-    pub id: String,
+    pub id: JobId,
     /// What it was for, e.g. `deploy production 50%`; evidence filters on these prefixes.
     pub purpose: String,
     /// Environment it ran against.
@@ -252,7 +254,7 @@ pub struct JobRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRecord {
     /// Probe id, `<release>#probe<n>`.
-    pub id: String,
+    pub id: ProbeId,
     /// What it was for, e.g. `after deploy production 50%`, `health window production`.
     pub purpose: String,
     /// Environment probed.
