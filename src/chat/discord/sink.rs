@@ -188,7 +188,10 @@ impl ChatSink for DiscordChat {
     /// posted in the war room and mentions that person (and pings nobody else). Refusals there
     /// are visible to the team, as the audit trail is.
     async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
-        let mut body = message_body(&format!("<@{}> {text}", to.id));
+        // Addressed once: a refusal that already names the person is not prefixed again.
+        let mention = format!("<@{}>", to.id);
+        let text = if text.contains(&mention) { text.to_string() } else { format!("{mention} {text}") };
+        let mut body = message_body(&text);
         body["allowed_mentions"] = json!({ "parse": [], "users": [to.id] });
         self.send(&body).await.map(|_| ())
     }
