@@ -4,9 +4,12 @@
 //! `tests/fixtures/chat-release-v1.2.jsonl` is the stored event log of a whole release (four
 //! `raybot chat` sessions: refusals, reactions, button clicks, restarts, jobs, probes, the health
 //! window, bundles) recorded before the engine's ids became types of their own;
-//! `chat-release-v1.2.expected.json` is what that build folded it to. Re-record both with
-//! `cargo test --test it replay::record_fixture -- --ignored` only when the log format changes on
-//! purpose — the point of the fixture is that it does not.
+//! `chat-release-v1.2.expected.json` is what that build folded it to. They were recorded at commit
+//! 7eaa535 with four `raybot chat` sessions on the embedded store (`alice`: `/ray deploy v1.2`, then
+//! mallory's `/ray approve`; alice's `/ray approve evidence reviewed` and bob's `/click approve`;
+//! the freeze acknowledged by `/ray ack`, `/react ✅` and mallory's refused ✅; erin's refused
+//! approval and the approvals of bob and carol) and are never re-recorded: the point of the
+//! fixture is that the log format does not change.
 
 use std::path::PathBuf;
 
@@ -18,7 +21,6 @@ use raybot::store::{ReleaseSummary, Store};
 use serde_json::{Value, json};
 
 use crate::redis_server::RedisServer;
-use crate::support::Workspace;
 
 const LOG: &str = "chat-release-v1.2.jsonl";
 const EXPECTED: &str = "chat-release-v1.2.expected.json";
@@ -126,35 +128,4 @@ async fn the_recorded_log_replays_through_redis() {
     let server = RedisServer::start();
     let store = RedisStore::open(&server.url()).expect("open");
     round_trip(&store).await;
-}
-
-/// Records the fixture: a whole release in four `raybot chat` sessions on the embedded store.
-#[test]
-#[ignore = "records tests/fixtures; run on purpose only"]
-fn record_fixture() {
-    let ws = Workspace::new();
-    for (user, input) in [
-        ("alice", "/ray deploy v1.2\n/as mallory\n/ray approve\n"),
-        ("alice", "/ray approve evidence reviewed\n/as bob\n/click approve\n"),
-        (
-            "alice",
-            "/ray ack\n/as bob\n/react ✅\n/as mallory\n/react ✅\n/as carol\n/ray ack\n/as dave\n/react white_check_mark\n/as erin\n/ray ack\n",
-        ),
-        ("erin", "/ray approve\n/as bob\n/click approve\n/as carol\n/ray approve monitoring ready\n"),
-    ] {
-        let (out, code) = ws.chat(user, input);
-        assert_eq!(code, 0, "{out}");
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let lines = rt.block_on(async {
-        let store = FileStore::open(&ws.path().join(".raybot")).expect("open");
-        let rows = store.summaries().await.expect("summaries");
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        store.read(&rows[0].id).await.expect("read")
-    });
-    let r = replayed(&lines);
-    assert_eq!(r.activity.label(), "released");
-    std::fs::create_dir_all(fixture("")).expect("fixtures dir");
-    std::fs::write(fixture(LOG), lines.join("\n") + "\n").expect("write log");
-    std::fs::write(fixture(EXPECTED), serde_json::to_string_pretty(&folded(&r)).unwrap() + "\n").expect("write");
 }
