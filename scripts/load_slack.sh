@@ -334,7 +334,10 @@ events() { # name port round → "rps p99 requests"
   echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $(echo "$out" | awk '/requests in/ {print $1}')"
 }
 log_len() { redis-cli -p "$redis_port" xlen "raybot:{$release}:log"; }
+metric() { curl -sf "http://127.0.0.1:$ray2_port/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 before="$(log_len)"
+requests_before="$(metric raybot_store_requests_total)"
+recorded_before="$(metric raybot_events_recorded_total)"
 answered=0
 echo "== wrk -t2 -c$conns -d${seconds}s, distinct signed ✅ add/remove callbacks, $rounds alternating rounds"
 printf '%-6s %14s %12s %14s %12s %10s\n' round raybot_req/s raybot_p99 bolt_req/s bolt_p99 rps_ratio
@@ -349,4 +352,7 @@ for r in $(seq 1 "$rounds"); do
 done
 after="$(log_len)"
 echo "recorded in Redis: $((after - before)) ✅ events; raybot answered $answered callbacks (wrk's count)"
+requests=$(( $(metric raybot_store_requests_total) - requests_before ))
+recorded=$(( $(metric raybot_events_recorded_total) - recorded_before ))
+python3 -c "print(f'Redis requests per recorded event: {$requests / max($recorded, 1):.3f} ({$requests} requests, {$recorded} events; heartbeats and job polling included)')"
 echo "(target: raybot/Bolt req/s >= 1 for durable toggles)"

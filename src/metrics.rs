@@ -1,5 +1,5 @@
-//! Process metrics exported at `/metrics` (Prometheus text): inbound events, releases, jobs and
-//! the chat outbox.
+//! Process metrics exported at `/metrics` (Prometheus text): inbound events, releases, jobs, events
+//! recorded and requests sent to the state store.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +26,8 @@ pub struct Metrics {
     active: Gauge,
     jobs: Family<OutcomeLabel, Counter>,
     jobs_running: Gauge,
+    events_recorded: Counter,
+    store_requests: Counter,
 }
 
 impl Metrics {
@@ -38,13 +40,35 @@ impl Metrics {
         let active = Gauge::default();
         let jobs = Family::<OutcomeLabel, Counter>::default();
         let jobs_running = Gauge::default();
+        let events_recorded = Counter::default();
+        let store_requests = Counter::default();
         registry.register("inbound_events", "Commands, reactions and clicks received", inbound.clone());
         registry.register("releases_started", "Releases started", releases_started.clone());
         registry.register("releases_finished", "Releases ended, by outcome", releases_finished.clone());
         registry.register("active_releases", "Releases in progress", active.clone());
         registry.register("jobs", "Jobs finished, by outcome", jobs.clone());
         registry.register("jobs_running", "Jobs running now", jobs_running.clone());
-        Metrics { registry, inbound, releases_started, releases_finished, active, jobs, jobs_running }
+        registry.register(
+            "events_recorded",
+            "Events appended to release logs by this process",
+            events_recorded.clone(),
+        );
+        registry.register(
+            "store_requests",
+            "Requests this process sent to the state store (a pipeline counts once; Redis only)",
+            store_requests.clone(),
+        );
+        Metrics {
+            registry,
+            inbound,
+            releases_started,
+            releases_finished,
+            active,
+            jobs,
+            jobs_running,
+            events_recorded,
+            store_requests,
+        }
     }
 
     /// Counts one inbound event of `kind`: `command`, `reaction` or `click`.
@@ -80,6 +104,19 @@ impl Metrics {
     pub fn job_finished(&self, ok: bool) {
         self.jobs_running.dec();
         self.jobs.get_or_create(&OutcomeLabel { outcome: if ok { "succeeded" } else { "failed" }.into() }).inc();
+    }
+
+    /// Counts `n` events appended to release logs.
+    pub fn recorded(&self, n: u64) {
+        self.events_recorded.inc_by(n);
+    }
+
+    /// Brings the store-requests counter up to `total`, the store's own count.
+    pub fn store_requests(&self, total: u64) {
+        let seen = self.store_requests.get();
+        if total > seen {
+            self.store_requests.inc_by(total - seen);
+        }
     }
 
     /// Prometheus text exposition.

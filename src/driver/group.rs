@@ -137,6 +137,8 @@ impl Driver {
         }
         let results: BTreeMap<String, Result<u64, StoreError>> = if encoded {
             let out = self.store.append_all(&appends).await;
+            let recorded = appends.iter().zip(&out).filter(|(_, r)| r.is_ok()).map(|(a, _)| a.events.len() as u64);
+            self.metrics.recorded(recorded.sum());
             appends.into_iter().map(|a| a.release).zip(out).collect()
         } else {
             let e = StoreError::Corrupt("an event of the group could not be encoded".into());

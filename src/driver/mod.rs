@@ -809,6 +809,7 @@ impl Driver {
         let mut written = self.store.append_all(std::slice::from_ref(&append)).await;
         let written = written.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no answer to an append".into())));
         self.written(id, written, turn)?;
+        self.metrics.recorded(1);
         if let Some(a) = self.releases.get_mut(id) {
             a.stale = false;
             a.log_len = append.expected_len + 1;

@@ -228,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
         Ok((seen, self.unfinished().await?))
     }
 
+    /// Requests sent to the store so far (a pipeline counts once), where the store counts them
+    /// (Redis): `/metrics` shows them beside the events recorded.
+    fn requests(&self) -> Option<u64> {
+        None
+    }
+
     /// The shared job queue, when the store has one (Redis): jobs then run on whichever replica
     /// takes them first. `None` (the embedded store) runs each job in the process that asked.
     fn queue(&self) -> Option<std::sync::Arc<dyn JobQueue>> {

@@ -588,6 +588,10 @@ impl Store for RedisStore {
         Ok((seen, self.open_rows(rows).await?))
     }
 
+    fn requests(&self) -> Option<u64> {
+        Some(self.round_trips())
+    }
+
     fn queue(&self) -> Option<Arc<dyn super::JobQueue>> {
         Some(Arc::new(self.clone()))
     }

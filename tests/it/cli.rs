@@ -71,6 +71,8 @@ fn serve_answers_healthz_and_metrics() {
     assert!(health.contains("\"store\":\"ok\""), "{health}");
     let metrics = get("/metrics");
     assert!(metrics.contains("raybot_releases_started_total"), "{metrics}");
+    assert!(metrics.contains("raybot_events_recorded_total 0"), "{metrics}");
+    assert!(metrics.contains("raybot_store_requests_total"), "{metrics}");
     let _ = child.kill();
     let _ = child.wait();
 }
