@@ -12,7 +12,7 @@ use raybot::chat::local::{LineReader, LineResult, LocalChat};
 use raybot::config::Config;
 use raybot::demo::{DemoOptions, Failure};
 use raybot::driver::Driver;
-use raybot::engine::Strategy;
+use raybot::engine::{Strategy, ray_error};
 use raybot::metrics::Metrics;
 use raybot::protocol::Catalog;
 
@@ -132,14 +132,14 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("[RAY ERROR] cannot start the runtime: {e}");
+            eprintln!("{}", ray_error(format!("cannot start the runtime: {e}")));
             return ExitCode::from(1);
         }
     };
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("[RAY ERROR] {e:#}");
+            eprintln!("{}", ray_error(format!("{e:#}")));
             ExitCode::from(1)
         }
     }
@@ -224,7 +224,7 @@ fn protocols(dir: Option<&Path>, action: ProtocolsCmd) -> anyhow::Result<u8> {
                 }
                 Err(errs) => {
                     for e in errs {
-                        eprintln!("[RAY ERROR] {e}");
+                        eprintln!("{}", ray_error(&e));
                     }
                     Ok(1)
                 }
@@ -252,7 +252,7 @@ fn protocols(dir: Option<&Path>, action: ProtocolsCmd) -> anyhow::Result<u8> {
             let c = load_catalog(dir)?;
             let Some(p) = c.get(&id) else {
                 let ids: Vec<&str> = c.protocols.iter().map(|p| p.id.as_str()).collect();
-                eprintln!("[RAY ERROR] no protocol `{id}`; known: {}", ids.join(", "));
+                eprintln!("{}", ray_error(format!("no protocol `{id}`; known: {}", ids.join(", "))));
                 return Ok(1);
             };
             println!("PROTOCOL {}: {} ({})", p.id, p.title, p.compliance.clone().unwrap_or_default());

@@ -9,7 +9,7 @@ pub mod slack;
 
 use async_trait::async_trait;
 
-use crate::engine::{Ask, Button, UserRef};
+use crate::engine::{Ask, Button, UserRef, ray_error};
 
 /// Something a person did in the war room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +80,9 @@ pub fn answer_text(h: &Handled, accepted: &str) -> String {
 }
 
 /// What a person is told when the driver dropped their delivery unanswered (the process stopped).
-pub const NO_ANSWER: &str =
-    "[RAY ERROR] raybot stopped before it could answer; `/ray status` shows whether it counted.";
+pub fn no_answer() -> String {
+    ray_error("raybot stopped before it could answer; `/ray status` shows whether it counted.")
+}
 
 /// One inbound event as a platform adapter hands it to the driver.
 #[derive(Debug)]

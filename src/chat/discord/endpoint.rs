@@ -71,7 +71,7 @@ async fn interactions(State(s): State<Endpoint>, headers: HeaderMap, body: Bytes
     let answer = match s.ingress.settle(s.ingress.interaction(&interaction)).await {
         Queued::Ping => serde_json::json!({ "type": PONG }),
         // `settle` never leaves a read pending; answered as "no answer" should that change.
-        Queued::Read { .. } => message_response(crate::chat::NO_ANSWER),
+        Queued::Read { .. } => message_response(&crate::chat::no_answer()),
         Queued::Now(text) => message_response(&text),
         Queued::Waiting { rx, accepted } => match first_answer(rx, accepted).await {
             First::Message(text) => message_response(&text),

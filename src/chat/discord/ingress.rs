@@ -252,7 +252,7 @@ pub(crate) async fn finish_deferred(
 ) {
     let text = match rx.await {
         Ok(h) => answer_text(&h, accepted),
-        Err(_) => crate::chat::NO_ANSWER.to_string(),
+        Err(_) => crate::chat::no_answer(),
     };
     let body = json!({ "content": clip(&text), "allowed_mentions": { "parse": [] } });
     let path = format!("/webhooks/{app}/{token}/messages/@original");

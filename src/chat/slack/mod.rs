@@ -25,7 +25,7 @@ use slack_morphism::prelude::*;
 pub use sink::{Client, SlackChat};
 
 use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle, HandleError};
-use crate::chat::{Inbound, NO_ANSWER, Platform, SpawnDriver, answer_text};
+use crate::chat::{Inbound, Platform, SpawnDriver, answer_text, no_answer};
 use crate::engine::ray_error;
 
 /// Posts in the war room: at most one per this interval (Slack's limit for `chat.postMessage`).
@@ -139,7 +139,7 @@ impl Desk {
                 self.handle.follow_up(async move {
                     let text = match rx.await {
                         Ok(h) => answer_text(&h, ACCEPTED),
-                        Err(_) => NO_ANSWER.to_string(),
+                        Err(_) => no_answer(),
                     };
                     let sent = match &late {
                         Late::ResponseUrl(url) => chat.respond(url, &text).await,
