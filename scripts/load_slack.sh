@@ -61,13 +61,48 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 50,000 distinct signed `/ray status` commands (valid for five minutes), as a Lua table.
-python3 - "$secret" "$tmp/requests.lua" <<'EOF'
+# wrk's script for a file of signed requests: the signing timestamp on the first line, then one
+# "signature<TAB>body" line each. Each wrk thread takes its own share; with `wrap` it goes round its
+# share again, without it every request is sent once (and running out is reported).
+wrk_script() { # requests-file path content-type per-thread wrap(0|1) → the script on stdout
+  cat <<LUA
+local threads = 0
+function setup(thread) thread:set("first", threads * $4); threads = threads + 1 end
+function init(args)
+  reqs, n = {}, 0
+  local lines = io.lines("$1")
+  TS = lines()
+  local i = 0
+  for line in lines do
+    if i >= first and i < first + $4 then
+      local tab = line:find("\t", 1, true)
+      reqs[#reqs + 1] = { line:sub(1, tab - 1), line:sub(tab + 1) }
+    end
+    i = i + 1
+  end
+end
+function request()
+  if n < #reqs then n = n + 1 elseif $5 == 1 then n = 1 else io.stderr:write("ran out of requests\n") end
+  local r = reqs[n]
+  return wrk.format("POST", "$2", {
+    ["Content-Type"] = "$3",
+    ["X-Slack-Request-Timestamp"] = TS,
+    ["X-Slack-Signature"] = r[1],
+  }, r[2])
+end
+function response(status, headers, body)
+  if status ~= 200 then io.stderr:write("status " .. status .. "\n") end
+end
+LUA
+}
+
+# 50,000 distinct signed `/ray status` commands (valid for five minutes).
+python3 - "$secret" "$tmp/requests.txt" <<'EOF'
 import hashlib, hmac, sys, time, urllib.parse
 secret, out = sys.argv[1].encode(), sys.argv[2]
 ts = str(int(time.time()))
 with open(out, "w") as f:
-    f.write("return {\n")
+    f.write(ts + "\n")
     for i in range(50000):
         body = urllib.parse.urlencode({
             "token": "x", "team_id": "T0ACME0001", "team_domain": "acme", "channel_id": "C0WARROOM01",
@@ -76,30 +111,9 @@ with open(out, "w") as f:
             "response_url": "http://127.0.0.1:1/response", "trigger_id": f"load.{i}.{ts}",
         })
         sig = "v0=" + hmac.new(secret, f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-        f.write(f'{{"{sig}","{body}"}},\n')
-    f.write("}\n")
-    f.write(f'-- timestamp {ts}\n')
+        f.write(sig + "\t" + body + "\n")
 EOF
-cat > "$tmp/load.lua" <<EOF
-local reqs = dofile("$tmp/requests.lua")
-local TS = "$(tail -1 "$tmp/requests.lua" | awk '{print $3}')"
-local n = 0
-local threads = 0
-function setup(thread) threads = threads + 1; thread:set("offset", threads * 20000) end
-function init(args) n = offset or 0 end
-function request()
-  n = n + 1
-  local r = reqs[(n % #reqs) + 1]
-  return wrk.format("POST", "/slack/commands", {
-    ["Content-Type"] = "application/x-www-form-urlencoded",
-    ["X-Slack-Request-Timestamp"] = TS,
-    ["X-Slack-Signature"] = r[1],
-  }, r[2])
-end
-function response(status, headers, body)
-  if status ~= 200 then io.stderr:write("status " .. status .. "\n") end
-end
-EOF
+wrk_script "$tmp/requests.txt" /slack/commands application/x-www-form-urlencoded 25000 1 >"$tmp/load.lua"
 
 raybot_port="$(free_port)"
 RAYBOT_STORE="file://$tmp/store" RAYBOT_ARTIFACTS="$tmp/artifacts" RAYBOT_LOG=error \
@@ -135,23 +149,20 @@ echo "== both peers answer a signed /ray status"
 check "$raybot_port"
 check "$bolt_port"
 
-measure() { # name port → "rps p99_ms"
+measure() { # name port wrk-script → "rps p99 requests"
   local out
-  out="$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$tmp/load.lua" "http://127.0.0.1:$2" 2>"$tmp/$1.err")"
+  out="$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$3" "http://127.0.0.1:$2" 2>"$tmp/$1.err")"
   echo "$out" >"$tmp/$1.out"
-  if [ -s "$tmp/$1.err" ]; then echo "  $1: non-200 answers: $(sort "$tmp/$1.err" | uniq -c | tr '\n' ' ')" >&2; fi
-  local rps p99
-  rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
-  p99="$(echo "$out" | awk '$1=="99%" {print $2}')"
-  echo "$rps $p99"
+  if [ -s "$tmp/$1.err" ]; then echo "  $1: $(sort "$tmp/$1.err" | uniq -c | tr '\n' ' ')" >&2; fi
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $(echo "$out" | awk '/requests in/ {print $1}')"
 }
 to_ms() { python3 -c "v='$1'; print(float(v[:-2]) if v.endswith('ms') else float(v[:-2])/1000 if v.endswith('us') else float(v[:-1])*1000)"; }
 
 echo "== wrk -t2 -c$conns -d${seconds}s, distinct signed /ray status commands, $rounds alternating rounds"
 printf '%-6s %14s %12s %14s %12s %10s %10s\n' round raybot_req/s raybot_p99 bolt_req/s bolt_p99 rps_ratio p99_ratio
 for r in $(seq 1 "$rounds"); do
-  read -r ray_rps ray_p99 < <(measure raybot "$raybot_port")
-  read -r bolt_rps bolt_p99 < <(measure bolt "$bolt_port")
+  read -r ray_rps ray_p99 _ < <(measure raybot "$raybot_port" "$tmp/load.lua")
+  read -r bolt_rps bolt_p99 _ < <(measure bolt "$bolt_port" "$tmp/load.lua")
   ray_ms="$(to_ms "$ray_p99")"
   bolt_ms="$(to_ms "$bolt_p99")"
   python3 -c "print(f'{$r:<6} {float($ray_rps):14.0f} {float($ray_ms):10.2f}ms {float($bolt_rps):14.0f} {float($bolt_ms):10.2f}ms {float($ray_rps)/float($bolt_rps):10.2f} {float($ray_ms)/float($bolt_ms):10.2f}')"
@@ -295,43 +306,7 @@ with open(out, "w") as f:
         sig = "v0=" + hmac.new(secret, f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
         f.write(sig + "\t" + body + "\n")
 PY
-  cat > "$tmp/react_$1.lua" <<LUA
--- The callbacks file: the signing timestamp, then one "signature<TAB>body" line per callback.
-local threads = 0
-function setup(thread) thread:set("first", threads * $per_thread); threads = threads + 1 end
-function init(args)
-  reqs, n = {}, 0
-  local lines = io.lines("$tmp/reactions_$1.txt")
-  TS = lines()
-  local i = 0
-  for line in lines do
-    if i >= first and i < first + $per_thread then
-      local tab = line:find("\t", 1, true)
-      reqs[#reqs + 1] = { line:sub(1, tab - 1), line:sub(tab + 1) }
-    end
-    i = i + 1
-  end
-end
-function request()
-  if n < #reqs then n = n + 1 else io.stderr:write("ran out of callbacks\n") end
-  local r = reqs[n]
-  return wrk.format("POST", "/slack/events", {
-    ["Content-Type"] = "application/json",
-    ["X-Slack-Request-Timestamp"] = TS,
-    ["X-Slack-Signature"] = r[1],
-  }, r[2])
-end
-function response(status, headers, body)
-  if status ~= 200 then io.stderr:write("status " .. status .. "\n") end
-end
-LUA
-}
-events() { # name port round → "rps p99 requests"
-  local out
-  out="$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$tmp/react_$3.lua" "http://127.0.0.1:$2" 2>"$tmp/$1_ev.err")"
-  echo "$out" >"$tmp/$1_ev.out"
-  if [ -s "$tmp/$1_ev.err" ]; then echo "  $1: $(sort "$tmp/$1_ev.err" | uniq -c | tr '\n' ' ')" >&2; fi
-  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $(echo "$out" | awk '/requests in/ {print $1}')"
+  wrk_script "$tmp/reactions_$1.txt" /slack/events application/json "$per_thread" 0 >"$tmp/react_$1.lua"
 }
 log_len() { redis-cli -p "$redis_port" xlen "raybot:{$release}:log"; }
 metric() { curl -sf "http://127.0.0.1:$ray2_port/metrics" | awk -v m="$1" '$1==m {print $2}'; }
@@ -343,8 +318,8 @@ echo "== wrk -t2 -c$conns -d${seconds}s, distinct signed ✅ add/remove callback
 printf '%-6s %14s %12s %14s %12s %10s\n' round raybot_req/s raybot_p99 bolt_req/s bolt_p99 rps_ratio
 for r in $(seq 1 "$rounds"); do
   make_callbacks "$r"
-  read -r ray_rps ray_p99 ray_n < <(events raybot "$ray2_port" "$r")
-  read -r bolt_rps bolt_p99 _ < <(events bolt "$bolt_port" "$r")
+  read -r ray_rps ray_p99 ray_n < <(measure raybot_events "$ray2_port" "$tmp/react_$r.lua")
+  read -r bolt_rps bolt_p99 _ < <(measure bolt_events "$bolt_port" "$tmp/react_$r.lua")
   answered=$((answered + ray_n))
   ray_ms="$(to_ms "$ray_p99")"
   bolt_ms="$(to_ms "$bolt_p99")"

@@ -1152,6 +1152,28 @@ pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
     }
 }
 
+/// Records `log` (a release's events, as the engine's simulator made them) in `store` as a new
+/// release that holds its environment's lock: what driver tests and benchmarks start from.
+/// Returns the release id.
+#[doc(hidden)]
+pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<String, StoreError> {
+    let release = Release::replay(log.iter()).ok_or_else(|| StoreError::Corrupt("an empty log".into()))?;
+    let lines = log
+        .iter()
+        .map(|(at, event)| serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica: None }))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let token = match store.lock(&release.env, &release.id, 600_000, now().0).await? {
+        LockOutcome::Acquired(l) => l.token,
+        LockOutcome::Held(l) => {
+            return Err(StoreError::Unavailable(format!("{} is locked by {}", release.env, l.owner)));
+        }
+    };
+    let row = summary(&release, lines.len() as u64, "seed");
+    store.append(&release.id, 0, &lines, &row, Some(token), None).await?;
+    Ok(release.id)
+}
+
 /// A release id unique across replicas: `<version>-<env>-<UTC time>-<4 random hex digits>`, e.g.
 /// `v1.2-production-20261121T233420Z-3f9a`. Two `/ray deploy`s reaching two replicas in the same
 /// second get different ids, so the second can never pass for a renewal of the first one's lock.

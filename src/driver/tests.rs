@@ -198,26 +198,11 @@ impl Store for Interleaved {
 /// A release waiting for change-freeze acknowledgements, recorded in `store` as raybot would
 /// have; returns its id and the freeze message's id.
 async fn release_in_freeze(store: &dyn Store) -> (String, String) {
-    use crate::engine::testkit::Sim;
-    let mut sim = Sim::new();
+    let mut sim = crate::engine::testkit::Sim::new();
     sim.start("alice", crate::engine::Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
     sim.command("bob", ReleaseCommand::Approve { comment: None });
-    let id = sim.release().id.clone();
-    let lines: Vec<String> = sim
-        .log
-        .iter()
-        .map(|(at, event)| {
-            serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica: None }).unwrap()
-        })
-        .collect();
-    let row = summary(sim.release(), lines.len() as u64, "test");
-    let lock = match store.lock(&sim.release().env, &id, 600_000, crate::clock::now().0).await.unwrap() {
-        LockOutcome::Acquired(l) => l,
-        LockOutcome::Held(l) => panic!("held by {}", l.owner),
-    };
-    store.append(&id, 0, &lines, &row, Some(lock.token), None).await.unwrap();
-    (id, sim.message("freeze"))
+    (seed(store, &sim.log).await.unwrap(), sim.message("freeze"))
 }
 
 fn toggle(who: &str, message: &str, added: bool, key: &str) -> (Delivery, oneshot::Receiver<Handled>) {

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raybot::chat::{ChatError, ChatSink, Handled, Inbound};
-use raybot::driver::{Driver, StoredEvent, summary};
+use raybot::driver::{Driver, StoredEvent};
 use raybot::engine::testkit::Sim;
-use raybot::engine::{Ask, Event, Release, ReleaseCommand, Strategy, UserRef};
+use raybot::engine::{Ask, Event, ReleaseCommand, Strategy, UserRef};
+use raybot::store::Store;
 use raybot::store::redis::RedisStore;
-use raybot::store::{LockOutcome, Store};
 
 use crate::redis_server::RedisServer;
 
@@ -38,22 +38,7 @@ async fn release_in_freeze(store: &RedisStore) -> (String, String) {
     sim.start("alice", Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
     sim.command("bob", ReleaseCommand::Approve { comment: None });
-    let rebuilt = Release::replay(sim.log.iter()).expect("replay");
-    let id = rebuilt.id.clone();
-    let lock = match store.lock(&rebuilt.env, &id, 600_000, raybot::clock::now().0).await.expect("lock") {
-        LockOutcome::Acquired(l) => l,
-        LockOutcome::Held(l) => panic!("lock held by {}", l.owner),
-    };
-    let lines: Vec<String> = sim
-        .log
-        .iter()
-        .map(|(at, event)| {
-            serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica: None }).unwrap()
-        })
-        .collect();
-    let row = summary(&rebuilt, lines.len() as u64, "test");
-    store.append(&id, 0, &lines, &row, Some(lock.token), None).await.expect("record the release");
-    (id, sim.message("freeze"))
+    (raybot::driver::seed(store, &sim.log).await.expect("record the release"), sim.message("freeze"))
 }
 
 #[tokio::test(flavor = "current_thread")]
