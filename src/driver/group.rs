@@ -107,9 +107,10 @@ impl Driver {
                 continue;
             }
             turn.open = Some(open.clone());
-            let Some(active) = self.releases.get_mut(&release) else { continue };
             let at = now();
-            let fx = active.release.handle(&event, at);
+            // `in_memory` found the release loaded; were it gone, its write below could not be
+            // prepared and the whole group would be refused as unwritten, never taken as recorded.
+            let fx = self.releases.get_mut(&release).map(|a| a.release.handle(&event, at)).unwrap_or_default();
             decided.push(Decided { release, event, at, fx, turn });
         }
 

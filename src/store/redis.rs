@@ -472,19 +472,23 @@ fn corrupt(what: &str, v: &impl std::fmt::Debug) -> StoreError {
 #[async_trait]
 impl Store for RedisStore {
     async fn append_all(&self, group: &[Append]) -> Vec<Result<u64, StoreError>> {
+        if self.conn.is_cluster() {
+            // Scripts of several slots cannot share a request on a cluster: one after another,
+            // each with its own deadline.
+            let mut out = Vec::with_capacity(group.len());
+            for a in group {
+                out.push(match self.deadline().await {
+                    Ok(deadline) => self.append_on_cluster(a, deadline).await,
+                    Err(e) => Err(e),
+                });
+            }
+            return out;
+        }
         let failed = |e: &StoreError| group.iter().map(|_| Err(e.clone())).collect();
         let deadline = match self.deadline().await {
             Ok(d) => d,
             Err(e) => return failed(&e),
         };
-        if self.conn.is_cluster() {
-            // Scripts of several slots cannot share a request on a cluster.
-            let mut out = Vec::with_capacity(group.len());
-            for a in group {
-                out.push(self.append_on_cluster(a, deadline.clone()).await);
-            }
-            return out;
-        }
         // One node, one request: each release's append is one script (all or nothing), and the
         // script keeps both indexes too.
         let mut pipe = redis::pipe();
