@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::io::{BundleReport, FileDigest, InputStatus};
+use crate::engine::reports::{BundleReport, FileDigest, InputStatus};
 
 /// Writes the evidence of one release below its artifacts directory (e.g. `.artifacts/<release-id>`).
 #[derive(Debug, Clone)]

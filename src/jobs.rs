@@ -31,7 +31,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::engine::io::JobOutcome;
+use crate::engine::reports::JobOutcome;
 
 /// How many output lines [`JobOutcome::log_tail`] keeps.
 const TAIL_LINES: usize = 20;

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::io::ProbeReport;
+use crate::engine::reports::ProbeReport;
 
 /// Key in [`ProbeReport::statuses`] for requests that got no HTTP answer.
 pub const STATUS_ERROR: &str = "error";

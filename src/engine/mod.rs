@@ -13,12 +13,12 @@
 
 pub mod expr;
 pub mod ids;
-pub mod io;
 pub mod plan;
 #[cfg(test)]
 mod props;
 pub mod refusal;
 mod release;
+pub mod reports;
 #[doc(hidden)]
 pub mod testkit;
 #[cfg(test)]
@@ -27,13 +27,13 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use ids::{JobId, PostKey, ProbeId, TimerId};
-pub use io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 pub use plan::Plan;
 pub use refusal::Refusal;
 pub use release::{
     Activity, Approval, ApprovalRound, AuditEntry, Cursor, Freeze, GateVerdict, Halt, JobRecord, ProbeRecord, Release,
     Resume, RollbackRecord, Task, Terminal, Verdict, valid_version,
 };
+pub use reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock: time comes in with events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]

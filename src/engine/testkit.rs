@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::io::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
+use super::reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
 use super::{Effect, Event, Plan, Release, ReleaseCommand, Strategy, Terminal, Timestamp, UserRef};
 use crate::config::Config;
 use crate::protocol::Catalog;

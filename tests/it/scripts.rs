@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raybot::engine::io::{JobOutcome, ProbeReport};
+use raybot::engine::reports::{JobOutcome, ProbeReport};
 use raybot::jobs::{JobRequest, run_job};
 use raybot::probe::{ProbeRequest, run_probe};
 

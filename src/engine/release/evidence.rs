@@ -14,8 +14,8 @@ use super::gates::{Verdict, fmt_num};
 use super::scores::Validation;
 use super::state::{JobRecord, RollbackRecord, Terminal};
 use crate::engine::Timestamp;
-use crate::engine::io::{JobOutcome, ProbeReport};
 use crate::engine::plan::Environment;
+use crate::engine::reports::{JobOutcome, ProbeReport};
 use crate::protocol::model::{DocumentTemplate, Step};
 
 impl Release {

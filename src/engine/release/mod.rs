@@ -42,9 +42,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{JobId, PostKey, ProbeId, TimerId};
-use super::io::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::plan::{Environment, JobTemplate, Plan};
 use super::refusal::{BadArgument, Refusal};
+use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::{Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
 use access::{Refused, Scene, Verb};

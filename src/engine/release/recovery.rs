@@ -101,7 +101,7 @@ pub(crate) fn lost_job_halt(task: &Task, target: &str, step: String) -> (String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::io::JobOutcome;
+    use crate::engine::reports::JobOutcome;
 
     fn job(id: &str, spec: bool) -> JobRecord {
         JobRecord {

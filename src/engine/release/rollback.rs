@@ -4,8 +4,8 @@
 //! A leaf: the release starts the job and the probe, posts and ends the release.
 
 use crate::engine::Timestamp;
-use crate::engine::io::ProbeReport;
 use crate::engine::plan::ProbeSettings;
+use crate::engine::reports::ProbeReport;
 
 use super::rollout;
 use super::state::{RollbackRecord, Task};

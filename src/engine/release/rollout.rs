@@ -7,8 +7,8 @@
 
 use crate::engine::Strategy;
 use crate::engine::Timestamp;
-use crate::engine::io::ProbeReport;
 use crate::engine::plan::{HealthWindow, ProbeSettings};
+use crate::engine::reports::ProbeReport;
 
 /// Whether a probe's figures meet the environment's health thresholds.
 pub(crate) fn healthy(settings: &ProbeSettings, r: &ProbeReport) -> bool {

@@ -3,8 +3,8 @@
 //!
 //! Pure functions over data; the release records the figures as metrics and writes the evidence.
 
-use crate::engine::io::{BundleReport, InputStatus, JobOutcome};
 use crate::engine::plan::Suite;
+use crate::engine::reports::{BundleReport, InputStatus, JobOutcome};
 
 use super::state::JobRecord;
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ids::{JobId, ProbeId, TimerId};
-use crate::engine::io::{JobOutcome, ProbeReport};
+use crate::engine::reports::{JobOutcome, ProbeReport};
 use crate::engine::{JobSpec, Timestamp};
 
 /// How a release ended.
