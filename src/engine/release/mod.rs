@@ -1642,6 +1642,23 @@ impl Release {
 
     // ----- results --------------------------------------------------------------------------
 
+    /// The task the release was waiting on, when `awaited` finds the finished job or probe to be
+    /// the one it waits for: the release goes idle, and a rollback asked for meanwhile starts
+    /// instead (then `None`, as for work it was not waiting for).
+    fn take_awaited(
+        &mut self,
+        now: Timestamp,
+        fx: &mut Fx,
+        awaited: impl FnOnce(&Activity) -> Option<Task>,
+    ) -> Option<Task> {
+        let task = awaited(&self.activity)?;
+        self.activity = Activity::Idle;
+        if self.run_queued_rollback(now, fx, &task) {
+            return None;
+        }
+        Some(task)
+    }
+
     /// A `/ray rollback` that arrived while a job or probe ran starts as soon as it ends, whatever
     /// step it belonged to. Returns whether it did.
     fn run_queued_rollback(&mut self, now: Timestamp, fx: &mut Fx, task: &Task) -> bool {
@@ -1662,14 +1679,11 @@ impl Release {
             j.outcome = Some(outcome.clone());
             j.finished_at = Some(now);
         }
-        let Activity::Job { job: current, task } = self.activity.clone() else { return };
-        if current != job {
-            return;
-        }
-        self.activity = Activity::Idle;
-        if self.run_queued_rollback(now, fx, &task) {
-            return;
-        }
+        let awaited = |a: &Activity| match a {
+            Activity::Job { job: current, task } if current == job => Some(task.clone()),
+            _ => None,
+        };
+        let Some(task) = self.take_awaited(now, fx, awaited) else { return };
         match task {
             Task::DeployStep { index } => self.deploy_job_done(now, fx, index, outcome),
             Task::Suite { index } => {
@@ -1793,14 +1807,11 @@ impl Release {
             }
             p.report = Some(report.clone());
         }
-        let Activity::Probe { probe: current, task } = self.activity.clone() else { return };
-        if current != probe {
-            return;
-        }
-        self.activity = Activity::Idle;
-        if self.run_queued_rollback(now, fx, &task) {
-            return;
-        }
+        let awaited = |a: &Activity| match a {
+            Activity::Probe { probe: current, task } if *current == probe => Some(task.clone()),
+            _ => None,
+        };
+        let Some(task) = self.take_awaited(now, fx, awaited) else { return };
         match task {
             Task::DeployStep { index } => self.deploy_probe_done(now, fx, index, report),
             Task::ValidateProbe => self.validation_done(now, fx, report),
