@@ -204,11 +204,8 @@ pub trait Store: Send + Sync + 'static {
         key: Option<&str>,
         now_ms: u64,
     ) -> Result<(bool, Vec<ReleaseSummary>), StoreError> {
-        let seen = match key {
-            Some(k) => self.seen(k, now_ms).await?,
-            None => false,
-        };
-        Ok((seen, self.unfinished().await?))
+        let (seen, open) = self.seen_all_and_unfinished(&[key], now_ms).await?;
+        Ok((seen.first().copied().unwrap_or(false), open))
     }
 
     /// [`Store::seen_and_unfinished`] for several keys at once (a group of deliveries): one

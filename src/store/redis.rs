@@ -543,24 +543,6 @@ impl Store for RedisStore {
         self.open_rows(rows).await
     }
 
-    async fn seen_and_unfinished(
-        &self,
-        key: Option<&str>,
-        now_ms: u64,
-    ) -> Result<(bool, Vec<ReleaseSummary>), StoreError> {
-        let Some(key) = key else { return Ok((false, self.unfinished().await?)) };
-        if self.conn.is_cluster() || !self.active_indexed.load(Ordering::Relaxed) {
-            return Ok((self.seen(key, now_ms).await?, self.unfinished().await?));
-        }
-        // One round trip: what every delivery reads before it is handled.
-        let mut pipe = redis::pipe();
-        pipe.exists(format!("{}:seen:{key}", self.prefix)).hgetall(self.active_key());
-        let mut conn = self.conn.clone();
-        let (seen, rows): (bool, Vec<(String, String)>) =
-            self.timed("reading the unfinished releases", pipe.query_async(&mut conn)).await?;
-        Ok((seen, self.open_rows(rows).await?))
-    }
-
     async fn seen_all_and_unfinished(
         &self,
         keys: &[Option<&str>],
@@ -576,7 +558,7 @@ impl Store for RedisStore {
             }
             return Ok((seen, self.unfinished().await?));
         }
-        // One round trip for the whole group, as for a single delivery.
+        // One round trip: what every delivery (or group of deliveries) reads before it is handled.
         let mut pipe = redis::pipe();
         for k in keys.iter().flatten() {
             pipe.exists(format!("{}:seen:{k}", self.prefix));
