@@ -313,6 +313,9 @@ async fn chat(config: Option<&Path>, protocols: Option<&Path>, user: String, art
     let artifacts = std::path::absolute(&artifacts)?;
     let driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
     let driver = raybot::driver::run::start(driver).await.context("resuming releases from the store")?;
+    // What the resume re-posts (a pending approval request with its buttons) is on screen before
+    // the first line is read: a `/click` typed at once refers to it.
+    driver.flush().await?;
     let mut user = user;
     let mut lines = LineReader::new(tokio::io::BufReader::new(tokio::io::stdin()));
     // Background results are handled by the driver's own loop meanwhile.
