@@ -135,11 +135,40 @@ pub type SpawnDriver<'a> =
 #[error("chat platform: {0}")]
 pub struct ChatError(pub String);
 
+/// A post's identity, the same each time it is derived from its release's log (release, event,
+/// post): what lets a platform tell that a post re-derived after a crash went out already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostTag {
+    /// `<release>/<event number>/<post number>`.
+    pub id: String,
+    /// When the event that asked for it was recorded (the post cannot be older).
+    pub since: crate::engine::Timestamp,
+}
+
+impl PostTag {
+    /// The tag of post `n` among those asked for by event `event` (0-based) of `release`.
+    pub fn new(release: &str, event: u64, n: usize, since: crate::engine::Timestamp) -> PostTag {
+        PostTag { id: format!("{release}/{event}/{n}"), since }
+    }
+}
+
 /// Where the driver's messages go.
 #[async_trait]
 pub trait ChatSink: Send + Sync {
     /// Posts in the war room; returns the platform's message id.
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError>;
+    /// Posts with the post's identity attached where the platform keeps one (Slack message
+    /// metadata, Discord's enforced nonce), so [`ChatSink::find`] can tell it went out.
+    async fn post_tagged(&self, text: &str, ask: &Ask, tag: &PostTag) -> Result<String, ChatError> {
+        let _ = tag;
+        self.post(text, ask).await
+    }
+    /// The message id of a post made with `tag`, if the platform can tell (`Ok(None)`: not found,
+    /// or the platform cannot tell — a transcript, or Discord, which refuses the duplicate itself).
+    async fn find(&self, tag: &PostTag) -> Result<Option<String>, ChatError> {
+        let _ = tag;
+        Ok(None)
+    }
     /// Replaces the text of an earlier post and removes its buttons.
     async fn update(&self, message: &str, text: &str) -> Result<(), ChatError>;
     /// Answers one person only.

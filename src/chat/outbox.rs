@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::ChatSink;
+use super::{ChatSink, PostTag};
 use crate::engine::{Ask, UserRef};
 
 /// One chat effect for the outbox.
@@ -37,6 +37,8 @@ pub enum Outgoing {
         text: String,
         /// Reaction or buttons to offer.
         ask: Ask,
+        /// Its identity and place in the release's log (posts the engine asked for).
+        from: Option<From>,
     },
     /// Replace the text of the latest message posted under `key` (and remove its buttons).
     Edit {
@@ -49,6 +51,16 @@ pub enum Outgoing {
         message: Option<String>,
         /// The new text.
         text: String,
+        /// How far the release's announcements have gone out once this edit is made.
+        through: Option<Through>,
+    },
+    /// Nothing to send: an edit folded into an earlier one leaves its place in the queue, so its
+    /// release's announced mark moves only when everything queued before it went out.
+    Mark {
+        /// The release.
+        release: String,
+        /// How far its announcements have gone out once the queue reaches this place.
+        through: Through,
     },
     /// An answer for one person only.
     Reply {
@@ -59,6 +71,17 @@ pub enum Outgoing {
     },
 }
 
+/// Where a post the engine asked for comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct From {
+    /// Its identity on the platform.
+    pub tag: PostTag,
+    /// How far the release's announcements have gone out once it is posted.
+    pub through: Through,
+    /// Re-derived from the log after a restart: look whether it went out before posting it.
+    pub recheck: bool,
+}
+
 /// What the outbox reports after performing one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -66,6 +89,20 @@ pub struct Sent {
     pub release: String,
     /// For a keyed post that went out: its key and the platform's message id.
     pub posted: Option<(String, String)>,
+    /// How far the release's announcements have gone out now (items from its log).
+    pub through: Option<Through>,
+}
+
+/// How far the announcements of one raybot process in a release have gone out: every post and
+/// edit asked for by the events it recorded before event number `events`. (Each process posts
+/// what the events it recorded asked for, so each has its own mark.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Through {
+    /// The raybot process (replica name) whose events these are.
+    pub replica: String,
+    /// The number of the event that asked for the item, plus one when the item is that event's
+    /// last post or edit.
+    pub events: u64,
 }
 
 /// Message ids of the keyed posts this outbox made: `(release, key) → message` and back.
@@ -151,7 +188,7 @@ fn take_queued(rx: &mut mpsc::UnboundedReceiver<Outgoing>, batch: &mut VecDeque<
 fn coalesce(batch: &mut VecDeque<Outgoing>) {
     let mut i = 1;
     while i < batch.len() {
-        let Outgoing::Edit { release, key, message, text } = &batch[i] else {
+        let Outgoing::Edit { release, key, message, text, .. } = &batch[i] else {
             i += 1;
             continue;
         };
@@ -171,32 +208,65 @@ fn coalesce(batch: &mut VecDeque<Outgoing>) {
                 if let Outgoing::Edit { text: t, .. } = &mut batch[j] {
                     *t = text;
                 }
-                batch.remove(i);
+                // The folded edit's place still marks how far its release has gone out.
+                match batch[i].clone() {
+                    Outgoing::Edit { release, through: Some(through), .. } => {
+                        batch[i] = Outgoing::Mark { release, through };
+                        i += 1;
+                    }
+                    _ => {
+                        batch.remove(i);
+                    }
+                }
             }
             None => i += 1,
         }
     }
 }
 
+/// Posts `text`, or finds it posted already when it was re-derived after a restart.
+async fn post(sink: &dyn ChatSink, text: &str, ask: &Ask, from: Option<&From>) -> Result<String, super::ChatError> {
+    let Some(from) = from else { return sink.post(text, ask).await };
+    if from.recheck {
+        match sink.find(&from.tag).await {
+            Ok(Some(message)) => {
+                tracing::info!(post = %from.tag.id, "went out before the restart; not posted again");
+                return Ok(message);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(post = %from.tag.id, error = %e, "could not look whether a post went out; posting it")
+            }
+        }
+    }
+    sink.post_tagged(text, ask, &from.tag).await
+}
+
 async fn perform(sink: &dyn ChatSink, posted: &Mutex<Posted>, item: Outgoing) -> Sent {
     match item {
-        Outgoing::Post { release, key, text, ask } => match sink.post(&text, &ask).await {
-            Ok(message) => {
-                let posted_key = key.map(|key| {
-                    if let Ok(mut p) = posted.lock() {
-                        p.by_key.insert((release.clone(), key.clone()), message.clone());
-                        p.by_message.insert(message.clone(), (release.clone(), key.clone()));
-                    }
-                    (key, message)
-                });
-                Sent { release, posted: posted_key }
+        Outgoing::Post { release, key, text, ask, from } => {
+            let through = from.as_ref().map(|f| f.through.clone());
+            match post(sink, &text, &ask, from.as_ref()).await {
+                Ok(message) => {
+                    let posted_key = key.map(|key| {
+                        if let Ok(mut p) = posted.lock() {
+                            p.by_key.insert((release.clone(), key.clone()), message.clone());
+                            p.by_message.insert(message.clone(), (release.clone(), key.clone()));
+                        }
+                        (key, message)
+                    });
+                    Sent { release, posted: posted_key, through }
+                }
+                Err(e) => {
+                    // The platform refused it for good (retries are the sink's): the mark moves
+                    // on, or one bad post would be posted again after every restart.
+                    tracing::warn!(release = %release, error = %e, "post failed");
+                    Sent { release, posted: None, through }
+                }
             }
-            Err(e) => {
-                tracing::warn!(release = %release, error = %e, "post failed");
-                Sent { release, posted: None }
-            }
-        },
-        Outgoing::Edit { release, key, message, text } => {
+        }
+        Outgoing::Mark { release, through } => Sent { release, posted: None, through: Some(through) },
+        Outgoing::Edit { release, key, message, text, through } => {
             let message = message
                 .or_else(|| posted.lock().ok().and_then(|p| p.by_key.get(&(release.clone(), key.clone())).cloned()));
             match message {
@@ -207,13 +277,13 @@ async fn perform(sink: &dyn ChatSink, posted: &Mutex<Posted>, item: Outgoing) ->
                 }
                 None => tracing::debug!(release = %release, key = %key, "no message to edit yet"),
             }
-            Sent { release, posted: None }
+            Sent { release, posted: None, through }
         }
         Outgoing::Reply { to, text } => {
             if let Err(e) = sink.reply(&to, &text).await {
                 tracing::warn!(error = %e, "could not answer privately");
             }
-            Sent { release: String::new(), posted: None }
+            Sent { release: String::new(), posted: None, through: None }
         }
     }
 }
@@ -252,11 +322,99 @@ mod tests {
     }
 
     fn post(key: &str, text: &str) -> Outgoing {
-        Outgoing::Post { release: "r".into(), key: Some(key.into()), text: text.into(), ask: Ask::Nothing }
+        Outgoing::Post { release: "r".into(), key: Some(key.into()), text: text.into(), ask: Ask::Nothing, from: None }
     }
 
     fn edit(key: &str, text: &str) -> Outgoing {
-        Outgoing::Edit { release: "r".into(), key: key.into(), message: None, text: text.into() }
+        Outgoing::Edit { release: "r".into(), key: key.into(), message: None, text: text.into(), through: None }
+    }
+
+    fn through(events: u64) -> Through {
+        Through { replica: "raybot-a".into(), events }
+    }
+
+    /// Post `n` of event `event`, the last of that event's when `last`.
+    fn announcement(event: u64, n: usize, last: bool, text: &str) -> Outgoing {
+        let tag = PostTag::new("r", event, n, crate::engine::Timestamp(0));
+        let from = From { tag, through: through(event + u64::from(last)), recheck: false };
+        Outgoing::Post { release: "r".into(), key: None, text: text.into(), ask: Ask::Nothing, from: Some(from) }
+    }
+
+    fn status_edit(event: u64, text: &str) -> Outgoing {
+        let through = Some(through(event + 1));
+        Outgoing::Edit { release: "r".into(), key: "status".into(), message: None, text: text.into(), through }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_announced_mark_moves_only_as_far_as_what_went_out_in_order() {
+        let sink = Arc::new(Slow { delay: Duration::from_secs(1), ..Slow::default() });
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let r = reports.clone();
+        let (outbox, task) = Outbox::spawn(sink.clone(), move |s| r.lock().unwrap().push(s));
+        outbox.send(post("status", "s0"));
+        outbox.send(status_edit(0, "s1"));
+        outbox.send(announcement(1, 0, false, "phase 1 start"));
+        outbox.send(announcement(1, 1, true, "step 1.1"));
+        // Folded into the edit of event 0, which goes out first: its place still marks event 2.
+        outbox.send(status_edit(2, "s2"));
+        outbox.send(announcement(3, 0, true, "step 1.2"));
+        drop(outbox);
+        task.await.unwrap();
+        let calls = sink.calls.lock().unwrap().clone();
+        assert_eq!(calls, vec!["post s0", "edit m1 s2", "post phase 1 start", "post step 1.1", "post step 1.2"]);
+        let marks: Vec<Option<u64>> =
+            reports.lock().unwrap().iter().map(|s| s.through.as_ref().map(|t| t.events)).collect();
+        // Never ahead of what went out: event 2's mark comes after event 1's posts, not with the edit.
+        assert_eq!(marks, vec![None, Some(1), Some(1), Some(2), Some(3), Some(4)]);
+    }
+
+    /// A sink whose platform can tell a tagged post went out.
+    #[derive(Default)]
+    struct Remembers {
+        tagged: Mutex<Vec<(String, String)>>,
+        posts: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl ChatSink for Remembers {
+        async fn post(&self, text: &str, _ask: &Ask) -> Result<String, ChatError> {
+            let mut p = self.posts.lock().unwrap();
+            p.push(text.to_string());
+            Ok(format!("m{}", p.len()))
+        }
+        async fn post_tagged(&self, text: &str, ask: &Ask, tag: &PostTag) -> Result<String, ChatError> {
+            let m = self.post(text, ask).await?;
+            self.tagged.lock().unwrap().push((tag.id.clone(), m.clone()));
+            Ok(m)
+        }
+        async fn find(&self, tag: &PostTag) -> Result<Option<String>, ChatError> {
+            Ok(self.tagged.lock().unwrap().iter().find(|(t, _)| *t == tag.id).map(|(_, m)| m.clone()))
+        }
+        async fn update(&self, _message: &str, _text: &str) -> Result<(), ChatError> {
+            Ok(())
+        }
+        async fn reply(&self, _to: &UserRef, _text: &str) -> Result<(), ChatError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_re_derived_after_a_restart_goes_out_only_if_the_platform_has_not_got_it() {
+        let sink = Arc::new(Remembers::default());
+        let (outbox, task) = Outbox::spawn(sink.clone(), |_| {});
+        outbox.send(announcement(4, 0, true, "went out"));
+        let again = |n: usize, text: &str| {
+            let Outgoing::Post { release, key, ask, from: Some(mut from), .. } = announcement(4, n, true, text) else {
+                unreachable!()
+            };
+            from.recheck = true;
+            Outgoing::Post { release, key, text: text.into(), ask, from: Some(from) }
+        };
+        outbox.send(again(0, "went out"));
+        outbox.send(again(1, "lost in the crash"));
+        drop(outbox);
+        task.await.unwrap();
+        assert_eq!(*sink.posts.lock().unwrap(), vec!["went out", "lost in the crash"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -28,6 +28,8 @@ struct Decided {
     at: Timestamp,
     fx: Vec<Effect>,
     turn: Turn,
+    /// Its number in the release's log, once its write is prepared.
+    number: u64,
 }
 
 /// Whether a delivery may join a group: it applies to a release that already exists. Deploys,
@@ -111,16 +113,17 @@ impl Driver {
             // `in_memory` found the release loaded; were it gone, its write below could not be
             // prepared and the whole group would be refused as unwritten, never taken as recorded.
             let fx = self.releases.get_mut(&release).map(|a| a.release.handle(&event, at)).unwrap_or_default();
-            decided.push(Decided { release, event, at, fx, turn });
+            decided.push(Decided { release, event, at, fx, turn, number: 0 });
         }
 
         // One write per release, all or nothing: its events in order with their keys.
         let mut appends: Vec<Append> = Vec::new();
         let mut encoded = true;
-        for d in &decided {
+        for d in &mut decided {
             match self.prepare_append(&d.release, &d.event, d.at, &d.turn) {
                 Ok(Some(a)) => {
                     if let Some(active) = self.releases.get_mut(&d.release) {
+                        d.number = active.log_len;
                         active.log_len += 1;
                     }
                     match appends.iter_mut().find(|x| x.release == a.release) {
@@ -182,7 +185,8 @@ impl Driver {
         }
         let mut shown = BTreeSet::new();
         for mut d in done {
-            let follow = self.recorded(&d.release, d.at, d.fx, &mut d.turn).await;
+            let origin = super::announce::Origin { event: d.number, at: d.at };
+            let follow = self.recorded(&d.release, origin, d.fx, &mut d.turn).await;
             if follow.is_empty() {
                 shown.insert(d.release);
             } else if let Err(e) = self.apply_all(&d.release, follow, &mut d.turn).await {

@@ -11,6 +11,7 @@
 //! - [`worker`]: the job queue's worker and the process's [`worker::Drain`];
 //! - [`answers`]: the read-only commands' answers.
 
+mod announce;
 pub mod answers;
 mod group;
 pub mod reader;
@@ -81,6 +82,17 @@ pub enum Internal {
     Sweep,
     /// The outbox performed an item (for a keyed post: its message id, to be recorded).
     Sent(Sent),
+    /// A write of an announced mark ended (see [`announce`]).
+    Marked {
+        /// The release.
+        release: String,
+        /// Whose mark.
+        replica: String,
+        /// The figure written.
+        through: u64,
+        /// Whether the store took it.
+        written: bool,
+    },
 }
 
 impl Internal {
@@ -128,6 +140,8 @@ pub struct Driver {
     drain: Drain,
     /// What the read side answers status questions from (see [`reader`]).
     board: Arc<std::sync::RwLock<reader::Board>>,
+    /// How far each release's announcements went out (see [`announce`]).
+    marks: announce::Marks,
 }
 
 /// How long an idempotency key is remembered (Slack retries for up to an hour; Discord interaction
@@ -179,6 +193,7 @@ impl Driver {
             wake: Arc::new(tokio::sync::Notify::new()),
             drain: Drain::default(),
             board: Arc::default(),
+            marks: Default::default(),
         }
     }
 
@@ -249,6 +264,10 @@ impl Driver {
         active.status_shown = status_shown;
         self.releases.insert(id.to_string(), active);
         self.metrics.release_resumed();
+        // What the stopped process recorded but never posted goes out first, in its order.
+        if let Err(e) = self.re_announce(id, previous.as_deref()).await {
+            tracing::warn!(release = %id, error = %e, "could not re-derive the posts a stopped raybot had not made");
+        }
         let ev = Event::Resumed { replica: self.replica.clone(), previous, jobs_queued: self.queue.is_some() };
         match self.apply(id, ev, &mut Turn::background(), retry).await {
             Ok(()) => {
@@ -322,7 +341,13 @@ impl Driver {
                 "release {id} lost the {} lock (its lease lapsed and another release took it); this raybot stops acting on {id}. `/ray status` shows what holds {} now.",
                 a.release.env, a.release.env
             ));
-            self.outbox.send(Outgoing::Post { release: id.to_string(), key: None, text, ask: Ask::Nothing });
+            self.outbox.send(Outgoing::Post {
+                release: id.to_string(),
+                key: None,
+                text,
+                ask: Ask::Nothing,
+                from: None,
+            });
         }
     }
 
@@ -347,7 +372,7 @@ impl Driver {
     /// The outbox has performed everything and its reports (message ids of keyed posts) are
     /// handled.
     fn settled(&self) -> bool {
-        self.outbox.pending() == 0 && self.internal_rx.is_empty()
+        self.outbox.pending() == 0 && self.internal_rx.is_empty() && self.marks.idle()
     }
 
     /// Active (unfinished) releases.
@@ -389,7 +414,13 @@ impl Driver {
                     tracing::warn!(error = %e, "could not look for releases of stopped replicas");
                 }
             }
-            Internal::Sent(sent) => {
+            Internal::Marked { release, replica, through, written } => {
+                self.marked(&release, &replica, through, written)
+            }
+            Internal::Sent(mut sent) => {
+                if let Some(through) = sent.through.take() {
+                    self.went_out(&sent.release, through);
+                }
                 let Some((key, message)) = sent.posted.clone() else { return };
                 if let Err(e) = self.record_posted(&sent.release, key, message).await {
                     tracing::warn!(release = %sent.release, error = %e, "could not record a post's message id; retrying in 1s");
@@ -709,6 +740,10 @@ impl Driver {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.tell(turn, ray_error("could not start the release (empty pipeline)"));
         };
+        if self.start_marks(&id).await.is_err() {
+            let _ = self.store.unlock(&env, &id, lock.token).await;
+            return self.tell(turn, ray_error(STORE_DOWN));
+        }
         self.releases.insert(id.clone(), Active::new(release, 0, Some(lock.token), lock.expires_at_ms));
         match self.record(&id, &ev, started, fx, turn).await {
             Ok(follow) => {
@@ -814,7 +849,8 @@ impl Driver {
             a.stale = false;
             a.log_len = append.expected_len + 1;
         }
-        Ok(self.recorded(id, at, fx, turn).await)
+        let origin = announce::Origin { event: append.expected_len, at };
+        Ok(self.recorded(id, origin, fx, turn).await)
     }
 
     /// The write of `event` (decided at `at`) to the log of release `id`, carrying the turn's
@@ -867,7 +903,7 @@ impl Driver {
 
     /// After an event of release `id` is recorded: the person hears the decision now, before
     /// anything is posted or run; then the lock is renewed and the rest of `fx` performed.
-    async fn recorded(&mut self, id: &str, at: Timestamp, fx: Vec<Effect>, turn: &mut Turn) -> Vec<Event> {
+    async fn recorded(&mut self, id: &str, origin: announce::Origin, fx: Vec<Effect>, turn: &mut Turn) -> Vec<Event> {
         let mut rest = Vec::with_capacity(fx.len());
         for e in fx {
             match e {
@@ -876,7 +912,8 @@ impl Driver {
             }
         }
         turn.answer();
-        self.renew_lock(id, at).await;
+        self.renew_lock(id, origin.at).await;
+        let rest = self.announce(id, origin, rest);
         self.perform(id, rest, turn).await
     }
 
@@ -898,6 +935,7 @@ impl Driver {
             key: Some(STATUS_KEY.into()),
             text,
             ask: Ask::Nothing,
+            from: None,
         });
     }
 
@@ -919,7 +957,13 @@ impl Driver {
             return;
         }
         a.status_shown = Some(text.clone());
-        self.outbox.send(Outgoing::Edit { release: id.to_string(), key: STATUS_KEY.into(), message, text });
+        self.outbox.send(Outgoing::Edit {
+            release: id.to_string(),
+            key: STATUS_KEY.into(),
+            message,
+            text,
+            through: None,
+        });
     }
 
     /// Extends the environment lock once half of its lease has passed, while the release runs.
@@ -985,15 +1029,8 @@ impl Driver {
         let root = self.artifacts.join(id);
         for e in fx {
             match e {
-                // Chat goes to the outbox: nothing here waits for a platform.
-                Effect::Post { key, text, ask } => {
-                    self.outbox.send(Outgoing::Post { release: id.to_string(), key, text, ask })
-                }
-                Effect::Update { key, text } => {
-                    let message =
-                        self.releases.get(id).and_then(|a| a.release.posts.get(&key)).and_then(|v| v.last().cloned());
-                    self.outbox.send(Outgoing::Edit { release: id.to_string(), key, message, text });
-                }
+                // Chat went to the outbox already (`announce`): nothing here waits for a platform.
+                Effect::Post { .. } | Effect::Update { .. } => {}
                 Effect::Reply { to, text } => self.reply(turn, &to, text),
                 Effect::RunJob(spec) => {
                     let Some(a) = self.releases.get(id) else { continue };

@@ -193,6 +193,12 @@ impl Store for Interleaved {
     async fn health(&self) -> Result<(), StoreError> {
         self.inner.health().await
     }
+    async fn announced(&self, release: &str) -> Result<Option<BTreeMap<String, u64>>, StoreError> {
+        self.inner.announced(release).await
+    }
+    async fn set_announced(&self, release: &str, replica: &str, through: u64) -> Result<(), StoreError> {
+        self.inner.set_announced(release, replica, through).await
+    }
 }
 
 /// A release waiting for change-freeze acknowledgements, recorded in `store` as raybot would
@@ -391,4 +397,89 @@ async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answer
     // Nothing is taken after a close, through any handle.
     assert!(matches!(other.send(Delivery::new(command("bob", "/ray status"))), Err(HandleError::Stopped)));
     assert!(matches!(other.settle().await, Err(HandleError::Stopped)));
+}
+
+/// A driver named `replica` over `store` (two drivers standing for one process and its restart).
+fn driver_on(dir: &std::path::Path, store: Arc<dyn Store>, chat: Arc<Gated>, replica: &str) -> Driver {
+    let config = Config::embedded(dir).expect("embedded config");
+    let catalog = Catalog::embedded().expect("embedded protocols");
+    Driver::new(config, catalog, store, chat, dir.join("artifacts"), "local", Arc::new(Metrics::new()))
+        .with_replica(replica)
+}
+
+/// Records `log` in `store` as raybot processes would have: events before `h` by raybot-b, whose
+/// posts all went out, the rest by raybot-c, which died before any of its posts did.
+async fn recorded_by_two_replicas(store: &dyn Store, log: &[(Timestamp, Event)], h: usize) -> String {
+    let release = Release::replay(log.iter()).unwrap();
+    let lines: Vec<String> = log
+        .iter()
+        .enumerate()
+        .map(|(n, (at, event))| {
+            let replica = Some(if n < h { "raybot-b" } else { "raybot-c" }.to_string());
+            serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica }).unwrap()
+        })
+        .collect();
+    let LockOutcome::Acquired(lock) = store.lock(&release.env, &release.id, 600_000, now().0).await.unwrap() else {
+        panic!("locked")
+    };
+    let row = summary(&release, lines.len() as u64, "raybot-c");
+    store.append(&release.id, 0, &lines, &row, Some(lock.token), None).await.unwrap();
+    store.set_announced(&release.id, "raybot-b", h as u64).await.unwrap();
+    store.set_announced(&release.id, "raybot-c", 0).await.unwrap();
+    release.id
+}
+
+/// Replica raybot-c died after recording events but before their posts went out: the replica
+/// that takes the release over posts what those events announced — once, in their order, before
+/// it says it resumed — and nothing raybot-b had posted already; a restart after that posts none
+/// of it again (the marks say it went out).
+#[tokio::test]
+async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
+    let mut sim = crate::engine::testkit::Sim::new();
+    sim.start("alice", crate::engine::Strategy::Bluegreen);
+    let h = sim.log.len();
+    let banner = sim.channel.iter().find(|p| p.starts_with("[MASTER RAY™ | PROTOCOL 10")).unwrap().clone();
+    sim.command("alice", ReleaseCommand::Approve { comment: None });
+    sim.command("bob", ReleaseCommand::Approve { comment: None });
+    let lost: Vec<String> = sim
+        .channel
+        .iter()
+        .skip_while(|p| !p.contains("Approval recorded"))
+        .filter(|p| p.starts_with("[MASTER RAY™"))
+        .cloned()
+        .collect();
+    assert!(lost.len() >= 2, "{:#?}", sim.channel);
+    let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h).await;
+
+    let up = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let mut survivor = driver_on(dir.path(), store.clone(), up.clone(), "raybot-a");
+    assert_eq!(survivor.resume().await.unwrap(), 1);
+    tokio::time::timeout(Duration::from_secs(10), flush(&mut survivor)).await.expect("the outbox drains");
+    let posts = up.posts.lock().unwrap().clone();
+    let at = |needle: &str| {
+        let found: Vec<usize> = posts.iter().enumerate().filter(|(_, p)| p.contains(needle)).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "{needle:?} posted {} times: {posts:#?}", found.len());
+        found[0]
+    };
+    let places: Vec<usize> = lost.iter().map(|p| at(p)).collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "out of order: {posts:#?}");
+    assert!(places.last() < Some(&at("Resumed after a restart")), "{posts:#?}");
+    assert!(!posts.contains(&banner), "raybot-b's post went out before: {posts:#?}");
+    let marks = survivor.store.announced(&id).await.unwrap().unwrap();
+    // Through its last event that announced anything (the very last one may announce nothing).
+    assert!(marks["raybot-c"] + 1 >= sim.log.len() as u64, "{marks:?} of {} events", sim.log.len());
+    assert_eq!(marks["raybot-b"], h as u64, "raybot-b's mark is raybot-b's: {marks:?}");
+
+    // The survivor restarts: none of it is posted again.
+    drop(survivor);
+    let again = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let mut restarted = driver_on(dir.path(), store, again.clone(), "raybot-a");
+    assert_eq!(restarted.resume().await.unwrap(), 1);
+    tokio::time::timeout(Duration::from_secs(10), flush(&mut restarted)).await.expect("the outbox drains");
+    let posts = again.posts.lock().unwrap().clone();
+    assert!(lost.iter().all(|p| !posts.contains(p)), "{posts:#?}");
+    assert_eq!(posts.iter().filter(|p| p.contains("Resumed after a restart")).count(), 1, "{posts:#?}");
 }

@@ -31,6 +31,7 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     an_event_recorded_once_is_refused_the_second_time(&make()).await;
     a_group_commits_each_release_all_or_nothing(&make()).await;
     unfinished_lists_only_running_releases(&make()).await;
+    the_announced_mark_only_moves_forward(&make()).await;
     concurrent_appenders_lose_nothing(Arc::new(make()), 50).await;
     health_ok(&make()).await;
 }
@@ -366,6 +367,26 @@ pub async fn remember_is_idempotent_until_ttl<S: Store>(store: &S) {
         "a key is new again once its TTL passed"
     );
     assert!(!store.remember(&short, 60_000, now_ms()).await.expect("renewed"));
+}
+
+/// How far a release's posts went out, per raybot process: unknown until recorded, then the
+/// highest figure written for that process (a late, smaller write changes nothing), per release.
+pub async fn the_announced_mark_only_moves_forward<S: Store>(store: &S) {
+    let r = unique("release");
+    let other = unique("release");
+    assert_eq!(store.announced(&r).await.expect("read"), None, "a release nobody marked");
+    store.set_announced(&r, "raybot-a", 0).await.expect("mark 0");
+    let marks = |pairs: &[(&str, u64)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+    assert_eq!(store.announced(&r).await.expect("read"), marks(&[("raybot-a", 0)]));
+    store.set_announced(&r, "raybot-a", 7).await.expect("mark 7");
+    store.set_announced(&r, "raybot-a", 3).await.expect("late mark 3");
+    store.set_announced(&r, "raybot-b", 5).await.expect("b's mark");
+    assert_eq!(
+        store.announced(&r).await.expect("read"),
+        marks(&[("raybot-a", 7), ("raybot-b", 5)]),
+        "a mark moved back"
+    );
+    assert_eq!(store.announced(&other).await.expect("read"), None, "marks are per release");
 }
 
 /// `writers` tasks append one event each to the same release with optimistic retry (read the

@@ -25,6 +25,7 @@
 //! | `idempotency` | key | expiry, ms since the epoch |
 //! | `idempotency_by_expiry` | `(expiry, key)` | `()` — lets `remember` prune expired keys cheaply |
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ const LOCKS: TableDefinition<&str, &str> = TableDefinition::new("locks");
 const FENCES: TableDefinition<&str, u64> = TableDefinition::new("fences");
 /// Per release: the token that took its environment lock after its lease lapsed.
 const RELEASE_FENCES: TableDefinition<&str, u64> = TableDefinition::new("release_fences");
+/// (Release id, replica) → how many of its events' announcements went out (see `Store::announced`).
+const ANNOUNCED: TableDefinition<(&str, &str), u64> = TableDefinition::new("announced");
 const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
 const IDEMPOTENCY_BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_expiry");
 
@@ -101,6 +104,7 @@ impl FileStore {
             txn.open_table(LOCKS).map_err(init)?;
             txn.open_table(FENCES).map_err(init)?;
             txn.open_table(RELEASE_FENCES).map_err(init)?;
+            txn.open_table(ANNOUNCED).map_err(init)?;
             txn.open_table(IDEMPOTENCY).map_err(init)?;
             txn.open_table(IDEMPOTENCY_BY_EXPIRY).map_err(init)?;
         }
@@ -445,6 +449,45 @@ impl Store for FileStore {
             let keys = txn.open_table(IDEMPOTENCY).map_err(|e| err(e.into()))?;
             let expiry = keys.get(key.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value());
             Ok(expiry.is_some_and(|e| e > now_ms))
+        })
+        .await
+    }
+
+    async fn announced(&self, release: &str) -> Result<Option<BTreeMap<String, u64>>, StoreError> {
+        let release = release.to_owned();
+        self.blocking(move |db, path| {
+            let err = |e: redb::Error| map_err(path, "reading how far a release's posts went out in", e);
+            let txn = db.begin_read().map_err(|e| err(e.into()))?;
+            let table = txn.open_table(ANNOUNCED).map_err(|e| err(e.into()))?;
+            let mut marks = BTreeMap::new();
+            for row in table.range((release.as_str(), "")..).map_err(|e| err(e.into()))? {
+                let (k, v) = row.map_err(|e| err(e.into()))?;
+                let (r, replica) = k.value();
+                if r != release {
+                    break;
+                }
+                marks.insert(replica.to_string(), v.value());
+            }
+            Ok((!marks.is_empty()).then_some(marks))
+        })
+        .await
+    }
+
+    async fn set_announced(&self, release: &str, replica: &str, through: u64) -> Result<(), StoreError> {
+        let (release, replica) = (release.to_owned(), replica.to_owned());
+        self.blocking(move |db, path| {
+            let err = |e: redb::Error| map_err(path, "recording how far a release's posts went out in", e);
+            let txn = db.begin_write().map_err(|e| err(e.into()))?;
+            {
+                let mut marks = txn.open_table(ANNOUNCED).map_err(|e| err(e.into()))?;
+                let key = (release.as_str(), replica.as_str());
+                let current = marks.get(key).map_err(|e| err(e.into()))?.map(|v| v.value());
+                if current.is_none_or(|c| through > c) {
+                    marks.insert(key, through).map_err(|e| err(e.into()))?;
+                }
+            }
+            txn.commit().map_err(|e| err(e.into()))?;
+            Ok(())
         })
         .await
     }

@@ -11,6 +11,8 @@ pub mod file;
 pub mod redis;
 pub mod redis_conn;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -190,6 +192,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// How far the chat announcements of `release` are known to have gone out, per raybot process
+    /// (each posts what the events it recorded asked for): replica → `n`, the posts and edits its
+    /// events before event number `n` asked for were taken by the platform; a replica not listed
+    /// has had none taken. `None` for a release started by an older build, which kept no marks:
+    /// nothing can be re-derived for it.
+    async fn announced(&self, release: &str) -> Result<Option<BTreeMap<String, u64>>, StoreError>;
+
+    /// Records that the announcements of `replica`'s events of `release` before event number
+    /// `through` went out. A mark never moves back (a late write of a smaller figure changes nothing).
+    async fn set_announced(&self, release: &str, replica: &str, through: u64) -> Result<(), StoreError>;
 
     /// Unfinished releases only, newest first. Stores with an index of unfinished releases answer
     /// without reading the whole history (what every command on every replica does first).

@@ -10,6 +10,7 @@
 //! | `raybot:{<release>}:log` | stream | the release's events, field `e` = JSON |
 //! | `raybot:{<release>}:summary` | string | the index row (JSON) |
 //! | `raybot:{<release>}:fence` | string | fencing token a write must reach (set on takeover) |
+//! | `raybot:{<release>}:announced` | hash | replica → how many of its events' posts went out (see [`Store::announced`]) |
 //! | `raybot:releases` | sorted set | release ids by start time (`raybot status`, `/ray history`) |
 //! | `raybot:unfinished` | hash | release id → index row of each unfinished release (what every command reads first) |
 //! | `raybot:{jobs:<platform>}` | stream | queued jobs, consumer group `runners` (see `redis_jobs.rs`) |
@@ -28,6 +29,7 @@
 //! under a [`OP_TIMEOUT`], so while Redis is unreachable callers learn it within about a second and
 //! a half; the connection reconnects by itself.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -113,6 +115,13 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'ok', 1} en
 return {'ok', 0}
 "#;
 
+/// Raises the announced mark of a release, never lowers it.
+const ANNOUNCE: &str = r#"
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"#;
+
 const UNLOCK: &str = r#"
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
   redis.call('DEL', KEYS[1])
@@ -130,6 +139,7 @@ pub struct RedisStore {
     lock: Script,
     remember: Script,
     unlock: Script,
+    announce: Script,
     /// Server clock minus ours (ms), and when we measured it.
     offset: Arc<Mutex<Option<(i64, Instant)>>>,
     /// Where it connects, without credentials (for messages).
@@ -186,6 +196,7 @@ impl RedisStore {
             remember: Script::new(&format!("{DEADLINE}{REMEMBER}")),
             offset: Arc::new(Mutex::new(None)),
             unlock: Script::new(UNLOCK),
+            announce: Script::new(ANNOUNCE),
             shown,
             round_trips: Arc::new(AtomicU64::new(0)),
             active_indexed: Arc::new(AtomicBool::new(false)),
@@ -198,6 +209,9 @@ impl RedisStore {
     }
     fn summary_key(&self, release: &str) -> String {
         format!("{}:{{{release}}}:summary", self.prefix)
+    }
+    fn announced_key(&self, release: &str) -> String {
+        format!("{}:{{{release}}}:announced", self.prefix)
     }
     fn fence_key(&self, release: &str) -> String {
         format!("{}:{{{release}}}:fence", self.prefix)
@@ -675,6 +689,22 @@ impl Store for RedisStore {
     async fn seen(&self, key: &str, _now_ms: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         self.timed("reading an idempotency key", conn.exists(format!("{}:seen:{key}", self.prefix))).await
+    }
+
+    async fn announced(&self, release: &str) -> Result<Option<BTreeMap<String, u64>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let doing = "reading how far a release's posts went out";
+        let marks: BTreeMap<String, u64> = self.timed(doing, conn.hgetall(self.announced_key(release))).await?;
+        Ok((!marks.is_empty()).then_some(marks))
+    }
+
+    async fn set_announced(&self, release: &str, replica: &str, through: u64) -> Result<(), StoreError> {
+        let keys = [self.announced_key(release)];
+        let args = [replica.to_string(), through.to_string()];
+        let _: i64 = self
+            .timed("recording how far a release's posts went out", self.script(&self.announce, &keys, &args))
+            .await?;
+        Ok(())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

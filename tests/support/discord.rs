@@ -65,6 +65,8 @@ struct State {
     requests: Vec<Request>,
     messages: BTreeMap<u64, Posted>,
     next_message: u64,
+    /// Nonces of messages created with `enforce_nonce` (Discord keeps them a few minutes).
+    nonces: BTreeMap<String, u64>,
     /// Answer the next request whose path contains this with a 429 and this `retry_after`.
     rate_limit: Option<(String, f64)>,
     /// Gateway: frames received (Identify, heartbeats …) and heartbeat acks sent.
@@ -385,6 +387,16 @@ fn rest_handler(
                 "session_start_limit": { "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1 } })),
         ),
         ("GET", ["users", "@me"]) => (200, Some(user_json(BOT))),
+        ("POST", ["channels", channel, "messages"])
+            if *channel == CHANNEL
+                && body_json["enforce_nonce"] == json!(true)
+                && body_json["nonce"].as_str().is_some_and(|n| s.nonces.contains_key(n)) =>
+        {
+            // Discord answers a repeated nonce with the message it already created.
+            let id = s.nonces[body_json["nonce"].as_str().unwrap()];
+            let m = s.messages[&id].clone();
+            (200, Some(message_json(id, &m.content, &m.components, m.edits > 0)))
+        }
         ("POST", ["channels", channel, "messages"]) if *channel == CHANNEL => {
             s.next_message += 1;
             let id = s.next_message;
@@ -394,6 +406,9 @@ fn rest_handler(
                 id,
                 Posted { id: id.to_string(), content: content.clone(), components: components.clone(), edits: 0 },
             );
+            if let (Some(nonce), true) = (body_json["nonce"].as_str(), body_json["enforce_nonce"] == json!(true)) {
+                s.nonces.insert(nonce.to_string(), id);
+            }
             (200, Some(message_json(id, &content, &components, false)))
         }
         ("PATCH", ["channels", channel, "messages", id]) if *channel == CHANNEL => {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -89,7 +89,7 @@ impl FakeSlack {
             base: String::new(),
             token: token.to_string(),
             channel: channel.to_string(),
-            inner: Arc::new(Mutex::new(Inner { next_ts: 100, ..Inner::default() })),
+            inner: Arc::new(Mutex::new(Inner::default())),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake slack");
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -169,15 +169,49 @@ impl FakeSlack {
         }
     }
 
+    /// `conversations.history`: the channel's messages at or after `oldest`, newest first, in
+    /// pages of `limit` with a `next_cursor`; metadata only with `include_all_metadata` (raybot
+    /// reads its own posts' metadata that way).
+    fn history(&self, args: &Value) -> Value {
+        let num = |k: &str| args[k].as_str().and_then(|v| v.parse::<f64>().ok());
+        let oldest = num("oldest").unwrap_or(0.0);
+        let limit = num("limit").unwrap_or(100.0).clamp(1.0, 999.0) as usize;
+        let start =
+            args["cursor"].as_str().and_then(|c| c.strip_prefix("page_")).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let metadata = args["include_all_metadata"].as_str() == Some("true");
+        let mut all: Vec<Value> = self
+            .posts()
+            .into_iter()
+            .filter_map(|c| {
+                let message = c.answer["message"].clone();
+                let ts: f64 = message["ts"].as_str()?.parse().ok()?;
+                (ts >= oldest).then_some(message)
+            })
+            .map(|mut m| {
+                if !metadata {
+                    m.as_object_mut().map(|o| o.remove("metadata"));
+                }
+                m
+            })
+            .collect();
+        all.reverse();
+        let page: Vec<Value> = all.iter().skip(start).take(limit).cloned().collect();
+        let more = start + limit < all.len();
+        let next = if more { format!("page_{}", start + limit) } else { String::new() };
+        json!({"ok": true, "messages": page, "has_more": more, "response_metadata": {"next_cursor": next}})
+    }
+
     fn record(&self, method: &str, body: Value, status: u16, answer: &Value) {
         let call = Call { method: method.to_string(), body, status, at: Instant::now(), answer: answer.clone() };
         self.inner.lock().unwrap().calls.push(call);
     }
 
+    /// Slack's message timestamps: the time of posting (µs), unique and increasing in a channel.
     fn next_ts(&self) -> String {
         let mut i = self.inner.lock().unwrap();
-        i.next_ts += 1;
-        format!("1700000000.{:06}", i.next_ts)
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
+        i.next_ts = now.max(i.next_ts + 1);
+        format!("{}.{:06}", i.next_ts / 1_000_000, i.next_ts % 1_000_000)
     }
 }
 
@@ -199,8 +233,22 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
     }
 }
 
-async fn api(State(fake): State<FakeSlack>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let body = parse_body(&headers, &body);
+async fn api(
+    State(fake): State<FakeSlack>,
+    Path(method): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut body = parse_body(&headers, &body);
+    // Read methods (`conversations.history`) take their arguments in the query string.
+    if let (Some(q), Value::Null) = (query.as_deref(), &body) {
+        let mut m = serde_json::Map::new();
+        for (k, v) in form_decode(q) {
+            m.insert(k, Value::String(v));
+        }
+        body = Value::Object(m);
+    }
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let expected = if method == "apps.connections.open" { "xapp-" } else { fake.token.as_str() };
     if auth.strip_prefix("Bearer ").is_none_or(|t| !t.starts_with(expected)) {
@@ -250,6 +298,9 @@ async fn api(State(fake): State<FakeSlack>, Path(method): Path<String>, headers:
             if !body["blocks"].is_null() {
                 message["blocks"] = body["blocks"].clone();
             }
+            if !body["metadata"].is_null() {
+                message["metadata"] = body["metadata"].clone();
+            }
             json!({"ok": true, "channel": fake.channel, "ts": ts, "message": message})
         }
         "chat.update" => {
@@ -262,6 +313,10 @@ async fn api(State(fake): State<FakeSlack>, Path(method): Path<String>, headers:
             json!({"ok": true, "channel": fake.channel, "ts": body["ts"], "text": body["text"], "message": message})
         }
         "reactions.add" => json!({"ok": true}),
+        "conversations.history" if body["channel"].as_str() != Some(fake.channel.as_str()) => {
+            json!({"ok": false, "error": "channel_not_found"})
+        }
+        "conversations.history" => fake.history(&body),
         "chat.postEphemeral" => json!({"ok": true, "message_ts": fake.next_ts()}),
         "apps.connections.open" => match fake.inner.lock().unwrap().socket_url.clone() {
             Some(url) => json!({"ok": true, "url": url}),

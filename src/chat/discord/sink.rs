@@ -10,7 +10,7 @@ use serenity::model::id::ChannelId;
 
 use super::rest::{Rest, RestError};
 
-use crate::chat::{ChatError, ChatSink};
+use crate::chat::{ChatError, ChatSink, PostTag};
 use crate::engine::{Ask, Button, UserRef};
 
 /// Discord refuses message content longer than this.
@@ -154,25 +154,14 @@ impl ChatSink for DiscordChat {
     }
 
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
-        let parts = pieces(text);
-        let mut id = String::new();
-        for part in &parts {
-            id = self.send(&message_body(part)).await?;
-        }
-        match ask {
-            Ask::Nothing => {}
-            Ask::Reaction { emoji } => {
-                if let Err(e) = self.react(&id, emoji).await {
-                    // The message stands; people can still add the reaction or type `/ray ack`.
-                    tracing::warn!(error = %e, "could not add raybot's own reaction");
-                }
-            }
-            Ask::Buttons => {
-                // The buttons name the message they sit on, so they are added once its id is known.
-                self.edit(&id, &json!({ "components": buttons(&id) })).await?;
-            }
-        }
-        Ok(id)
+        self.post_with(text, ask, None).await
+    }
+
+    /// Posts with a nonce derived from the post's identity and `enforce_nonce`: Discord answers
+    /// a second post with the same nonce by the same author (within a few minutes) with the
+    /// message it already has, so a post re-derived after a quick restart is not shown twice.
+    async fn post_tagged(&self, text: &str, ask: &Ask, tag: &PostTag) -> Result<String, ChatError> {
+        self.post_with(text, ask, Some(tag)).await
     }
 
     async fn update(&self, message: &str, text: &str) -> Result<(), ChatError> {
@@ -194,6 +183,43 @@ impl ChatSink for DiscordChat {
         let mut body = message_body(&text);
         body["allowed_mentions"] = json!({ "parse": [], "users": [to.id] });
         self.send(&body).await.map(|_| ())
+    }
+}
+
+/// Discord's nonce for piece `piece` of the post `tag`: at most 25 characters, the same each
+/// time the post is derived.
+pub(crate) fn nonce(tag: &PostTag, piece: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}#{piece}", tag.id).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..25].to_string()
+}
+
+impl DiscordChat {
+    async fn post_with(&self, text: &str, ask: &Ask, tag: Option<&PostTag>) -> Result<String, ChatError> {
+        let parts = pieces(text);
+        let mut id = String::new();
+        for (i, part) in parts.iter().enumerate() {
+            let mut body = message_body(part);
+            if let Some(tag) = tag {
+                body["nonce"] = json!(nonce(tag, i));
+                body["enforce_nonce"] = json!(true);
+            }
+            id = self.send(&body).await?;
+        }
+        match ask {
+            Ask::Nothing => {}
+            Ask::Reaction { emoji } => {
+                if let Err(e) = self.react(&id, emoji).await {
+                    // The message stands; people can still add the reaction or type `/ray ack`.
+                    tracing::warn!(error = %e, "could not add raybot's own reaction");
+                }
+            }
+            Ask::Buttons => {
+                // The buttons name the message they sit on, so they are added once its id is known.
+                self.edit(&id, &json!({ "components": buttons(&id) })).await?;
+            }
+        }
+        Ok(id)
     }
 }
 
@@ -222,5 +248,16 @@ mod tests {
         assert_eq!(clip(&"y".repeat(2500)).chars().count(), MAX_CONTENT);
         assert_eq!(emoji_char("white_check_mark"), "✅");
         assert_eq!(emoji_char("✅"), "✅");
+    }
+
+    #[test]
+    fn a_post_has_the_same_short_nonce_each_time_it_is_derived() {
+        let tag = PostTag::new("v1.2-production-20261202T060917Z-3c8e", 12, 0, crate::engine::Timestamp(0));
+        let again = PostTag::new("v1.2-production-20261202T060917Z-3c8e", 12, 0, crate::engine::Timestamp(5));
+        assert_eq!(nonce(&tag, 0), nonce(&again, 0));
+        assert_eq!(nonce(&tag, 0).len(), 25);
+        assert_ne!(nonce(&tag, 0), nonce(&tag, 1), "each piece of a long post is its own message");
+        let other = PostTag::new("v1.2-production-20261202T060917Z-3c8e", 12, 1, crate::engine::Timestamp(0));
+        assert_ne!(nonce(&tag, 0), nonce(&other, 0));
     }
 }

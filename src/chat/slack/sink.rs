@@ -11,8 +11,14 @@ use slack_morphism::prelude::*;
 use tokio::time::Instant;
 
 use super::payload::{blocks, emoji_name, message_id, split_message_id};
-use crate::chat::{ChatError, ChatSink};
+use crate::chat::{ChatError, ChatSink, PostTag};
 use crate::engine::{Ask, UserRef};
+
+/// The `event_type` of the metadata raybot attaches to the posts of a release's log.
+const POST_EVENT: &str = "raybot_post";
+
+/// How many pages of `conversations.history` a look for a re-derived post reads at most.
+const HISTORY_PAGES: usize = 10;
 
 /// The Slack client type raybot uses (hyper, https or plain http for `SLACK_API_URL` fakes).
 pub type Client = SlackClient<SlackClientHyperHttpsConnector>;
@@ -104,9 +110,72 @@ impl ChatSink for SlackChat {
     }
 
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
-        let content = SlackMessageContent::new()
+        self.post_with(text, ask, None).await
+    }
+
+    /// Posts with the post's identity in the message's metadata (kept by Slack and returned by
+    /// `conversations.history`).
+    async fn post_tagged(&self, text: &str, ask: &Ask, tag: &PostTag) -> Result<String, ChatError> {
+        let payload = std::collections::HashMap::from([("post".to_string(), tag.id.clone())]);
+        let metadata = SlackMessageMetadata { event_type: POST_EVENT.into(), event_payload: Some(payload) };
+        self.post_with(text, ask, Some(metadata)).await
+    }
+
+    /// Looks through the channel's history since the post's event for a message carrying its
+    /// identity (needs the `channels:history` scope, or `groups:history` in a private channel).
+    async fn find(&self, tag: &PostTag) -> Result<Option<String>, ChatError> {
+        // A second early: Slack's clock and ours may differ a little.
+        let since = tag.since.0.saturating_sub(1000);
+        let oldest = SlackTs(format!("{}.{:06}", since / 1000, (since % 1000) * 1000));
+        let mut req = SlackApiConversationsHistoryRequest::new()
+            .with_channel(self.channel.clone().into())
+            .with_oldest(oldest)
+            .with_limit(200)
+            .with_include_all_metadata(true);
+        for _ in 0..HISTORY_PAGES {
+            let page = call!(self, "conversations.history", |s| s.conversations_history(&req))?;
+            let found = page.messages.iter().find(|m| {
+                m.content.metadata.as_ref().is_some_and(|md| {
+                    md.event_type == POST_EVENT
+                        && md.event_payload.as_ref().and_then(|p| p.get("post")) == Some(&tag.id)
+                })
+            });
+            if let Some(m) = found {
+                return Ok(Some(message_id(&self.channel, &m.origin.ts.0)));
+            }
+            match page.response_metadata.and_then(|r| r.next_cursor).filter(|c| !c.0.is_empty()) {
+                Some(cursor) => req = req.with_cursor(cursor),
+                None => break,
+            }
+        }
+        Ok(None)
+    }
+
+    async fn update(&self, message: &str, text: &str) -> Result<(), ChatError> {
+        let (channel, ts) =
+            split_message_id(message).ok_or_else(|| ChatError(format!("not a Slack message id: {message}")))?;
+        let content = SlackMessageContent::new().with_text(text.to_string()).with_blocks(blocks(text, false));
+        let req = SlackApiChatUpdateRequest::new(channel.to_string().into(), content, ts.to_string().into());
+        call!(self, "chat.update", |s| s.chat_update(&req)).map(|_| ())
+    }
+
+    async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
+        self.ephemeral(&to.id, text).await
+    }
+}
+
+impl SlackChat {
+    /// `chat.postMessage` in the war room, paced, with raybot's own reaction when it asks for one.
+    async fn post_with(
+        &self,
+        text: &str,
+        ask: &Ask,
+        metadata: Option<SlackMessageMetadata>,
+    ) -> Result<String, ChatError> {
+        let mut content = SlackMessageContent::new()
             .with_text(text.to_string())
             .with_blocks(blocks(text, matches!(ask, Ask::Buttons)));
+        content.metadata = metadata;
         let req = SlackApiChatPostMessageRequest::new(self.channel.clone().into(), content);
         let posted = {
             let mut last = self.last_post.lock().await;
@@ -126,17 +195,5 @@ impl ChatSink for SlackChat {
             }
         }
         Ok(id)
-    }
-
-    async fn update(&self, message: &str, text: &str) -> Result<(), ChatError> {
-        let (channel, ts) =
-            split_message_id(message).ok_or_else(|| ChatError(format!("not a Slack message id: {message}")))?;
-        let content = SlackMessageContent::new().with_text(text.to_string()).with_blocks(blocks(text, false));
-        let req = SlackApiChatUpdateRequest::new(channel.to_string().into(), content, ts.to_string().into());
-        call!(self, "chat.update", |s| s.chat_update(&req)).map(|_| ())
-    }
-
-    async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
-        self.ephemeral(&to.id, text).await
     }
 }
