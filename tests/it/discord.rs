@@ -143,6 +143,12 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
     assert_eq!(posts[1].status, 200);
     assert!(posts[1].at.duration_since(posts[0].at) >= Duration::from_millis(2500), "retried too early");
     assert!(posts[0].at < callback.at + Duration::from_secs(1));
+    // Announcements carry their identity: Discord refuses to create a second message with the
+    // same nonce, so a post re-derived after a crash cannot show twice.
+    let nonce = posts[1].body["nonce"].as_str().unwrap_or_default();
+    assert_eq!(nonce.len(), 25, "{:#}", posts[1].body);
+    assert_eq!(posts[1].body["enforce_nonce"], true, "{:#}", posts[1].body);
+    assert_eq!(posts[0].body["nonce"], posts[1].body["nonce"], "the retry after the 429 is the same post");
 
     // Readiness review: Approve / Reject buttons naming the message; alice approves by command,
     // bob by button. Bob's click delivered twice counts once.

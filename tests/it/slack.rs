@@ -47,9 +47,23 @@ impl Serve {
     /// With `app_token`, Socket Mode (and no signing secret); with `store`, that store instead of
     /// a file store in the workspace.
     async fn start_with(ws: &Workspace, fake: FakeSlack, app_token: Option<&str>, store: Option<&str>) -> Serve {
+        Serve::start_as(ws, fake, app_token, store, None).await
+    }
+
+    /// Like [`Serve::start_with`], named `replica` (as a fly machine keeps its id across restarts).
+    async fn start_as(
+        ws: &Workspace,
+        fake: FakeSlack,
+        app_token: Option<&str>,
+        store: Option<&str>,
+        replica: Option<&str>,
+    ) -> Serve {
         let port = raybot::demo::free_port_block(1).expect("port");
         let log = ws.path().join("serve.log");
         let mut cmd = Command::new(RAYBOT);
+        if let Some(r) = replica {
+            cmd.env("RAYBOT_REPLICA", r);
+        }
         match app_token {
             Some(t) => cmd.env("SLACK_APP_TOKEN", t).env_remove("SLACK_SIGNING_SECRET"),
             None => cmd.env("SLACK_SIGNING_SECRET", SECRET).env_remove("SLACK_APP_TOKEN"),
@@ -701,4 +715,53 @@ async fn two_replicas_taking_the_same_deploy_in_the_same_second_make_one_release
         *per_release.entry(id).or_default() += 1;
     }
     assert!(per_release.values().all(|n| *n == 1), "{per_release:?}");
+}
+
+/// SIGKILL while announcements wait in the outbox, one of them taken by Slack but never
+/// answered: the restarted replica posts every announcement the recorded events asked for, and
+/// none twice — the one Slack took is found in the channel's history by its metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_posts_went_out_loses_none_and_repeats_none() {
+    let redis = crate::redis_server::RedisServer::start();
+    let ws = Workspace::new();
+    let fake = FakeSlack::start(TOKEN, WAR_ROOM).await;
+    let s = Serve::start_as(&ws, fake.clone(), None, Some(&redis.url()), Some("raybot-fly-1")).await;
+    // Slack takes four posts (the release, the protocol banner, phase 1, the live status) and
+    // answers them, then takes the fifth and goes silent.
+    fake.stop_answering_posts_after(Some(4));
+    assert_eq!(s.command(ALICE, "deploy v1.2").await, "[RAY] Accepted.");
+    let start = Instant::now();
+    while fake.posts().len() < 5 {
+        assert!(start.elapsed() < LIMIT, "the fifth post never came: {}", texts(&fake.posts()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the events behind the posts be recorded, then kill the process mid-post.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = fake.posts()[4].text().to_string();
+    assert!(!held.starts_with("[RAY STATUS]"), "{}", texts(&fake.posts()));
+    drop(s);
+    let before = fake.posts().len();
+    fake.stop_answering_posts_after(None);
+
+    let s = Serve::start_as(&ws, fake.clone(), None, Some(&redis.url()), Some("raybot-fly-1")).await;
+    s.post("[APPROVAL REQUEST] Readiness review").await;
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    let posts = fake.posts();
+    let all = texts(&posts);
+    assert!(posts.len() > before, "nothing was posted after the restart:\n{all}");
+    assert!(log.contains("posting again what a stopped raybot had not posted"), "{log}");
+    assert!(log.contains("went out before the restart; not posted again"), "{log}");
+    // Each announcement once (the live status message is keyed and edited, not re-posted).
+    let mut seen = std::collections::BTreeMap::new();
+    for p in posts.iter().filter(|p| !p.text().starts_with("[RAY STATUS]")) {
+        *seen.entry(p.text().to_string()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "posted twice: {twice:#?}\n{all}");
+    assert_eq!(seen.get(&held), Some(&1), "{held}\n{all}");
+    let release = posts[0].text().to_string();
+    assert!(release.starts_with("[RAY] Release v1.2-production-"), "{all}");
+    for phase in ["[MASTER RAY™ | PROTOCOL 10", "[MASTER RAY™ | PHASE 1 START]"] {
+        assert!(seen.keys().any(|t| t.starts_with(phase)), "{phase} never posted:\n{all}");
+    }
 }

@@ -69,6 +69,9 @@ struct Inner {
     post_interval: Option<Duration>,
     /// When the last `chat.postMessage` was taken.
     last_post: Option<Instant>,
+    /// Posts after this many are taken (they are in the channel) and never answered: the
+    /// client's process dies not knowing they went out.
+    answer_posts: Option<usize>,
 }
 
 /// The fake Slack Web API.
@@ -127,6 +130,14 @@ impl FakeSlack {
     /// Enforces Slack's posting limit: `chat.postMessage` calls closer than `d` get 429.
     pub fn pace_posts(&self, d: Duration) {
         self.inner.lock().unwrap().post_interval = Some(d);
+    }
+
+    /// After `n` more successful posts, the channel takes each further post but never answers
+    /// it (`None`: answer again).
+    pub fn stop_answering_posts_after(&self, n: Option<usize>) {
+        let mut i = self.inner.lock().unwrap();
+        let sent = i.calls.iter().filter(|c| c.method == "chat.postMessage" && c.status == 200).count();
+        i.answer_posts = n.map(|n| sent + n);
     }
 
     /// What `apps.connections.open` answers (a `ws://` URL of a fake Socket Mode server).
@@ -325,6 +336,14 @@ async fn api(
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
     fake.record(&method, body, 200, &answer);
+    let unanswered = method == "chat.postMessage" && {
+        let i = fake.inner.lock().unwrap();
+        let sent = i.calls.iter().filter(|c| c.method == "chat.postMessage" && c.status == 200).count();
+        i.answer_posts.is_some_and(|n| sent > n)
+    };
+    if unanswered {
+        std::future::pending::<()>().await;
+    }
     json_ok(answer)
 }
 
