@@ -13,6 +13,7 @@
 
 mod announce;
 pub mod answers;
+mod effects;
 mod group;
 pub mod reader;
 mod releases;
@@ -22,7 +23,7 @@ mod tests;
 pub mod turn;
 pub mod worker;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,15 +38,12 @@ use crate::clock::now;
 use crate::command::{Command, HELP};
 use crate::config::Config;
 use crate::engine::{Activity, Ask, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
-use crate::evidence::{EvidenceWriter, InputCheck};
-use crate::jobs::run_job;
 use crate::metrics::Metrics;
-use crate::probe::{ProbeRequest, run_probe};
 use crate::protocol::Catalog;
 use crate::store::{Append, JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
 use releases::{Active, Releases};
 use turn::Turn;
-use worker::{Drain, QueuedPayload, Worker, job_request};
+use worker::{Drain, QueuedPayload, Worker};
 
 /// What the store keeps per event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,14 +118,11 @@ pub struct Driver {
     releases: Releases,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    http: reqwest::Client,
     metrics: Arc<Metrics>,
-    /// Background jobs, probes, checks and bundles not yet reported back.
-    in_flight: usize,
+    /// Runs what recorded events ask for besides chat (see [`effects`]).
+    hands: effects::Hands,
     /// Outcomes of releases that ended while this driver ran.
     finished: Vec<(String, Terminal)>,
-    /// Timers armed by this driver and not yet fired, per release.
-    timers: BTreeMap<String, usize>,
     /// The shared job queue (Redis), if the store has one.
     queue: Option<Arc<dyn JobQueue>>,
     /// Whether this driver's queue worker runs.
@@ -169,6 +164,8 @@ impl Driver {
         });
         let queue = store.queue();
         let releases = Releases::new(platform, store.clone());
+        let hands =
+            effects::Hands::new(artifacts.clone(), config.base_dir.clone(), internal_tx.clone(), metrics.clone());
         Driver {
             config,
             catalog,
@@ -182,11 +179,9 @@ impl Driver {
             releases,
             internal_tx,
             internal_rx,
-            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
             metrics,
-            in_flight: 0,
+            hands,
             finished: Vec::new(),
-            timers: BTreeMap::new(),
             queue,
             worker: false,
             queued: BTreeSet::new(),
@@ -361,11 +356,11 @@ impl Driver {
     /// A release another replica drives (loaded by [`Driver::refresh`]) may be busy there; this
     /// driver waits only for its own jobs, probes, timers and posts.
     fn idle(&self) -> bool {
-        self.in_flight == 0
+        self.hands.free()
             && self.settled()
             && self.releases.iter().all(|(id, a)| {
                 let queued_job = matches!(&a.release.activity, Activity::Job { job, .. } if self.queued.contains(job));
-                !queued_job && (a.release.activity.needs_people() || self.timers.get(id).copied().unwrap_or(0) == 0)
+                !queued_job && (a.release.activity.needs_people() || self.hands.timers(id) == 0)
             })
     }
 
@@ -460,15 +455,9 @@ impl Driver {
 
     async fn handle_result(&mut self, release: String, event: Event, ack: Option<String>) {
         let queued = ack.is_some();
-        let count = |d: &mut Driver, up: bool| {
-            let n = match &event {
-                _ if queued => return,
-                Event::Tick { .. } => d.timers.entry(release.clone()).or_default(),
-                _ => &mut d.in_flight,
-            };
-            *n = if up { *n + 1 } else { n.saturating_sub(1) };
-        };
-        count(self, false);
+        if !queued {
+            self.hands.returned(&release, &event, true);
+        }
         // A queued job may have been asked for by another replica: read its release first.
         let mut result = Ok(());
         if !self.releases.contains_key(&release) {
@@ -502,7 +491,9 @@ impl Driver {
             Err(e) => {
                 // Keep the result and try again: a finished job must not be lost to a store hiccup.
                 tracing::warn!(release = %release, error = %e, "could not record a result; retrying in 1s");
-                count(self, true);
+                if !queued {
+                    self.hands.returned(&release, &event, false);
+                }
                 self.later(Internal::Result { release, event, ack });
             }
         }
@@ -1023,145 +1014,41 @@ impl Driver {
         }
     }
 
-    /// Performs effects; returns events that must be applied right away (message ids, write errors).
+    /// Performs the effects of a recorded event besides chat (see [`effects::Hands`]): answers
+    /// go to `turn`, jobs to the shared queue when there is one, and a release that ended gives
+    /// its lock back. Returns events to record at once (evidence that could not be written).
     async fn perform(&mut self, id: &str, fx: Vec<Effect>, turn: &mut Turn) -> Vec<Event> {
-        let mut follow = Vec::new();
-        let root = self.artifacts.join(id);
-        for e in fx {
-            match e {
-                // Chat went to the outbox already (`announce`): nothing here waits for a platform.
-                Effect::Post { .. } | Effect::Update { .. } => {}
-                Effect::Reply { to, text } => self.reply(turn, &to, text),
-                Effect::RunJob(spec) => {
-                    let Some(a) = self.releases.get(id) else { continue };
-                    let protocol = a
-                        .release
-                        .plan
-                        .protocols
-                        .get(a.release.cursor.protocol)
-                        .map(|p| format!("Protocol {} ({})", p.id, p.title))
-                        .unwrap_or_default();
-                    let payload = QueuedPayload {
-                        release: id.to_string(),
-                        header: format!(
-                            "# release {id} — {protocol} — {} — job {} — {}",
-                            spec.purpose,
-                            spec.id,
-                            now().rfc3339()
-                        ),
-                        inputs_dir: a.release.plan.inputs_dir.clone(),
-                        spec,
-                    };
-                    match self.queue.clone() {
-                        Some(queue) => self.enqueue(queue, payload).await,
-                        None => {
-                            self.in_flight += 1;
-                            self.metrics.job_started();
-                            let req = job_request(&payload, &self.artifacts, &self.config.base_dir);
-                            let tx = self.internal_tx.clone();
-                            let metrics = self.metrics.clone();
-                            tokio::spawn(async move {
-                                let outcome = run_job(req).await;
-                                metrics.job_finished(outcome.succeeded());
-                                let event = Event::JobFinished { job: payload.spec.id, outcome };
-                                let _ = tx.send(Internal::result(payload.release, event));
-                            });
-                        }
-                    }
-                }
-                Effect::Probe(spec) => {
-                    self.in_flight += 1;
-                    let client = self.http.clone();
-                    let tx = self.internal_tx.clone();
-                    let release = id.to_string();
-                    tokio::spawn(async move {
-                        let req = ProbeRequest {
-                            url: spec.url.clone(),
-                            count: spec.count,
-                            interval: Duration::from_millis(spec.interval_ms),
-                            timeout: Duration::from_millis(spec.timeout_ms),
-                            version_header: spec.version_header.clone(),
-                        };
-                        let report = run_probe(&client, &req).await;
-                        let _ = tx.send(Internal::result(release, Event::ProbeFinished { probe: spec.id, report }));
-                    });
-                }
-                Effect::CheckInputs { check, items } => {
-                    self.in_flight += 1;
-                    let inputs_dir =
-                        self.releases.get(id).map(|a| PathBuf::from(&a.release.plan.inputs_dir)).unwrap_or_default();
-                    let base = self.config.base_dir.clone();
-                    let checks: Vec<InputCheck> = items
-                        .into_iter()
-                        .map(|i| InputCheck {
-                            dir: match i.location.as_str() {
-                                "repository" => base.clone(),
-                                "artifacts" => root.clone(),
-                                _ => inputs_dir.clone(),
-                            },
-                            name: i.name,
-                            required: i.required,
-                            max_age: i.max_age_days.map(|d| Duration::from_secs(d * 86_400)),
-                        })
-                        .collect();
-                    let tx = self.internal_tx.clone();
-                    let release = id.to_string();
-                    tokio::task::spawn_blocking(move || {
-                        let results = crate::evidence::check_inputs(&checks);
-                        let _ = tx.send(Internal::result(release, Event::InputsChecked { check, results }));
-                    });
-                }
-                Effect::WriteEvidence { path, contents } => {
-                    if let Err(err) = EvidenceWriter::new(&root).write(&path, contents.as_bytes()) {
-                        follow.push(Event::EvidenceFailed { file: path, error: err.to_string() });
-                    }
-                }
-                Effect::Bundle { bundle, zip, files, manifest, protocol } => {
-                    self.in_flight += 1;
-                    let tx = self.internal_tx.clone();
-                    let release = id.to_string();
-                    let root = root.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let writer = EvidenceWriter::new(&root);
-                        let event = match writer.bundle(
-                            &zip,
-                            &files,
-                            manifest.as_deref(),
-                            &release,
-                            &protocol,
-                            &now().rfc3339(),
-                        ) {
-                            Ok(report) => Event::BundleWritten { bundle, report },
-                            Err(err) => Event::EvidenceFailed { file: zip, error: err.to_string() },
-                        };
-                        let _ = tx.send(Internal::result(release, event));
-                    });
-                }
-                Effect::ArmTimer { timer, at } => {
-                    *self.timers.entry(id.to_string()).or_default() += 1;
-                    let tx = self.internal_tx.clone();
-                    let release = id.to_string();
-                    let wait = Duration::from_millis(at.0.saturating_sub(now().0));
-                    tokio::spawn(async move {
-                        tokio::time::sleep(wait).await;
-                        let _ = tx.send(Internal::result(release, Event::Tick { timer }));
-                    });
-                }
-                Effect::Finished { outcome } => {
-                    self.metrics.release_finished(outcome.label());
-                    if let Some(a) = self.releases.get(id) {
-                        let env = a.release.env.clone();
-                        if let Some(token) = a.lock_token {
-                            if let Err(err) = self.store.unlock(&env, id, token).await {
-                                tracing::warn!(error = %err, "could not release the environment lock");
-                            }
-                        }
-                    }
-                    self.finished.push((id.to_string(), outcome));
-                }
+        let Some(a) = self.releases.get(id) else {
+            tracing::warn!(release = %id, "effects of a release this driver no longer holds were not performed");
+            return Vec::new();
+        };
+        let protocol = a.release.plan.protocols.get(a.release.cursor.protocol);
+        let scope = effects::Scope {
+            id: id.to_string(),
+            protocol: protocol.map(|p| format!("Protocol {} ({})", p.id, p.title)).unwrap_or_default(),
+            inputs_dir: a.release.plan.inputs_dir.clone(),
+        };
+        let done = self.hands.perform(&scope, fx, self.queue.is_some());
+        for (to, text) in done.replies {
+            self.reply(turn, &to, text);
+        }
+        if let Some(queue) = self.queue.clone() {
+            for payload in done.queue {
+                self.enqueue(queue.clone(), payload).await;
             }
         }
-        follow
+        if let Some(outcome) = done.finished {
+            self.metrics.release_finished(outcome.label());
+            if let Some(a) = self.releases.get(id) {
+                if let Some(token) = a.lock_token {
+                    if let Err(err) = self.store.unlock(&a.release.env, id, token).await {
+                        tracing::warn!(error = %err, "could not release the environment lock");
+                    }
+                }
+            }
+            self.finished.push((id.to_string(), outcome));
+        }
+        done.follow
     }
 }
 

@@ -1,5 +1,6 @@
 //! The driver's own promises, on the embedded store and a chat sink the test controls.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
