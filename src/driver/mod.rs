@@ -23,7 +23,7 @@ mod tests;
 pub mod turn;
 pub mod worker;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -800,21 +800,57 @@ impl Driver {
     }
 
     /// Applies the follow-up events of a recorded event (write errors of evidence), then shows
-    /// the release's status.
+    /// the release's status. The follow-ups of one event are decided one after another in memory
+    /// and recorded in one append (all or nothing); their effects may bring more, which make the
+    /// next append.
     async fn apply_all(&mut self, id: &str, follow: Vec<Event>, turn: &mut Turn) -> Result<(), StoreError> {
-        let mut queue = VecDeque::from(follow);
-        while let Some(event) = queue.pop_front() {
+        let mut batch = follow;
+        while !batch.is_empty() {
             let Some(active) = self.releases.get_mut(id) else { break };
-            let at = now();
-            let fx = active.release.handle(&event, at);
-            match self.record(id, &event, at, fx, turn).await {
-                Ok(more) => queue.extend(more),
+            let first = active.log_len;
+            let decided: Vec<(Timestamp, Vec<Effect>)> = batch
+                .iter()
+                .map(|event| {
+                    let at = now();
+                    (at, active.release.handle(event, at))
+                })
+                .collect();
+            let mut append: Option<Append> = None;
+            for (event, (at, _)) in batch.iter().zip(&decided) {
+                let Some(a) = self.prepare_append(id, event, *at, turn)? else { return Ok(()) };
+                if let Some(active) = self.releases.get_mut(id) {
+                    active.log_len += 1;
+                }
+                match &mut append {
+                    Some(x) => {
+                        x.events.extend(a.events);
+                        x.summary = a.summary;
+                    }
+                    None => append = Some(a),
+                }
+            }
+            let Some(append) = append else { break };
+            let written = self.store.append_all(std::slice::from_ref(&append)).await.pop();
+            let written = written.unwrap_or_else(|| Err(StoreError::Corrupt("no answer to an append".into())));
+            match self.written(id, written, turn) {
+                Ok(()) => {}
                 Err(StoreError::Conflict { .. }) => {
+                    // Another replica wrote first: catch up and decide the batch again.
                     self.releases.reload(id).await?;
-                    queue.push_front(event);
+                    continue;
                 }
                 Err(e) => return Err(e),
             }
+            self.metrics.recorded(batch.len() as u64);
+            if let Some(a) = self.releases.get_mut(id) {
+                a.stale = false;
+            }
+            let mut more = Vec::new();
+            for (n, (at, fx)) in decided.into_iter().enumerate() {
+                let origin = announce::Origin { event: first + n as u64, at };
+                more.extend(self.recorded(id, origin, fx, turn).await);
+            }
+            batch = more;
         }
         self.show_status(id);
         Ok(())

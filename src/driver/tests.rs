@@ -157,11 +157,14 @@ type OtherWrites = Box<dyn FnOnce() -> Vec<crate::store::Append> + Send>;
 struct Interleaved {
     inner: Arc<dyn Store>,
     before_group: Mutex<Option<OtherWrites>>,
+    /// Writes (group commits and single appends alike) so far.
+    writes: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
 impl Store for Interleaved {
     async fn append_all(&self, group: &[crate::store::Append]) -> Vec<Result<u64, StoreError>> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let hook = self.before_group.lock().unwrap().take();
         if let Some(hook) = hook {
             for a in hook() {
@@ -285,7 +288,8 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
     let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
     let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
     let (id, freeze) = release_in_freeze(file.as_ref()).await;
-    let store = Arc::new(Interleaved { inner: file.clone(), before_group: Mutex::new(None) });
+    let store =
+        Arc::new(Interleaved { inner: file.clone(), before_group: Mutex::new(None), writes: Default::default() });
     let config = Config::embedded(dir.path()).unwrap();
     let mut d = Driver::new(
         config,
@@ -483,4 +487,38 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
     let posts = again.posts.lock().unwrap().clone();
     assert!(lost.iter().all(|p| !posts.contains(p)), "{posts:#?}");
     assert_eq!(posts.iter().filter(|p| p.contains("Resumed after a restart")).count(), 1, "{posts:#?}");
+}
+
+/// Evidence that cannot be written comes back as events to record: those one event's effects
+/// bring are decided one after another and recorded together, in one write.
+#[tokio::test]
+async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
+    let store = Arc::new(Interleaved { inner: file, before_group: Mutex::new(None), writes: Default::default() });
+    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let config = Config::embedded(dir.path()).expect("embedded config");
+    let catalog = Catalog::embedded().expect("embedded protocols");
+    let artifacts = dir.path().join("artifacts");
+    let mut d = Driver::new(config, catalog, store.clone(), chat.clone(), artifacts, "local", Arc::new(Metrics::new()));
+    say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
+    tokio::time::timeout(Duration::from_secs(20), flush(&mut d)).await.expect("the outbox drains");
+    let id = d.active().next().unwrap().id.clone();
+    let before = d.store.read(&id).await.unwrap().len();
+    let writes = store.writes.load(std::sync::atomic::Ordering::SeqCst);
+
+    let failed = |file: &str| Event::EvidenceFailed { file: file.into(), error: "disk full".into() };
+    let follow = vec![failed("intake/a.json"), failed("intake/b.json"), failed("intake/c.json")];
+    d.apply_all(&id, follow, &mut Turn::background()).await.expect("recorded");
+    assert_eq!(store.writes.load(std::sync::atomic::Ordering::SeqCst), writes + 1, "one write for the three");
+    let events = recorded_events(&d.store.read(&id).await.unwrap());
+    let files: Vec<&str> = events[before..]
+        .iter()
+        .filter_map(|e| match e {
+            Event::EvidenceFailed { file, .. } => Some(file.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(files, ["intake/a.json", "intake/b.json", "intake/c.json"]);
+    assert_eq!(d.releases.get(&id).unwrap().log_len, events.len() as u64);
 }
