@@ -6,6 +6,9 @@
 //! background tasks. Results of that work come back as events through the same path, so a restart
 //! can rebuild every release by replaying its log.
 //!
+//! - [`effects`]: the hands — jobs, probes, input checks, evidence, timers — started in the
+//!   background, their results coming back as events;
+//! - [`announce`]: how far each process's posts went out, and posting again what a stopped one had not;
 //! - [`turn`]: the one delivery being handled, passed down and answered once its event is recorded;
 //! - [`run`]: the event loop behind a [`run::DriverHandle`], with the platforms' 3-second rule;
 //! - [`worker`]: the job queue's worker and the process's [`worker::Drain`];
@@ -198,11 +201,6 @@ impl Driver {
         self
     }
 
-    /// The name of this raybot process (consumer name in the job queue, `replica` in the log).
-    pub fn replica(&self) -> &str {
-        &self.replica
-    }
-
     fn job_lease_ms(&self) -> u64 {
         self.config.raybot.release.job_lease_seconds.max(1) * 1000
     }
@@ -210,7 +208,7 @@ impl Driver {
     /// Loads every unfinished release of this platform from the store and resumes it, unless the
     /// raybot process that recorded its latest event is alive (another replica drives it). With a
     /// shared job queue, also starts this process's queue worker.
-    pub async fn resume(&mut self) -> Result<usize, StoreError> {
+    pub(crate) async fn resume(&mut self) -> Result<usize, StoreError> {
         let mut resumed = 0;
         for s in self.store.unfinished().await? {
             if self.releases.contains_key(&s.id) {
@@ -281,7 +279,7 @@ impl Driver {
     /// Looks for unfinished releases whose latest event was recorded by a raybot process that
     /// stopped sending heartbeats, and takes them over (their reminders, probes and health windows
     /// lived in that process). Called a few times per job lease.
-    pub async fn sweep(&mut self) -> Result<(), StoreError> {
+    pub(crate) async fn sweep(&mut self) -> Result<(), StoreError> {
         let open = self.store.unfinished().await?;
         self.refresh(open.clone()).await?;
         for s in open {
@@ -298,14 +296,14 @@ impl Driver {
 
     /// This process stops cleanly: it stops counting as alive, so other replicas (or its next
     /// start) take its releases over without waiting for a lease to lapse.
-    pub async fn farewell(&self) {
+    pub(crate) async fn farewell(&self) {
         if let Err(e) = self.store.farewell(&self.replica).await {
             tracing::warn!(error = %e, "could not remove this process's heartbeat");
         }
     }
 
     /// Starts the queue worker of this process (once; only with a shared job queue).
-    pub fn start_worker(&mut self) {
+    pub(crate) fn start_worker(&mut self) {
         let Some(queue) = self.queue.clone() else { return };
         if self.worker {
             return;
@@ -371,13 +369,13 @@ impl Driver {
     }
 
     /// Active (unfinished) releases.
-    pub fn active(&self) -> impl Iterator<Item = &Release> {
+    pub(crate) fn active(&self) -> impl Iterator<Item = &Release> {
         self.releases.active()
     }
 
     /// Picks up releases other replicas started or moved on since this one last looked (see
     /// [`Releases`]), given the index of unfinished releases.
-    pub async fn refresh(&mut self, open: Vec<ReleaseSummary>) -> Result<(), StoreError> {
+    pub(crate) async fn refresh(&mut self, open: Vec<ReleaseSummary>) -> Result<(), StoreError> {
         self.releases.refresh(open).await
     }
 
@@ -387,7 +385,7 @@ impl Driver {
     }
 
     /// Stops the outbox once it has performed everything queued (the driver is done).
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let task = self.outbox_task.take();
         drop(self);
         if let Some(task) = task {
@@ -502,7 +500,7 @@ impl Driver {
     /// Handles one delivery and answers it through its `done` channel as soon as its decision is
     /// recorded (or refused). A delivery whose idempotency key was seen before is answered as a
     /// duplicate. Read-only and malformed commands are answered without any store write.
-    pub async fn deliver(&mut self, d: Delivery) {
+    pub(crate) async fn deliver(&mut self, d: Delivery) {
         self.deliver_inner(d).await;
         self.publish();
     }
