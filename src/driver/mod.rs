@@ -1113,7 +1113,7 @@ pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
 /// Records `log` (a release's events, as the engine's simulator made them) in `store` as a new
 /// release that holds its environment's lock: what driver tests and benchmarks start from.
 /// Returns the release id.
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<String, StoreError> {
     let release = Release::replay(log.iter()).ok_or_else(|| StoreError::Corrupt("an empty log".into()))?;
     let lines = log

@@ -19,7 +19,7 @@ mod props;
 pub mod refusal;
 mod release;
 pub mod reports;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! production store, shared by replicas, and also offers the [`JobQueue`] and replica heartbeats.
 //! Payloads are opaque JSON strings so that stores know nothing about engine types.
 
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 pub mod file;
 pub mod redis;
