@@ -6,11 +6,11 @@
 //! background tasks. Results of that work come back as events through the same path, so a restart
 //! can rebuild every release by replaying its log.
 //!
-//! - [`effects`]: the hands — jobs, probes, input checks, evidence, timers — started in the
+//! - `effects`: the hands — jobs, probes, input checks, evidence, timers — started in the
 //!   background, their results coming back as events;
-//! - [`announce`]: how far each process's posts went out, and posting again what a stopped one had not;
+//! - `announce`: how far each process's posts went out, and posting again what a stopped one had not;
 //! - [`turn`]: the one delivery being handled, passed down and answered once its event is recorded;
-//! - [`run`]: the event loop behind a [`run::DriverHandle`], with the platforms' 3-second rule;
+//! - [`run`]: the event loop behind a [`crate::chat::handle::DriverHandle`], with the platforms' 3-second rule;
 //! - [`worker`]: the job queue's worker and the process's [`worker::Drain`];
 //! - [`answers`]: the read-only commands' answers.
 
@@ -83,7 +83,7 @@ pub enum Internal {
     Sweep,
     /// The outbox performed an item (for a keyed post: its message id, to be recorded).
     Sent(Sent),
-    /// A write of an announced mark ended (see [`announce`]).
+    /// A write of an announced mark ended (see `announce.rs`).
     Marked {
         /// The release.
         release: String,
@@ -122,7 +122,7 @@ pub struct Driver {
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     metrics: Arc<Metrics>,
-    /// Runs what recorded events ask for besides chat (see [`effects`]).
+    /// Runs what recorded events ask for besides chat (see `effects.rs`).
     hands: effects::Hands,
     /// Outcomes of releases that ended while this driver ran.
     finished: Vec<(String, Terminal)>,
@@ -138,7 +138,7 @@ pub struct Driver {
     drain: Drain,
     /// What the read side answers status questions from (see [`reader`]).
     board: Arc<std::sync::RwLock<reader::Board>>,
-    /// How far each release's announcements went out (see [`announce`]).
+    /// How far each release's announcements went out (see `announce.rs`).
     marks: announce::Marks,
 }
 
@@ -149,7 +149,7 @@ pub const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 impl Driver {
     /// A driver for `platform` (`local`, `slack`, `discord`), named as a replica by `RAYBOT_REPLICA`,
     /// else `FLY_MACHINE_ID`, else `raybot-<pid>`, posting through `chat` by way of its own outbox
-    /// task. [`Driver::resume`] then picks up unfinished releases. Call inside a Tokio runtime.
+    /// task. `Driver::resume` then picks up unfinished releases. Call inside a Tokio runtime.
     pub fn new(
         config: Config,
         catalog: Catalog,

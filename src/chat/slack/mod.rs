@@ -2,10 +2,10 @@
 //! the war-room channel, over HTTP endpoints (`/slack/commands`, `/slack/events`,
 //! `/slack/interactions`, signed with the app's signing secret) or over Socket Mode.
 //!
-//! - [`payload`] turns Slack payloads into [`Inbound`] messages and posts into Block Kit;
-//! - [`sink`] holds [`SlackChat`], the driver's posts as Web API calls;
+//! - `payload` turns Slack payloads into [`Inbound`] messages and posts into Block Kit;
+//! - `sink` holds [`SlackChat`], the driver's posts as Web API calls;
 //! - this module hands deliveries to the driver within Slack's 3-second window and wires the
-//!   transports: [`routes`] for HTTP, [`socket`] for Socket Mode.
+//!   transports: `routes` for HTTP, `socket` for Socket Mode.
 //!
 //! Environment: `SLACK_BOT_TOKEN` (xoxb-…, required), `SLACK_SIGNING_SECRET` (HTTP endpoints),
 //! `SLACK_APP_TOKEN` (xapp-…, Socket Mode instead of HTTP), `SLACK_API_URL` (Web API base URL,
