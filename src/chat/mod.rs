@@ -9,7 +9,7 @@ pub mod slack;
 
 use async_trait::async_trait;
 
-use crate::engine::{Ask, Button, UserRef, ray_error};
+use crate::engine::{Ask, Button, UserRef};
 
 /// Something a person did in the war room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn answer_text(h: &Handled, accepted: &str) -> String {
 
 /// What a person is told when the driver dropped their delivery unanswered (the process stopped).
 pub fn no_answer() -> String {
-    ray_error("raybot stopped before it could answer; `/ray status` shows whether it counted.")
+    crate::engine::refuse(crate::engine::refusal::Runtime::Stopped)
 }
 
 /// One inbound event as a platform adapter hands it to the driver.

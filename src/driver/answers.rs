@@ -1,7 +1,7 @@
 //! The answers to the read-only commands (`/ray status`, `/ray history`, `/ray protocols`), as pure
 //! functions of what the driver read: no store write, no idempotency record, no engine event.
 
-use crate::engine::{Release, Timestamp, ray_error};
+use crate::engine::{Release, Timestamp};
 use crate::protocol::Catalog;
 use crate::store::ReleaseSummary;
 
@@ -66,7 +66,7 @@ pub fn status<'a>(lines: impl Iterator<Item = &'a StatusLine>, version: Option<&
         return found.join("\n");
     }
     match version {
-        Some(v) => ray_error(format!("no release of {v} is known here; `/ray history` lists releases.")),
+        Some(v) => crate::engine::refuse(crate::engine::refusal::Runtime::UnknownVersion { version: v.to_string() }),
         None => "[RAY] No release is running. Start one with `/ray deploy <version>`.".to_string(),
     }
 }

@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Driver, STORE_DOWN, refusal_for};
+use super::{Driver, refusal_for};
 use crate::chat::{Delivery, Inbound};
 use crate::clock::now;
 use crate::command::Command;
-use crate::engine::{Effect, Event, Timestamp, ray_error};
+use crate::engine::{Effect, Event, Timestamp};
 use crate::store::{Append, StoreError};
 
 use super::turn::Turn;
@@ -80,7 +80,7 @@ impl Driver {
                 tracing::warn!(error = %e, "could not read the store");
                 for (d, once) in group.into_iter().zip(keys) {
                     let mut turn = Turn::new(d.inbound.user().clone(), once, d.done);
-                    self.tell(&mut turn, ray_error(STORE_DOWN));
+                    self.tell(&mut turn, crate::engine::refuse(crate::engine::refusal::Runtime::StoreDown));
                 }
                 return;
             }

@@ -40,7 +40,8 @@ use crate::chat::{ChatSink, Delivery, Inbound};
 use crate::clock::now;
 use crate::command::{Command, HELP};
 use crate::config::Config;
-use crate::engine::{Activity, Ask, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, ray_error};
+use crate::engine::refusal::Runtime;
+use crate::engine::{Activity, Ask, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, refuse};
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
 use crate::store::{Append, JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
@@ -59,9 +60,6 @@ pub struct StoredEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
 }
-
-/// Message shown when the store cannot take a write.
-pub const STORE_DOWN: &str = "state store unavailable — nothing was changed, try again";
 
 /// Post key of the live status message of a release (chat platforms).
 pub const STATUS_KEY: &str = "status";
@@ -330,10 +328,7 @@ impl Driver {
     fn fenced(&mut self, id: &str, e: &StoreError) {
         tracing::warn!(release = %id, error = %e, "fenced: another release holds the environment now");
         if let Some(a) = self.releases.remove(id) {
-            let text = ray_error(format!(
-                "release {id} lost the {} lock (its lease lapsed and another release took it); this raybot stops acting on {id}. `/ray status` shows what holds {} now.",
-                a.release.env, a.release.env
-            ));
+            let text = refuse(Runtime::LostLock { release: id.to_string(), env: a.release.env.clone() });
             self.outbox.send(Outgoing::Post {
                 release: id.to_string(),
                 key: None,
@@ -536,7 +531,7 @@ impl Driver {
             Some(Command::History) => {
                 let text = match self.store.summaries().await {
                     Ok(list) => answers::history(&list),
-                    Err(_) => ray_error(STORE_DOWN),
+                    Err(_) => refuse(Runtime::StoreDown),
                 };
                 return self.tell(&mut turn, text);
             }
@@ -547,7 +542,7 @@ impl Driver {
                             self.releases.values().map(|a| answers::StatusLine::of(&a.release)).collect();
                         answers::status(lines.iter(), version.as_deref())
                     }
-                    Err(_) => ray_error(STORE_DOWN),
+                    Err(_) => refuse(Runtime::StoreDown),
                 };
                 return self.tell(&mut turn, text);
             }
@@ -563,7 +558,7 @@ impl Driver {
             Ok((false, open)) => turn.open = Some(open),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read an idempotency key");
-                return self.tell(&mut turn, ray_error(STORE_DOWN));
+                return self.tell(&mut turn, refuse(Runtime::StoreDown));
             }
         }
         self.handle(inbound, command, &mut turn).await;
@@ -589,7 +584,7 @@ impl Driver {
     async fn handle(&mut self, inbound: Inbound, command: Option<Command>, turn: &mut Turn) {
         if let Err(e) = self.catch_up(turn.open.clone()).await {
             tracing::warn!(error = %e, "could not read the store");
-            return self.tell(turn, ray_error(STORE_DOWN));
+            return self.tell(turn, refuse(Runtime::StoreDown));
         }
         match (inbound, command) {
             (Inbound::Command { user, .. }, Some(Command::Deploy { version, env, strategy })) => {
@@ -604,12 +599,7 @@ impl Driver {
                         }
                         _ => "no release is running",
                     };
-                    return self.tell(
-                        turn,
-                        ray_error(format!(
-                            "{what}. `/ray status` shows what is running; `/ray deploy <version>` starts a release."
-                        )),
-                    );
+                    return self.tell(turn, refuse(Runtime::NoRelease { what: what.to_string() }));
                 };
                 self.apply_for(turn, &id, Event::Command { by: user, command: rc }).await;
             }
@@ -621,10 +611,7 @@ impl Driver {
             }
             (Inbound::Click { user, message, button }, _) => match self.release_of_message(&message).await {
                 Some(id) => self.apply_for(turn, &id, Event::Click { by: user, message, button }).await,
-                None => self.tell(
-                    turn,
-                    ray_error("that button belongs to no running release; `/ray status` shows what is running."),
-                ),
+                None => self.tell(turn, refuse(Runtime::ForeignButton)),
             },
             // Read-only commands were answered by `deliver`.
             (Inbound::Command { .. }, _) => {}
@@ -680,23 +667,13 @@ impl Driver {
         let env = env.unwrap_or_else(|| "production".to_string());
         let people = self.config.people(&self.platform);
         if people.get(&user.id).is_none() {
-            return self.tell(
-                turn,
-                ray_error(format!(
-                    "{} is not in config/release-approvers.yaml; only listed people may start a release.",
-                    user.id
-                )),
-            );
+            return self.tell(turn, refuse(Runtime::MayNotStart { who: people.mention(&user.id) }));
         }
         let plan = match self.config.plan(&self.catalog, &env, &self.platform, &version) {
             Ok(p) => p,
-            Err(e) => return self.tell(turn, ray_error(e)),
+            Err(e) => return self.tell(turn, refuse(Runtime::Unplannable(e.to_string()))),
         };
-        let locked = |holder: String| {
-            ray_error(format!(
-                "{env} is locked by release {holder} — one release per environment. Wait for it to finish, or `/ray abort` / `/ray rollback` it."
-            ))
-        };
+        let locked = |holder: String| refuse(Runtime::Locked { env: env.clone(), holder });
         // One release per environment until it ends, however long it waits for people: an
         // unfinished release holds the environment even if its lease lapsed while nobody ran raybot.
         let open = turn.open.clone().unwrap_or_default();
@@ -721,17 +698,17 @@ impl Driver {
                 });
                 return self.tell(turn, locked(holder.unwrap_or(l.owner)));
             }
-            Err(_) => return self.tell(turn, ray_error(STORE_DOWN)),
+            Err(_) => return self.tell(turn, refuse(Runtime::StoreDown)),
         };
         let ev =
             Event::Started { release: id.clone(), version, env: env.clone(), strategy, by: user, plan: Box::new(plan) };
         let Some((release, fx)) = Release::start(&ev, started) else {
             let _ = self.store.unlock(&env, &id, lock.token).await;
-            return self.tell(turn, ray_error("could not start the release (empty pipeline)"));
+            return self.tell(turn, refuse(Runtime::EmptyPipeline));
         };
         if self.start_marks(&id).await.is_err() {
             let _ = self.store.unlock(&env, &id, lock.token).await;
-            return self.tell(turn, ray_error(STORE_DOWN));
+            return self.tell(turn, refuse(Runtime::StoreDown));
         }
         self.releases.insert(id.clone(), Active::new(release, 0, Some(lock.token), lock.expires_at_ms));
         match self.record(&id, &ev, started, fx, turn).await {
@@ -1148,9 +1125,7 @@ pub fn new_release_id(version: &str, env: &str, at: Timestamp) -> String {
 /// The refusal for a write the store did not take: nothing changed, and why.
 fn refusal_for(e: &StoreError) -> String {
     match e {
-        StoreError::Conflict { .. } => {
-            ray_error("the release changed while this was handled; nothing was changed, try again")
-        }
-        _ => ray_error(STORE_DOWN),
+        StoreError::Conflict { .. } => refuse(Runtime::Changed),
+        _ => refuse(Runtime::StoreDown),
     }
 }

@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use super::answers::{self, StatusLine};
 use crate::chat::handle::ReadSide;
 use crate::command::{Command, HELP};
-use crate::engine::ray_error;
 use crate::protocol::Catalog;
 use crate::store::Store;
 
@@ -71,7 +70,7 @@ impl Reader {
     async fn status(&self, version: Option<&str>) -> Option<String> {
         let open = match self.store.unfinished().await {
             Ok(open) => open,
-            Err(_) => return Some(ray_error(super::STORE_DOWN)),
+            Err(_) => return Some(crate::engine::refuse(crate::engine::refusal::Runtime::StoreDown)),
         };
         let board = self.board.read().ok()?;
         let open_ids: BTreeSet<&str> = open.iter().map(|s| s.id.as_str()).collect();
@@ -95,7 +94,7 @@ impl ReadSide for Reader {
             Command::Protocols => Some(self.protocols.clone()),
             Command::History => Some(match self.store.summaries().await {
                 Ok(list) => answers::history(&list),
-                Err(_) => ray_error(super::STORE_DOWN),
+                Err(_) => crate::engine::refuse(crate::engine::refusal::Runtime::StoreDown),
             }),
             Command::Status { version } => self.status(version.as_deref()).await,
             _ => None,

@@ -425,8 +425,13 @@ pub struct InputSpec {
     pub max_age_days: Option<u64>,
 }
 
-/// The one line every refusal starts with, for refusals worded by the runtime: rendered by
-/// [`Refusal::to_chat`] like the engine's own.
+/// The one line every refusal starts with, for input an adapter could not read (in its reader's
+/// own words): rendered by [`Refusal::to_chat`] like every other refusal.
 pub fn ray_error(text: impl std::fmt::Display) -> String {
     Refusal::Said(text.to_string()).to_chat()
+}
+
+/// `refusal` as the one `[RAY ERROR] …` line a person is answered with.
+pub fn refuse(refusal: impl Into<Refusal>) -> String {
+    refusal.into().to_chat()
 }

@@ -64,10 +64,77 @@ pub enum Refusal {
     /// An argument of the command does not fit.
     #[error(transparent)]
     BadArgument(#[from] BadArgument),
-    /// A refusal worded by the runtime (bad input, locks, the war room), until it has a variant
-    /// of its own here.
+    /// What the runtime around the engine refuses: the store, the environment lock, the war room.
+    #[error(transparent)]
+    Runtime(#[from] Runtime),
+    /// Input an adapter could not read, in its reader's own words (a `/ray` line that does not
+    /// parse, a payload without a user, a `raybot chat` usage line).
     #[error("{0}")]
     Said(String),
+}
+
+/// The runtime's refusals. Each says that nothing was changed, or what holds the request up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Runtime {
+    /// The store did not answer or did not take the write.
+    #[error("state store unavailable — nothing was changed, try again")]
+    StoreDown,
+    /// Another replica recorded an event of the release first (and deciding again was not possible).
+    #[error("the release changed while this was handled; nothing was changed, try again")]
+    Changed,
+    /// `/ray deploy` by someone not in `release-approvers.yaml`.
+    #[error("{who} is not in config/release-approvers.yaml; only listed people may start a release.")]
+    MayNotStart {
+        /// The person, as their platform shows them.
+        who: String,
+    },
+    /// `/ray deploy` while another release holds the environment.
+    #[error(
+        "{env} is locked by release {holder} — one release per environment. Wait for it to finish, or `/ray abort` / `/ray rollback` it."
+    )]
+    Locked {
+        /// The environment.
+        env: String,
+        /// The release holding it: id, version, who started it, what it is doing.
+        holder: String,
+    },
+    /// The configuration cannot plan the release (an unknown environment, a bad protocol list).
+    #[error("{0}")]
+    Unplannable(String),
+    /// The plan has no protocol to run.
+    #[error("could not start the release (empty pipeline)")]
+    EmptyPipeline,
+    /// `/ray status <version>` of a version no release of which is known.
+    #[error("no release of {version} is known here; `/ray history` lists releases.")]
+    UnknownVersion {
+        /// The version asked about.
+        version: String,
+    },
+    /// A release command no release is there for.
+    #[error("{what}. `/ray status` shows what is running; `/ray deploy <version>` starts a release.")]
+    NoRelease {
+        /// What was missing, e.g. `no release is waiting for approval`.
+        what: String,
+    },
+    /// A click on a message no running release posted.
+    #[error("that button belongs to no running release; `/ray status` shows what is running.")]
+    ForeignButton,
+    /// The release's environment lock was taken by another release after its lease lapsed.
+    #[error(
+        "release {release} lost the {env} lock (its lease lapsed and another release took it); this raybot stops acting on {release}. `/ray status` shows what holds {env} now."
+    )]
+    LostLock {
+        /// Release id.
+        release: String,
+        /// Its environment.
+        env: String,
+    },
+    /// The process stopped with the delivery unanswered.
+    #[error("raybot stopped before it could answer; `/ray status` shows whether it counted.")]
+    Stopped,
+    /// A delivery arrived before the driver was up.
+    #[error("raybot is starting; try again in a moment.")]
+    Starting,
 }
 
 /// What a command needed the release to be waiting for.
@@ -256,6 +323,18 @@ mod tests {
             Refusal::NoStepLeft,
             BadArgument::ShortJustification.into(),
             Refusal::Said("unknown command `dploy`".into()),
+            Runtime::StoreDown.into(),
+            Runtime::Changed.into(),
+            Runtime::MayNotStart { who: "<@U0MALLORY9>".into() }.into(),
+            Runtime::Locked { env: "production".into(), holder: "r1 (v1.2 by <@U0ALICE001>, waiting)".into() }.into(),
+            Runtime::Unplannable("unknown environment `prod`".into()).into(),
+            Runtime::EmptyPipeline.into(),
+            Runtime::NoRelease { what: "no release is waiting for approval".into() }.into(),
+            Runtime::UnknownVersion { version: "v9".into() }.into(),
+            Runtime::ForeignButton.into(),
+            Runtime::LostLock { release: "r1".into(), env: "production".into() }.into(),
+            Runtime::Stopped.into(),
+            Runtime::Starting.into(),
         ];
         for r in &refusals {
             let line = r.to_chat();
@@ -268,6 +347,15 @@ mod tests {
         );
         assert_eq!(refusals[3].to_chat(), "[RAY ERROR] <@U0BOB00002> may not retry; it needs one of: release_manager.");
         assert_eq!(refusals[10].to_chat(), "[RAY ERROR] unknown command `dploy`");
+        // The runtime's own: the texts people have always seen, a person named as shown.
+        assert_eq!(refusals[11].to_chat(), "[RAY ERROR] state store unavailable — nothing was changed, try again");
+        assert_eq!(
+            refusals[13].to_chat(),
+            "[RAY ERROR] <@U0MALLORY9> is not in config/release-approvers.yaml; only listed people may start a release."
+        );
+        assert!(
+            refusals[14].to_chat().starts_with("[RAY ERROR] production is locked by release r1 (v1.2 by <@U0ALICE001>")
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ async fn on_command(
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let text = match desk(&state).await {
         Some(d) => d.command(&ev).await,
-        None => crate::engine::ray_error("raybot is starting; try again in a moment."),
+        None => crate::engine::refuse(crate::engine::refusal::Runtime::Starting),
     };
     Ok(SlackCommandEventResponse::new(SlackMessageContent::new().with_text(text))
         .with_response_type(SlackMessageResponseType::Ephemeral))
