@@ -30,6 +30,7 @@ mod copy;
 mod evidence;
 mod freeze;
 mod gates;
+mod jobs;
 mod recovery;
 mod rollback;
 mod rollout;
@@ -42,10 +43,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{JobId, PostKey, ProbeId, TimerId};
-use super::plan::{Environment, JobTemplate, Plan};
+use super::plan::{Environment, Plan};
 use super::refusal::{BadArgument, Refusal};
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use super::{Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
+use super::{Ask, Button, Effect, Event, InputSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
 use access::{Refused, Scene, Verb};
 use approval::RoundOutcome;
@@ -54,6 +55,7 @@ pub use freeze::Freeze;
 use freeze::{AckOutcome, same_emoji};
 pub use gates::{GateVerdict, Verdict};
 use gates::{OnFailure, Parity};
+use jobs::JobAsk;
 use recovery::Recovery;
 use rollout::{ProbeStep, Rollout, capitalize};
 use scores::Validation;
@@ -137,31 +139,12 @@ pub struct Release {
 
 type Fx = Vec<Effect>;
 
-/// What [`Release::job_effect`] needs to start a job.
-struct JobAsk<'a> {
-    env: &'a str,
-    purpose: String,
-    template: &'a JobTemplate,
-    percent: u8,
-    log: String,
-    /// Evidence file the job writes itself (`{output}`).
-    output: Option<String>,
-}
-
 /// Result of starting a step.
 enum Entered {
     /// Waiting for a result or for people.
     Waiting,
     /// Finished at once; go on.
     Done,
-}
-
-fn expand(arg: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = arg.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
 }
 
 /// A version as `/ray deploy` accepts it.
@@ -409,58 +392,23 @@ impl Release {
         self.plan.environment(env).cloned()
     }
 
-    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> JobId {
-        let JobAsk { env, purpose, template, percent, log, output } = ask;
+    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk) -> JobId {
         let n = self.next_n();
         let id = JobId::new(&self.id, n);
-        let percent_s = percent.to_string();
-        let output = output.map(|o| format!("{{artifacts}}/{o}")).unwrap_or_default();
-        let vars = [
-            ("version", self.version.as_str()),
-            ("env", env),
-            ("strategy", self.strategy.as_str()),
-            ("percent", percent_s.as_str()),
-            ("release", self.id.as_str()),
-            ("output", output.as_str()),
-        ];
-        let argv: Vec<String> = template.argv.iter().map(|a| expand(a, &vars)).collect();
-        let mut envs: Vec<(String, String)> = template.env.iter().map(|(k, v)| (k.clone(), expand(v, &vars))).collect();
-        envs.push(("RAYBOT_RELEASE".into(), self.id.clone()));
-        envs.push(("RAYBOT_VERSION".into(), self.version.clone()));
-        envs.push(("RAYBOT_ENV".into(), env.to_string()));
-        envs.push(("RAYBOT_STRATEGY".into(), self.strategy.as_str().into()));
-        envs.push(("RAYBOT_PERCENT".into(), percent_s.clone()));
-        self.jobs.push(JobRecord {
-            id: id.clone(),
-            purpose: purpose.clone(),
-            env: env.to_string(),
-            argv: argv.clone(),
-            log: log.clone(),
-            started_at: now,
-            outcome: None,
-            finished_at: None,
-            spec: None,
-        });
-        if env == self.env && self.plan.protocols.len() > 1 && self.is_target_deploy(&purpose) {
+        let spec = ask.spec(&id, jobs::Vars { id: &self.id, version: &self.version, strategy: self.strategy });
+        self.jobs.push(JobRecord::started(&spec, &ask.env, now));
+        if ask.env == self.env && self.plan.protocols.len() > 1 && ask.changes_serving() {
             self.production_touched = true;
         }
-        self.evidence.insert(log.clone());
-        let spec = JobSpec { id: id.to_string(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
-        if let Some(record) = self.jobs.last_mut() {
-            record.spec = Some(spec.clone());
-        }
+        self.evidence.insert(spec.log.clone());
         fx.push(Effect::RunJob(spec));
         id
     }
 
     /// Starts a job and waits for it as `task`.
-    fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>, task: Task) {
+    fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk, task: Task) {
         let job = self.job_effect(now, fx, ask);
         self.activity = Activity::Job { job: job.into(), task };
-    }
-
-    fn is_target_deploy(&self, purpose: &str) -> bool {
-        purpose.starts_with("deploy ") || purpose.starts_with("rollback ")
     }
 
     fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> ProbeId {
@@ -789,13 +737,10 @@ impl Release {
                         self.start_job(
                             now,
                             fx,
-                            JobAsk {
-                                env: &env,
-                                purpose: format!("{job} {env}"),
-                                template: &t,
-                                percent: 100,
-                                log,
-                                output,
+                            {
+                                let mut a = JobAsk::new(&env, format!("{job} {env}"), &t, log);
+                                a.output = output;
+                                a
                             },
                             Task::OptionalJob,
                         );
@@ -837,14 +782,7 @@ impl Release {
                 self.start_job(
                     now,
                     fx,
-                    JobAsk {
-                        env: &env,
-                        purpose: format!("rollback rehearsal {env}"),
-                        template: &e.rollback,
-                        percent: 0,
-                        log,
-                        output: None,
-                    },
+                    JobAsk::new(&env, format!("rollback rehearsal {env}"), &e.rollback, log).at(0),
                     Task::Rehearsal { started: now },
                 );
                 Entered::Waiting
@@ -862,19 +800,7 @@ impl Release {
                 Some(t) => {
                     let log = self.evidence_path("security-scan.log");
                     let env = self.env.clone();
-                    self.start_job(
-                        now,
-                        fx,
-                        JobAsk {
-                            env: &env,
-                            purpose: "security scan".into(),
-                            template: &t,
-                            percent: 100,
-                            log,
-                            output: None,
-                        },
-                        Task::Security,
-                    );
+                    self.start_job(now, fx, JobAsk::new(&env, "security scan".into(), &t, log), Task::Security);
                     Entered::Waiting
                 }
             },
@@ -994,14 +920,7 @@ impl Release {
         self.start_job(
             now,
             fx,
-            JobAsk {
-                env,
-                purpose: format!("deploy {env} {percent}%"),
-                template: &e.deploy,
-                percent,
-                log,
-                output: None,
-            },
+            JobAsk::new(env, format!("deploy {env} {percent}%"), &e.deploy, log).at(percent),
             Task::DeployStep { index },
         );
     }
@@ -1130,14 +1049,7 @@ impl Release {
             self.start_job(
                 now,
                 fx,
-                JobAsk {
-                    env,
-                    purpose: format!("validation {} {env}", suite.name),
-                    template: &suite.job,
-                    percent: 100,
-                    log,
-                    output: None,
-                },
+                JobAsk::new(env, format!("validation {} {env}", suite.name), &suite.job, log),
                 Task::Suite { index },
             );
         } else {
@@ -1601,14 +1513,7 @@ impl Release {
         self.start_job(
             now,
             fx,
-            JobAsk {
-                env: &env,
-                purpose: format!("rollback {env}"),
-                template: &e.rollback,
-                percent: 0,
-                log,
-                output: None,
-            },
+            JobAsk::new(&env, format!("rollback {env}"), &e.rollback, log).at(0),
             Task::Rollback { started: now },
         );
     }
@@ -1628,14 +1533,7 @@ impl Release {
         self.start_job(
             now,
             fx,
-            JobAsk {
-                env: "staging",
-                purpose: "rollback staging".into(),
-                template: &e.rollback,
-                percent: 0,
-                log,
-                output: None,
-            },
+            JobAsk::new("staging", "rollback staging".into(), &e.rollback, log).at(0),
             Task::RollbackStaging { step, reason, gate },
         );
     }
@@ -1832,14 +1730,7 @@ impl Release {
                 self.start_job(
                     now,
                     fx,
-                    JobAsk {
-                        env: &env,
-                        purpose: format!("roll forward {env}"),
-                        template: &e.deploy,
-                        percent: 100,
-                        log,
-                        output: None,
-                    },
+                    JobAsk::new(&env, format!("roll forward {env}"), &e.deploy, log),
                     Task::RollForward { recovery_ms },
                 );
             }
