@@ -5,6 +5,7 @@
 use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::Verdict;
+use super::rollout::capitalize;
 use super::state::{Activity, Resume, Terminal};
 use crate::engine::refusal::ERROR_TAG;
 use crate::protocol::model::{Step, StepRun};
@@ -44,6 +45,18 @@ impl Release {
     /// Everyone in `release-approvers.yaml`, mentioned.
     pub(super) fn stakeholder_mentions(&self) -> String {
         self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The target's deployment starts: strategy and traffic shares.
+    pub(super) fn deploy_started_text(&self, env: &str) -> String {
+        let steps: Vec<String> = self.strategy.steps().iter().map(|p| format!("{p}%")).collect();
+        format!(
+            "[RAY ANNOUNCEMENT] {} deployment of {} started ({}: {}). Next update at 50%.",
+            capitalize(env),
+            self.version,
+            self.strategy.as_str(),
+            steps.join(" → ")
+        )
     }
 
     /// `/ray status` text.

@@ -36,6 +36,7 @@ mod rollback;
 mod rollout;
 mod scores;
 mod state;
+mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -46,7 +47,7 @@ use super::ids::{JobId, PostKey, ProbeId, TimerId};
 use super::plan::{Environment, Plan};
 use super::refusal::{BadArgument, Refusal};
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use super::{Ask, Button, Effect, Event, InputSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
+use super::{Ask, Button, Effect, Event, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
 use access::{Refused, Scene, Verb};
 use approval::RoundOutcome;
@@ -60,6 +61,7 @@ use recovery::Recovery;
 use rollout::{ProbeStep, Rollout, capitalize};
 use scores::Validation;
 pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
+use steps::{Next, Setting};
 
 /// A release: the fold of its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -397,6 +399,7 @@ impl Release {
         let id = JobId::new(&self.id, n);
         let spec = ask.spec(&id, jobs::Vars { id: &self.id, version: &self.version, strategy: self.strategy });
         self.jobs.push(JobRecord::started(&spec, &ask.env, now));
+        self.evidence.extend(ask.output.clone());
         if ask.env == self.env && self.plan.protocols.len() > 1 && ask.changes_serving() {
             self.production_touched = true;
         }
@@ -542,19 +545,7 @@ impl Release {
         });
         match report_zip {
             Some((dir, zip, protocol)) if !self.evidence.is_empty() => {
-                let report = format!("{dir}/DEPLOYMENT-REPORT.md");
-                let text = self.deployment_report(now, Some(&outcome));
-                self.write(fx, report, text);
-                let bundle = self.next("bundle");
-                let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
-                fx.push(Effect::Bundle {
-                    bundle: bundle.clone(),
-                    zip: format!("{dir}/{zip}"),
-                    files,
-                    manifest: None,
-                    protocol,
-                });
-                self.activity = Activity::Bundle { bundle, finish: Some(outcome) };
+                self.report_bundle(now, fx, &dir, format!("{dir}/{zip}"), protocol, Some(outcome));
             }
             _ => self.end(now, fx, outcome),
         }
@@ -683,196 +674,134 @@ impl Release {
         self.post(now, fx, None, format!("{lead} {text}"), Ask::Nothing);
     }
 
+    /// What the current step reads of the release.
+    fn setting(&self) -> Setting<'_> {
+        Setting { plan: &self.plan, protocol: self.protocol(), target: &self.env, strategy: self.strategy }
+    }
+
     /// Starts the current step.
     fn enter_step(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
         self.metrics_at_step = self.phase_metrics.clone();
         let step = self.step().clone();
-        let phase_start = self.phase().start_announcement.clone();
-        if let Some(c) = &step.communication {
-            let already = self.cursor.step == 0 && Some(c) == phase_start.as_ref();
-            if !already && !matches!(step.run, StepRun::Freeze { .. } | StepRun::Approval { .. }) {
-                self.post(now, fx, None, c.clone(), Ask::Nothing);
-            }
+        if let Some(line) = steps::opening_line(&step, self.cursor.step == 0, self.phase().start_announcement.as_ref())
+        {
+            self.post(now, fx, None, line.clone(), Ask::Nothing);
         }
-        match step.run.clone() {
-            StepRun::Note => {
-                if step.communication.is_none() {
-                    self.step_note(now, fx, step.action.clone());
-                }
-                Entered::Done
+        let next = steps::start(self.setting(), &step, self.deploy_index, now);
+        self.apply(now, fx, next)
+    }
+
+    /// Maps what the current step asks for to effects; `Done` when it finished at once.
+    fn apply(&mut self, now: Timestamp, fx: &mut Fx, next: Next) -> Entered {
+        match next {
+            Next::Done => return Entered::Done,
+            Next::Note(text) => {
+                self.step_note(now, fx, text);
+                return Entered::Done;
             }
-            StepRun::Intake => {
+            Next::Failed(reason) => self.step_failed(now, fx, reason),
+            Next::Job { ask, task, note } => {
+                if let Some(note) = note {
+                    self.step_note(now, fx, note);
+                }
+                self.start_job(now, fx, ask, task);
+            }
+            Next::Deploy { ask, index, announce } => {
+                if announce {
+                    let text = self.deploy_started_text(&ask.env);
+                    self.post(now, fx, None, text, Ask::Nothing);
+                }
+                self.start_job(now, fx, ask, Task::DeployStep { index });
+            }
+            Next::Probe { env, purpose, task } => self.start_probe(now, fx, &env, purpose, task),
+            Next::CheckInputs(items) => {
                 let check = self.next("check");
-                let items = self
-                    .protocol()
-                    .prerequisites
-                    .artifacts
-                    .iter()
-                    .map(|a| InputSpec {
-                        name: a.name.clone(),
-                        location: format!("{:?}", a.location).to_lowercase(),
-                        required: a.required,
-                        max_age_days: self.plan.inputs_max_age_days,
-                    })
-                    .collect();
                 fx.push(Effect::CheckInputs { check: check.clone(), items });
                 self.activity = Activity::Inputs { check };
-                Entered::Waiting
             }
-            StepRun::Parity => self.parity(now, fx),
-            StepRun::Job { job, env } => {
-                let template = self.env_cfg(&env).and_then(|e| e.jobs.get(&job).cloned());
-                match template {
-                    None => {
-                        self.step_note(now, fx, format!("skipped: no `{job}` job is configured for {env}."));
-                        Entered::Done
-                    }
-                    Some(t) => {
-                        let output = step.evidence.first().map(|e| self.evidence_path(e));
-                        if let Some(o) = &output {
-                            self.evidence.insert(o.clone());
-                        }
-                        let log = self.evidence_path(&format!("{env}-{}.log", job.replace('_', "-")));
-                        self.step_note(now, fx, format!("running `{job}` on {env}."));
-                        self.start_job(
-                            now,
-                            fx,
-                            {
-                                let mut a = JobAsk::new(&env, format!("{job} {env}"), &t, log);
-                                a.output = output;
-                                a
-                            },
-                            Task::OptionalJob,
-                        );
-                        Entered::Waiting
-                    }
-                }
+            Next::Package { zip, manifest, files } => {
+                self.evidence.extend(manifest.iter().chain([&zip]).cloned());
+                let protocol = self.protocol().id.clone();
+                self.start_bundle(fx, zip, files, manifest, protocol, None);
             }
-            StepRun::Deploy { env } => {
-                if self.env_cfg(&env).is_none() {
-                    self.step_failed(now, fx, format!("environment `{env}` is not configured"));
-                    return Entered::Waiting;
-                }
-                if env == self.env && self.deploy_index == 0 {
-                    let steps: Vec<String> = self.strategy.steps().iter().map(|p| format!("{p}%")).collect();
-                    self.post(
-                        now,
-                        fx,
-                        None,
-                        format!(
-                            "[RAY ANNOUNCEMENT] {} deployment of {} started ({}: {}). Next update at 50%.",
-                            capitalize(&env),
-                            self.version,
-                            self.strategy.as_str(),
-                            steps.join(" → ")
-                        ),
-                        Ask::Nothing,
-                    );
-                }
-                self.deploy_substep(now, fx, &env);
-                Entered::Waiting
+            Next::Report { zip } => {
+                let (dir, protocol) = (self.protocol().artifacts_dir.clone(), self.protocol().id.clone());
+                self.report_bundle(now, fx, &dir, zip.clone(), protocol, None);
+                self.evidence.insert(zip);
             }
-            StepRun::Validate { env } => self.validate_next(now, fx, &env, 0),
-            StepRun::RollbackRehearsal { env } => {
-                let Some(e) = self.env_cfg(&env) else {
-                    self.step_failed(now, fx, format!("environment `{env}` is not configured"));
-                    return Entered::Waiting;
-                };
-                let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                self.start_job(
-                    now,
-                    fx,
-                    JobAsk::new(&env, format!("rollback rehearsal {env}"), &e.rollback, log).at(0),
-                    Task::Rehearsal { started: now },
-                );
-                Entered::Waiting
+            Next::Soak { env, until } => {
+                self.soak.clear();
+                self.set_metric("slo_breaches", 0.0);
+                self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
-            StepRun::Security => match self.plan.jobs.get("security").cloned() {
-                None => {
-                    self.step_note(
-                        now,
-                        fx,
-                        "no `security` job is configured: blocking findings cannot be measured.".into(),
-                    );
-                    self.write_security(now, fx, None);
-                    Entered::Done
-                }
-                Some(t) => {
-                    let log = self.evidence_path("security-scan.log");
-                    let env = self.env.clone();
-                    self.start_job(now, fx, JobAsk::new(&env, "security scan".into(), &t, log), Task::Security);
-                    Entered::Waiting
-                }
-            },
-            StepRun::Baseline { env } => {
-                let Some(e) = self.env_cfg(&env) else {
-                    return Entered::Done;
-                };
-                let id = self.probe_effect(now, fx, &e, format!("baseline {env}"));
-                self.activity = Activity::Probe { probe: id, task: Task::BaselineProbe };
-                Entered::Waiting
+            Next::Parity => return self.parity(now, fx),
+            Next::Unscanned => {
+                let note = "no `security` job is configured: blocking findings cannot be measured.";
+                self.step_note(now, fx, note.into());
+                self.write_security(now, fx, None);
+                return Entered::Done;
             }
-            StepRun::Package { zip, manifest, files } => {
-                let dir = self.protocol().artifacts_dir.clone();
-                let bundle = self.next("bundle");
-                let files: Vec<String> = files.iter().map(|f| format!("{dir}/{f}")).collect();
-                let manifest = manifest.map(|m| format!("{dir}/{m}"));
-                if let Some(m) = &manifest {
-                    self.evidence.insert(m.clone());
-                }
-                let zip = format!("{dir}/{zip}");
-                self.evidence.insert(zip.clone());
-                fx.push(Effect::Bundle {
-                    bundle: bundle.clone(),
-                    zip,
-                    files,
-                    manifest,
-                    protocol: self.protocol().id.clone(),
-                });
-                self.activity = Activity::Bundle { bundle, finish: None };
-                Entered::Waiting
-            }
-            StepRun::Approval { roles, .. } => self.open_approval(now, fx, &step, roles),
-            StepRun::Freeze { roles } => self.open_freeze(now, fx, &step, roles),
-            StepRun::Document { template } => {
+            Next::Approval(roles) => return self.open_approval(now, fx, roles),
+            Next::Freeze(roles) => return self.open_freeze(now, fx, roles),
+            Next::Document(template) => {
+                let step = self.step().clone();
                 let (contents, note) = self.document(now, template, &step);
                 if let Some(contents) = contents {
                     self.write_step_file(fx, &step, contents);
                 }
                 self.step_note(now, fx, note);
-                Entered::Done
-            }
-            StepRun::HealthWindow { env } => {
-                let Some(e) = self.env_cfg(&env) else {
-                    return Entered::Done;
-                };
-                self.soak.clear();
-                self.set_metric("slo_breaches", 0.0);
-                let until = now.plus_ms(e.health_window.duration_ms);
-                let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
-                self.activity = Activity::Probe { probe, task: Task::SoakProbe { until } };
-                Entered::Waiting
-            }
-            StepRun::Report { zip } => {
-                let dir = self.protocol().artifacts_dir.clone();
-                let report = format!("{dir}/DEPLOYMENT-REPORT.md");
-                let text = self.deployment_report(now, None);
-                self.write(fx, report, text);
-                let bundle = self.next("bundle");
-                let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
-                let zip = format!("{dir}/{zip}");
-                self.evidence.insert(zip.clone());
-                fx.push(Effect::Bundle {
-                    bundle: bundle.clone(),
-                    zip,
-                    files,
-                    manifest: None,
-                    protocol: self.protocol().id.clone(),
-                });
-                self.activity = Activity::Bundle { bundle, finish: None };
-                Entered::Waiting
+                return Entered::Done;
             }
         }
+        Entered::Waiting
+    }
+
+    /// Maps what a result of the current step asks for; a step done at once walks on.
+    fn go(&mut self, now: Timestamp, fx: &mut Fx, next: Next) {
+        if let Entered::Done = self.apply(now, fx, next) {
+            self.run(now, fx, Entered::Done, false);
+        }
+    }
+
+    /// Asks for bundle `bundle` of `files` into `zip` and waits for it; `finish` ends the release
+    /// once it is written.
+    fn start_bundle(
+        &mut self,
+        fx: &mut Fx,
+        zip: String,
+        files: Vec<String>,
+        manifest: Option<String>,
+        protocol: String,
+        finish: Option<Terminal>,
+    ) {
+        let bundle = self.next("bundle");
+        fx.push(Effect::Bundle { bundle: bundle.clone(), zip, files, manifest, protocol });
+        self.activity = Activity::Bundle { bundle, finish };
+    }
+
+    /// Writes `DEPLOYMENT-REPORT.md` into `dir` and bundles every evidence file but zips into `zip`.
+    fn report_bundle(
+        &mut self,
+        now: Timestamp,
+        fx: &mut Fx,
+        dir: &str,
+        zip: String,
+        protocol: String,
+        finish: Option<Terminal>,
+    ) {
+        let text = self.deployment_report(now, finish.as_ref());
+        self.write(fx, format!("{dir}/DEPLOYMENT-REPORT.md"), text);
+        let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
+        self.start_bundle(fx, zip, files, None, protocol, finish);
+    }
+
+    /// Probes `env` for `purpose` and waits for the figures as `task` (nothing when `env` is not
+    /// configured).
+    fn start_probe(&mut self, now: Timestamp, fx: &mut Fx, env: &str, purpose: String, task: Task) {
+        let plan = Arc::clone(&self.plan);
+        let Some(e) = plan.environment(env) else { return };
+        let probe = self.probe_effect(now, fx, e, purpose);
+        self.activity = Activity::Probe { probe, task };
     }
 
     fn parity(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
@@ -911,28 +840,6 @@ impl Release {
 
     // ----- deploy ---------------------------------------------------------------------------
 
-    fn deploy_substep(&mut self, now: Timestamp, fx: &mut Fx, env: &str) {
-        let Some(e) = self.env_cfg(env) else { return };
-        let steps = self.strategy.steps();
-        let index = self.deploy_index.min(steps.len() - 1);
-        let percent = Rollout { strategy: self.strategy }.percent(index);
-        let log = self.deploy_log(env);
-        self.start_job(
-            now,
-            fx,
-            JobAsk::new(env, format!("deploy {env} {percent}%"), &e.deploy, log).at(percent),
-            Task::DeployStep { index },
-        );
-    }
-
-    fn deploy_log(&self, env: &str) -> String {
-        let step = self.step();
-        match step.evidence.iter().find(|e| e.ends_with(".log")) {
-            Some(l) => self.evidence_path(l),
-            None => self.evidence_path(&format!("{env}-deployment-run.log")),
-        }
-    }
-
     fn deploy_failed(&mut self, now: Timestamp, fx: &mut Fx, env: &str, reason: String) {
         self.add_metric("blocking_errors", 1.0);
         self.add_metric("blocking_incidents", 1.0);
@@ -959,19 +866,10 @@ impl Release {
 
     fn deploy_job_done(&mut self, now: Timestamp, fx: &mut Fx, index: usize, outcome: &JobOutcome) {
         let StepRun::Deploy { env } = self.step().run.clone() else { return };
-        if !outcome.succeeded() {
-            let percent = self.strategy.steps()[index];
-            return self.deploy_failed(
-                now,
-                fx,
-                &env,
-                format!("deploy job at {percent}% failed ({})", outcome.summary()),
-            );
+        match steps::after_deploy_job(self.strategy, &env, index, outcome) {
+            Next::Failed(reason) => self.deploy_failed(now, fx, &env, reason),
+            next => self.go(now, fx, next),
         }
-        let Some(e) = self.env_cfg(&env) else { return };
-        let percent = self.strategy.steps()[index];
-        let probe = self.probe_effect(now, fx, &e, format!("after deploy {env} {percent}%"));
-        self.activity = Activity::Probe { probe, task: Task::DeployStep { index } };
     }
 
     /// Maps the rollout's reading of the probe after sub-step `index`: fail, announce, go on.
@@ -1014,7 +912,8 @@ impl Release {
         }
         if let ProbeStep::Next { next, .. } = outcome {
             self.deploy_index = next;
-            return self.deploy_substep(now, fx, &env);
+            let next = steps::deploy(self.setting(), self.step(), &env, next);
+            return self.go(now, fx, next);
         }
         if announce {
             self.post(
@@ -1038,26 +937,6 @@ impl Release {
     }
 
     // ----- validation -----------------------------------------------------------------------
-
-    fn validate_next(&mut self, now: Timestamp, fx: &mut Fx, env: &str, index: usize) -> Entered {
-        let Some(e) = self.env_cfg(env) else {
-            self.step_failed(now, fx, format!("environment `{env}` is not configured"));
-            return Entered::Waiting;
-        };
-        if let Some(suite) = e.validation.get(index) {
-            let log = self.evidence_path(&format!("{env}-validation.log"));
-            self.start_job(
-                now,
-                fx,
-                JobAsk::new(env, format!("validation {} {env}", suite.name), &suite.job, log),
-                Task::Suite { index },
-            );
-        } else {
-            let probe = self.probe_effect(now, fx, &e, format!("validation {env}"));
-            self.activity = Activity::Probe { probe, task: Task::ValidateProbe };
-        }
-        Entered::Waiting
-    }
 
     fn validation_done(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport) {
         let step = self.step().clone();
@@ -1099,9 +978,9 @@ impl Release {
 
     // ----- approvals ------------------------------------------------------------------------
 
-    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>) -> Entered {
+    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
         let round = self.rounds.len();
-        self.rounds.push(ApprovalRound::open(self.protocol().id.clone(), step.id.clone(), roles, now));
+        self.rounds.push(ApprovalRound::open(self.protocol().id.clone(), self.step().id.clone(), roles, now));
         self.post_approval_request(now, fx, round, "");
         Entered::Waiting
     }
@@ -1201,14 +1080,14 @@ impl Release {
 
     // ----- freeze ---------------------------------------------------------------------------
 
-    fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>) -> Entered {
+    fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
         let required: Vec<String> = self.plan.people.with_roles(&roles).iter().map(|p| p.id.clone()).collect();
         if required.is_empty() {
             self.step_failed(now, fx, format!("nobody holds the freeze roles ({})", roles.join(", ")));
             return Entered::Waiting;
         }
         self.freeze = Freeze::open(required, now);
-        let text = self.freeze_text(step);
+        let text = self.freeze_text(self.step());
         self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
         let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
         self.activity = Activity::Acks { reminder };
@@ -1586,7 +1465,8 @@ impl Release {
             Task::DeployStep { index } => self.deploy_job_done(now, fx, index, outcome),
             Task::Suite { index } => {
                 let StepRun::Validate { env } = self.step().run.clone() else { return };
-                self.validate_next(now, fx, &env, index + 1);
+                let next = steps::validation(self.setting(), &env, index + 1);
+                self.go(now, fx, next);
             }
             Task::Rehearsal { started } => {
                 let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
@@ -1631,24 +1511,11 @@ impl Release {
             }
             Task::Security => {
                 self.write_security(now, fx, Some(outcome));
-                let findings = self.metric("blocking_findings").unwrap_or(1.0);
-                self.step_note(
-                    now,
-                    fx,
-                    format!("Security scan: {} ({} blocking findings).", outcome.summary(), findings),
-                );
-                if findings > 0.0 {
-                    return self.step_failed(now, fx, format!("{findings} blocking security findings"));
-                }
-                self.run(now, fx, Entered::Done, false);
+                let (note, next) = steps::after_scan(outcome, self.metric("blocking_findings").unwrap_or(1.0));
+                self.step_note(now, fx, note);
+                self.go(now, fx, next);
             }
-            Task::OptionalJob => {
-                if !outcome.succeeded() {
-                    return self.step_failed(now, fx, format!("job failed ({})", outcome.summary()));
-                }
-                self.step_note(now, fx, format!("done ({}).", outcome.summary()));
-                self.run(now, fx, Entered::Done, false);
-            }
+            Task::OptionalJob => self.go(now, fx, steps::after_optional_job(outcome)),
             Task::Rollback { started } => {
                 if !outcome.succeeded() {
                     let env = self.env.clone();
