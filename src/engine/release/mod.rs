@@ -30,8 +30,11 @@ mod copy;
 mod evidence;
 mod freeze;
 mod gates;
+mod intake;
 mod jobs;
+mod packaging;
 mod recovery;
+mod rehearsal;
 mod rollback;
 mod rollout;
 mod scores;
@@ -56,8 +59,10 @@ pub use freeze::Freeze;
 use freeze::{AckOutcome, same_emoji};
 pub use gates::{GateVerdict, Verdict};
 use gates::{OnFailure, Parity};
+use intake::{Earlier, Intake};
 use jobs::JobAsk;
 use recovery::Recovery;
+use rehearsal::Rehearsal;
 use rollout::{ProbeStep, Rollout, capitalize};
 use scores::Validation;
 pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
@@ -1470,44 +1475,13 @@ impl Release {
             }
             Task::Rehearsal { started } => {
                 let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                if !outcome.succeeded() {
-                    self.write_rehearsal(now, fx, &env, None, Some(outcome.summary()));
-                    return self.step_failed(now, fx, format!("rollback job on {env} failed ({})", outcome.summary()));
-                }
-                let Some(e) = self.env_cfg(&env) else { return };
-                let probe = self.probe_effect(now, fx, &e, format!("after rollback rehearsal {env}"));
-                self.activity =
-                    Activity::Probe { probe, task: Task::RehearsalProbe { started, job_ms: outcome.duration_ms } };
+                self.rehearsal(now, fx, &env, rehearsal::after_rollback_job(&env, started, outcome));
             }
             Task::RollForward { recovery_ms } => {
                 let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                if !outcome.succeeded() {
-                    return self.step_failed(
-                        now,
-                        fx,
-                        format!(
-                            "re-deploying {} to {env} after the rehearsal failed ({})",
-                            self.version,
-                            outcome.summary()
-                        ),
-                    );
-                }
-                self.write_rehearsal(now, fx, &env, Some(recovery_ms), None);
-                let secs = recovery_ms as f64 / 1000.0;
-                self.set_metric("recovery_seconds", secs);
                 let rto = self.constants().get("rto").copied().unwrap_or(0.0);
-                self.step_note(
-                    now,
-                    fx,
-                    format!(
-                        "Rollback rehearsal on {env}: recovered in {secs:.1}s (RTO {rto}s); {} restored.",
-                        self.version
-                    ),
-                );
-                if secs > rto {
-                    return self.step_failed(now, fx, format!("recovery took {secs:.1}s, over the RTO of {rto}s"));
-                }
-                self.run(now, fx, Entered::Done, false);
+                let read = rehearsal::after_roll_forward(&env, &self.version, outcome, recovery_ms, rto);
+                self.rehearsal(now, fx, &env, read);
             }
             Task::Security => {
                 self.write_security(now, fx, Some(outcome));
@@ -1549,20 +1523,26 @@ impl Release {
         }
     }
 
-    fn write_rehearsal(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        env: &str,
-        recovery_ms: Option<u64>,
-        failure: Option<String>,
-    ) {
+    /// Maps a reading of the rollback rehearsal on `env`: evidence, recovery time, note, next.
+    fn rehearsal(&mut self, now: Timestamp, fx: &mut Fx, env: &str, read: Rehearsal) {
+        let (recovery_ms, failure, note, next) = match read {
+            Rehearsal::Go(next) => return self.go(now, fx, next),
+            Rehearsal::Failed { reason, evidence: None } => return self.step_failed(now, fx, reason),
+            Rehearsal::Failed { reason, evidence } => (None, evidence, None, Next::Failed(reason)),
+            Rehearsal::Recovered { recovery_ms, note, next } => (Some(recovery_ms), None, Some(note), next),
+        };
         let step = self.step().clone();
-        if step.evidence.is_empty() {
-            return;
+        if !step.evidence.is_empty() {
+            let body = self.rehearsal_body(env, recovery_ms, failure);
+            self.write_step_json(now, fx, &step, body);
         }
-        let body = self.rehearsal_body(env, recovery_ms, failure);
-        self.write_step_json(now, fx, &step, body);
+        if let Some(ms) = recovery_ms {
+            self.set_metric("recovery_seconds", ms as f64 / 1000.0);
+        }
+        if let Some(note) = note {
+            self.step_note(now, fx, note);
+        }
+        self.go(now, fx, next);
     }
 
     fn probe_finished(&mut self, probe: &str, report: &ProbeReport, now: Timestamp, fx: &mut Fx) {
@@ -1582,24 +1562,10 @@ impl Release {
             Task::ValidateProbe => self.validation_done(now, fx, report),
             Task::RehearsalProbe { started, job_ms } => {
                 let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                let Some(e) = self.env_cfg(&env) else { return };
-                if !rollout::healthy(&e.probe, report) {
-                    self.write_rehearsal(now, fx, &env, None, Some(rollout::summary(report)));
-                    return self.step_failed(
-                        now,
-                        fx,
-                        format!("{env} unhealthy after the rollback rehearsal: {}", rollout::summary(report)),
-                    );
+                let read = rehearsal::after_probe(self.setting(), &env, report, started, job_ms, now);
+                if let Some(read) = read {
+                    self.rehearsal(now, fx, &env, read);
                 }
-                let recovery_ms = now.0.saturating_sub(started.0).max(job_ms);
-                // Restore the candidate so that later checks see the version under release.
-                let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                self.start_job(
-                    now,
-                    fx,
-                    JobAsk::new(&env, format!("roll forward {env}"), &e.deploy, log),
-                    Task::RollForward { recovery_ms },
-                );
             }
             Task::BaselineProbe => {
                 let step = self.step().clone();
@@ -1680,64 +1646,23 @@ impl Release {
             return;
         }
         self.activity = Activity::Idle;
-        let mut results = results.to_vec();
-        // Files this release wrote itself must still carry the digest the bundle recorded.
-        scores::verify_digests(&mut results, &self.bundles);
-        self.inputs.push((check.to_string(), results.clone()));
         // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
-        let (checks, extra) = if self.cursor.protocol > 0 {
-            let approved = self.rounds.iter().any(ApprovalRound::is_approved);
-            let rollback = self.metrics.iter().take(self.cursor.protocol).any(|m| m.contains_key("recovery_seconds"));
-            (
-                vec![approved, rollback],
-                vec![
-                    serde_json::json!({"item": "readiness approvals recorded", "status": if approved {"present"} else {"missing"}}),
-                    serde_json::json!({"item": "rollback plan verified (rehearsal)", "status": if rollback {"present"} else {"missing"}}),
-                ],
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let (good, total) = scores::completeness(&results, &checks);
-        let score = scores::ratio(good, total);
-        self.set_metric("completeness_score", score);
-        self.set_metric("checklist_completion", score);
+        let earlier = (self.cursor.protocol > 0).then(|| Earlier {
+            approved: self.rounds.iter().any(ApprovalRound::is_approved),
+            rollback_verified: self
+                .metrics
+                .iter()
+                .take(self.cursor.protocol)
+                .any(|m| m.contains_key("recovery_seconds")),
+        });
+        let read = Intake::read(results, &self.bundles, earlier);
+        self.inputs.push((check.to_string(), read.results.clone()));
+        self.set_metric("completeness_score", read.score);
+        self.set_metric("checklist_completion", read.score);
         let step = self.step().clone();
-        {
-            let body = serde_json::json!({
-                "artifacts": results,
-                "checks": extra,
-                "approvals_required": self.protocol().prerequisites.approvals,
-                "system_states": self.protocol().prerequisites.system_states,
-                "completeness": score,
-                "status": if good == total { "complete" } else { "incomplete" },
-            });
-            self.write_step_json(now, fx, &step, body);
-        }
-        let missing: Vec<String> = results
-            .iter()
-            .filter(|r| r.required && r.status != "present")
-            .map(|r| format!("{} ({})", r.name, r.status))
-            .chain(
-                extra.iter().filter(|c| c["status"] == "missing").map(|c| c["item"].as_str().unwrap_or("").to_string()),
-            )
-            .collect();
-        self.step_note(
-            now,
-            fx,
-            format!(
-                "Prerequisites: {good}/{total} present{}.",
-                if missing.is_empty() {
-                    String::new()
-                } else {
-                    format!("; missing or invalid: {}", missing.join(", "))
-                }
-            ),
-        );
-        if !missing.is_empty() {
-            return self.step_failed(now, fx, format!("prerequisites missing or invalid: {}", missing.join(", ")));
-        }
-        self.run(now, fx, Entered::Done, false);
+        self.write_step_json(now, fx, &step, read.body(self.protocol()));
+        self.step_note(now, fx, read.note());
+        self.go(now, fx, read.next());
     }
 
     fn bundle_written(&mut self, bundle: &str, report: &BundleReport, now: Timestamp, fx: &mut Fx) {
@@ -1755,79 +1680,24 @@ impl Release {
         if let Some(outcome) = finish {
             return self.end(now, fx, outcome);
         }
-        let step = self.step().clone();
-        // The manifest is written by the bundle itself: count only the files the step asked for.
-        let manifest = match &step.run {
-            StepRun::Package { manifest: Some(m), .. } => Some(self.evidence_path(m)),
-            _ => None,
-        };
-        let found = report.files.iter().filter(|f| Some(&f.path) != manifest.as_ref()).count();
-        let asked = found + report.missing.len();
-        let completeness = if asked == 0 { 0.0 } else { found as f64 / asked as f64 };
-        match step.run {
-            StepRun::Package { .. } => {
+        let next = match &self.step().run {
+            StepRun::Package { manifest, .. } => {
+                let manifest = manifest.as_deref().map(|m| self.evidence_path(m));
+                let (completeness, note, next) = packaging::package(report, manifest.as_deref());
                 self.set_metric("manifest_completeness", completeness);
-                self.step_note(
-                    now,
-                    fx,
-                    format!(
-                        "{} written: {} files, SHA-256 {}{}.",
-                        report.zip,
-                        report.files.len(),
-                        &report.zip_sha256[..report.zip_sha256.len().min(12)],
-                        if report.missing.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; missing: {}", report.missing.join(", "))
-                        }
-                    ),
-                );
-                if !report.missing.is_empty() {
-                    return self.step_failed(
-                        now,
-                        fx,
-                        format!("package incomplete: {} missing", report.missing.join(", ")),
-                    );
-                }
+                self.step_note(now, fx, note);
+                next
             }
             StepRun::Report { .. } => {
-                let expected = self.expected_evidence();
-                let present = expected.iter().filter(|e| report.files.iter().any(|f| &f.path == *e)).count();
-                let rc = scores::ratio(present, expected.len());
-                self.set_metric("report_completeness", rc);
-                self.step_note(
-                    now,
-                    fx,
-                    format!(
-                        "DEPLOYMENT-REPORT.md and {} written ({} files, report completeness {:.0}%).",
-                        report.zip,
-                        report.files.len(),
-                        rc * 100.0
-                    ),
-                );
+                let expected = packaging::expected_evidence(self.protocol(), self.cursor.phase, self.cursor.step);
+                let (completeness, note) = packaging::report(report, &expected);
+                self.set_metric("report_completeness", completeness);
+                self.step_note(now, fx, note);
+                Next::Done
             }
-            _ => {}
-        }
-        self.run(now, fx, Entered::Done, false);
-    }
-
-    /// Evidence the current protocol's MUST steps up to the current one should have produced.
-    fn expected_evidence(&self) -> Vec<String> {
-        let p = self.protocol();
-        let mut out = Vec::new();
-        for (pi, phase) in p.phases.iter().enumerate() {
-            for (si, s) in phase.steps.iter().enumerate() {
-                if (pi, si) > (self.cursor.phase, self.cursor.step) {
-                    return out;
-                }
-                if s.level == Level::Must && !matches!(s.run, StepRun::Report { .. }) {
-                    out.extend(
-                        s.evidence.iter().filter(|e| !e.ends_with(".zip")).map(|e| format!("{}/{e}", p.artifacts_dir)),
-                    );
-                }
-            }
-        }
-        out
+            _ => Next::Done,
+        };
+        self.go(now, fx, next);
     }
 
     fn tick(&mut self, timer: &str, now: Timestamp, fx: &mut Fx) {
