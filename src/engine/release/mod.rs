@@ -44,13 +44,11 @@ mod steps;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::ids::{JobId, PostKey, ProbeId, TimerId};
-use super::plan::{Environment, Plan};
-use super::refusal::{BadArgument, Refusal};
+use super::plan::Environment;
+use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use super::{Ask, Button, Effect, Event, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
+use super::{Ask, Button, Effect, Event, ProbeSpec, ReleaseCommand, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
 use access::{Refused, Scene, Verb};
 use approval::RoundOutcome;
@@ -63,86 +61,12 @@ use intake::{Earlier, Intake};
 use jobs::JobAsk;
 use recovery::Recovery;
 use rehearsal::Rehearsal;
-use rollout::{ProbeStep, Rollout, capitalize};
+use rollout::{ProbeStep, Rollout};
 use scores::Validation;
-pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
+pub use state::{
+    Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
+};
 use steps::{Next, Setting};
-
-/// A release: the fold of its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Release {
-    /// Release id, e.g. `v1.2-production-20261121T233420Z`; also its evidence folder name.
-    pub id: String,
-    /// Version being released, e.g. `v1.2`.
-    pub version: String,
-    /// Target environment, e.g. `production`.
-    pub env: String,
-    /// Rollout strategy for the target environment.
-    pub strategy: Strategy,
-    /// Who typed `/ray deploy`.
-    pub started_by: UserRef,
-    /// Time of the `Started` event.
-    pub started_at: Timestamp,
-    /// Time of the latest event.
-    pub updated_at: Timestamp,
-    /// The frozen protocols and configuration from the `Started` event.
-    pub plan: Arc<Plan>,
-    /// The step being run.
-    pub cursor: Cursor,
-    /// What the release is doing or waiting for.
-    pub activity: Activity,
-    /// Metrics per protocol (index as in the plan).
-    pub metrics: Vec<BTreeMap<String, f64>>,
-    /// The change freeze of the current (or last) freeze step.
-    pub freeze: Freeze,
-    /// Every go/no-go round, in order.
-    pub rounds: Vec<ApprovalRound>,
-    /// Every gate evaluation or waiver, in order.
-    pub gates: Vec<GateVerdict>,
-    /// Every job started, in order.
-    pub jobs: Vec<JobRecord>,
-    /// Every probe started, in order.
-    pub probes: Vec<ProbeRecord>,
-    /// Prerequisite checks: check id → the status of each artifact.
-    pub inputs: Vec<(String, Vec<InputStatus>)>,
-    /// Bundles written, each once; later prerequisite checks verify zips against these digests.
-    pub bundles: Vec<BundleReport>,
-    /// Post key → message ids the platform gave it.
-    pub posts: BTreeMap<String, Vec<String>>,
-    /// Evidence paths (relative to the artifacts directory) written or expected; the final report
-    /// bundles them.
-    pub evidence: BTreeSet<String>,
-    /// Every person's action, accepted or refused.
-    pub audit: Vec<AuditEntry>,
-    /// Everything raybot posted, in order (the communication log).
-    pub communication: Vec<(Timestamp, String)>,
-    /// Rollout sub-step of the current deploy step (index into [`Strategy::steps`]).
-    pub deploy_index: usize,
-    /// A deploy or rollback job was started on the target environment (multi-protocol releases
-    /// only): from then on `/ray rollback` replaces `/ray abort`, and `halt: rollback` steps roll back.
-    pub production_touched: bool,
-    /// The rollback, once one started.
-    pub rollback: Option<RollbackRecord>,
-    /// `/ray rollback` queued while a job or probe ran: (user id, reason). Picked up at the next
-    /// rollout sub-step or validation suite on the target environment.
-    pub rollback_requested: Option<(String, String)>,
-    /// Waivers: (`<protocol>/<gate>`, user id, justification, when). A waived gate passes unevaluated.
-    pub waivers: Vec<(String, String, String, Timestamp)>,
-    /// Counter for job, probe, timer, check and bundle ids (`<release>#job4`).
-    pub next_id: u64,
-    /// Observations of the health window.
-    pub soak: Vec<ProbeReport>,
-    /// The raybot process that last resumed this release.
-    pub last_replica: Option<String>,
-    /// Metrics measured in the current phase: its gate reads only these.
-    pub phase_metrics: BTreeMap<String, f64>,
-    /// `phase_metrics` as they were when the current step began, restored by `/ray retry`.
-    pub metrics_at_step: BTreeMap<String, f64>,
-    /// Set while replaying a log: effects are discarded, so texts that only feed effects (message
-    /// edits) are not rendered. Never part of the state's meaning.
-    #[serde(skip)]
-    quiet: bool,
-}
 
 type Fx = Vec<Effect>;
 
@@ -290,6 +214,11 @@ impl Release {
         fx.push(Effect::Post { key: key.map(String::from), text, ask });
     }
 
+    /// Posts `text` to the channel, asking nothing back.
+    fn say(&mut self, now: Timestamp, fx: &mut Fx, text: String) {
+        self.post(now, fx, None, text, Ask::Nothing);
+    }
+
     /// Whether `message` is one of the platform messages posted under `key`.
     fn is_post(&self, key: &PostKey, message: &str) -> bool {
         self.posts.get(&key.to_string()).is_some_and(|ids| ids.iter().any(|m| m == message))
@@ -434,6 +363,11 @@ impl Release {
         id
     }
 
+    /// Arms the timer of the next reminder to the people a request waits for.
+    fn remind(&mut self, now: Timestamp, fx: &mut Fx) -> TimerId {
+        self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms))
+    }
+
     fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> TimerId {
         let n = self.next_n();
         let id = TimerId::new(&self.id, n);
@@ -449,7 +383,7 @@ impl Release {
         if let Some(g) = &p.role.guardrail {
             text.push_str(&format!(" Guardrail: {g}"));
         }
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, text);
         self.enter_phase(now, fx);
     }
 
@@ -470,7 +404,7 @@ impl Release {
             .start_announcement
             .clone()
             .unwrap_or_else(|| format!("[MASTER RAY™ | PHASE {} START] - {}...", phase.number, phase.title));
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, text);
     }
 
     /// Drives the walk: after a step finished (`Done`), moves on until something waits.
@@ -514,7 +448,7 @@ impl Release {
             }
         }
         if let Some(done) = &phase.complete_announcement {
-            self.post(now, fx, None, done.clone(), Ask::Nothing);
+            self.say(now, fx, done.clone());
         }
         self.cursor.phase += 1;
         self.cursor.step = 0;
@@ -525,7 +459,7 @@ impl Release {
         }
         // Protocol complete: handoff.
         for text in self.handoff_texts() {
-            self.post(now, fx, None, text, Ask::Nothing);
+            self.say(now, fx, text);
         }
         self.cursor.protocol += 1;
         self.cursor.phase = 0;
@@ -558,7 +492,7 @@ impl Release {
 
     fn end(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
         let text = self.end_text(&outcome);
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, text);
         self.activity = Activity::Ended(outcome.clone());
         fx.push(Effect::Finished { outcome });
     }
@@ -573,7 +507,7 @@ impl Release {
         resume: Resume,
     ) {
         let text = self.halt_text(&step, &reason, gate.as_deref(), &resume);
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, text);
         self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
     }
 
@@ -595,17 +529,17 @@ impl Release {
         match outcome {
             Verdict::Waived { by, justification } => {
                 let text = format!("[RAY GATE WAIVED: {}] Waived by {}: {justification}", gate.name, self.mention(&by));
-                self.post(now, fx, None, text, Ask::Nothing);
+                self.say(now, fx, text);
                 return true;
             }
             Verdict::Passed => {
                 let text = format!("[RAY GATE PASSED: {}] {actual} (threshold: {threshold}).", gate.name);
-                self.post(now, fx, None, text, Ask::Nothing);
+                self.say(now, fx, text);
                 return true;
             }
             Verdict::Failed => {}
         }
-        self.post(now, fx, None, gates::failure_text(gate, &actual), Ask::Nothing);
+        self.say(now, fx, gates::failure_text(gate, &actual));
         let step = format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number);
         let reason = format!("{actual} (threshold: {threshold})");
         match gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1) {
@@ -635,14 +569,14 @@ impl Release {
     fn step_failed(&mut self, now: Timestamp, fx: &mut Fx, reason: String) {
         let step = self.step().clone();
         let label = self.step_label();
-        self.post(now, fx, None, format!("[RAY] {label}: halt condition met — {reason}"), Ask::Nothing);
+        self.say(now, fx, format!("[RAY] {label}: halt condition met — {reason}"));
         if step.level == Level::Guideline {
             return self.run(now, fx, Entered::Done, false);
         }
         if let Some(gate_id) = self.phase().gate.clone() {
             let waived = gates::waiver(&self.waivers, &self.protocol().id, &gate_id).is_some();
             if waived {
-                self.post(now, fx, None, format!("[RAY] Continuing: gate '{gate_id}' was waived."), Ask::Nothing);
+                self.say(now, fx, format!("[RAY] Continuing: gate '{gate_id}' was waived."));
                 return self.run(now, fx, Entered::Done, false);
             }
             let gate = self.protocol().gates.iter().find(|g| g.id == gate_id).cloned();
@@ -676,7 +610,7 @@ impl Release {
             Level::Must => format!("[PHASE {p}]"),
             Level::Guideline => format!("[PHASE {p}] Guideline — {}:", step.title),
         };
-        self.post(now, fx, None, format!("{lead} {text}"), Ask::Nothing);
+        self.say(now, fx, format!("{lead} {text}"));
     }
 
     /// What the current step reads of the release.
@@ -690,7 +624,7 @@ impl Release {
         let step = self.step().clone();
         if let Some(line) = steps::opening_line(&step, self.cursor.step == 0, self.phase().start_announcement.as_ref())
         {
-            self.post(now, fx, None, line.clone(), Ask::Nothing);
+            self.say(now, fx, line.clone());
         }
         let next = steps::start(self.setting(), &step, self.deploy_index, now);
         self.apply(now, fx, next)
@@ -714,7 +648,7 @@ impl Release {
             Next::Deploy { ask, index, announce } => {
                 if announce {
                     let text = self.deploy_started_text(&ask.env);
-                    self.post(now, fx, None, text, Ask::Nothing);
+                    self.say(now, fx, text);
                 }
                 self.start_job(now, fx, ask, Task::DeployStep { index });
             }
@@ -850,13 +784,7 @@ impl Release {
         self.add_metric("blocking_incidents", 1.0);
         self.write_deploy_report(now, fx, env, Some(&reason));
         if env == self.env && self.production_touched {
-            self.post(
-                now,
-                fx,
-                None,
-                format!("[RAY ANNOUNCEMENT] {} deployment of {} stopped: {reason}.", capitalize(env), self.version),
-                Ask::Nothing,
-            );
+            self.say(now, fx, self.deploy_stopped_text(env, &reason));
         }
         self.step_failed(now, fx, reason);
     }
@@ -887,33 +815,16 @@ impl Release {
         }
         let summary = rollout::summary(report);
         let outcome = rollout.after_probe(index, &e.probe, report, &self.version);
-        let halfway = match outcome {
-            ProbeStep::Unhealthy { percent } => {
-                return self.deploy_failed(now, fx, &env, format!("probes at {percent}% traffic: {summary}"));
-            }
-            ProbeStep::NotServing => {
-                let reason = format!("{} is not serving after the switch: {summary}", self.version);
-                return self.deploy_failed(now, fx, &env, reason);
-            }
-            ProbeStep::Next { halfway, .. } | ProbeStep::Complete { halfway } => halfway,
-        };
+        if let Some(reason) = outcome.failure(&summary, &self.version) {
+            return self.deploy_failed(now, fx, &env, reason);
+        }
         // Releases through several protocols announce the target's milestones to everyone;
         // other deploys note each step.
         let announce = env == self.env && self.plan.protocols.len() > 1;
         if !announce {
-            let percent = rollout.percent(index);
-            self.step_note(now, fx, format!("{env} at {percent}%: {summary}"));
-        } else if halfway {
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "[RAY ANNOUNCEMENT] {} deployment 50% complete. No errors observed. Next update at completion. ({summary})",
-                    capitalize(&env),
-                ),
-                Ask::Nothing,
-            );
+            self.step_note(now, fx, format!("{env} at {}%: {summary}", rollout.percent(index)));
+        } else if outcome.halfway() {
+            self.say(now, fx, self.deploy_halfway_text(&env, &summary));
         }
         if let ProbeStep::Next { next, .. } = outcome {
             self.deploy_index = next;
@@ -921,18 +832,7 @@ impl Release {
             return self.go(now, fx, next);
         }
         if announce {
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "[RAY ANNOUNCEMENT] {} deployment 100% complete. No errors observed. {} serves {}. Next: post-deployment checks.",
-                    capitalize(&env),
-                    capitalize(&env),
-                    self.version
-                ),
-                Ask::Nothing,
-            );
+            self.say(now, fx, self.deploy_complete_text(&env));
         }
         self.add_metric("blocking_errors", 0.0);
         self.add_metric("blocking_incidents", 0.0);
@@ -994,7 +894,7 @@ impl Release {
     fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
         let text = self.approval_request_text(&self.rounds[round], lead);
         self.post(now, fx, Some(PostKey::Approval(round)), text, Ask::Buttons);
-        let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+        let reminder = self.remind(now, fx);
         self.activity = Activity::Approval { round, reminder };
     }
 
@@ -1022,11 +922,7 @@ impl Release {
             return;
         }
         self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step));
-        let names: Vec<String> = self.rounds[round]
-            .approvals
-            .iter()
-            .map(|a| format!("{} ({}) at {}", self.mention(&a.user), a.roles.join("/"), a.at.rfc3339()))
-            .collect();
+        let names = self.signatures(&self.rounds[round]);
         let still = match outcome {
             RoundOutcome::Approved => {
                 self.update(
@@ -1034,13 +930,7 @@ impl Release {
                     PostKey::Approval(round),
                     format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
                 );
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")));
                 self.set_metric("approvals_recorded", 1.0);
                 self.write_approval(now, fx, round);
                 return self.run(now, fx, Entered::Done, false);
@@ -1051,13 +941,7 @@ impl Release {
             RoundOutcome::Missing(missing) => format!("still needed: {}", missing.join(", ")),
             RoundOutcome::NotRequired | RoundOutcome::Already => return,
         };
-        self.post(
-            now,
-            fx,
-            None,
-            format!("[RAY] Approval recorded: {}; {still}.", names.last().cloned().unwrap_or_default()),
-            Ask::Nothing,
-        );
+        self.say(now, fx, format!("[RAY] Approval recorded: {}; {still}.", names.last().cloned().unwrap_or_default()));
     }
 
     fn write_approval(&mut self, now: Timestamp, fx: &mut Fx, round: usize) {
@@ -1094,7 +978,7 @@ impl Release {
         self.freeze = Freeze::open(required, now);
         let text = self.freeze_text(self.step());
         self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
-        let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+        let reminder = self.remind(now, fx);
         self.activity = Activity::Acks { reminder };
         Entered::Waiting
     }
@@ -1116,17 +1000,7 @@ impl Release {
         self.set_metric("freeze_ack_ratio", self.freeze.ratio());
         self.update_freeze(fx);
         if confirmed {
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "[PHASE {}] Change freeze confirmed by all {} stakeholders.",
-                    self.phase().number,
-                    self.freeze.required.len()
-                ),
-                Ask::Nothing,
-            );
+            self.say(now, fx, self.freeze_confirmed_text(self.phase().number));
             self.write_freeze(now, fx);
             self.run(now, fx, Entered::Done, false);
         }
@@ -1275,43 +1149,15 @@ impl Release {
     /// `/ray waive` by a waiver holder while halted: the named gate must be the one halted at.
     fn waive(&mut self, by: &UserRef, gate: &str, justification: &str, now: Timestamp, fx: &mut Fx) {
         let Activity::Halted(h) = self.activity.clone() else { return };
-        let p = self.protocol().clone();
-        let wanted = gate.to_lowercase();
-        let Some(g) = p
-            .gates
-            .iter()
-            .find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted)
-        else {
-            let ids: Vec<&str> = p.gates.iter().map(|g| g.id.as_str()).collect();
-            let refusal =
-                BadArgument::UnknownGate { gate: gate.to_string(), protocol: p.id.clone(), gates: ids.join(", ") };
-            return self.refuse(now, fx, by, "waive", refusal.into());
+        let plan = Arc::clone(&self.plan);
+        let p = &plan.protocols[self.cursor.protocol.min(plan.protocols.len() - 1)];
+        let g = match gates::waivable(p, h.gate.as_deref(), &h.step, gate, justification) {
+            Ok(g) => g,
+            Err(refusal) => return self.refuse(now, fx, by, "waive", refusal.into()),
         };
-        if h.gate.as_deref() != Some(g.id.as_str()) {
-            let refusal = BadArgument::OtherGate { step: h.step.clone(), gate: g.id.clone() };
-            return self.refuse(now, fx, by, "waive", refusal.into());
-        }
-        if !g.waivable {
-            let refusal = BadArgument::NotWaivable { gate: g.id.clone(), name: g.name.clone() };
-            return self.refuse(now, fx, by, "waive", refusal.into());
-        }
-        if justification.split_whitespace().count() < 3 {
-            return self.refuse(now, fx, by, "waive", BadArgument::ShortJustification.into());
-        }
         self.accept(now, by, format!("waived gate {}: {justification}", g.id));
         self.waivers.push((gates::waiver_key(&p.id, &g.id), by.id.clone(), justification.to_string(), now));
-        self.post(
-            now,
-            fx,
-            None,
-            format!(
-                "[RAY] Gate '{}' waived by {} ({}): {justification}",
-                g.name,
-                self.mention(&by.id),
-                self.plan.people.get(&by.id).map(|p| p.roles.join("/")).unwrap_or_default()
-            ),
-            Ask::Nothing,
-        );
+        self.say(now, fx, self.waived_text(&g.name, &by.id, justification));
         self.activity = Activity::Idle;
         if self.cursor.step >= self.phase().steps.len() - 1 && h.resume == Resume::Phase {
             // The gate itself failed: continue as if it passed.
@@ -1339,37 +1185,19 @@ impl Release {
                 self.start_rollback(now, fx, reason, by.id.clone());
             }
             Resume::Phase => {
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
                 self.cursor.step = 0;
                 self.deploy_index = 0;
                 self.enter_phase(now, fx);
                 self.run(now, fx, Entered::Waiting, true);
             }
             Resume::Finish { outcome } => {
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Writing {} again as asked by {}.", h.step, self.mention(&by.id)),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, self.retry_text(&h.step, &by.id, true));
                 self.finish(now, fx, outcome);
             }
             Resume::Step => {
                 self.phase_metrics = self.metrics_at_step.clone();
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
                 self.run(now, fx, Entered::Waiting, true);
             }
         }
@@ -1380,17 +1208,7 @@ impl Release {
     fn start_rollback(&mut self, now: Timestamp, fx: &mut Fx, reason: String, trigger: String) {
         let env = self.env.clone();
         let Some(e) = self.env_cfg(&env) else { return };
-        self.post(
-            now,
-            fx,
-            None,
-            format!(
-                "[RAY ANNOUNCEMENT] Rolling back {env} ({}): {reason}. Stakeholders: {}.",
-                if trigger == rollback::AUTOMATIC { trigger.clone() } else { self.mention(&trigger) },
-                self.stakeholder_mentions()
-            ),
-            Ask::Nothing,
-        );
+        self.say(now, fx, self.rollback_started_text(&env, &reason, &trigger));
         self.rollback = Some(RollbackRecord::start(env.clone(), reason, trigger, now));
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
         let log = format!("{dir}/{env}-rollback-run.log");
@@ -1406,13 +1224,7 @@ impl Release {
         let Some(e) = self.env_cfg("staging") else {
             return self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
         };
-        self.post(
-            now,
-            fx,
-            None,
-            "[RAY] Rolling staging back as the gate's failure handling requires.".into(),
-            Ask::Nothing,
-        );
+        self.say(now, fx, "[RAY] Rolling staging back as the gate's failure handling requires.".into());
         let log = self.evidence_path("staging-rollback.log");
         self.start_job(
             now,
@@ -1596,7 +1408,7 @@ impl Release {
                     r.confirm(now, summary.clone());
                 }
                 let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
-                self.post(now, fx, None, format!("[RAY ANNOUNCEMENT] Rollback of {env} complete in {secs:.1}s; probe confirms the previous version serves again: {summary}."), Ask::Nothing);
+                self.say(now, fx, Self::rollback_done_text(&env, secs, &summary));
                 let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
                 let text = self.rollback_plan(now);
                 self.write(fx, format!("{dir}/rollback-plan.md"), text);
@@ -1704,35 +1516,18 @@ impl Release {
         match self.activity.clone() {
             Activity::Acks { reminder } if reminder == timer => {
                 self.freeze.remind();
-                let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY REMINDER] Change freeze for {} still needs acknowledgement from {} — react with :{}: on the freeze message or type `/ray ack`.", self.version, missing.join(", "), self.plan.policy.ack_emoji),
-                    Ask::Nothing,
-                );
-                let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+                self.say(now, fx, self.freeze_reminder_text());
+                let reminder = self.remind(now, fx);
                 self.activity = Activity::Acks { reminder };
             }
             Activity::Approval { round, reminder } if reminder == timer => {
-                let missing: Vec<String> =
-                    self.rounds[round].missing_roles().into_iter().map(|role| self.role_people(role)).collect();
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY REMINDER] Go/no-go for {} is waiting for: {}.", self.version, missing.join(", ")),
-                    Ask::Nothing,
-                );
-                let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+                self.say(now, fx, self.approval_reminder_text(&self.rounds[round]));
+                let reminder = self.remind(now, fx);
                 self.activity = Activity::Approval { round, reminder };
             }
             Activity::Soak { timer: t, until } if t == timer => {
                 let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
-                let Some(e) = self.env_cfg(&env) else { return };
-                let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
-                self.activity = Activity::Probe { probe, task: Task::SoakProbe { until } };
+                self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
             _ => {}
         }
@@ -1791,7 +1586,7 @@ impl Release {
                     format!("[RAY] Resumed after a restart.\n{text}"),
                     Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() },
                 );
-                let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+                let reminder = self.remind(now, fx);
                 self.activity = Activity::Acks { reminder };
             }
             Recovery::Reapprove { round } => {

@@ -53,6 +53,22 @@ pub(crate) enum ProbeStep {
     },
 }
 
+impl ProbeStep {
+    /// Why the deploy failed, if it did; `summary` is the probe's figures.
+    pub(crate) fn failure(self, summary: &str, version: &str) -> Option<String> {
+        match self {
+            ProbeStep::Unhealthy { percent } => Some(format!("probes at {percent}% traffic: {summary}")),
+            ProbeStep::NotServing => Some(format!("{version} is not serving after the switch: {summary}")),
+            ProbeStep::Next { .. } | ProbeStep::Complete { .. } => None,
+        }
+    }
+
+    /// This step took the rollout past the 50% milestone.
+    pub(crate) fn halfway(self) -> bool {
+        matches!(self, ProbeStep::Next { halfway: true, .. } | ProbeStep::Complete { halfway: true })
+    }
+}
+
 /// A rollout with `strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rollout {
@@ -168,6 +184,23 @@ mod tests {
         assert_eq!(r.after_probe(1, &settings(true), &ok, "v2"), ProbeStep::Next { next: 2, halfway: true });
         assert_eq!(r.after_probe(2, &settings(true), &ok, "v2"), ProbeStep::Complete { halfway: false });
         assert_eq!(r.after_probe(1, &settings(true), &report(0, 5, "v2"), "v2"), ProbeStep::Unhealthy { percent: 50 });
+    }
+
+    #[test]
+    fn a_failed_probe_names_the_traffic_share_or_the_version_not_serving() {
+        let figures = "0/10 healthy (0%), p95 5 ms";
+        assert_eq!(
+            ProbeStep::Unhealthy { percent: 50 }.failure(figures, "v2"),
+            Some("probes at 50% traffic: 0/10 healthy (0%), p95 5 ms".into())
+        );
+        assert_eq!(
+            ProbeStep::NotServing.failure("10/10 healthy", "v2"),
+            Some("v2 is not serving after the switch: 10/10 healthy".into())
+        );
+        assert_eq!(ProbeStep::Complete { halfway: true }.failure(figures, "v2"), None);
+        assert!(
+            ProbeStep::Complete { halfway: true }.halfway() && !ProbeStep::Next { next: 1, halfway: false }.halfway()
+        );
     }
 
     #[test]
