@@ -33,6 +33,7 @@ mod gates;
 mod intake;
 mod jobs;
 mod packaging;
+mod place;
 mod recovery;
 mod rehearsal;
 mod rollback;
@@ -41,7 +42,7 @@ mod scores;
 mod state;
 mod steps;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::ids::{JobId, PostKey, ProbeId, TimerId};
@@ -49,7 +50,7 @@ use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::{Ask, Button, Effect, Event, ProbeSpec, ReleaseCommand, Timestamp, UserRef};
-use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
+use crate::protocol::model::{HaltKind, Level, Step, StepRun};
 use access::{Refused, Scene, Verb};
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
@@ -66,7 +67,7 @@ use scores::Validation;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
 };
-use steps::{Next, Setting};
+use steps::Next;
 
 type Fx = Vec<Effect>;
 
@@ -92,41 +93,7 @@ impl Release {
         if !valid_version(version) || plan.protocols.is_empty() {
             return None;
         }
-        let mut r = Release {
-            id: release.clone(),
-            version: version.clone(),
-            env: env.clone(),
-            strategy: *strategy,
-            started_by: by.clone(),
-            started_at: now,
-            updated_at: now,
-            plan: Arc::new((**plan).clone()),
-            cursor: Cursor::default(),
-            activity: Activity::Idle,
-            metrics: vec![BTreeMap::new(); plan.protocols.len()],
-            freeze: Freeze::default(),
-            rounds: Vec::new(),
-            gates: Vec::new(),
-            jobs: Vec::new(),
-            probes: Vec::new(),
-            inputs: Vec::new(),
-            bundles: Vec::new(),
-            posts: BTreeMap::new(),
-            evidence: BTreeSet::new(),
-            audit: Vec::new(),
-            communication: Vec::new(),
-            deploy_index: 0,
-            production_touched: false,
-            rollback: None,
-            rollback_requested: None,
-            waivers: Vec::new(),
-            next_id: 1,
-            soak: Vec::new(),
-            last_replica: None,
-            phase_metrics: BTreeMap::new(),
-            metrics_at_step: BTreeMap::new(),
-            quiet: false,
-        };
+        let mut r = Release::new(release, version, env, *strategy, by, plan, now);
         let mut fx = Vec::new();
         let text = r.start_text();
         r.post(now, &mut fx, None, text, Ask::Nothing);
@@ -219,11 +186,6 @@ impl Release {
         self.post(now, fx, None, text, Ask::Nothing);
     }
 
-    /// Whether `message` is one of the platform messages posted under `key`.
-    fn is_post(&self, key: &PostKey, message: &str) -> bool {
-        self.posts.get(&key.to_string()).is_some_and(|ids| ids.iter().any(|m| m == message))
-    }
-
     /// Edits a keyed post. Edits are not part of the communication log: what they show (acks,
     /// decisions) is recorded in the state itself.
     fn update(&mut self, fx: &mut Fx, key: PostKey, text: String) {
@@ -253,32 +215,6 @@ impl Release {
         self.audit.push(AuditEntry { at: now, who: by.id.clone(), what, accepted: true });
     }
 
-    fn protocol(&self) -> &Protocol {
-        &self.plan.protocols[self.cursor.protocol.min(self.plan.protocols.len() - 1)]
-    }
-
-    fn phase(&self) -> &Phase {
-        &self.protocol().phases[self.cursor.phase]
-    }
-
-    fn step(&self) -> &Step {
-        &self.phase().steps[self.cursor.step]
-    }
-
-    fn step_label(&self) -> String {
-        let p = self.phase();
-        match p.steps.get(self.cursor.step) {
-            Some(s) => {
-                format!("Protocol {} STEP {}.{} {}", self.protocol().id, p.number, self.cursor.step + 1, s.title)
-            }
-            None => format!("Protocol {} STEP {}", self.protocol().id, p.number),
-        }
-    }
-
-    fn metric(&self, name: &str) -> Option<f64> {
-        self.phase_metrics.get(name).copied()
-    }
-
     fn set_metric(&mut self, name: &str, value: f64) {
         fn put(map: &mut BTreeMap<String, f64>, name: &str, value: f64) {
             match map.get_mut(name) {
@@ -296,11 +232,6 @@ impl Release {
     fn add_metric(&mut self, name: &str, value: f64) {
         let v = self.metric(name).unwrap_or(0.0) + value;
         self.set_metric(name, v);
-    }
-
-    /// Evidence path of the current protocol: `pre-deployment/<name>`.
-    fn evidence_path(&self, name: &str) -> String {
-        format!("{}/{}", self.protocol().artifacts_dir, name)
     }
 
     /// Writes `contents` to the step's (first) evidence file, if it names one.
@@ -322,10 +253,6 @@ impl Release {
     fn write(&mut self, fx: &mut Fx, path: String, contents: String) {
         self.evidence.insert(path.clone());
         fx.push(Effect::WriteEvidence { path, contents });
-    }
-
-    fn env_cfg(&self, env: &str) -> Option<Environment> {
-        self.plan.environment(env).cloned()
     }
 
     fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk) -> JobId {
@@ -511,10 +438,6 @@ impl Release {
         self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
     }
 
-    fn gate_waivable(&self, gate: &str) -> bool {
-        self.protocol().gates.iter().any(|g| g.id == gate && g.waivable)
-    }
-
     /// Evaluates `gate` of the current protocol; on failure applies its failure handling.
     fn gate_passes(&mut self, gate_id: &str, now: Timestamp, fx: &mut Fx) -> bool {
         let p = self.protocol().clone();
@@ -550,18 +473,6 @@ impl Release {
             }
         }
         false
-    }
-
-    fn constants(&self) -> BTreeMap<String, f64> {
-        let mut c = BTreeMap::new();
-        let rto = self
-            .plan
-            .environment("staging")
-            .or_else(|| self.plan.environment(&self.env))
-            .map(|e| e.rto_seconds)
-            .unwrap_or(0.0);
-        c.insert("rto".to_string(), rto);
-        c
     }
 
     /// Runs a step's halt condition: the phase's gate decides if it reads metrics that are all
@@ -611,11 +522,6 @@ impl Release {
             Level::Guideline => format!("[PHASE {p}] Guideline — {}:", step.title),
         };
         self.say(now, fx, format!("{lead} {text}"));
-    }
-
-    /// What the current step reads of the release.
-    fn setting(&self) -> Setting<'_> {
-        Setting { plan: &self.plan, protocol: self.protocol(), target: &self.env, strategy: self.strategy }
     }
 
     /// Starts the current step.
@@ -1598,10 +1504,5 @@ impl Release {
             }
             Recovery::Nothing => {}
         }
-    }
-
-    /// Prerequisite artifacts of the current protocol: (name, required).
-    pub fn protocol_prerequisites(&self) -> Vec<(String, bool)> {
-        self.protocol().prerequisites.artifacts.iter().map(|a| (a.name.clone(), a.required)).collect()
     }
 }

@@ -91,6 +91,55 @@ pub struct Release {
     pub(super) quiet: bool,
 }
 
+impl Release {
+    /// A release started by `by` at `now`, before its first step: nothing run, nobody asked.
+    pub(super) fn new(
+        release: &str,
+        version: &str,
+        env: &str,
+        strategy: Strategy,
+        by: &UserRef,
+        plan: &Plan,
+        now: Timestamp,
+    ) -> Release {
+        Release {
+            id: release.to_string(),
+            version: version.to_string(),
+            env: env.to_string(),
+            strategy,
+            started_by: by.clone(),
+            started_at: now,
+            updated_at: now,
+            plan: Arc::new(plan.clone()),
+            cursor: Cursor::default(),
+            activity: Activity::Idle,
+            metrics: vec![BTreeMap::new(); plan.protocols.len()],
+            freeze: Freeze::default(),
+            rounds: Vec::new(),
+            gates: Vec::new(),
+            jobs: Vec::new(),
+            probes: Vec::new(),
+            inputs: Vec::new(),
+            bundles: Vec::new(),
+            posts: BTreeMap::new(),
+            evidence: BTreeSet::new(),
+            audit: Vec::new(),
+            communication: Vec::new(),
+            deploy_index: 0,
+            production_touched: false,
+            rollback: None,
+            rollback_requested: None,
+            waivers: Vec::new(),
+            next_id: 1,
+            soak: Vec::new(),
+            last_replica: None,
+            phase_metrics: BTreeMap::new(),
+            metrics_at_step: BTreeMap::new(),
+            quiet: false,
+        }
+    }
+}
+
 /// How a release ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
