@@ -62,6 +62,7 @@ use intake::{Earlier, Intake};
 use jobs::JobAsk;
 use recovery::Recovery;
 use rehearsal::Rehearsal;
+use rollback::RollbackStep;
 use rollout::{ProbeStep, Rollout};
 use scores::Validation;
 pub use state::{
@@ -755,24 +756,16 @@ impl Release {
         let Some(e) = self.env_cfg(&env) else { return };
         let suite_jobs = scores::suite_jobs(&self.jobs, &env, e.validation.len()).to_vec();
         let score = Validation::score(&suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
-        let Validation { passed, coverage, blocking, .. } = score;
+        let Validation { coverage, blocking, .. } = score;
         self.set_metric("coverage", coverage);
         self.set_metric("validation_success_rate", report.success_rate());
         self.add_metric("blocking_errors", blocking);
         self.add_metric("blocking_incidents", blocking);
         let body = self.validation_body(&env, &e, &suite_jobs, &score, report);
         self.write_step_json(now, fx, &step, body);
-        let summary = format!(
-            "{env} validation: {passed}/{} suites passed (coverage {:.0}%), probes {}.",
-            suite_jobs.len(),
-            coverage * 100.0,
-            rollout::summary(report)
-        );
-        self.step_note(now, fx, summary.clone());
-        if !score.passed() {
-            return self.step_failed(now, fx, summary);
-        }
-        self.run(now, fx, Entered::Done, false)
+        let (note, next) = steps::after_validation(&env, &score, &rollout::summary(report));
+        self.step_note(now, fx, note);
+        self.go(now, fx, next);
     }
 
     // ----- security, baseline, rehearsal ------------------------------------------------------
@@ -1208,30 +1201,10 @@ impl Release {
                 self.go(now, fx, next);
             }
             Task::OptionalJob => self.go(now, fx, steps::after_optional_job(outcome)),
-            Task::Rollback { started } => {
-                if !outcome.succeeded() {
-                    let env = self.env.clone();
-                    return self.halt(
-                        now,
-                        fx,
-                        format!("rollback of {env}"),
-                        format!("rollback job failed ({})", outcome.summary()),
-                        None,
-                        Resume::Rollback,
-                    );
-                }
-                let env = self.env.clone();
-                let Some(e) = self.env_cfg(&env) else { return };
-                let probe = self.probe_effect(now, fx, &e, format!("after rollback {env}"));
-                self.activity = Activity::Probe { probe, task: Task::RollbackProbe { started } };
-            }
+            Task::Rollback { started } => self.rolling_back(now, fx, rollback::after_job(outcome), started),
             Task::RollbackStaging { step, reason, gate } => {
-                let note = if outcome.succeeded() {
-                    "staging rolled back".to_string()
-                } else {
-                    format!("staging rollback failed ({})", outcome.summary())
-                };
-                self.halt(now, fx, step, format!("{reason}; {note}"), Some(gate), Resume::Phase);
+                let reason = format!("{reason}; {}", rollback::staging_note(outcome));
+                self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
             }
             Task::ValidateProbe
             | Task::RehearsalProbe { .. }
@@ -1289,37 +1262,13 @@ impl Release {
                 let step = self.step().clone();
                 let text = self.baseline_doc(now, &step, report);
                 self.write_step_file(fx, &step, text);
-                self.step_note(now, fx, format!("baseline captured: {}.", rollout::summary(report)));
-                self.run(now, fx, Entered::Done, false);
+                self.go(now, fx, Next::Note(format!("baseline captured: {}.", rollout::summary(report))));
             }
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
             Task::RollbackProbe { started } => {
-                let env = self.env.clone();
-                let Some(e) = self.env_cfg(&env) else { return };
-                if !rollback::restored(&e.probe, report, &self.version) {
-                    return self.halt(
-                        now,
-                        fx,
-                        format!("rollback of {env}"),
-                        format!(
-                            "after the rollback job {env} is not healthy on the previous version: {}",
-                            rollout::summary(report)
-                        ),
-                        None,
-                        Resume::Rollback,
-                    );
-                }
-                let summary = rollout::summary(report);
-                if let Some(r) = self.rollback.as_mut() {
-                    r.confirm(now, summary.clone());
-                }
-                let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
-                self.say(now, fx, Self::rollback_done_text(&env, secs, &summary));
-                let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-                let text = self.rollback_plan(now);
-                self.write(fx, format!("{dir}/rollback-plan.md"), text);
-                let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-                self.finish(now, fx, Terminal::RolledBack { reason });
+                let Some(e) = self.env_cfg(&self.env) else { return };
+                let read = rollback::after_probe(&e.probe, report, &self.env, &self.version);
+                self.rolling_back(now, fx, read, started);
             }
             Task::Suite { .. }
             | Task::Rehearsal { .. }
@@ -1346,16 +1295,39 @@ impl Release {
         let step = self.step().clone();
         let text = self.health_log(now, &step, &e);
         self.write_step_file(fx, &step, text);
-        let breaches = self.metric("slo_breaches").unwrap_or(0.0);
-        self.step_note(
-            now,
-            fx,
-            format!("Health window over: {} probe rounds, {} SLO breaches.", self.soak.len(), breaches),
-        );
-        if breaches > 0.0 {
-            return self.step_failed(now, fx, format!("{breaches} SLO breaches during the health window"));
+        let (note, next) = steps::after_soak(self.soak.len(), self.metric("slo_breaches").unwrap_or(0.0));
+        self.step_note(now, fx, note);
+        self.go(now, fx, next);
+    }
+
+    /// Maps a result of the target's rollback (begun at `started`): probe, halt, or end rolled back.
+    fn rolling_back(&mut self, now: Timestamp, fx: &mut Fx, step: RollbackStep, started: Timestamp) {
+        let env = self.env.clone();
+        let summary = match step {
+            RollbackStep::Probe => {
+                return self.start_probe(
+                    now,
+                    fx,
+                    &env,
+                    format!("after rollback {env}"),
+                    Task::RollbackProbe { started },
+                );
+            }
+            RollbackStep::Halt(reason) => {
+                return self.halt(now, fx, format!("rollback of {env}"), reason, None, Resume::Rollback);
+            }
+            RollbackStep::Confirmed { summary } => summary,
+        };
+        if let Some(r) = self.rollback.as_mut() {
+            r.confirm(now, summary.clone());
         }
-        self.run(now, fx, Entered::Done, false);
+        let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
+        self.say(now, fx, Self::rollback_done_text(&env, secs, &summary));
+        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
+        let text = self.rollback_plan(now);
+        self.write(fx, format!("{dir}/rollback-plan.md"), text);
+        let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        self.finish(now, fx, Terminal::RolledBack { reason });
     }
 
     fn inputs_checked(&mut self, check: &str, results: &[InputStatus], now: Timestamp, fx: &mut Fx) {

@@ -5,7 +5,7 @@
 
 use crate::engine::Timestamp;
 use crate::engine::plan::ProbeSettings;
-use crate::engine::reports::ProbeReport;
+use crate::engine::reports::{JobOutcome, ProbeReport};
 
 use super::rollout;
 use super::state::{RollbackRecord, Task};
@@ -35,6 +35,48 @@ impl RollbackRecord {
 /// `version` (any request still answered by it means the rollback did not take).
 pub(crate) fn restored(settings: &ProbeSettings, report: &ProbeReport, version: &str) -> bool {
     rollout::healthy(settings, report) && report.version_share(version) <= 0.0
+}
+
+/// What a result of the target's rollback means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RollbackStep {
+    /// The job ran: probe that the previous version serves again.
+    Probe,
+    /// The rollback did not take: the release halts for `/ray retry` with this reason.
+    Halt(String),
+    /// The probe confirms the previous version; `summary` is its figures.
+    Confirmed {
+        /// The probe's figures.
+        summary: String,
+    },
+}
+
+/// The rollback job ended with `outcome`.
+pub(crate) fn after_job(outcome: &JobOutcome) -> RollbackStep {
+    if outcome.succeeded() {
+        RollbackStep::Probe
+    } else {
+        RollbackStep::Halt(format!("rollback job failed ({})", outcome.summary()))
+    }
+}
+
+/// The probe of `env` after the rollback job, which must no longer serve `version`.
+pub(crate) fn after_probe(settings: &ProbeSettings, report: &ProbeReport, env: &str, version: &str) -> RollbackStep {
+    let summary = rollout::summary(report);
+    if restored(settings, report, version) {
+        RollbackStep::Confirmed { summary }
+    } else {
+        RollbackStep::Halt(format!("after the rollback job {env} is not healthy on the previous version: {summary}"))
+    }
+}
+
+/// What the halt after a failed gate says about rolling staging back (`outcome` of its job).
+pub(crate) fn staging_note(outcome: &JobOutcome) -> String {
+    if outcome.succeeded() {
+        "staging rolled back".to_string()
+    } else {
+        format!("staging rollback failed ({})", outcome.summary())
+    }
 }
 
 impl Task {
@@ -89,6 +131,25 @@ mod tests {
         assert!(!restored(&settings(), &report(0, &[("v1.1", 10)]), "v1.2"));
         // Without a version header nothing names the version: health decides.
         assert!(restored(&settings(), &report(10, &[]), "v1.2"));
+    }
+
+    #[test]
+    fn a_rollback_that_did_not_take_halts_with_the_figures() {
+        let failed = JobOutcome {
+            exit_code: Some(1),
+            timed_out: false,
+            duration_ms: 500,
+            spawn_error: None,
+            log_tail: Vec::new(),
+        };
+        assert_eq!(after_job(&failed), RollbackStep::Halt("rollback job failed (exit 1 in 0.5s)".into()));
+        assert_eq!(staging_note(&failed), "staging rollback failed (exit 1 in 0.5s)");
+        let still_new = after_probe(&settings(), &report(10, &[("v1.2", 10)]), "production", "v1.2");
+        assert!(
+            matches!(still_new, RollbackStep::Halt(r) if r.starts_with("after the rollback job production is not healthy"))
+        );
+        let back = after_probe(&settings(), &report(10, &[("v1.1", 10)]), "production", "v1.2");
+        assert!(matches!(back, RollbackStep::Confirmed { summary } if summary.starts_with("10/10 healthy")));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::protocol::model::{DocumentTemplate, Protocol, Step, StepRun};
 
 use super::jobs::JobAsk;
 use super::rollout::Rollout;
+use super::scores::Validation;
 use super::state::Task;
 
 /// What a step reads of the release: the plan, the current protocol and the target.
@@ -245,6 +246,30 @@ pub(crate) fn after_scan(outcome: &JobOutcome, findings: f64) -> (String, Next) 
     (note, next)
 }
 
+/// The validation of `env` after its probe: the note (suites passed, coverage, probe figures)
+/// and a failure when something blocks.
+pub(crate) fn after_validation(env: &str, score: &Validation, probes: &str) -> (String, Next) {
+    let note = format!(
+        "{env} validation: {}/{} suites passed (coverage {:.0}%), probes {probes}.",
+        score.passed,
+        score.targeted,
+        score.coverage * 100.0
+    );
+    let next = if score.passed() { Next::Done } else { Next::Failed(note.clone()) };
+    (note, next)
+}
+
+/// The health window is over after `rounds` probe rounds: any SLO breach fails the step.
+pub(crate) fn after_soak(rounds: usize, breaches: f64) -> (String, Next) {
+    let note = format!("Health window over: {rounds} probe rounds, {breaches} SLO breaches.");
+    let next = if breaches > 0.0 {
+        Next::Failed(format!("{breaches} SLO breaches during the health window"))
+    } else {
+        Next::Done
+    };
+    (note, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +361,22 @@ mod tests {
         assert_eq!(after_scan(&outcome(0), 0.0).1, Next::Done);
         assert_eq!(after_scan(&outcome(1), 2.0).1, Next::Failed("2 blocking security findings".into()));
         assert_eq!(after_optional_job(&outcome(2)), Next::Failed("job failed (exit 2 in 1.2s)".into()));
+    }
+
+    #[test]
+    fn a_blocked_validation_fails_with_its_figures() {
+        let score = Validation { passed: 1, targeted: 2, coverage: 0.5, blocking: 1.0 };
+        let (note, next) = after_validation("staging", &score, "10/10 healthy");
+        assert_eq!(note, "staging validation: 1/2 suites passed (coverage 50%), probes 10/10 healthy.");
+        assert_eq!(next, Next::Failed(note.clone()));
+        let clean = Validation { passed: 2, targeted: 2, coverage: 1.0, blocking: 0.0 };
+        assert_eq!(after_validation("staging", &clean, "ok").1, Next::Done);
+    }
+
+    #[test]
+    fn slo_breaches_in_the_health_window_fail_the_step() {
+        assert_eq!(after_soak(4, 0.0), ("Health window over: 4 probe rounds, 0 SLO breaches.".into(), Next::Done));
+        assert_eq!(after_soak(4, 2.0).1, Next::Failed("2 SLO breaches during the health window".into()));
     }
 
     #[test]
