@@ -243,6 +243,28 @@ impl Parity {
     pub(crate) fn blocks(&self) -> bool {
         self.worst > 1.0
     }
+
+    /// The parity step's evidence body.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "compared_keys": self.compared,
+            "drift": self.drift,
+            "drift_severity": self.severity(),
+            "status": if self.blocks() { "drift" } else { "parity" },
+        })
+    }
+
+    /// The note under the parity step.
+    pub(crate) fn note(&self) -> String {
+        let (compared, drifted, severity) = (self.compared, self.drift.len(), self.severity());
+        format!("Parity: {compared} keys compared, {drifted} drifted, drift severity {severity}.")
+    }
+
+    /// Why the parity step fails, when the drift blocks.
+    pub(crate) fn failure(&self) -> Option<String> {
+        let severity = self.severity();
+        self.blocks().then(|| format!("configuration drift of severity {severity} between staging and production"))
+    }
 }
 
 /// A figure as gates show it: integers without decimals, others with up to three.
@@ -365,6 +387,20 @@ mod tests {
             let refused = waivable(p, Some(&fixed.id), "s", &fixed.id, why);
             assert_eq!(refused, Err(BadArgument::NotWaivable { gate: fixed.id.clone(), name: fixed.name.clone() }));
         }
+    }
+
+    #[test]
+    fn blocking_drift_fails_the_parity_step_naming_its_severity() {
+        let value = |v: &str, sev: &str| ParityValue { value: v.into(), severity: sev.into() };
+        let staging =
+            BTreeMap::from([("db".to_string(), value("14", "high")), ("tz".to_string(), value("UTC", "low"))]);
+        let production =
+            BTreeMap::from([("db".to_string(), value("15", "high")), ("tz".to_string(), value("UTC", "low"))]);
+        let p = Parity::compare(&staging, &production);
+        assert_eq!(p.note(), "Parity: 2 keys compared, 1 drifted, drift severity high.");
+        assert_eq!(p.failure(), Some("configuration drift of severity high between staging and production".into()));
+        assert_eq!(p.body()["status"], "drift");
+        assert_eq!(Parity::compare(&staging, &staging).failure(), None);
     }
 
     #[test]

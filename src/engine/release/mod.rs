@@ -651,37 +651,13 @@ impl Release {
     }
 
     fn parity(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
-        let staging = self.plan.environment("staging").map(|e| e.parity.clone()).unwrap_or_default();
-        let production = self.plan.environment("production").map(|e| e.parity.clone()).unwrap_or_default();
-        let parity = Parity::compare(&staging, &production);
+        let parity_of = |env: &str| self.plan.environment(env).map(|e| e.parity.clone()).unwrap_or_default();
+        let parity = Parity::compare(&parity_of("staging"), &parity_of("production"));
         self.set_metric("drift_severity", parity.worst);
-        let sev_name = parity.severity();
-        let body = serde_json::json!({
-            "compared_keys": parity.compared,
-            "drift": parity.drift,
-            "drift_severity": sev_name,
-            "status": if parity.blocks() { "drift" } else { "parity" },
-        });
         let step = self.step().clone();
-        self.write_step_json(now, fx, &step, body);
-        self.step_note(
-            now,
-            fx,
-            format!(
-                "Parity: {} keys compared, {} drifted, drift severity {sev_name}.",
-                parity.compared,
-                parity.drift.len()
-            ),
-        );
-        if parity.blocks() {
-            self.step_failed(
-                now,
-                fx,
-                format!("configuration drift of severity {sev_name} between staging and production"),
-            );
-            return Entered::Waiting;
-        }
-        Entered::Done
+        self.write_step_json(now, fx, &step, parity.body());
+        self.step_note(now, fx, parity.note());
+        self.apply(now, fx, parity.failure().map_or(Next::Done, Next::Failed))
     }
 
     // ----- deploy ---------------------------------------------------------------------------
@@ -968,28 +944,20 @@ impl Release {
 
     /// `/ray rollback` by an operator: now, or once the running job or probe ends.
     fn rollback_command(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
-        if !self.production_touched {
-            let refusal = Refusal::NothingToRollBack { release: self.id.clone(), env: self.env.clone() };
-            return self.refuse(now, fx, by, "rollback", refusal);
-        }
-        if matches!(
-            self.activity,
-            Activity::Job { task: Task::Rollback { .. }, .. }
-                | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
-        ) {
-            return self.refuse(now, fx, by, "rollback", Refusal::RollbackRunning { env: self.env.clone() });
-        }
+        let request = match rollback::request(self.production_touched, &self.activity, &self.id, &self.env) {
+            Ok(request) => request,
+            Err(refusal) => return self.refuse(now, fx, by, "rollback", refusal),
+        };
         let reason = reason.unwrap_or("requested");
         self.accept(now, by, format!("requested rollback: {reason}"));
         let why = format!("requested by {}: {reason}", self.mention(&by.id));
-        if matches!(self.activity, Activity::Job { .. } | Activity::Probe { .. }) {
-            self.rollback_requested = Some((by.id.clone(), why));
-            fx.push(Effect::Reply {
-                to: by.clone(),
-                text: "[RAY] Rollback queued: it starts as soon as the running step finishes.".into(),
-            });
-        } else {
-            self.start_rollback(now, fx, why, by.id.clone());
+        match request {
+            rollback::Request::Now => self.start_rollback(now, fx, why, by.id.clone()),
+            rollback::Request::Queued => {
+                self.rollback_requested = Some((by.id.clone(), why));
+                let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
+                fx.push(Effect::Reply { to: by.clone(), text });
+            }
         }
     }
 

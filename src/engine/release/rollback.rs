@@ -8,7 +8,8 @@ use crate::engine::plan::ProbeSettings;
 use crate::engine::reports::{JobOutcome, ProbeReport};
 
 use super::rollout;
-use super::state::{RollbackRecord, Task};
+use super::state::{Activity, RollbackRecord, Task};
+use crate::engine::refusal::Refusal;
 
 /// The trigger of a rollback nobody asked for (a failed gate, job or health window).
 pub(crate) const AUTOMATIC: &str = "automatic";
@@ -35,6 +36,30 @@ impl RollbackRecord {
 /// `version` (any request still answered by it means the rollback did not take).
 pub(crate) fn restored(settings: &ProbeSettings, report: &ProbeReport, version: &str) -> bool {
     rollout::healthy(settings, report) && report.version_share(version) <= 0.0
+}
+
+/// When a `/ray rollback` the access check let through runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Nothing is running: roll back now.
+    Now,
+    /// A job or probe runs: roll back as soon as it ends.
+    Queued,
+}
+
+/// Whether `/ray rollback` can run while the release does `activity`; `touched` is whether the
+/// target environment was changed. Refused when there is nothing to roll back or a rollback runs.
+pub(crate) fn request(touched: bool, activity: &Activity, release: &str, env: &str) -> Result<Request, Refusal> {
+    if !touched {
+        return Err(Refusal::NothingToRollBack { release: release.to_string(), env: env.to_string() });
+    }
+    match activity {
+        Activity::Job { task, .. } | Activity::Probe { task, .. } if task.is_rollback() => {
+            Err(Refusal::RollbackRunning { env: env.to_string() })
+        }
+        Activity::Job { .. } | Activity::Probe { .. } => Ok(Request::Queued),
+        _ => Ok(Request::Now),
+    }
 }
 
 /// What a result of the target's rollback means.
@@ -150,6 +175,22 @@ mod tests {
         );
         let back = after_probe(&settings(), &report(10, &[("v1.1", 10)]), "production", "v1.2");
         assert!(matches!(back, RollbackStep::Confirmed { summary } if summary.starts_with("10/10 healthy")));
+    }
+
+    #[test]
+    fn a_rollback_is_refused_before_the_target_changed_or_while_one_runs_and_queued_behind_work() {
+        let idle = Activity::Idle;
+        assert_eq!(
+            request(false, &idle, "r", "production"),
+            Err(Refusal::NothingToRollBack { release: "r".into(), env: "production".into() })
+        );
+        assert_eq!(request(true, &idle, "r", "production"), Ok(Request::Now));
+        let job = |task| Activity::Job { job: "r#job1".into(), task };
+        assert_eq!(request(true, &job(Task::DeployStep { index: 1 }), "r", "production"), Ok(Request::Queued));
+        assert_eq!(
+            request(true, &job(Task::Rollback { started: Timestamp(1) }), "r", "production"),
+            Err(Refusal::RollbackRunning { env: "production".into() })
+        );
     }
 
     #[test]
