@@ -8,6 +8,7 @@ use super::gates::Verdict;
 use super::rollback::AUTOMATIC;
 use super::rollout::capitalize;
 use super::state::{Activity, Resume, Terminal};
+use crate::engine::Timestamp;
 use crate::engine::refusal::ERROR_TAG;
 use crate::protocol::model::{Step, StepRun};
 
@@ -126,6 +127,26 @@ impl Release {
             .iter()
             .map(|a| format!("{} ({}) at {}", self.mention(&a.user), a.roles.join("/"), a.at.rfc3339()))
             .collect()
+    }
+
+    /// The go decision of a round, with who signed (`names`): the edit of the request.
+    pub(super) fn approved_text(names: &[String]) -> String {
+        format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", "))
+    }
+
+    /// The go decision of a round, with who signed (`names`): the announcement.
+    pub(super) fn go_text(&self, names: &[String]) -> String {
+        format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", "))
+    }
+
+    /// A round that needs another approver because only the initiator signed.
+    pub(super) fn initiator_alone_text(&self) -> String {
+        format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
+    }
+
+    /// The edit of a rejected round's request.
+    pub(super) fn rejected_text(&self, by: &str, at: Timestamp, reason: &str) -> String {
+        format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(by), at.rfc3339())
     }
 
     /// `by` waived gate `gate` with `justification`.

@@ -317,22 +317,9 @@ impl Release {
 
     fn enter_phase(&mut self, now: Timestamp, fx: &mut Fx) {
         self.phase_metrics.clear();
-        let phase = self.phase().clone();
-        // When a later step carries the start line (P11 phase 3: the approval comes first), it is
-        // posted when that step starts, as the seed orders it.
-        let later = phase
-            .steps
-            .iter()
-            .skip(1)
-            .any(|s| s.communication.is_some() && s.communication == phase.start_announcement);
-        if later {
-            return;
+        if let Some(text) = steps::phase_opening(self.phase()) {
+            self.say(now, fx, text);
         }
-        let text = phase
-            .start_announcement
-            .clone()
-            .unwrap_or_else(|| format!("[MASTER RAY™ | PHASE {} START] - {}...", phase.number, phase.title));
-        self.say(now, fx, text);
     }
 
     /// Drives the walk: after a step finished (`Done`), moves on until something waits.
@@ -404,12 +391,7 @@ impl Release {
 
     /// Ends the release: refresh the report bundle if there is one, then `Finished`.
     fn finish(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
-        let report_zip = self.plan.protocols.iter().find_map(|p| {
-            p.phases.iter().flat_map(|ph| &ph.steps).find_map(|s| match &s.run {
-                StepRun::Report { zip } => Some((p.artifacts_dir.clone(), zip.clone(), p.id.clone())),
-                _ => None,
-            })
-        });
+        let report_zip = self.report_zip();
         match report_zip {
             Some((dir, zip, protocol)) if !self.evidence.is_empty() => {
                 self.report_bundle(now, fx, &dir, format!("{dir}/{zip}"), protocol, Some(outcome));
@@ -786,35 +768,25 @@ impl Release {
             via: via.into(),
         };
         let outcome = self.rounds[round].approve(approval, &self.started_by.id);
-        if outcome == RoundOutcome::NotRequired {
-            return; // the access check refuses approvers without a required role
-        }
-        if outcome == RoundOutcome::Already {
-            fx.push(Effect::Reply {
-                to: by.clone(),
-                text: format!("[RAY] You already approved {} — counted once.", self.id),
-            });
-            return;
-        }
+        let still = match outcome {
+            // The access check refuses approvers without a required role.
+            RoundOutcome::NotRequired => return,
+            RoundOutcome::Already => {
+                let text = format!("[RAY] You already approved {} — counted once.", self.id);
+                return fx.push(Effect::Reply { to: by.clone(), text });
+            }
+            RoundOutcome::Approved => None,
+            RoundOutcome::InitiatorAlone => Some(self.initiator_alone_text()),
+            RoundOutcome::Missing(missing) => Some(format!("still needed: {}", missing.join(", "))),
+        };
         self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step));
         let names = self.signatures(&self.rounds[round]);
-        let still = match outcome {
-            RoundOutcome::Approved => {
-                self.update(
-                    fx,
-                    PostKey::Approval(round),
-                    format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
-                );
-                self.say(now, fx, format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")));
-                self.set_metric("approvals_recorded", 1.0);
-                self.write_approval(now, fx, round);
-                return self.run(now, fx, Entered::Done, false);
-            }
-            RoundOutcome::InitiatorAlone => {
-                format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
-            }
-            RoundOutcome::Missing(missing) => format!("still needed: {}", missing.join(", ")),
-            RoundOutcome::NotRequired | RoundOutcome::Already => return,
+        let Some(still) = still else {
+            self.update(fx, PostKey::Approval(round), Self::approved_text(&names));
+            self.say(now, fx, self.go_text(&names));
+            self.set_metric("approvals_recorded", 1.0);
+            self.write_approval(now, fx, round);
+            return self.run(now, fx, Entered::Done, false);
         };
         self.say(now, fx, format!("[RAY] Approval recorded: {}; {still}.", names.last().cloned().unwrap_or_default()));
     }
@@ -833,11 +805,7 @@ impl Release {
         let Activity::Approval { round, .. } = self.activity else { return };
         self.accept(now, by, format!("rejected: {reason}"));
         self.rounds[round].reject(now);
-        self.update(
-            fx,
-            PostKey::Approval(round),
-            format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(&by.id), now.rfc3339()),
-        );
+        self.update(fx, PostKey::Approval(round), self.rejected_text(&by.id, now, &reason));
         self.write_approval(now, fx, round);
         self.finish(now, fx, Terminal::Rejected { by: by.id.clone(), reason });
     }
@@ -851,11 +819,16 @@ impl Release {
             return Entered::Waiting;
         }
         self.freeze = Freeze::open(required, now);
-        let text = self.freeze_text(self.step());
+        self.post_freeze_request(now, fx, "");
+        Entered::Waiting
+    }
+
+    /// Posts (or re-posts, after `lead`) the freeze request and arms a reminder.
+    fn post_freeze_request(&mut self, now: Timestamp, fx: &mut Fx, lead: &str) {
+        let text = format!("{lead}{}", self.freeze_text(self.step()));
         self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
         let reminder = self.remind(now, fx);
         self.activity = Activity::Acks { reminder };
-        Entered::Waiting
     }
 
     /// Counts an acknowledgement the access check let through and maps the freeze's outcome.
@@ -1422,19 +1395,7 @@ impl Release {
             }
             Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
             Recovery::Finish(outcome) => self.finish(now, fx, outcome),
-            Recovery::Refreeze => {
-                let step = self.step().clone();
-                let text = self.freeze_text(&step);
-                self.post(
-                    now,
-                    fx,
-                    Some(PostKey::Freeze),
-                    format!("[RAY] Resumed after a restart.\n{text}"),
-                    Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() },
-                );
-                let reminder = self.remind(now, fx);
-                self.activity = Activity::Acks { reminder };
-            }
+            Recovery::Refreeze => self.post_freeze_request(now, fx, "[RAY] Resumed after a restart.\n"),
             Recovery::Reapprove { round } => {
                 self.post_approval_request(now, fx, round, "[RAY] Resumed after a restart.\n");
             }

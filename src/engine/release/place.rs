@@ -8,7 +8,7 @@ use super::Release;
 use super::steps::Setting;
 use crate::engine::ids::PostKey;
 use crate::engine::plan::Environment;
-use crate::protocol::model::{Phase, Protocol, Step};
+use crate::protocol::model::{Phase, Protocol, Step, StepRun};
 
 impl Release {
     /// The protocol being run (the last one once the release has ended).
@@ -83,5 +83,15 @@ impl Release {
     /// Prerequisite artifacts of the current protocol: (name, required).
     pub fn protocol_prerequisites(&self) -> Vec<(String, bool)> {
         self.protocol().prerequisites.artifacts.iter().map(|a| (a.name.clone(), a.required)).collect()
+    }
+
+    /// The protocol whose report step bundles the final evidence: (artifacts dir, zip, protocol id).
+    pub(super) fn report_zip(&self) -> Option<(String, String, String)> {
+        self.plan.protocols.iter().find_map(|p| {
+            p.phases.iter().flat_map(|ph| &ph.steps).find_map(|s| match &s.run {
+                StepRun::Report { zip } => Some((p.artifacts_dir.clone(), zip.clone(), p.id.clone())),
+                _ => None,
+            })
+        })
     }
 }

@@ -8,7 +8,7 @@
 use crate::engine::plan::{Environment, Plan};
 use crate::engine::reports::JobOutcome;
 use crate::engine::{InputSpec, Strategy, Timestamp};
-use crate::protocol::model::{DocumentTemplate, Protocol, Step, StepRun};
+use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 
 use super::jobs::JobAsk;
 use super::rollout::Rollout;
@@ -118,6 +118,19 @@ pub(crate) fn opening_line<'a>(step: &'a Step, first: bool, phase_start: Option<
     let already = first && Some(line) == phase_start;
     let in_request = matches!(step.run, StepRun::Freeze { .. } | StepRun::Approval { .. });
     (!already && !in_request).then_some(line)
+}
+
+/// The line that opens `phase` as it starts: its start announcement, or a generic one; `None`
+/// when a later step carries the start line (Protocol 11 phase 3: the approval comes first), so
+/// that it is posted when that step starts, as the seed orders it.
+pub(crate) fn phase_opening(phase: &Phase) -> Option<String> {
+    let later =
+        phase.steps.iter().skip(1).any(|s| s.communication.is_some() && s.communication == phase.start_announcement);
+    if later {
+        return None;
+    }
+    let generic = || format!("[MASTER RAY™ | PHASE {} START] - {}...", phase.number, phase.title);
+    Some(phase.start_announcement.clone().unwrap_or_else(generic))
 }
 
 fn not_configured(env: &str) -> Next {
@@ -390,6 +403,23 @@ mod tests {
         assert_eq!(start(setting(&plan, 0), &step, 0, Timestamp(0)), Next::Done);
         step.communication = None;
         assert_eq!(start(setting(&plan, 0), &step, 0, Timestamp(0)), Next::Note(step.action.clone()));
+    }
+
+    #[test]
+    fn a_phase_opens_with_its_announcement_unless_a_later_step_carries_it() {
+        let plan = sample_plan("production");
+        let mut phase = plan.protocols[0].phases[0].clone();
+        phase.start_announcement = None;
+        assert_eq!(
+            phase_opening(&phase),
+            Some(format!("[MASTER RAY™ | PHASE {} START] - {}...", phase.number, phase.title))
+        );
+        phase.start_announcement = Some("Go".into());
+        assert_eq!(phase_opening(&phase), Some("Go".into()));
+        if phase.steps.len() > 1 {
+            phase.steps[1].communication = Some("Go".into());
+            assert_eq!(phase_opening(&phase), None);
+        }
     }
 
     #[test]
