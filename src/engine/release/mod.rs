@@ -34,6 +34,7 @@ mod intake;
 mod jobs;
 mod packaging;
 mod place;
+mod readings;
 mod recovery;
 mod rehearsal;
 mod rollback;
@@ -56,19 +57,15 @@ use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
 pub use freeze::Freeze;
 use freeze::{AckOutcome, same_emoji};
+use gates::OnFailure;
 pub use gates::{GateVerdict, Verdict};
-use gates::{OnFailure, Parity};
-use intake::{Earlier, Intake};
 use jobs::JobAsk;
 use recovery::Recovery;
-use rehearsal::Rehearsal;
 use rollback::RollbackStep;
-use rollout::{ProbeStep, Rollout};
-use scores::Validation;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
 };
-use steps::Next;
+use steps::{Act, Next, Reading};
 
 type Fx = Vec<Effect>;
 
@@ -562,31 +559,33 @@ impl Release {
                 self.set_metric("slo_breaches", 0.0);
                 self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
-            Next::Parity => return self.parity(now, fx),
-            Next::Unscanned => {
-                let note = "no `security` job is configured: blocking findings cannot be measured.";
-                self.step_note(now, fx, note.into());
-                self.write_security(now, fx, None);
-                return Entered::Done;
-            }
+            Next::Parity => return self.perform(now, fx, self.parity(now)),
+            Next::Unscanned => return self.perform(now, fx, self.unscanned(now)),
             Next::Approval(roles) => return self.open_approval(now, fx, roles),
             Next::Freeze(roles) => return self.open_freeze(now, fx, roles),
-            Next::Document(template) => {
-                let step = self.step().clone();
-                let (contents, note) = self.document(now, template, &step);
-                if let Some(contents) = contents {
-                    self.write_step_file(fx, &step, contents);
-                }
-                self.step_note(now, fx, note);
-                return Entered::Done;
-            }
+            Next::Document(template) => return self.perform(now, fx, self.document_step(now, template)),
         }
         Entered::Waiting
     }
 
-    /// Maps what a result of the current step asks for; a step done at once walks on.
-    fn go(&mut self, now: Timestamp, fx: &mut Fx, next: Next) {
-        if let Entered::Done = self.apply(now, fx, next) {
+    /// Performs what a step's result means, in order, then what comes next.
+    fn perform(&mut self, now: Timestamp, fx: &mut Fx, reading: Reading) -> Entered {
+        for act in reading.acts {
+            match act {
+                Act::Set(name, value) => self.set_metric(name, value),
+                Act::Add(name, value) => self.add_metric(name, value),
+                Act::Write(path, contents) => self.write(fx, path, contents),
+                Act::Note(text) => self.step_note(now, fx, text),
+                Act::Say(text) => self.say(now, fx, text),
+                Act::Rollout(index) => self.deploy_index = index,
+            }
+        }
+        self.apply(now, fx, reading.next)
+    }
+
+    /// Performs what a result of the current step means; a step done at once walks on.
+    fn go(&mut self, now: Timestamp, fx: &mut Fx, reading: impl Into<Reading>) {
+        if let Entered::Done = self.perform(now, fx, reading.into()) {
             self.run(now, fx, Entered::Done, false);
         }
     }
@@ -630,112 +629,6 @@ impl Release {
         let Some(e) = plan.environment(env) else { return };
         let probe = self.probe_effect(now, fx, e, purpose);
         self.activity = Activity::Probe { probe, task };
-    }
-
-    fn parity(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
-        let parity_of = |env: &str| self.plan.environment(env).map(|e| e.parity.clone()).unwrap_or_default();
-        let parity = Parity::compare(&parity_of("staging"), &parity_of("production"));
-        self.set_metric("drift_severity", parity.worst);
-        let step = self.step().clone();
-        self.write_step_json(now, fx, &step, parity.body());
-        self.step_note(now, fx, parity.note());
-        self.apply(now, fx, parity.failure().map_or(Next::Done, Next::Failed))
-    }
-
-    // ----- deploy ---------------------------------------------------------------------------
-
-    fn deploy_failed(&mut self, now: Timestamp, fx: &mut Fx, env: &str, reason: String) {
-        self.add_metric("blocking_errors", 1.0);
-        self.add_metric("blocking_incidents", 1.0);
-        self.write_deploy_report(now, fx, env, Some(&reason));
-        if env == self.env && self.production_touched {
-            self.say(now, fx, self.deploy_stopped_text(env, &reason));
-        }
-        self.step_failed(now, fx, reason);
-    }
-
-    fn write_deploy_report(&mut self, now: Timestamp, fx: &mut Fx, env: &str, failure: Option<&str>) {
-        let step = self.step().clone();
-        let Some(name) = step.evidence.iter().find(|e| e.ends_with(".json")) else { return };
-        let path = self.evidence_path(name);
-        let doc = self.json_doc(now, &step, self.deploy_report_body(env, failure));
-        self.write(fx, path, doc);
-    }
-
-    fn deploy_job_done(&mut self, now: Timestamp, fx: &mut Fx, index: usize, outcome: &JobOutcome) {
-        let StepRun::Deploy { env } = self.step().run.clone() else { return };
-        match steps::after_deploy_job(self.strategy, &env, index, outcome) {
-            Next::Failed(reason) => self.deploy_failed(now, fx, &env, reason),
-            next => self.go(now, fx, next),
-        }
-    }
-
-    /// Maps the rollout's reading of the probe after sub-step `index`: fail, announce, go on.
-    fn deploy_probe_done(&mut self, now: Timestamp, fx: &mut Fx, index: usize, report: &ProbeReport) {
-        let StepRun::Deploy { env } = self.step().run.clone() else { return };
-        let Some(e) = self.env_cfg(&env) else { return };
-        let rollout = Rollout { strategy: self.strategy };
-        if env == self.env {
-            self.set_metric("validation_success_rate", report.success_rate());
-        }
-        let summary = rollout::summary(report);
-        let outcome = rollout.after_probe(index, &e.probe, report, &self.version);
-        if let Some(reason) = outcome.failure(&summary, &self.version) {
-            return self.deploy_failed(now, fx, &env, reason);
-        }
-        // Releases through several protocols announce the target's milestones to everyone;
-        // other deploys note each step.
-        let announce = env == self.env && self.plan.protocols.len() > 1;
-        if !announce {
-            self.step_note(now, fx, format!("{env} at {}%: {summary}", rollout.percent(index)));
-        } else if outcome.halfway() {
-            self.say(now, fx, self.deploy_halfway_text(&env, &summary));
-        }
-        if let ProbeStep::Next { next, .. } = outcome {
-            self.deploy_index = next;
-            let next = steps::deploy(self.setting(), self.step(), &env, next);
-            return self.go(now, fx, next);
-        }
-        if announce {
-            self.say(now, fx, self.deploy_complete_text(&env));
-        }
-        self.add_metric("blocking_errors", 0.0);
-        self.add_metric("blocking_incidents", 0.0);
-        self.write_deploy_report(now, fx, &env, None);
-        self.deploy_index = 0;
-        self.run(now, fx, Entered::Done, false)
-    }
-
-    // ----- validation -----------------------------------------------------------------------
-
-    fn validation_done(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport) {
-        let step = self.step().clone();
-        let StepRun::Validate { env } = step.run.clone() else { return };
-        let Some(e) = self.env_cfg(&env) else { return };
-        let suite_jobs = scores::suite_jobs(&self.jobs, &env, e.validation.len()).to_vec();
-        let score = Validation::score(&suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
-        let Validation { coverage, blocking, .. } = score;
-        self.set_metric("coverage", coverage);
-        self.set_metric("validation_success_rate", report.success_rate());
-        self.add_metric("blocking_errors", blocking);
-        self.add_metric("blocking_incidents", blocking);
-        let body = self.validation_body(&env, &e, &suite_jobs, &score, report);
-        self.write_step_json(now, fx, &step, body);
-        let (note, next) = steps::after_validation(&env, &score, &rollout::summary(report));
-        self.step_note(now, fx, note);
-        self.go(now, fx, next);
-    }
-
-    // ----- security, baseline, rehearsal ------------------------------------------------------
-
-    fn write_security(&mut self, now: Timestamp, fx: &mut Fx, outcome: Option<&JobOutcome>) {
-        let step = self.step().clone();
-        let findings = outcome.map(scores::blocking_findings);
-        if let Some(f) = findings {
-            self.set_metric("blocking_findings", f);
-        }
-        let body = Self::security_body(outcome, findings);
-        self.write_step_json(now, fx, &step, body);
     }
 
     // ----- approvals ------------------------------------------------------------------------
@@ -1119,62 +1012,17 @@ impl Release {
         };
         let Some(task) = self.take_awaited(now, fx, awaited) else { return };
         match task {
-            Task::DeployStep { index } => self.deploy_job_done(now, fx, index, outcome),
-            Task::Suite { index } => {
-                let StepRun::Validate { env } = self.step().run.clone() else { return };
-                let next = steps::validation(self.setting(), &env, index + 1);
-                self.go(now, fx, next);
-            }
-            Task::Rehearsal { started } => {
-                let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                self.rehearsal(now, fx, &env, rehearsal::after_rollback_job(&env, started, outcome));
-            }
-            Task::RollForward { recovery_ms } => {
-                let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                let rto = self.constants().get("rto").copied().unwrap_or(0.0);
-                let read = rehearsal::after_roll_forward(&env, &self.version, outcome, recovery_ms, rto);
-                self.rehearsal(now, fx, &env, read);
-            }
-            Task::Security => {
-                self.write_security(now, fx, Some(outcome));
-                let (note, next) = steps::after_scan(outcome, self.metric("blocking_findings").unwrap_or(1.0));
-                self.step_note(now, fx, note);
-                self.go(now, fx, next);
-            }
-            Task::OptionalJob => self.go(now, fx, steps::after_optional_job(outcome)),
             Task::Rollback { started } => self.rolling_back(now, fx, rollback::after_job(outcome), started),
             Task::RollbackStaging { step, reason, gate } => {
                 let reason = format!("{reason}; {}", rollback::staging_note(outcome));
                 self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
             }
-            Task::ValidateProbe
-            | Task::RehearsalProbe { .. }
-            | Task::BaselineProbe
-            | Task::SoakProbe { .. }
-            | Task::RollbackProbe { .. } => {}
+            task => {
+                if let Some(reading) = self.read_job(&task, outcome, now) {
+                    self.go(now, fx, reading);
+                }
+            }
         }
-    }
-
-    /// Maps a reading of the rollback rehearsal on `env`: evidence, recovery time, note, next.
-    fn rehearsal(&mut self, now: Timestamp, fx: &mut Fx, env: &str, read: Rehearsal) {
-        let (recovery_ms, failure, note, next) = match read {
-            Rehearsal::Go(next) => return self.go(now, fx, next),
-            Rehearsal::Failed { reason, evidence: None } => return self.step_failed(now, fx, reason),
-            Rehearsal::Failed { reason, evidence } => (None, evidence, None, Next::Failed(reason)),
-            Rehearsal::Recovered { recovery_ms, note, next } => (Some(recovery_ms), None, Some(note), next),
-        };
-        let step = self.step().clone();
-        if !step.evidence.is_empty() {
-            let body = self.rehearsal_body(env, recovery_ms, failure);
-            self.write_step_json(now, fx, &step, body);
-        }
-        if let Some(ms) = recovery_ms {
-            self.set_metric("recovery_seconds", ms as f64 / 1000.0);
-        }
-        if let Some(note) = note {
-            self.step_note(now, fx, note);
-        }
-        self.go(now, fx, next);
     }
 
     fn probe_finished(&mut self, probe: &str, report: &ProbeReport, now: Timestamp, fx: &mut Fx) {
@@ -1190,34 +1038,17 @@ impl Release {
         };
         let Some(task) = self.take_awaited(now, fx, awaited) else { return };
         match task {
-            Task::DeployStep { index } => self.deploy_probe_done(now, fx, index, report),
-            Task::ValidateProbe => self.validation_done(now, fx, report),
-            Task::RehearsalProbe { started, job_ms } => {
-                let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                let read = rehearsal::after_probe(self.setting(), &env, report, started, job_ms, now);
-                if let Some(read) = read {
-                    self.rehearsal(now, fx, &env, read);
-                }
-            }
-            Task::BaselineProbe => {
-                let step = self.step().clone();
-                let text = self.baseline_doc(now, &step, report);
-                self.write_step_file(fx, &step, text);
-                self.go(now, fx, Next::Note(format!("baseline captured: {}.", rollout::summary(report))));
-            }
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
             Task::RollbackProbe { started } => {
                 let Some(e) = self.env_cfg(&self.env) else { return };
                 let read = rollback::after_probe(&e.probe, report, &self.env, &self.version);
                 self.rolling_back(now, fx, read, started);
             }
-            Task::Suite { .. }
-            | Task::Rehearsal { .. }
-            | Task::RollForward { .. }
-            | Task::Security
-            | Task::OptionalJob
-            | Task::Rollback { .. }
-            | Task::RollbackStaging { .. } => {}
+            task => {
+                if let Some(reading) = self.read_probe(&task, report, now) {
+                    self.go(now, fx, reading);
+                }
+            }
         }
     }
 
@@ -1277,23 +1108,9 @@ impl Release {
             return;
         }
         self.activity = Activity::Idle;
-        // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
-        let earlier = (self.cursor.protocol > 0).then(|| Earlier {
-            approved: self.rounds.iter().any(ApprovalRound::is_approved),
-            rollback_verified: self
-                .metrics
-                .iter()
-                .take(self.cursor.protocol)
-                .any(|m| m.contains_key("recovery_seconds")),
-        });
-        let read = Intake::read(results, &self.bundles, earlier);
+        let read = self.read_inputs(results);
         self.inputs.push((check.to_string(), read.results.clone()));
-        self.set_metric("completeness_score", read.score);
-        self.set_metric("checklist_completion", read.score);
-        let step = self.step().clone();
-        self.write_step_json(now, fx, &step, read.body(self.protocol()));
-        self.step_note(now, fx, read.note());
-        self.go(now, fx, read.next());
+        self.go(now, fx, self.intake(now, &read));
     }
 
     fn bundle_written(&mut self, bundle: &str, report: &BundleReport, now: Timestamp, fx: &mut Fx) {
@@ -1311,24 +1128,7 @@ impl Release {
         if let Some(outcome) = finish {
             return self.end(now, fx, outcome);
         }
-        let next = match &self.step().run {
-            StepRun::Package { manifest, .. } => {
-                let manifest = manifest.as_deref().map(|m| self.evidence_path(m));
-                let (completeness, note, next) = packaging::package(report, manifest.as_deref());
-                self.set_metric("manifest_completeness", completeness);
-                self.step_note(now, fx, note);
-                next
-            }
-            StepRun::Report { .. } => {
-                let expected = packaging::expected_evidence(self.protocol(), self.cursor.phase, self.cursor.step);
-                let (completeness, note) = packaging::report(report, &expected);
-                self.set_metric("report_completeness", completeness);
-                self.step_note(now, fx, note);
-                Next::Done
-            }
-            _ => Next::Done,
-        };
-        self.go(now, fx, next);
+        self.go(now, fx, self.read_bundle(report));
     }
 
     fn tick(&mut self, timer: &str, now: Timestamp, fx: &mut Fx) {

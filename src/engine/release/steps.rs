@@ -110,6 +110,38 @@ pub(crate) enum Next {
     Document(DocumentTemplate),
 }
 
+/// One effect of reading a step's result, performed by the release in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Act {
+    /// Record figure `name` for the current phase and protocol.
+    Set(&'static str, f64),
+    /// Add to figure `name` (from 0 when not measured yet).
+    Add(&'static str, f64),
+    /// Write an evidence file: path, contents.
+    Write(String, String),
+    /// Post under the step (`[PHASE n] …`).
+    Note(String),
+    /// Post to everyone.
+    Say(String),
+    /// Move the rollout to sub-step `index`.
+    Rollout(usize),
+}
+
+/// What a step's result means: the effects, then what comes next.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reading {
+    /// Effects, in order.
+    pub(crate) acts: Vec<Act>,
+    /// Then.
+    pub(crate) next: Next,
+}
+
+impl From<Next> for Reading {
+    fn from(next: Next) -> Reading {
+        Reading { acts: Vec::new(), next }
+    }
+}
+
 /// The step's `Communication:` line, if it is posted as the step starts: freeze and approval
 /// steps post it inside their request, and the phase's first step does not repeat the phase's
 /// start line.

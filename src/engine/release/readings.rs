@@ -1,0 +1,255 @@
+//! What a result of the current step means, planned before anything changes: the figures,
+//! evidence and posts it leads to, then the [`Next`] step. A read-only view of the release (an
+//! `impl Release` block) that asks the step sub-machines (`steps`, `rollout`, `rehearsal`,
+//! `intake`, `packaging`, `scores`) and renders the evidence; `mod.rs` performs the [`Reading`].
+
+use serde_json::Value;
+
+use super::Release;
+use super::gates::Parity;
+use super::intake::{Earlier, Intake};
+use super::packaging;
+use super::rehearsal::{self, Rehearsal};
+use super::rollout::{self, ProbeStep, Rollout};
+use super::scores::{self, Validation};
+use super::state::Task;
+use super::steps::{self, Act, Next, Reading};
+use crate::engine::Timestamp;
+use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
+use crate::protocol::model::{DocumentTemplate, StepRun};
+
+impl Release {
+    /// The step's JSON evidence (common header and `body`), when the step names a file.
+    pub(super) fn step_json(&self, now: Timestamp, body: Value) -> Option<Act> {
+        let step = self.step();
+        let name = step.evidence.first()?;
+        Some(Act::Write(self.evidence_path(name), self.json_doc(now, step, body)))
+    }
+
+    /// `contents` as the step's evidence, when the step names a file.
+    pub(super) fn step_file(&self, contents: String) -> Option<Act> {
+        Some(Act::Write(self.evidence_path(self.step().evidence.first()?), contents))
+    }
+
+    /// The environment of the current step, when it is of the kind `task` belongs to.
+    fn task_env(&self, task: &Task) -> Option<&str> {
+        match (&self.step().run, task) {
+            (StepRun::Deploy { env }, Task::DeployStep { .. })
+            | (StepRun::Validate { env }, Task::Suite { .. } | Task::ValidateProbe)
+            | (
+                StepRun::RollbackRehearsal { env },
+                Task::Rehearsal { .. } | Task::RehearsalProbe { .. } | Task::RollForward { .. },
+            ) => Some(env),
+            _ => None,
+        }
+    }
+
+    /// What the current step's job, awaited as `task`, ending with `outcome` means; `None` for
+    /// the rollbacks' jobs (the release handles them) and jobs of another kind of step.
+    pub(super) fn read_job(&self, task: &Task, outcome: &JobOutcome, now: Timestamp) -> Option<Reading> {
+        let reading = match task {
+            Task::DeployStep { index } => {
+                let env = self.task_env(task)?;
+                match steps::after_deploy_job(self.strategy, env, *index, outcome) {
+                    Next::Failed(reason) => self.deploy_failure(now, env, reason, Vec::new()),
+                    next => next.into(),
+                }
+            }
+            Task::Suite { index } => steps::validation(self.setting(), self.task_env(task)?, index + 1).into(),
+            Task::Rehearsal { started } => {
+                let env = self.task_env(task)?;
+                self.rehearsal(now, env, rehearsal::after_rollback_job(env, *started, outcome))
+            }
+            Task::RollForward { recovery_ms } => {
+                let env = self.task_env(task)?;
+                let rto = self.constants().get("rto").copied().unwrap_or(0.0);
+                self.rehearsal(now, env, rehearsal::after_roll_forward(env, &self.version, outcome, *recovery_ms, rto))
+            }
+            Task::Security => {
+                let findings = scores::blocking_findings(outcome);
+                let (note, next) = steps::after_scan(outcome, findings);
+                let mut acts = vec![Act::Set("blocking_findings", findings)];
+                acts.extend(self.step_json(now, Self::security_body(Some(outcome), Some(findings))));
+                acts.push(Act::Note(note));
+                Reading { acts, next }
+            }
+            Task::OptionalJob => steps::after_optional_job(outcome).into(),
+            _ => return None,
+        };
+        Some(reading)
+    }
+
+    /// What the current step's probe, awaited as `task`, reporting `report` means; `None` for
+    /// the health window and the rollback (the release handles them) and probes of another kind
+    /// of step.
+    pub(super) fn read_probe(&self, task: &Task, report: &ProbeReport, now: Timestamp) -> Option<Reading> {
+        let reading = match task {
+            Task::DeployStep { index } => self.deploy_probe(now, self.task_env(task)?, *index, report)?,
+            Task::ValidateProbe => self.validation(now, self.task_env(task)?, report)?,
+            Task::RehearsalProbe { started, job_ms } => {
+                let env = self.task_env(task)?;
+                let read = rehearsal::after_probe(self.setting(), env, report, *started, *job_ms, now)?;
+                self.rehearsal(now, env, read)
+            }
+            Task::BaselineProbe => {
+                let doc = self.baseline_doc(now, self.step(), report);
+                let note = format!("baseline captured: {}.", rollout::summary(report));
+                Reading { acts: self.step_file(doc).into_iter().collect(), next: Next::Note(note) }
+            }
+            _ => return None,
+        };
+        Some(reading)
+    }
+
+    /// The deploy step's report on `env`, when the step names a JSON file for it.
+    fn deploy_report(&self, now: Timestamp, env: &str, failure: Option<&str>) -> Option<Act> {
+        let step = self.step();
+        let name = step.evidence.iter().find(|e| e.ends_with(".json"))?;
+        Some(Act::Write(self.evidence_path(name), self.json_doc(now, step, self.deploy_report_body(env, failure))))
+    }
+
+    /// The deploy to `env` failed for `reason` (after `acts`): the blocking figures, the report,
+    /// the announcement once the target changed, and the step's halt condition.
+    fn deploy_failure(&self, now: Timestamp, env: &str, reason: String, mut acts: Vec<Act>) -> Reading {
+        acts.extend([Act::Add("blocking_errors", 1.0), Act::Add("blocking_incidents", 1.0)]);
+        acts.extend(self.deploy_report(now, env, Some(&reason)));
+        if env == self.env && self.production_touched {
+            acts.push(Act::Say(self.deploy_stopped_text(env, &reason)));
+        }
+        Reading { acts, next: Next::Failed(reason) }
+    }
+
+    /// The rollout's reading of the probe after sub-step `index`: fail, announce or note, then
+    /// the next sub-step or the end of the step.
+    fn deploy_probe(&self, now: Timestamp, env: &str, index: usize, report: &ProbeReport) -> Option<Reading> {
+        let e = self.plan.environment(env)?;
+        let rollout = Rollout { strategy: self.strategy };
+        let mut acts = Vec::new();
+        if env == self.env {
+            acts.push(Act::Set("validation_success_rate", report.success_rate()));
+        }
+        let summary = rollout::summary(report);
+        let outcome = rollout.after_probe(index, &e.probe, report, &self.version);
+        if let Some(reason) = outcome.failure(&summary, &self.version) {
+            return Some(self.deploy_failure(now, env, reason, acts));
+        }
+        // Releases through several protocols announce the target's milestones to everyone;
+        // other deploys note each step.
+        let announce = env == self.env && self.plan.protocols.len() > 1;
+        if !announce {
+            acts.push(Act::Note(format!("{env} at {}%: {summary}", rollout.percent(index))));
+        } else if outcome.halfway() {
+            acts.push(Act::Say(self.deploy_halfway_text(env, &summary)));
+        }
+        if let ProbeStep::Next { next, .. } = outcome {
+            acts.push(Act::Rollout(next));
+            return Some(Reading { acts, next: steps::deploy(self.setting(), self.step(), env, next) });
+        }
+        if announce {
+            acts.push(Act::Say(self.deploy_complete_text(env)));
+        }
+        acts.extend([Act::Add("blocking_errors", 0.0), Act::Add("blocking_incidents", 0.0)]);
+        acts.extend(self.deploy_report(now, env, None));
+        acts.push(Act::Rollout(0));
+        Some(Reading { acts, next: Next::Done })
+    }
+
+    /// The validation of `env` after its probe: the figures, the report and the verdict.
+    fn validation(&self, now: Timestamp, env: &str, report: &ProbeReport) -> Option<Reading> {
+        let e = self.plan.environment(env)?;
+        let suite_jobs = scores::suite_jobs(&self.jobs, env, e.validation.len());
+        let score = Validation::score(suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
+        let mut acts = vec![
+            Act::Set("coverage", score.coverage),
+            Act::Set("validation_success_rate", report.success_rate()),
+            Act::Add("blocking_errors", score.blocking),
+            Act::Add("blocking_incidents", score.blocking),
+        ];
+        acts.extend(self.step_json(now, self.validation_body(env, e, suite_jobs, &score, report)));
+        let (note, next) = steps::after_validation(env, &score, &rollout::summary(report));
+        acts.push(Act::Note(note));
+        Some(Reading { acts, next })
+    }
+
+    /// A reading of the rollback rehearsal on `env`: its evidence, the recovery time, the note.
+    fn rehearsal(&self, now: Timestamp, env: &str, read: Rehearsal) -> Reading {
+        match read {
+            Rehearsal::Go(next) => next.into(),
+            Rehearsal::Failed { reason, evidence: None } => Next::Failed(reason).into(),
+            Rehearsal::Failed { reason, evidence } => Reading {
+                acts: self.step_json(now, self.rehearsal_body(env, None, evidence)).into_iter().collect(),
+                next: Next::Failed(reason),
+            },
+            Rehearsal::Recovered { recovery_ms, note, next } => {
+                let mut acts: Vec<Act> =
+                    self.step_json(now, self.rehearsal_body(env, Some(recovery_ms), None)).into_iter().collect();
+                acts.extend([Act::Set("recovery_seconds", recovery_ms as f64 / 1000.0), Act::Note(note)]);
+                Reading { acts, next }
+            }
+        }
+    }
+
+    /// The parity step: staging and production compared, the drift figure, evidence and verdict.
+    pub(super) fn parity(&self, now: Timestamp) -> Reading {
+        let parity_of = |env: &str| self.plan.environment(env).map(|e| e.parity.clone()).unwrap_or_default();
+        let parity = Parity::compare(&parity_of("staging"), &parity_of("production"));
+        let mut acts = vec![Act::Set("drift_severity", parity.worst)];
+        acts.extend(self.step_json(now, parity.body()));
+        acts.push(Act::Note(parity.note()));
+        Reading { acts, next: parity.failure().map_or(Next::Done, Next::Failed) }
+    }
+
+    /// A security step without a configured scanner: findings stay unmeasured.
+    pub(super) fn unscanned(&self, now: Timestamp) -> Reading {
+        let mut acts = vec![Act::Note("no `security` job is configured: blocking findings cannot be measured.".into())];
+        acts.extend(self.step_json(now, Self::security_body(None, None)));
+        Reading { acts, next: Next::Done }
+    }
+
+    /// A document step: the document computed from the release, and its note.
+    pub(super) fn document_step(&self, now: Timestamp, template: DocumentTemplate) -> Reading {
+        let (contents, note) = self.document(now, template, self.step());
+        let mut acts: Vec<Act> = contents.and_then(|c| self.step_file(c)).into_iter().collect();
+        acts.push(Act::Note(note));
+        Reading { acts, next: Next::Done }
+    }
+
+    /// The prerequisite check `results`, read for the current protocol.
+    pub(super) fn read_inputs(&self, results: &[InputStatus]) -> Intake {
+        // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
+        let earlier = (self.cursor.protocol > 0).then(|| Earlier {
+            approved: self.rounds.iter().any(|r| r.is_approved()),
+            rollback_verified: self
+                .metrics
+                .iter()
+                .take(self.cursor.protocol)
+                .any(|m| m.contains_key("recovery_seconds")),
+        });
+        Intake::read(results, &self.bundles, earlier)
+    }
+
+    /// What the prerequisite check means: completeness, evidence, note and verdict.
+    pub(super) fn intake(&self, now: Timestamp, read: &Intake) -> Reading {
+        let mut acts = vec![Act::Set("completeness_score", read.score), Act::Set("checklist_completion", read.score)];
+        acts.extend(self.step_json(now, read.body(self.protocol())));
+        acts.push(Act::Note(read.note()));
+        Reading { acts, next: read.next() }
+    }
+
+    /// What the current step's bundle `report` means: package or report completeness and notes.
+    pub(super) fn read_bundle(&self, report: &BundleReport) -> Reading {
+        match &self.step().run {
+            StepRun::Package { manifest, .. } => {
+                let manifest = manifest.as_deref().map(|m| self.evidence_path(m));
+                let (completeness, note, next) = packaging::package(report, manifest.as_deref());
+                Reading { acts: vec![Act::Set("manifest_completeness", completeness), Act::Note(note)], next }
+            }
+            StepRun::Report { .. } => {
+                let expected = packaging::expected_evidence(self.protocol(), self.cursor.phase, self.cursor.step);
+                let (completeness, note) = packaging::report(report, &expected);
+                Reading { acts: vec![Act::Set("report_completeness", completeness), Act::Note(note)], next: Next::Done }
+            }
+            _ => Next::Done.into(),
+        }
+    }
+}
