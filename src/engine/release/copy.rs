@@ -2,11 +2,11 @@
 //! halts and status lines that are not protocol data. Read-only views: nothing here changes the
 //! release or decides anything.
 
-use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::Verdict;
 use super::rollback::AUTOMATIC;
 use super::rollout::capitalize;
+use super::state::Release;
 use super::state::{Activity, Resume, Terminal};
 use crate::engine::Timestamp;
 use crate::engine::refusal::ERROR_TAG;

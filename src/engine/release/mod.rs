@@ -25,6 +25,7 @@
 //! | `evidence.rs` | evidence files (JSON and Markdown) rendered from the release                   |
 
 mod access;
+mod answers;
 mod approval;
 mod copy;
 mod evidence;
@@ -50,17 +51,18 @@ use super::ids::{JobId, PostKey, ProbeId, TimerId};
 use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use super::{Ask, Button, Effect, Event, ProbeSpec, ReleaseCommand, Timestamp, UserRef};
+use super::{Ask, Effect, Event, ProbeSpec, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, Step, StepRun};
-use access::{Refused, Scene, Verb};
+use answers::Answer;
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
+use freeze::AckOutcome;
 pub use freeze::Freeze;
-use freeze::{AckOutcome, same_emoji};
 use gates::OnFailure;
 pub use gates::{GateVerdict, Verdict};
 use jobs::JobAsk;
 use recovery::Recovery;
+use rollback::Request;
 use rollback::RollbackStep;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
@@ -125,9 +127,13 @@ impl Release {
         self.updated_at = now;
         match event {
             Event::Started { .. } => {}
-            Event::Command { by, command } => self.command(by, command, now, &mut fx),
-            Event::Reaction { by, message, emoji, added } => self.reaction(by, message, emoji, *added, now, &mut fx),
-            Event::Click { by, message, button } => self.click(by, message, *button, now, &mut fx),
+            Event::Command { by, command } => self.respond(by, self.answer_command(by, command), now, &mut fx),
+            Event::Reaction { by, message, emoji, added } => {
+                self.respond(by, self.answer_reaction(by, message, emoji, *added), now, &mut fx)
+            }
+            Event::Click { by, message, button } => {
+                self.respond(by, self.answer_click(by, message, *button), now, &mut fx)
+            }
             Event::Posted { key, message } => {
                 self.posts.entry(key.clone()).or_default().push(message.clone());
             }
@@ -766,149 +772,47 @@ impl Release {
 
     // ----- inbound people events ---------------------------------------------------------
 
-    /// Runs the access check of `verb` for `by`; a refusal is audited and answered here.
-    fn allowed(&mut self, verb: Verb, by: &UserRef, reaction: bool, now: Timestamp, fx: &mut Fx) -> bool {
-        let round = match self.activity {
-            Activity::Approval { round, .. } => self.rounds.get(round),
-            _ => None,
-        };
-        let scene = Scene {
-            release: &self.id,
-            activity: &self.activity,
-            people: &self.plan.people,
-            policy: &self.plan.policy,
-            freeze_list: &self.freeze.required,
-            round_roles: round.map(|r| r.roles.as_slice()),
-            initiator: &self.started_by.id,
-        };
-        match access::check(verb, by, reaction, &scene) {
-            Ok(()) => true,
-            Err(Refused { action, refusal }) => {
-                self.refuse(now, fx, by, action, refusal);
-                false
+    /// Performs what a person's event comes to (the answer decided it before anything changed).
+    fn respond(&mut self, by: &UserRef, answer: Answer, now: Timestamp, fx: &mut Fx) {
+        match answer {
+            Answer::Ignore => {}
+            Answer::Refuse(action, refusal) => self.refuse(now, fx, by, action, refusal),
+            Answer::Reply(text) => fx.push(Effect::Reply { to: by.clone(), text }),
+            Answer::Ack(via) => self.ack(by, via, now, fx),
+            Answer::Unack => self.unack(by, now, fx),
+            Answer::Approve { comment, via } => self.approve(by, comment, via, now, fx),
+            Answer::Reject(reason) => self.reject(by, reason, now, fx),
+            Answer::Waive { halt, key, gate, name, justification } => {
+                self.accept(now, by, format!("waived gate {gate}: {justification}"));
+                self.waivers.push((key, by.id.clone(), justification.clone(), now));
+                self.say(now, fx, self.waived_text(&name, &by.id, &justification));
+                self.activity = Activity::Idle;
+                if self.cursor.step >= self.phase().steps.len() - 1 && halt.resume == Resume::Phase {
+                    // The gate itself failed: continue as if it passed.
+                    self.cursor.step = self.phase().steps.len() - 1;
+                }
+                self.run(now, fx, Entered::Done, false);
             }
-        }
-    }
-
-    fn command(&mut self, by: &UserRef, command: &ReleaseCommand, now: Timestamp, fx: &mut Fx) {
-        if !self.allowed(Verb::of(command), by, false, now, fx) {
-            return;
-        }
-        match command {
-            ReleaseCommand::Status => {
-                fx.push(Effect::Reply { to: by.clone(), text: self.status_text() });
-            }
-            ReleaseCommand::Ack => self.ack(by, "command", now, fx),
-            ReleaseCommand::Approve { comment } => self.approve(by, comment.clone(), "command", now, fx),
-            ReleaseCommand::Reject { reason } => self.reject(by, reason.clone(), now, fx),
-            ReleaseCommand::Waive { gate, justification } => self.waive(by, gate, justification, now, fx),
-            ReleaseCommand::Retry => self.retry(by, now, fx),
-            ReleaseCommand::Rollback { reason } => self.rollback_command(by, reason.as_deref(), now, fx),
-            ReleaseCommand::Abort { reason } => self.abort(by, reason.as_deref(), now, fx),
-        }
-    }
-
-    /// `/ray rollback` by an operator: now, or once the running job or probe ends.
-    fn rollback_command(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
-        let request = match rollback::request(self.production_touched, &self.activity, &self.id, &self.env) {
-            Ok(request) => request,
-            Err(refusal) => return self.refuse(now, fx, by, "rollback", refusal),
-        };
-        let reason = reason.unwrap_or("requested");
-        self.accept(now, by, format!("requested rollback: {reason}"));
-        let why = format!("requested by {}: {reason}", self.mention(&by.id));
-        match request {
-            rollback::Request::Now => self.start_rollback(now, fx, why, by.id.clone()),
-            rollback::Request::Queued => {
+            Answer::Retry(halt) => self.retry(by, halt, now, fx),
+            Answer::Rollback { request, reason } => {
+                self.accept(now, by, format!("requested rollback: {reason}"));
+                let why = format!("requested by {}: {reason}", self.mention(&by.id));
+                if request == Request::Now {
+                    return self.start_rollback(now, fx, why, by.id.clone());
+                }
                 self.rollback_requested = Some((by.id.clone(), why));
                 let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
                 fx.push(Effect::Reply { to: by.clone(), text });
             }
-        }
-    }
-
-    /// `/ray abort` by an operator or the initiator, before the target environment was touched.
-    fn abort(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
-        if self.production_touched {
-            let refusal = Refusal::AlreadyChanged { release: self.id.clone(), env: self.env.clone() };
-            return self.refuse(now, fx, by, "abort", refusal);
-        }
-        let reason = reason.unwrap_or("no reason given").to_string();
-        self.accept(now, by, format!("aborted: {reason}"));
-        self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
-    }
-
-    fn reaction(&mut self, by: &UserRef, message: &str, emoji: &str, added: bool, now: Timestamp, fx: &mut Fx) {
-        let on_freeze = self.is_post(&PostKey::Freeze, message);
-        if !on_freeze || !same_emoji(emoji, &self.plan.policy.ack_emoji) {
-            return;
-        }
-        if added {
-            // Reactions outside the freeze's acknowledgement window are ignored, not refused.
-            if matches!(self.activity, Activity::Acks { .. }) && self.allowed(Verb::Ack, by, true, now, fx) {
-                self.ack(by, "reaction", now, fx);
+            Answer::Abort(reason) => {
+                self.accept(now, by, format!("aborted: {reason}"));
+                self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
             }
-        } else {
-            self.unack(by, now, fx);
         }
-    }
-
-    fn click(&mut self, by: &UserRef, message: &str, button: Button, now: Timestamp, fx: &mut Fx) {
-        let round = self
-            .posts
-            .iter()
-            .filter(|(_, ids)| ids.iter().any(|m| m == message))
-            .find_map(|(k, _)| PostKey::parse(k).round());
-        let current = match self.activity {
-            Activity::Approval { round, .. } => Some(round),
-            _ => None,
-        };
-        if round.is_none() || round != current {
-            return self.refuse(now, fx, by, "click", Refusal::ClosedRequest);
-        }
-        let verb = match button {
-            Button::Approve => Verb::Approve,
-            Button::Reject => Verb::Reject,
-        };
-        if !self.allowed(verb, by, false, now, fx) {
-            return;
-        }
-        match button {
-            Button::Approve => self.approve(by, None, "button", now, fx),
-            Button::Reject => self.reject(by, "rejected with the Reject button".into(), now, fx),
-        }
-    }
-
-    /// `/ray waive` by a waiver holder while halted: the named gate must be the one halted at.
-    fn waive(&mut self, by: &UserRef, gate: &str, justification: &str, now: Timestamp, fx: &mut Fx) {
-        let Activity::Halted(h) = self.activity.clone() else { return };
-        let plan = Arc::clone(&self.plan);
-        let p = &plan.protocols[self.cursor.protocol.min(plan.protocols.len() - 1)];
-        let g = match gates::waivable(p, h.gate.as_deref(), &h.step, gate, justification) {
-            Ok(g) => g,
-            Err(refusal) => return self.refuse(now, fx, by, "waive", refusal.into()),
-        };
-        self.accept(now, by, format!("waived gate {}: {justification}", g.id));
-        self.waivers.push((gates::waiver_key(&p.id, &g.id), by.id.clone(), justification.to_string(), now));
-        self.say(now, fx, self.waived_text(&g.name, &by.id, justification));
-        self.activity = Activity::Idle;
-        if self.cursor.step >= self.phase().steps.len() - 1 && h.resume == Resume::Phase {
-            // The gate itself failed: continue as if it passed.
-            self.cursor.step = self.phase().steps.len() - 1;
-        }
-        self.run(now, fx, Entered::Done, false);
     }
 
     /// `/ray retry` by an operator while halted.
-    fn retry(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
-        let Activity::Halted(h) = self.activity.clone() else { return };
-        // A log recorded before final-evidence halts existed resumes past the last step: there is
-        // nothing to run again, so the halt stays (and replaying such a log never panics).
-        let step_exists =
-            self.protocol().phases.get(self.cursor.phase).is_some_and(|p| p.steps.get(self.cursor.step).is_some());
-        if h.resume == Resume::Step && !step_exists {
-            return self.refuse(now, fx, by, "retry", Refusal::NoStepLeft);
-        }
+    fn retry(&mut self, by: &UserRef, h: Halt, now: Timestamp, fx: &mut Fx) {
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
         match h.resume {

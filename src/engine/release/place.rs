@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Release;
+use super::state::Release;
 use super::steps::Setting;
 use crate::engine::ids::PostKey;
 use crate::engine::plan::Environment;

@@ -5,13 +5,13 @@
 
 use serde_json::Value;
 
-use super::Release;
 use super::gates::Parity;
 use super::intake::{Earlier, Intake};
 use super::packaging;
 use super::rehearsal::{self, Rehearsal};
 use super::rollout::{self, ProbeStep, Rollout};
 use super::scores::{self, Validation};
+use super::state::Release;
 use super::state::Task;
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
