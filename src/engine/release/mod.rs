@@ -52,7 +52,7 @@ use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::{Ask, Effect, Event, ProbeSpec, Timestamp, UserRef};
-use crate::protocol::model::{HaltKind, Level, Step, StepRun};
+use crate::protocol::model::{HaltKind, Level, StepRun};
 use answers::Answer;
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
@@ -61,6 +61,7 @@ pub use freeze::Freeze;
 use gates::OnFailure;
 pub use gates::{GateVerdict, Verdict};
 use jobs::JobAsk;
+use readings::{GateFailed, GateRun, HaltRoute};
 use recovery::Recovery;
 use rollback::Request;
 use rollback::RollbackStep;
@@ -196,14 +197,6 @@ impl Release {
         fx.push(Effect::Update { key: key.to_string(), text });
     }
 
-    /// Re-renders the freeze message with who acknowledged and who is missing.
-    fn update_freeze(&mut self, fx: &mut Fx) {
-        if !self.quiet {
-            let text = self.freeze_text(self.step());
-            self.update(fx, PostKey::Freeze, text);
-        }
-    }
-
     /// Answers `by` with `refusal` and records it in the audit trail under `what` (the action).
     fn refuse(&mut self, now: Timestamp, fx: &mut Fx, by: &UserRef, what: &str, refusal: Refusal) {
         self.audit.push(AuditEntry {
@@ -236,22 +229,6 @@ impl Release {
     fn add_metric(&mut self, name: &str, value: f64) {
         let v = self.metric(name).unwrap_or(0.0) + value;
         self.set_metric(name, v);
-    }
-
-    /// Writes `contents` to the step's (first) evidence file, if it names one.
-    fn write_step_file(&mut self, fx: &mut Fx, step: &Step, contents: String) {
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
-            self.write(fx, path, contents);
-        }
-    }
-
-    /// Writes a JSON evidence document (common header + `body`) to the step's evidence file.
-    fn write_step_json(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, body: serde_json::Value) {
-        if !step.evidence.is_empty() {
-            let doc = self.json_doc(now, step, body);
-            self.write_step_file(fx, step, doc);
-        }
     }
 
     fn write(&mut self, fx: &mut Fx, path: String, contents: String) {
@@ -426,36 +403,15 @@ impl Release {
 
     /// Evaluates `gate` of the current protocol; on failure applies its failure handling.
     fn gate_passes(&mut self, gate_id: &str, now: Timestamp, fx: &mut Fx) -> bool {
-        let p = self.protocol().clone();
-        let Some(gate) = p.gates.iter().find(|g| g.id == gate_id) else {
-            return true;
-        };
-        let verdict = gates::evaluate(&p.id, gate, &self.phase_metrics, &self.constants(), &self.waivers, now);
-        let actual = verdict.actual().join(", ");
-        let threshold = verdict.threshold.clone();
-        let outcome = verdict.verdict.clone();
+        let Some(GateRun { verdict, text, failure }) = self.evaluate_gate(gate_id, now) else { return true };
         self.gates.push(verdict);
-        match outcome {
-            Verdict::Waived { by, justification } => {
-                let text = format!("[RAY GATE WAIVED: {}] Waived by {}: {justification}", gate.name, self.mention(&by));
-                self.say(now, fx, text);
-                return true;
-            }
-            Verdict::Passed => {
-                let text = format!("[RAY GATE PASSED: {}] {actual} (threshold: {threshold}).", gate.name);
-                self.say(now, fx, text);
-                return true;
-            }
-            Verdict::Failed => {}
-        }
-        self.say(now, fx, gates::failure_text(gate, &actual));
-        let step = format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number);
-        let reason = format!("{actual} (threshold: {threshold})");
-        match gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1) {
-            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
-            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
+        self.say(now, fx, text);
+        let Some(GateFailed { step, reason, gate, name, handling }) = failure else { return true };
+        match handling {
+            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate), Resume::Phase),
+            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate),
             OnFailure::Rollback => {
-                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), rollback::AUTOMATIC.into())
+                self.start_rollback(now, fx, format!("{name} failed: {reason}"), rollback::AUTOMATIC.into())
             }
         }
         false
@@ -467,26 +423,20 @@ impl Release {
         let step = self.step().clone();
         let label = self.step_label();
         self.say(now, fx, format!("[RAY] {label}: halt condition met — {reason}"));
-        if step.level == Level::Guideline {
-            return self.run(now, fx, Entered::Done, false);
-        }
-        if let Some(gate_id) = self.phase().gate.clone() {
-            let waived = gates::waiver(&self.waivers, &self.protocol().id, &gate_id).is_some();
-            if waived {
-                self.say(now, fx, format!("[RAY] Continuing: gate '{gate_id}' was waived."));
+        match self.halt_route() {
+            HaltRoute::Continue(text) => {
+                if let Some(text) = text {
+                    self.say(now, fx, text);
+                }
                 return self.run(now, fx, Entered::Done, false);
             }
-            let gate = self.protocol().gates.iter().find(|g| g.id == gate_id).cloned();
-            if let Some(gate) = gate {
-                if gates::measurable(&gate, &self.phase_metrics) {
-                    if !self.gate_passes(&gate_id, now, fx) {
-                        return;
-                    }
-                    // The gate's figures are fine although the step's halt condition held:
-                    // fall through to the step's own halt handling.
-                    self.gates.pop();
-                }
+            // The gate's figures may be fine although the step's halt condition held: then the
+            // step's own halt handling applies.
+            HaltRoute::Gate(gate) if !self.gate_passes(&gate, now, fx) => return,
+            HaltRoute::Gate(_) => {
+                self.gates.pop();
             }
+            HaltRoute::Own => {}
         }
         match step.halt.unwrap_or(HaltKind::Stop) {
             HaltKind::Rollback if self.production_touched => {
@@ -526,6 +476,7 @@ impl Release {
     fn apply(&mut self, now: Timestamp, fx: &mut Fx, next: Next) -> Entered {
         match next {
             Next::Done => return Entered::Done,
+            Next::Wait => {}
             Next::Note(text) => {
                 self.step_note(now, fx, text);
                 return Entered::Done;
@@ -577,16 +528,21 @@ impl Release {
     /// Performs what a step's result means, in order, then what comes next.
     fn perform(&mut self, now: Timestamp, fx: &mut Fx, reading: Reading) -> Entered {
         for act in reading.acts {
-            match act {
-                Act::Set(name, value) => self.set_metric(name, value),
-                Act::Add(name, value) => self.add_metric(name, value),
-                Act::Write(path, contents) => self.write(fx, path, contents),
-                Act::Note(text) => self.step_note(now, fx, text),
-                Act::Say(text) => self.say(now, fx, text),
-                Act::Rollout(index) => self.deploy_index = index,
-            }
+            self.act(now, fx, act);
         }
         self.apply(now, fx, reading.next)
+    }
+
+    fn act(&mut self, now: Timestamp, fx: &mut Fx, act: Act) {
+        match act {
+            Act::Set(name, value) => self.set_metric(name, value),
+            Act::Add(name, value) => self.add_metric(name, value),
+            Act::Write(path, contents) => self.write(fx, path, contents),
+            Act::Note(text) => self.step_note(now, fx, text),
+            Act::Say(text) => self.say(now, fx, text),
+            Act::Rollout(index) => self.deploy_index = index,
+            Act::Update(key, text) => self.update(fx, key, text),
+        }
     }
 
     /// Performs what a result of the current step means; a step done at once walks on.
@@ -667,36 +623,16 @@ impl Release {
             via: via.into(),
         };
         let outcome = self.rounds[round].approve(approval, &self.started_by.id);
-        let still = match outcome {
+        match outcome {
             // The access check refuses approvers without a required role.
             RoundOutcome::NotRequired => return,
             RoundOutcome::Already => {
                 let text = format!("[RAY] You already approved {} — counted once.", self.id);
                 return fx.push(Effect::Reply { to: by.clone(), text });
             }
-            RoundOutcome::Approved => None,
-            RoundOutcome::InitiatorAlone => Some(self.initiator_alone_text()),
-            RoundOutcome::Missing(missing) => Some(format!("still needed: {}", missing.join(", "))),
-        };
-        self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step));
-        let names = self.signatures(&self.rounds[round]);
-        let Some(still) = still else {
-            self.update(fx, PostKey::Approval(round), Self::approved_text(&names));
-            self.say(now, fx, self.go_text(&names));
-            self.set_metric("approvals_recorded", 1.0);
-            self.write_approval(now, fx, round);
-            return self.run(now, fx, Entered::Done, false);
-        };
-        self.say(now, fx, format!("[RAY] Approval recorded: {}; {still}.", names.last().cloned().unwrap_or_default()));
-    }
-
-    fn write_approval(&mut self, now: Timestamp, fx: &mut Fx, round: usize) {
-        let step = self.step().clone();
-        if step.evidence.is_empty() {
-            return;
+            _ => self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step)),
         }
-        let body = self.approval_body(&self.rounds[round]);
-        self.write_step_json(now, fx, &step, body);
+        self.go(now, fx, self.round_reading(now, round, &outcome));
     }
 
     /// Decides the open round `rejected` (the access check let the rejection through).
@@ -705,7 +641,9 @@ impl Release {
         self.accept(now, by, format!("rejected: {reason}"));
         self.rounds[round].reject(now);
         self.update(fx, PostKey::Approval(round), self.rejected_text(&by.id, now, &reason));
-        self.write_approval(now, fx, round);
+        if let Some(evidence) = self.step_json(now, self.approval_body(&self.rounds[round])) {
+            self.act(now, fx, evidence);
+        }
         self.finish(now, fx, Terminal::Rejected { by: by.id.clone(), reason });
     }
 
@@ -744,29 +682,13 @@ impl Release {
             AckOutcome::Counted { confirmed } => confirmed,
         };
         self.accept(now, by, format!("acknowledged freeze via {via}"));
-        self.set_metric("freeze_ack_ratio", self.freeze.ratio());
-        self.update_freeze(fx);
-        if confirmed {
-            self.say(now, fx, self.freeze_confirmed_text(self.phase().number));
-            self.write_freeze(now, fx);
-            self.run(now, fx, Entered::Done, false);
-        }
-    }
-
-    fn write_freeze(&mut self, now: Timestamp, fx: &mut Fx) {
-        let step = self.step().clone();
-        if step.evidence.is_empty() {
-            return;
-        }
-        let text = self.freeze_doc(now, &step);
-        self.write_step_file(fx, &step, text);
+        self.go(now, fx, self.freeze_reading(now, confirmed));
     }
 
     fn unack(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
         if matches!(self.activity, Activity::Acks { .. }) && self.freeze.unack(&by.id) {
             self.accept(now, by, "withdrew freeze acknowledgement (reaction removed)".into());
-            self.set_metric("freeze_ack_ratio", self.freeze.ratio());
-            self.update_freeze(fx);
+            self.go(now, fx, self.freeze_reading(now, false));
         }
     }
 
@@ -968,12 +890,7 @@ impl Release {
             self.activity = Activity::Soak { until, timer };
             return;
         }
-        let step = self.step().clone();
-        let text = self.health_log(now, &step, &e);
-        self.write_step_file(fx, &step, text);
-        let (note, next) = steps::after_soak(self.soak.len(), self.metric("slo_breaches").unwrap_or(0.0));
-        self.step_note(now, fx, note);
-        self.go(now, fx, next);
+        self.go(now, fx, self.soak_over(now, &e));
     }
 
     /// Maps a result of the target's rollback (begun at `started`): probe, halt, or end rolled back.

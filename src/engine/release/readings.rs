@@ -5,7 +5,8 @@
 
 use serde_json::Value;
 
-use super::gates::Parity;
+use super::approval::RoundOutcome;
+use super::gates::{self, GateVerdict, OnFailure, Parity, Verdict};
 use super::intake::{Earlier, Intake};
 use super::packaging;
 use super::rehearsal::{self, Rehearsal};
@@ -15,8 +16,44 @@ use super::state::Release;
 use super::state::Task;
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
+use crate::engine::ids::PostKey;
+use crate::engine::plan::Environment;
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use crate::protocol::model::{DocumentTemplate, StepRun};
+use crate::protocol::model::{DocumentTemplate, Level, StepRun};
+
+/// A gate evaluated: the verdict to record, the post, and what a failure does.
+pub(super) struct GateRun {
+    /// The evaluation, as recorded.
+    pub(super) verdict: GateVerdict,
+    /// Posted to everyone.
+    pub(super) text: String,
+    /// Set when the gate failed.
+    pub(super) failure: Option<GateFailed>,
+}
+
+/// A failed gate.
+pub(super) struct GateFailed {
+    /// The halt's step: `<gate name> (Protocol <id> gate <n>)`.
+    pub(super) step: String,
+    /// The figures against the threshold.
+    pub(super) reason: String,
+    /// Gate id.
+    pub(super) gate: String,
+    /// Gate name.
+    pub(super) name: String,
+    /// Halt, roll staging back, or roll the target back.
+    pub(super) handling: OnFailure,
+}
+
+/// Where a step's met halt condition goes first.
+pub(super) enum HaltRoute {
+    /// On to the next step (a guideline, or a waived gate: then this is posted).
+    Continue(Option<String>),
+    /// The phase's gate decides first.
+    Gate(String),
+    /// The step's own halt handling.
+    Own,
+}
 
 impl Release {
     /// The step's JSON evidence (common header and `body`), when the step names a file.
@@ -212,6 +249,94 @@ impl Release {
         let mut acts: Vec<Act> = contents.and_then(|c| self.step_file(c)).into_iter().collect();
         acts.push(Act::Note(note));
         Reading { acts, next: Next::Done }
+    }
+
+    /// Go/no-go round `round` after an approval: the decision, or what is still needed.
+    pub(super) fn round_reading(&self, now: Timestamp, round: usize, outcome: &RoundOutcome) -> Reading {
+        let r = &self.rounds[round];
+        let names = self.signatures(r);
+        let still = match outcome {
+            RoundOutcome::Approved => {
+                let mut acts = vec![
+                    Act::Update(PostKey::Approval(round), Self::approved_text(&names)),
+                    Act::Say(self.go_text(&names)),
+                    Act::Set("approvals_recorded", 1.0),
+                ];
+                acts.extend(self.step_json(now, self.approval_body(r)));
+                return Reading { acts, next: Next::Done };
+            }
+            RoundOutcome::InitiatorAlone => self.initiator_alone_text(),
+            RoundOutcome::Missing(missing) => format!("still needed: {}", missing.join(", ")),
+            RoundOutcome::NotRequired | RoundOutcome::Already => return Next::Wait.into(),
+        };
+        let last = names.last().cloned().unwrap_or_default();
+        Reading { acts: vec![Act::Say(format!("[RAY] Approval recorded: {last}; {still}."))], next: Next::Wait }
+    }
+
+    /// The freeze after an acknowledgement was counted or withdrawn: the ratio, the request
+    /// re-rendered (not while replaying), and once everyone `confirmed` the confirmation.
+    pub(super) fn freeze_reading(&self, now: Timestamp, confirmed: bool) -> Reading {
+        let mut acts = vec![Act::Set("freeze_ack_ratio", self.freeze.ratio())];
+        if !self.quiet {
+            acts.push(Act::Update(PostKey::Freeze, self.freeze_text(self.step())));
+        }
+        if !confirmed {
+            return Reading { acts, next: Next::Wait };
+        }
+        acts.push(Act::Say(self.freeze_confirmed_text(self.phase().number)));
+        acts.extend(self.step_file(self.freeze_doc(now, self.step())));
+        Reading { acts, next: Next::Done }
+    }
+
+    /// The health window on `env` is over: its log, the rounds and breaches, and the verdict.
+    pub(super) fn soak_over(&self, now: Timestamp, env: &Environment) -> Reading {
+        let mut acts: Vec<Act> = self.step_file(self.health_log(now, self.step(), env)).into_iter().collect();
+        let (note, next) = steps::after_soak(self.soak.len(), self.metric("slo_breaches").unwrap_or(0.0));
+        acts.push(Act::Note(note));
+        Reading { acts, next }
+    }
+
+    /// Gate `gate_id` of the current protocol evaluated at `now` on the phase's figures (`None`
+    /// when the protocol has no such gate).
+    pub(super) fn evaluate_gate(&self, gate_id: &str, now: Timestamp) -> Option<GateRun> {
+        let p = self.protocol();
+        let gate = p.gates.iter().find(|g| g.id == gate_id)?;
+        let verdict = gates::evaluate(&p.id, gate, &self.phase_metrics, &self.constants(), &self.waivers, now);
+        let actual = verdict.actual().join(", ");
+        let threshold = &verdict.threshold;
+        let (text, failure) = match &verdict.verdict {
+            Verdict::Waived { by, justification } => {
+                (format!("[RAY GATE WAIVED: {}] Waived by {}: {justification}", gate.name, self.mention(by)), None)
+            }
+            Verdict::Passed => (format!("[RAY GATE PASSED: {}] {actual} (threshold: {threshold}).", gate.name), None),
+            Verdict::Failed => {
+                let failure = GateFailed {
+                    step: format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number),
+                    reason: format!("{actual} (threshold: {threshold})"),
+                    gate: gate.id.clone(),
+                    name: gate.name.clone(),
+                    handling: gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1),
+                };
+                (gates::failure_text(gate, &actual), Some(failure))
+            }
+        };
+        Some(GateRun { verdict, text, failure })
+    }
+
+    /// Where the halt condition of the current step goes first: a guideline or a waived gate
+    /// goes on, a gate whose figures are all measured decides, otherwise the step's own halt.
+    pub(super) fn halt_route(&self) -> HaltRoute {
+        if self.step().level == Level::Guideline {
+            return HaltRoute::Continue(None);
+        }
+        let Some(gate_id) = self.phase().gate.clone() else { return HaltRoute::Own };
+        if gates::waiver(&self.waivers, &self.protocol().id, &gate_id).is_some() {
+            return HaltRoute::Continue(Some(format!("[RAY] Continuing: gate '{gate_id}' was waived.")));
+        }
+        match self.protocol().gates.iter().find(|g| g.id == gate_id) {
+            Some(gate) if gates::measurable(gate, &self.phase_metrics) => HaltRoute::Gate(gate_id),
+            _ => HaltRoute::Own,
+        }
     }
 
     /// The prerequisite check `results`, read for the current protocol.

@@ -5,6 +5,7 @@
 //! [`Next`]; the release numbers and starts the jobs and probes, posts, writes the evidence and
 //! walks on to the next step.
 
+use crate::engine::ids::PostKey;
 use crate::engine::plan::{Environment, Plan};
 use crate::engine::reports::JobOutcome;
 use crate::engine::{InputSpec, Strategy, Timestamp};
@@ -44,6 +45,8 @@ impl Setting<'_> {
 pub(crate) enum Next {
     /// The step is done: go on.
     Done,
+    /// The step goes on waiting (for people, a job, a probe or a timer).
+    Wait,
     /// Post this note under the step; the step is done.
     Note(String),
     /// The step's halt condition is met, for this reason.
@@ -125,6 +128,8 @@ pub(crate) enum Act {
     Say(String),
     /// Move the rollout to sub-step `index`.
     Rollout(usize),
+    /// Edit a keyed post (what it shows is in the state; edits are not in the communication log).
+    Update(PostKey, String),
 }
 
 /// What a step's result means: the effects, then what comes next.
