@@ -135,6 +135,20 @@ impl Release {
         Answer::Retry(h.clone())
     }
 
+    /// Where the release halts when evidence file `file` could not be written (`error`): the
+    /// step, or the final evidence of a release that reached its outcome (a retry writes it
+    /// again: there is no step left to run). `None` once the release ended.
+    pub(super) fn evidence_halt(&self, file: &str, error: &str) -> Option<(String, String, Resume)> {
+        let (step, resume) = match &self.activity {
+            Activity::Ended(_) => return None,
+            Activity::Bundle { finish: Some(outcome), .. } => {
+                (format!("the final evidence of {}", self.id), Resume::Finish { outcome: outcome.clone() })
+            }
+            _ => (self.step_label(), Resume::Step),
+        };
+        Some((step, format!("could not write {file}: {error}"), resume))
+    }
+
     /// What a reaction `emoji` on `message`, added or removed, comes to: only the freeze
     /// message's acknowledgement emoji counts, and only while acknowledgements are open.
     pub(super) fn answer_reaction(&self, by: &UserRef, message: &str, emoji: &str, added: bool) -> Answer {

@@ -10,7 +10,7 @@ use super::state::Release;
 use super::state::{Activity, Resume, Terminal};
 use crate::engine::Timestamp;
 use crate::engine::refusal::ERROR_TAG;
-use crate::protocol::model::{Step, StepRun};
+use crate::protocol::model::{Protocol, Step, StepRun};
 
 impl Release {
     /// How chat shows a mention of `id` on the release's platform.
@@ -47,6 +47,12 @@ impl Release {
     /// Everyone in `release-approvers.yaml`, mentioned.
     pub(super) fn stakeholder_mentions(&self) -> String {
         self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The line that opens protocol `p`: its persona and guardrail.
+    pub(super) fn protocol_text(p: &Protocol) -> String {
+        let guardrail = p.role.guardrail.as_ref().map(|g| format!(" Guardrail: {g}")).unwrap_or_default();
+        format!("[MASTER RAY™ | PROTOCOL {}: {}] Persona: {}.{guardrail}", p.id, p.title, p.role.persona)
     }
 
     /// The target's deployment starts: strategy and traffic shares.

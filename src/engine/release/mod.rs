@@ -51,7 +51,7 @@ use super::ids::{JobId, PostKey, ProbeId, TimerId};
 use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use super::{Ask, Effect, Event, ProbeSpec, Timestamp, UserRef};
+use super::{Ask, Effect, Event, Timestamp, UserRef};
 use crate::protocol::model::{HaltKind, Level, StepRun};
 use answers::Answer;
 use approval::RoundOutcome;
@@ -144,16 +144,8 @@ impl Release {
             Event::BundleWritten { bundle, report } => self.bundle_written(bundle, report, now, &mut fx),
             Event::EvidenceFailed { file, error } => {
                 self.evidence.remove(file);
-                if !self.is_finished() {
-                    // The final bundle of a release that reached its outcome: a retry writes the
-                    // final evidence again (there is no step left to run).
-                    let (step, resume) = match &self.activity {
-                        Activity::Bundle { finish: Some(outcome), .. } => {
-                            (format!("the final evidence of {}", self.id), Resume::Finish { outcome: outcome.clone() })
-                        }
-                        _ => (self.step_label(), Resume::Step),
-                    };
-                    self.halt(now, &mut fx, step, format!("could not write {file}: {error}"), None, resume);
+                if let Some((step, reason, resume)) = self.evidence_halt(file, error) {
+                    self.halt(now, &mut fx, step, reason, None, resume);
                 }
             }
             Event::Tick { timer } => self.tick(timer, now, &mut fx),
@@ -260,14 +252,7 @@ impl Release {
         let n = self.next_n();
         let id = ProbeId::new(&self.id, n);
         self.probes.push(ProbeRecord { id: id.clone(), purpose, env: env.name.clone(), started_at: now, report: None });
-        fx.push(Effect::Probe(ProbeSpec {
-            id: id.to_string(),
-            url: env.probe.url.clone(),
-            count: env.probe.count,
-            interval_ms: env.probe.interval_ms,
-            timeout_ms: env.probe.timeout_ms,
-            version_header: env.probe.version_header.clone(),
-        }));
+        fx.push(Effect::Probe(rollout::probe_spec(&id, env)));
         id
     }
 
@@ -286,12 +271,7 @@ impl Release {
     // ----- the protocol walk ----------------------------------------------------------------
 
     fn enter_protocol(&mut self, now: Timestamp, fx: &mut Fx) {
-        let p = self.protocol().clone();
-        let mut text = format!("[MASTER RAY™ | PROTOCOL {}: {}] Persona: {}.", p.id, p.title, p.role.persona);
-        if let Some(g) = &p.role.guardrail {
-            text.push_str(&format!(" Guardrail: {g}"));
-        }
-        self.say(now, fx, text);
+        self.say(now, fx, Self::protocol_text(self.protocol()));
         self.enter_phase(now, fx);
     }
 

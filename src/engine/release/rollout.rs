@@ -5,10 +5,10 @@
 //! [`next_soak_round`] when the health window probes next; the release starts the jobs and probes
 //! and posts the announcements.
 
-use crate::engine::Strategy;
-use crate::engine::Timestamp;
-use crate::engine::plan::{HealthWindow, ProbeSettings};
+use crate::engine::ids::ProbeId;
+use crate::engine::plan::{Environment, HealthWindow, ProbeSettings};
 use crate::engine::reports::ProbeReport;
+use crate::engine::{ProbeSpec, Strategy, Timestamp};
 
 /// Whether a probe's figures meet the environment's health thresholds.
 pub(crate) fn healthy(settings: &ProbeSettings, r: &ProbeReport) -> bool {
@@ -127,6 +127,19 @@ pub(crate) fn next_soak_round(window: &HealthWindow, now: Timestamp, until: Time
     (now < until).then(|| now.plus_ms(window.interval_ms).min(until))
 }
 
+/// The probe of `env` the runtime runs as probe `id`.
+pub(crate) fn probe_spec(id: &ProbeId, env: &Environment) -> ProbeSpec {
+    let p = &env.probe;
+    ProbeSpec {
+        id: id.to_string(),
+        url: p.url.clone(),
+        count: p.count,
+        interval_ms: p.interval_ms,
+        timeout_ms: p.timeout_ms,
+        version_header: p.version_header.clone(),
+    }
+}
+
 /// `Production` for `production`: environment names at the start of an announcement.
 pub(crate) fn capitalize(s: &str) -> String {
     let mut c = s.chars();
@@ -219,6 +232,18 @@ mod tests {
         let old = report(10, 5, "v1");
         assert_eq!(r.after_probe(1, &settings(true), &old, "v2"), ProbeStep::NotServing);
         assert_eq!(r.after_probe(1, &settings(false), &old, "v2"), ProbeStep::Complete { halfway: false });
+    }
+
+    #[test]
+    fn a_probe_runs_with_the_environment_settings() {
+        let plan = crate::engine::testkit::sample_plan("production");
+        let env = plan.environment("production").expect("production is configured");
+        let spec = probe_spec(&ProbeId::new("r", 3), env);
+        assert_eq!(
+            (spec.id.as_str(), spec.url.as_str(), spec.count),
+            ("r#probe3", env.probe.url.as_str(), env.probe.count)
+        );
+        assert_eq!(spec.version_header, env.probe.version_header);
     }
 
     #[test]
