@@ -10,7 +10,7 @@ use super::state::Release;
 use super::state::{Activity, Resume, Terminal};
 use crate::engine::Timestamp;
 use crate::engine::refusal::ERROR_TAG;
-use crate::protocol::model::{Protocol, Step, StepRun};
+use crate::protocol::model::{Level, Protocol, Step, StepRun};
 
 impl Release {
     /// How chat shows a mention of `id` on the release's platform.
@@ -47,6 +47,16 @@ impl Release {
     /// Everyone in `release-approvers.yaml`, mentioned.
     pub(super) fn stakeholder_mentions(&self) -> String {
         self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// A note under the current step: `[PHASE n] text`, or for a guideline `[PHASE n]
+    /// Guideline — <title>: text`.
+    pub(super) fn step_note_text(&self, text: &str) -> String {
+        let (p, step) = (self.phase().number, self.step());
+        match step.level {
+            Level::Must => format!("[PHASE {p}] {text}"),
+            Level::Guideline => format!("[PHASE {p}] Guideline — {}: {text}", step.title),
+        }
     }
 
     /// The line that opens protocol `p`: its persona and guardrail.

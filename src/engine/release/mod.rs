@@ -52,7 +52,7 @@ use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::{Ask, Effect, Event, Timestamp, UserRef};
-use crate::protocol::model::{HaltKind, Level, StepRun};
+use crate::protocol::model::{HaltKind, StepRun};
 use answers::Answer;
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
@@ -65,6 +65,7 @@ use readings::{GateFailed, GateRun, HaltRoute};
 use recovery::Recovery;
 use rollback::Request;
 use rollback::RollbackStep;
+use state::Advance;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
 };
@@ -316,37 +317,30 @@ impl Release {
     /// Evaluates the phase's gate and moves to the next phase/protocol. Returns false when the
     /// release stops here (gate failed, or the release ended).
     fn end_phase(&mut self, now: Timestamp, fx: &mut Fx) -> bool {
-        let phase = self.phase().clone();
-        if let Some(gate) = &phase.gate {
-            if !self.gate_passes(gate, now, fx) {
+        if let Some(gate) = self.phase().gate.clone() {
+            if !self.gate_passes(&gate, now, fx) {
                 return false;
             }
         }
-        if let Some(done) = &phase.complete_announcement {
-            self.say(now, fx, done.clone());
+        if let Some(done) = self.phase().complete_announcement.clone() {
+            self.say(now, fx, done);
         }
-        self.cursor.phase += 1;
-        self.cursor.step = 0;
+        if self.cursor.phase + 1 >= self.protocol().phases.len() {
+            // Protocol complete: handoff.
+            for text in self.handoff_texts() {
+                self.say(now, fx, text);
+            }
+        }
         self.deploy_index = 0;
-        if self.cursor.phase < self.protocol().phases.len() {
-            self.enter_phase(now, fx);
-            return true;
+        match self.cursor.next_phase(&self.plan) {
+            Advance::Phase => self.enter_phase(now, fx),
+            Advance::Protocol => self.enter_protocol(now, fx),
+            Advance::Released => {
+                self.finish(now, fx, Terminal::Released);
+                return false;
+            }
         }
-        // Protocol complete: handoff.
-        for text in self.handoff_texts() {
-            self.say(now, fx, text);
-        }
-        self.cursor.protocol += 1;
-        self.cursor.phase = 0;
-        if self.cursor.protocol < self.plan.protocols.len() {
-            self.enter_protocol(now, fx);
-            return true;
-        }
-        self.cursor.protocol = self.plan.protocols.len() - 1;
-        self.cursor.phase = self.protocol().phases.len() - 1;
-        self.cursor.step = self.phase().steps.len().saturating_sub(1);
-        self.finish(now, fx, Terminal::Released);
-        false
+        true
     }
 
     /// Ends the release: refresh the report bundle if there is one, then `Finished`.
@@ -431,13 +425,7 @@ impl Release {
     }
 
     fn step_note(&mut self, now: Timestamp, fx: &mut Fx, text: String) {
-        let p = self.phase().number;
-        let step = self.step().clone();
-        let lead = match step.level {
-            Level::Must => format!("[PHASE {p}]"),
-            Level::Guideline => format!("[PHASE {p}] Guideline — {}:", step.title),
-        };
-        self.say(now, fx, format!("{lead} {text}"));
+        self.say(now, fx, self.step_note_text(&text));
     }
 
     /// Starts the current step.

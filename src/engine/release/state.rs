@@ -427,6 +427,38 @@ pub struct RollbackRecord {
     pub confirmed: Option<String>,
 }
 
+/// Where the walk goes after a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Advance {
+    /// The next phase of the same protocol.
+    Phase,
+    /// The first phase of the next protocol.
+    Protocol,
+    /// That was the last phase of the last protocol: the cursor stays on the last step.
+    Released,
+}
+
+impl Cursor {
+    /// Moves past the current phase of `plan`.
+    pub(crate) fn next_phase(&mut self, plan: &Plan) -> Advance {
+        self.phase += 1;
+        self.step = 0;
+        if self.phase < plan.protocols[self.protocol].phases.len() {
+            return Advance::Phase;
+        }
+        self.protocol += 1;
+        self.phase = 0;
+        if self.protocol < plan.protocols.len() {
+            return Advance::Protocol;
+        }
+        self.protocol = plan.protocols.len() - 1;
+        let phases = &plan.protocols[self.protocol].phases;
+        self.phase = phases.len() - 1;
+        self.step = phases[self.phase].steps.len().saturating_sub(1);
+        Advance::Released
+    }
+}
+
 /// Protocol/phase/step position.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -436,4 +468,30 @@ pub struct Cursor {
     pub phase: usize,
     /// Index into the phase's steps.
     pub step: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::sample_plan;
+
+    #[test]
+    fn the_cursor_walks_phases_then_protocols_and_stays_on_the_last_step() {
+        let plan = sample_plan("production");
+        let mut c = Cursor::default();
+        let mut seen = Vec::new();
+        loop {
+            let advance = c.next_phase(&plan);
+            seen.push(advance);
+            if advance == Advance::Released {
+                break;
+            }
+            assert_eq!(c.step, 0);
+        }
+        let phases: usize = plan.protocols.iter().map(|p| p.phases.len()).sum();
+        assert_eq!(seen.len(), phases);
+        assert_eq!(seen.iter().filter(|a| **a == Advance::Protocol).count(), plan.protocols.len() - 1);
+        let last = plan.protocols.last().and_then(|p| p.phases.last()).map(|ph| ph.steps.len() - 1);
+        assert_eq!((c.protocol, Some(c.step)), (plan.protocols.len() - 1, last));
+    }
 }
