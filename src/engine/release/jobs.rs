@@ -5,6 +5,7 @@
 
 use crate::engine::ids::JobId;
 use crate::engine::plan::JobTemplate;
+use crate::engine::reports::JobOutcome;
 use crate::engine::{JobSpec, Strategy, Timestamp};
 
 use super::state::JobRecord;
@@ -112,6 +113,20 @@ impl JobRecord {
     }
 }
 
+/// Records `outcome` of job `id` at `now` among `jobs`; false when one was recorded already (a
+/// duplicate delivery).
+pub(crate) fn record_outcome(jobs: &mut [JobRecord], id: &str, outcome: &JobOutcome, now: Timestamp) -> bool {
+    match jobs.iter_mut().find(|j| j.id == id) {
+        Some(j) if j.outcome.is_some() => false,
+        Some(j) => {
+            j.outcome = Some(outcome.clone());
+            j.finished_at = Some(now);
+            true
+        }
+        None => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -165,6 +180,22 @@ mod tests {
         assert!(ask("rollback production").changes_serving());
         assert!(!ask("roll forward staging").changes_serving());
         assert!(!ask("validation smoke production").changes_serving());
+    }
+
+    #[test]
+    fn an_outcome_is_recorded_once() {
+        let spec = JobAsk::new("staging", "x".into(), &template(), "l".into()).spec(&JobId::new("r", 1), release());
+        let mut jobs = vec![JobRecord::started(&spec, "staging", Timestamp(1))];
+        let done = JobOutcome {
+            exit_code: Some(0),
+            timed_out: false,
+            duration_ms: 1,
+            spawn_error: None,
+            log_tail: Vec::new(),
+        };
+        assert!(record_outcome(&mut jobs, "r#job1", &done, Timestamp(2)));
+        assert!(!record_outcome(&mut jobs, "r#job1", &done, Timestamp(3)));
+        assert_eq!(jobs[0].finished_at, Some(Timestamp(2)));
     }
 
     #[test]

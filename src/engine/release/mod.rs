@@ -641,11 +641,8 @@ impl Release {
         let confirmed = match self.freeze.ack(&by.id, via, now) {
             AckOutcome::NotListed => return, // the access check refuses people off the list
             AckOutcome::Already => {
-                fx.push(Effect::Reply {
-                    to: by.clone(),
-                    text: format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id),
-                });
-                return;
+                let text = format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id);
+                return fx.push(Effect::Reply { to: by.clone(), text });
             }
             AckOutcome::Counted { confirmed } => confirmed,
         };
@@ -738,11 +735,10 @@ impl Release {
         self.say(now, fx, self.rollback_started_text(&env, &reason, &trigger));
         self.rollback = Some(RollbackRecord::start(env.clone(), reason, trigger, now));
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        let log = format!("{dir}/{env}-rollback-run.log");
         self.start_job(
             now,
             fx,
-            JobAsk::new(&env, format!("rollback {env}"), &e.rollback, log).at(0),
+            rollback::job(&env, &e, format!("{dir}/{env}-rollback-run.log")),
             Task::Rollback { started: now },
         );
     }
@@ -752,27 +748,17 @@ impl Release {
             return self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
         };
         self.say(now, fx, "[RAY] Rolling staging back as the gate's failure handling requires.".into());
-        let log = self.evidence_path("staging-rollback.log");
-        self.start_job(
-            now,
-            fx,
-            JobAsk::new("staging", "rollback staging".into(), &e.rollback, log).at(0),
-            Task::RollbackStaging { step, reason, gate },
-        );
+        let job = rollback::job("staging", &e, self.evidence_path("staging-rollback.log"));
+        self.start_job(now, fx, job, Task::RollbackStaging { step, reason, gate });
     }
 
     // ----- results --------------------------------------------------------------------------
 
-    /// The task the release was waiting on, when `awaited` finds the finished job or probe to be
-    /// the one it waits for: the release goes idle, and a rollback asked for meanwhile starts
-    /// instead (then `None`, as for work it was not waiting for).
-    fn take_awaited(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        awaited: impl FnOnce(&Activity) -> Option<Task>,
-    ) -> Option<Task> {
-        let task = awaited(&self.activity)?;
+    /// The task the release was waiting on, when job or probe `id` is the work it waits for: the
+    /// release goes idle, and a rollback asked for meanwhile starts instead (then `None`, as for
+    /// work it was not waiting for).
+    fn take_awaited(&mut self, now: Timestamp, fx: &mut Fx, id: &str) -> Option<Task> {
+        let task = self.awaited(id)?;
         self.activity = Activity::Idle;
         if self.run_queued_rollback(now, fx, &task) {
             return None;
@@ -793,18 +779,10 @@ impl Release {
     }
 
     fn job_finished(&mut self, job: &str, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {
-        if let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) {
-            if j.outcome.is_some() {
-                return; // duplicate delivery
-            }
-            j.outcome = Some(outcome.clone());
-            j.finished_at = Some(now);
+        if !jobs::record_outcome(&mut self.jobs, job, outcome, now) {
+            return; // duplicate delivery
         }
-        let awaited = |a: &Activity| match a {
-            Activity::Job { job: current, task } if current == job => Some(task.clone()),
-            _ => None,
-        };
-        let Some(task) = self.take_awaited(now, fx, awaited) else { return };
+        let Some(task) = self.take_awaited(now, fx, job) else { return };
         match task {
             Task::Rollback { started } => self.rolling_back(now, fx, rollback::after_job(outcome), started),
             Task::RollbackStaging { step, reason, gate } => {
@@ -826,11 +804,7 @@ impl Release {
             }
             p.report = Some(report.clone());
         }
-        let awaited = |a: &Activity| match a {
-            Activity::Probe { probe: current, task } if *current == probe => Some(task.clone()),
-            _ => None,
-        };
-        let Some(task) = self.take_awaited(now, fx, awaited) else { return };
+        let Some(task) = self.take_awaited(now, fx, probe) else { return };
         match task {
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
             Task::RollbackProbe { started } => {
@@ -866,13 +840,8 @@ impl Release {
         let env = self.env.clone();
         let summary = match step {
             RollbackStep::Probe => {
-                return self.start_probe(
-                    now,
-                    fx,
-                    &env,
-                    format!("after rollback {env}"),
-                    Task::RollbackProbe { started },
-                );
+                let purpose = format!("after rollback {env}");
+                return self.start_probe(now, fx, &env, purpose, Task::RollbackProbe { started });
             }
             RollbackStep::Halt(reason) => {
                 return self.halt(now, fx, format!("rollback of {env}"), reason, None, Resume::Rollback);
@@ -976,12 +945,7 @@ impl Release {
             // The queue runs it, or has it running on a live replica, or reports it lost.
             Recovery::Requeue(spec) => fx.push(Effect::RunJob(spec)),
             Recovery::JobUnknown { job, task } => self.job_unknown(&job, task, &before, now, fx),
-            Recovery::Reprobe { env, task } => {
-                if let Some(e) = self.env_cfg(&env) {
-                    let probe = self.probe_effect(now, fx, &e, format!("resumed probe {env}"));
-                    self.activity = Activity::Probe { probe, task };
-                }
-            }
+            Recovery::Reprobe { env, task } => self.start_probe(now, fx, &env, format!("resumed probe {env}"), task),
             Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
             Recovery::Finish(outcome) => self.finish(now, fx, outcome),
             Recovery::Refreeze => self.post_freeze_request(now, fx, "[RAY] Resumed after a restart.\n"),

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::state::Release;
+use super::state::{Activity, Task};
 use super::steps::Setting;
 use crate::engine::ids::PostKey;
 use crate::engine::plan::Environment;
@@ -93,5 +94,14 @@ impl Release {
                 _ => None,
             })
         })
+    }
+
+    /// The task the release waits on, when job or probe `id` is the work it waits for.
+    pub(super) fn awaited(&self, id: &str) -> Option<Task> {
+        match &self.activity {
+            Activity::Job { job, task } if job == id => Some(task.clone()),
+            Activity::Probe { probe, task } if *probe == id => Some(task.clone()),
+            _ => None,
+        }
     }
 }

@@ -4,9 +4,10 @@
 //! A leaf: the release starts the job and the probe, posts and ends the release.
 
 use crate::engine::Timestamp;
-use crate::engine::plan::ProbeSettings;
+use crate::engine::plan::{Environment, ProbeSettings};
 use crate::engine::reports::{JobOutcome, ProbeReport};
 
+use super::jobs::JobAsk;
 use super::rollout;
 use super::state::{Activity, RollbackRecord, Task};
 use crate::engine::refusal::Refusal;
@@ -60,6 +61,11 @@ pub(crate) fn request(touched: bool, activity: &Activity, release: &str, env: &s
         Activity::Job { .. } | Activity::Probe { .. } => Ok(Request::Queued),
         _ => Ok(Request::Now),
     }
+}
+
+/// The rollback job of `env` (its configuration `config`), logging to `log`.
+pub(crate) fn job(env: &str, config: &Environment, log: String) -> JobAsk {
+    JobAsk::new(env, format!("rollback {env}"), &config.rollback, log).at(0)
 }
 
 /// What a result of the target's rollback means.
