@@ -1,28 +1,36 @@
-//! A release: its state, [`Release::handle`] and the walk through protocols, phases and steps.
+//! A release: [`Release::handle`], the walk through protocols, phases and steps, and the effects.
 //!
-//! The decisions with rules of their own live in leaf types and functions that never call back
-//! into the release and import nothing from this file: the change freeze ([`Freeze`]), the
-//! go/no-go round ([`ApprovalRound`]), gate evaluation and parity (`gates`), who may give which
-//! command (`access`), the rollout's sub-steps and health window (`rollout`), the rollback
-//! (`rollback`), recovery after a restart (`recovery`) and the figures steps measure (`scores`).
-//! The release asks them, then maps their outcomes to posts, evidence, jobs and the next step.
-//! `copy` and `evidence` are read-only views of the release (`impl Release` blocks): the chat
-//! texts and the evidence files.
+//! Every decision is made before anything changes, by code that cannot change the release:
+//! leaf types and functions that import nothing from this file or from the release (the step
+//! sub-machines), and read-only views of the release (`impl Release` blocks over `&self`) that
+//! ask the leaves and return an outcome. This file performs the outcomes: posts, edits, evidence,
+//! jobs, probes, timers, ids, and the next step. No file imports from this one (views take the
+//! release from `state`), so the imports form no circle.
 //!
-//! | file          | holds                                                                          |
-//! |---------------|--------------------------------------------------------------------------------|
-//! | `mod.rs`      | `Release`, `handle`, the protocol walk, and the mapping of outcomes to effects  |
-//! | `state.rs`    | the stored data: `Activity`, `Task`, `Halt`, `Terminal`, records               |
-//! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
-//! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
-//! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`, the failure text  |
-//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refused`         |
-//! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds               |
-//! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`                       |
-//! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts                |
-//! | `scores.rs`   | validation coverage, security findings, prerequisite completeness              |
-//! | `copy.rs`     | chat texts as functions of the state                                           |
-//! | `evidence.rs` | evidence files (JSON and Markdown) rendered from the release                   |
+//! | file           | holds                                                                          |
+//! |----------------|--------------------------------------------------------------------------------|
+//! | `mod.rs`       | `handle`, the walk, and performing outcomes (`apply`, `perform`, `respond`)     |
+//! | `state.rs`     | the stored data: `Release`, `Activity`, `Task`, `Halt`, `Terminal`, `Cursor::next_phase` |
+//! | *leaves*       |                                                                                |
+//! | `steps.rs`     | `start` → `Next` per step kind; deploy sub-steps, validation, scan, soak verdicts; `Act`, `Reading` |
+//! | `jobs.rs`      | `JobAsk` → `JobSpec` (placeholders, `RAYBOT_*`), the job record                 |
+//! | `rollout.rs`   | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds, probe specs  |
+//! | `rehearsal.rs` | the rollback rehearsal: job → probe → roll forward → RTO, as `Rehearsal`       |
+//! | `intake.rs`    | `Intake::read`: prerequisite completeness, evidence body, verdict              |
+//! | `packaging.rs` | package and report bundles: completeness, expected evidence, verdict           |
+//! | `freeze.rs`    | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
+//! | `approval.rs`  | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
+//! | `gates.rs`     | `evaluate` → `GateVerdict`, `on_failure`, `waivable`, `Parity`, failure text   |
+//! | `access.rs`    | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refused`         |
+//! | `rollback.rs`  | `request`, `after_job` / `after_probe` → `RollbackStep`, the queued rollback   |
+//! | `recovery.rs`  | `recover` → `Recovery` after a takeover; where a lost job halts                |
+//! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
+//! | *views*        |                                                                                |
+//! | `readings.rs`  | a step result, approval, acknowledgement or gate → `Reading` / outcome         |
+//! | `answers.rs`   | a command, reaction or click → `Answer` (refusal, reply or action)             |
+//! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
+//! | `copy.rs`      | chat texts as functions of the state                                           |
+//! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
 
 mod access;
 mod answers;

@@ -378,3 +378,59 @@ impl Release {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::release::state::Activity;
+    use crate::engine::testkit::Sim;
+    use crate::engine::{ReleaseCommand, Strategy};
+
+    fn approve(sim: &mut Sim, who: &str) {
+        sim.command(who, ReleaseCommand::Approve { comment: None });
+    }
+
+    #[test]
+    fn an_acknowledgement_re_renders_the_request_and_the_last_one_confirms_the_freeze() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        approve(&mut sim, "alice");
+        approve(&mut sim, "bob");
+        let r = sim.release();
+        assert!(matches!(r.activity, Activity::Acks { .. }));
+        let waiting = r.freeze_reading(sim.now, false);
+        assert_eq!(waiting.next, Next::Wait);
+        assert!(matches!(waiting.acts.as_slice(), [Act::Set("freeze_ack_ratio", _), Act::Update(PostKey::Freeze, _)]));
+        let done = r.freeze_reading(sim.now, true);
+        assert_eq!(done.next, Next::Done);
+        assert!(done.acts.iter().any(|a| matches!(a, Act::Say(t) if t.contains("Change freeze confirmed"))));
+    }
+
+    #[test]
+    fn a_round_the_initiator_signed_alone_asks_for_another_approver() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        approve(&mut sim, "alice");
+        let r = sim.release();
+        let Activity::Approval { round, .. } = r.activity else { panic!("waiting for approvals") };
+        let alone = r.round_reading(sim.now, round, &RoundOutcome::InitiatorAlone);
+        assert_eq!(alone.next, Next::Wait);
+        assert!(matches!(&alone.acts[..], [Act::Say(t)] if t.contains("another approver is needed")));
+        let decided = r.round_reading(sim.now, round, &RoundOutcome::Approved);
+        assert_eq!(decided.next, Next::Done);
+        assert!(decided.acts.contains(&Act::Set("approvals_recorded", 1.0)));
+    }
+
+    #[test]
+    fn a_gate_without_its_figures_fails_naming_them_and_the_threshold() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let mut r = sim.release().clone();
+        r.phase_metrics.clear();
+        let gate = r.protocol().gates.iter().find(|g| g.pass_threshold.is_some()).expect("a gate").id.clone();
+        let run = r.evaluate_gate(&gate, sim.now).expect("the protocol has the gate");
+        let failed = run.failure.expect("unmeasured figures fail the gate");
+        assert!(failed.reason.contains("not measured") && failed.reason.contains("(threshold: "), "{}", failed.reason);
+        assert_eq!(run.verdict.verdict, Verdict::Failed);
+    }
+}
