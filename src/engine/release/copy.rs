@@ -2,12 +2,15 @@
 //! halts and status lines that are not protocol data. Read-only views: nothing here changes the
 //! release or decides anything.
 
-use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::Verdict;
+use super::rollback::AUTOMATIC;
+use super::rollout::capitalize;
+use super::state::Release;
 use super::state::{Activity, Resume, Terminal};
+use crate::engine::Timestamp;
 use crate::engine::refusal::ERROR_TAG;
-use crate::protocol::model::{Step, StepRun};
+use crate::protocol::model::{Level, Protocol, Step, StepRun};
 
 impl Release {
     /// How chat shows a mention of `id` on the release's platform.
@@ -44,6 +47,134 @@ impl Release {
     /// Everyone in `release-approvers.yaml`, mentioned.
     pub(super) fn stakeholder_mentions(&self) -> String {
         self.plan.people.persons.iter().map(|p| self.mention(&p.id)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// A note under the current step: `[PHASE n] text`, or for a guideline `[PHASE n]
+    /// Guideline — <title>: text`.
+    pub(super) fn step_note_text(&self, text: &str) -> String {
+        let (p, step) = (self.phase().number, self.step());
+        match step.level {
+            Level::Must => format!("[PHASE {p}] {text}"),
+            Level::Guideline => format!("[PHASE {p}] Guideline — {}: {text}", step.title),
+        }
+    }
+
+    /// The line that opens protocol `p`: its persona and guardrail.
+    pub(super) fn protocol_text(p: &Protocol) -> String {
+        let guardrail = p.role.guardrail.as_ref().map(|g| format!(" Guardrail: {g}")).unwrap_or_default();
+        format!("[MASTER RAY™ | PROTOCOL {}: {}] Persona: {}.{guardrail}", p.id, p.title, p.role.persona)
+    }
+
+    /// The target's deployment starts: strategy and traffic shares.
+    pub(super) fn deploy_started_text(&self, env: &str) -> String {
+        let steps: Vec<String> = self.strategy.steps().iter().map(|p| format!("{p}%")).collect();
+        format!(
+            "[RAY ANNOUNCEMENT] {} deployment of {} started ({}: {}). Next update at 50%.",
+            capitalize(env),
+            self.version,
+            self.strategy.as_str(),
+            steps.join(" → ")
+        )
+    }
+
+    /// The target's deployment stopped for `reason`.
+    pub(super) fn deploy_stopped_text(&self, env: &str, reason: &str) -> String {
+        format!("[RAY ANNOUNCEMENT] {} deployment of {} stopped: {reason}.", capitalize(env), self.version)
+    }
+
+    /// The target's rollout reached half of its traffic; `summary` is the probe's figures.
+    pub(super) fn deploy_halfway_text(&self, env: &str, summary: &str) -> String {
+        format!(
+            "[RAY ANNOUNCEMENT] {} deployment 50% complete. No errors observed. Next update at completion. ({summary})",
+            capitalize(env),
+        )
+    }
+
+    /// The target's rollout is complete.
+    pub(super) fn deploy_complete_text(&self, env: &str) -> String {
+        let env = capitalize(env);
+        format!(
+            "[RAY ANNOUNCEMENT] {env} deployment 100% complete. No errors observed. {env} serves {}. Next: post-deployment checks.",
+            self.version
+        )
+    }
+
+    /// The rollback of `env` starts; `trigger` is `automatic` or who asked.
+    pub(super) fn rollback_started_text(&self, env: &str, reason: &str, trigger: &str) -> String {
+        let by = if trigger == AUTOMATIC { trigger.to_string() } else { self.mention(trigger) };
+        format!(
+            "[RAY ANNOUNCEMENT] Rolling back {env} ({by}): {reason}. Stakeholders: {}.",
+            self.stakeholder_mentions()
+        )
+    }
+
+    /// The rollback of `env` is confirmed by the probe after `secs` seconds.
+    pub(super) fn rollback_done_text(env: &str, secs: f64, summary: &str) -> String {
+        format!(
+            "[RAY ANNOUNCEMENT] Rollback of {env} complete in {secs:.1}s; probe confirms the previous version serves again: {summary}."
+        )
+    }
+
+    /// Everyone on the freeze list acknowledged.
+    pub(super) fn freeze_confirmed_text(&self, phase: u32) -> String {
+        format!("[PHASE {phase}] Change freeze confirmed by all {} stakeholders.", self.freeze.required.len())
+    }
+
+    /// Reminds the people who have not acknowledged the freeze yet.
+    pub(super) fn freeze_reminder_text(&self) -> String {
+        let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
+        format!(
+            "[RAY REMINDER] Change freeze for {} still needs acknowledgement from {} — react with :{}: on the freeze message or type `/ray ack`.",
+            self.version,
+            missing.join(", "),
+            self.plan.policy.ack_emoji
+        )
+    }
+
+    /// Reminds the roles round `r` still waits for.
+    pub(super) fn approval_reminder_text(&self, r: &ApprovalRound) -> String {
+        let missing: Vec<String> = r.missing_roles().into_iter().map(|role| self.role_people(role)).collect();
+        format!("[RAY REMINDER] Go/no-go for {} is waiting for: {}.", self.version, missing.join(", "))
+    }
+
+    /// Who signed round `r` so far: `@bob (product_owner) at <time>` each.
+    pub(super) fn signatures(&self, r: &ApprovalRound) -> Vec<String> {
+        r.approvals
+            .iter()
+            .map(|a| format!("{} ({}) at {}", self.mention(&a.user), a.roles.join("/"), a.at.rfc3339()))
+            .collect()
+    }
+
+    /// The go decision of a round, with who signed (`names`): the edit of the request.
+    pub(super) fn approved_text(names: &[String]) -> String {
+        format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", "))
+    }
+
+    /// The go decision of a round, with who signed (`names`): the announcement.
+    pub(super) fn go_text(&self, names: &[String]) -> String {
+        format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", "))
+    }
+
+    /// A round that needs another approver because only the initiator signed.
+    pub(super) fn initiator_alone_text(&self) -> String {
+        format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
+    }
+
+    /// The edit of a rejected round's request.
+    pub(super) fn rejected_text(&self, by: &str, at: Timestamp, reason: &str) -> String {
+        format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(by), at.rfc3339())
+    }
+
+    /// `by` waived gate `gate` with `justification`.
+    pub(super) fn waived_text(&self, gate: &str, by: &str, justification: &str) -> String {
+        let roles = self.plan.people.get(by).map(|p| p.roles.join("/")).unwrap_or_default();
+        format!("[RAY] Gate '{gate}' waived by {} ({roles}): {justification}", self.mention(by))
+    }
+
+    /// `by` asked to run `step` again (or to write the final evidence again, `rewrite`).
+    pub(super) fn retry_text(&self, step: &str, by: &str, rewrite: bool) -> String {
+        let what = if rewrite { "Writing {} again" } else { "Retrying {}" }.replace("{}", step);
+        format!("[RAY] {what} as asked by {}.", self.mention(by))
     }
 
     /// `/ray status` text.

@@ -8,10 +8,10 @@
 
 use serde_json::{Value, json};
 
-use super::Release;
 use super::approval::ApprovalRound;
 use super::gates::{Verdict, fmt_num};
 use super::scores::Validation;
+use super::state::Release;
 use super::state::{JobRecord, RollbackRecord, Terminal};
 use crate::engine::Timestamp;
 use crate::engine::plan::Environment;

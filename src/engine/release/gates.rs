@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Timestamp;
 use crate::engine::expr::{ClauseResult, Threshold, severity_value};
 use crate::engine::plan::ParityValue;
-use crate::protocol::model::{Gate, GateFailure};
+use crate::engine::refusal::BadArgument;
+use crate::protocol::model::{Gate, GateFailure, Protocol};
 
 /// Result of a gate evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,41 @@ pub(crate) type Waiver = (String, String, String, Timestamp);
 /// The key a waiver of `gate` in protocol `protocol` is recorded under.
 pub(crate) fn waiver_key(protocol: &str, gate: &str) -> String {
     format!("{protocol}/{gate}")
+}
+
+/// The gate of `protocol` a `/ray waive <gate> <justification>` names (by id, name or number),
+/// when it is the gate the release halted at (`halted_at`, halted at `step`), it may be waived
+/// and the justification has at least three words.
+pub(crate) fn waivable<'a>(
+    protocol: &'a Protocol,
+    halted_at: Option<&str>,
+    step: &str,
+    gate: &str,
+    justification: &str,
+) -> Result<&'a Gate, BadArgument> {
+    let wanted = gate.to_lowercase();
+    let found = protocol
+        .gates
+        .iter()
+        .find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted);
+    let Some(g) = found else {
+        let ids: Vec<&str> = protocol.gates.iter().map(|g| g.id.as_str()).collect();
+        return Err(BadArgument::UnknownGate {
+            gate: gate.into(),
+            protocol: protocol.id.clone(),
+            gates: ids.join(", "),
+        });
+    };
+    if halted_at != Some(g.id.as_str()) {
+        return Err(BadArgument::OtherGate { step: step.to_string(), gate: g.id.clone() });
+    }
+    if !g.waivable {
+        return Err(BadArgument::NotWaivable { gate: g.id.clone(), name: g.name.clone() });
+    }
+    if justification.split_whitespace().count() < 3 {
+        return Err(BadArgument::ShortJustification);
+    }
+    Ok(g)
 }
 
 /// The waiver of `gate` in protocol `protocol`, if one was given.
@@ -207,6 +243,28 @@ impl Parity {
     pub(crate) fn blocks(&self) -> bool {
         self.worst > 1.0
     }
+
+    /// The parity step's evidence body.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "compared_keys": self.compared,
+            "drift": self.drift,
+            "drift_severity": self.severity(),
+            "status": if self.blocks() { "drift" } else { "parity" },
+        })
+    }
+
+    /// The note under the parity step.
+    pub(crate) fn note(&self) -> String {
+        let (compared, drifted, severity) = (self.compared, self.drift.len(), self.severity());
+        format!("Parity: {compared} keys compared, {drifted} drifted, drift severity {severity}.")
+    }
+
+    /// Why the parity step fails, when the drift blocks.
+    pub(crate) fn failure(&self) -> Option<String> {
+        let severity = self.severity();
+        self.blocks().then(|| format!("configuration drift of severity {severity} between staging and production"))
+    }
 }
 
 /// A figure as gates show it: integers without decimals, others with up to three.
@@ -309,6 +367,40 @@ mod tests {
             failure_text(&g, "x = 1"),
             "[RAY GATE FAILED: Production Launch Gate]\n> \"Quality gate 'Production Launch Gate' failed.\n> Criteria: healthy\n> Actual: x = 1\n> Required action: roll back\""
         );
+    }
+
+    #[test]
+    fn only_the_gate_halted_at_may_be_waived_with_a_reason() {
+        let plan = crate::engine::testkit::sample_plan("production");
+        let p = plan.protocols.iter().find(|p| p.gates.iter().any(|g| g.waivable)).expect("a waivable gate");
+        let g = p.gates.iter().find(|g| g.waivable).expect("a waivable gate");
+        let why = "accepted for this release";
+        assert_eq!(waivable(p, Some(&g.id), "s", &g.name.to_uppercase(), why).map(|g| &g.id), Ok(&g.id));
+        assert_eq!(waivable(p, Some(&g.id), "s", &g.number.to_string(), why).map(|g| &g.id), Ok(&g.id));
+        assert_eq!(
+            waivable(p, None, "STEP 1", &g.id, why),
+            Err(BadArgument::OtherGate { step: "STEP 1".into(), gate: g.id.clone() })
+        );
+        assert_eq!(waivable(p, Some(&g.id), "s", &g.id, "because"), Err(BadArgument::ShortJustification));
+        assert!(matches!(waivable(p, Some(&g.id), "s", "nope", why), Err(BadArgument::UnknownGate { .. })));
+        if let Some(fixed) = p.gates.iter().find(|g| !g.waivable) {
+            let refused = waivable(p, Some(&fixed.id), "s", &fixed.id, why);
+            assert_eq!(refused, Err(BadArgument::NotWaivable { gate: fixed.id.clone(), name: fixed.name.clone() }));
+        }
+    }
+
+    #[test]
+    fn blocking_drift_fails_the_parity_step_naming_its_severity() {
+        let value = |v: &str, sev: &str| ParityValue { value: v.into(), severity: sev.into() };
+        let staging =
+            BTreeMap::from([("db".to_string(), value("14", "high")), ("tz".to_string(), value("UTC", "low"))]);
+        let production =
+            BTreeMap::from([("db".to_string(), value("15", "high")), ("tz".to_string(), value("UTC", "low"))]);
+        let p = Parity::compare(&staging, &production);
+        assert_eq!(p.note(), "Parity: 2 keys compared, 1 drifted, drift severity high.");
+        assert_eq!(p.failure(), Some("configuration drift of severity high between staging and production".into()));
+        assert_eq!(p.body()["status"], "drift");
+        assert_eq!(Parity::compare(&staging, &staging).failure(), None);
     }
 
     #[test]

@@ -1,152 +1,85 @@
-//! A release: its state, [`Release::handle`] and the walk through protocols, phases and steps.
+//! A release: [`Release::handle`], the walk through protocols, phases and steps, and the effects.
 //!
-//! The decisions with rules of their own live in leaf types and functions that never call back
-//! into the release and import nothing from this file: the change freeze ([`Freeze`]), the
-//! go/no-go round ([`ApprovalRound`]), gate evaluation and parity (`gates`), who may give which
-//! command (`access`), the rollout's sub-steps and health window (`rollout`), the rollback
-//! (`rollback`), recovery after a restart (`recovery`) and the figures steps measure (`scores`).
-//! The release asks them, then maps their outcomes to posts, evidence, jobs and the next step.
-//! `copy` and `evidence` are read-only views of the release (`impl Release` blocks): the chat
-//! texts and the evidence files.
+//! Every decision is made before anything changes, by code that cannot change the release:
+//! leaf types and functions that import nothing from this file or from the release (the step
+//! sub-machines), and read-only views of the release (`impl Release` blocks over `&self`) that
+//! ask the leaves and return an outcome. This file performs the outcomes: posts, edits, evidence,
+//! jobs, probes, timers, ids, and the next step. No file imports from this one (views take the
+//! release from `state`), so the imports form no circle.
 //!
-//! | file          | holds                                                                          |
-//! |---------------|--------------------------------------------------------------------------------|
-//! | `mod.rs`      | `Release`, `handle`, the protocol walk, and the mapping of outcomes to effects  |
-//! | `state.rs`    | the stored data: `Activity`, `Task`, `Halt`, `Terminal`, records               |
-//! | `freeze.rs`   | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
-//! | `approval.rs` | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
-//! | `gates.rs`    | `evaluate` → `GateVerdict`, `on_failure`, `Parity::compare`, the failure text  |
-//! | `access.rs`   | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refused`         |
-//! | `rollout.rs`  | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds               |
-//! | `rollback.rs` | `RollbackRecord`, `restored`, the queued `/ray rollback`                       |
-//! | `recovery.rs` | `recover` → `Recovery` after a takeover; where a lost job halts                |
-//! | `scores.rs`   | validation coverage, security findings, prerequisite completeness              |
-//! | `copy.rs`     | chat texts as functions of the state                                           |
-//! | `evidence.rs` | evidence files (JSON and Markdown) rendered from the release                   |
+//! | file           | holds                                                                          |
+//! |----------------|--------------------------------------------------------------------------------|
+//! | `mod.rs`       | `handle`, the walk, and performing outcomes (`apply`, `perform`, `respond`)     |
+//! | `state.rs`     | the stored data: `Release`, `Activity`, `Task`, `Halt`, `Terminal`, `Cursor::next_phase` |
+//! | *leaves*       |                                                                                |
+//! | `steps.rs`     | `start` → `Next` per step kind; deploy sub-steps, validation, scan, soak verdicts; `Act`, `Reading` |
+//! | `jobs.rs`      | `JobAsk` → `JobSpec` (placeholders, `RAYBOT_*`), the job record                 |
+//! | `rollout.rs`   | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds, probe specs  |
+//! | `rehearsal.rs` | the rollback rehearsal: job → probe → roll forward → RTO, as `Rehearsal`       |
+//! | `intake.rs`    | `Intake::read`: prerequisite completeness, evidence body, verdict              |
+//! | `packaging.rs` | package and report bundles: completeness, expected evidence, verdict           |
+//! | `freeze.rs`    | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
+//! | `approval.rs`  | `ApprovalRound::approve` → `RoundOutcome` (each person once, never the initiator alone) |
+//! | `gates.rs`     | `evaluate` → `GateVerdict`, `on_failure`, `waivable`, `Parity`, failure text   |
+//! | `access.rs`    | one `Rule` (listed, `Needs`, `Access`) per command; `check` → `Refused`         |
+//! | `rollback.rs`  | `request`, `after_job` / `after_probe` → `RollbackStep`, the queued rollback   |
+//! | `recovery.rs`  | `recover` → `Recovery` after a takeover; where a lost job halts                |
+//! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
+//! | *views*        |                                                                                |
+//! | `readings.rs`  | a step result, approval, acknowledgement or gate → `Reading` / outcome         |
+//! | `answers.rs`   | a command, reaction or click → `Answer` (refusal, reply or action)             |
+//! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
+//! | `copy.rs`      | chat texts as functions of the state                                           |
+//! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
 
 mod access;
+mod answers;
 mod approval;
 mod copy;
 mod evidence;
 mod freeze;
 mod gates;
+mod intake;
+mod jobs;
+mod packaging;
+mod place;
+mod readings;
 mod recovery;
+mod rehearsal;
 mod rollback;
 mod rollout;
 mod scores;
 mod state;
+mod steps;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::ids::{JobId, PostKey, ProbeId, TimerId};
-use super::plan::{Environment, JobTemplate, Plan};
-use super::refusal::{BadArgument, Refusal};
+use super::plan::Environment;
+use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use super::{Ask, Button, Effect, Event, InputSpec, JobSpec, ProbeSpec, ReleaseCommand, Strategy, Timestamp, UserRef};
-use crate::protocol::model::{HaltKind, Level, Phase, Protocol, Step, StepRun};
-use access::{Refused, Scene, Verb};
+use super::{Ask, Effect, Event, Timestamp, UserRef};
+use crate::protocol::model::{HaltKind, StepRun};
+use answers::Answer;
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
+use freeze::AckOutcome;
 pub use freeze::Freeze;
-use freeze::{AckOutcome, same_emoji};
+use gates::OnFailure;
 pub use gates::{GateVerdict, Verdict};
-use gates::{OnFailure, Parity};
+use jobs::JobAsk;
+use readings::{GateFailed, GateRun, HaltRoute};
 use recovery::Recovery;
-use rollout::{ProbeStep, Rollout, capitalize};
-use scores::Validation;
-pub use state::{Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Resume, RollbackRecord, Task, Terminal};
-
-/// A release: the fold of its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Release {
-    /// Release id, e.g. `v1.2-production-20261121T233420Z`; also its evidence folder name.
-    pub id: String,
-    /// Version being released, e.g. `v1.2`.
-    pub version: String,
-    /// Target environment, e.g. `production`.
-    pub env: String,
-    /// Rollout strategy for the target environment.
-    pub strategy: Strategy,
-    /// Who typed `/ray deploy`.
-    pub started_by: UserRef,
-    /// Time of the `Started` event.
-    pub started_at: Timestamp,
-    /// Time of the latest event.
-    pub updated_at: Timestamp,
-    /// The frozen protocols and configuration from the `Started` event.
-    pub plan: Arc<Plan>,
-    /// The step being run.
-    pub cursor: Cursor,
-    /// What the release is doing or waiting for.
-    pub activity: Activity,
-    /// Metrics per protocol (index as in the plan).
-    pub metrics: Vec<BTreeMap<String, f64>>,
-    /// The change freeze of the current (or last) freeze step.
-    pub freeze: Freeze,
-    /// Every go/no-go round, in order.
-    pub rounds: Vec<ApprovalRound>,
-    /// Every gate evaluation or waiver, in order.
-    pub gates: Vec<GateVerdict>,
-    /// Every job started, in order.
-    pub jobs: Vec<JobRecord>,
-    /// Every probe started, in order.
-    pub probes: Vec<ProbeRecord>,
-    /// Prerequisite checks: check id → the status of each artifact.
-    pub inputs: Vec<(String, Vec<InputStatus>)>,
-    /// Bundles written, each once; later prerequisite checks verify zips against these digests.
-    pub bundles: Vec<BundleReport>,
-    /// Post key → message ids the platform gave it.
-    pub posts: BTreeMap<String, Vec<String>>,
-    /// Evidence paths (relative to the artifacts directory) written or expected; the final report
-    /// bundles them.
-    pub evidence: BTreeSet<String>,
-    /// Every person's action, accepted or refused.
-    pub audit: Vec<AuditEntry>,
-    /// Everything raybot posted, in order (the communication log).
-    pub communication: Vec<(Timestamp, String)>,
-    /// Rollout sub-step of the current deploy step (index into [`Strategy::steps`]).
-    pub deploy_index: usize,
-    /// A deploy or rollback job was started on the target environment (multi-protocol releases
-    /// only): from then on `/ray rollback` replaces `/ray abort`, and `halt: rollback` steps roll back.
-    pub production_touched: bool,
-    /// The rollback, once one started.
-    pub rollback: Option<RollbackRecord>,
-    /// `/ray rollback` queued while a job or probe ran: (user id, reason). Picked up at the next
-    /// rollout sub-step or validation suite on the target environment.
-    pub rollback_requested: Option<(String, String)>,
-    /// Waivers: (`<protocol>/<gate>`, user id, justification, when). A waived gate passes unevaluated.
-    pub waivers: Vec<(String, String, String, Timestamp)>,
-    /// Counter for job, probe, timer, check and bundle ids (`<release>#job4`).
-    pub next_id: u64,
-    /// Observations of the health window.
-    pub soak: Vec<ProbeReport>,
-    /// The raybot process that last resumed this release.
-    pub last_replica: Option<String>,
-    /// Metrics measured in the current phase: its gate reads only these.
-    pub phase_metrics: BTreeMap<String, f64>,
-    /// `phase_metrics` as they were when the current step began, restored by `/ray retry`.
-    pub metrics_at_step: BTreeMap<String, f64>,
-    /// Set while replaying a log: effects are discarded, so texts that only feed effects (message
-    /// edits) are not rendered. Never part of the state's meaning.
-    #[serde(skip)]
-    quiet: bool,
-}
+use rollback::Request;
+use rollback::RollbackStep;
+use state::Advance;
+pub use state::{
+    Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
+};
+use steps::{Act, Next, Reading};
 
 type Fx = Vec<Effect>;
-
-/// What [`Release::job_effect`] needs to start a job.
-struct JobAsk<'a> {
-    env: &'a str,
-    purpose: String,
-    template: &'a JobTemplate,
-    percent: u8,
-    log: String,
-    /// Evidence file the job writes itself (`{output}`).
-    output: Option<String>,
-}
 
 /// Result of starting a step.
 enum Entered {
@@ -154,14 +87,6 @@ enum Entered {
     Waiting,
     /// Finished at once; go on.
     Done,
-}
-
-fn expand(arg: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = arg.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
 }
 
 /// A version as `/ray deploy` accepts it.
@@ -178,41 +103,7 @@ impl Release {
         if !valid_version(version) || plan.protocols.is_empty() {
             return None;
         }
-        let mut r = Release {
-            id: release.clone(),
-            version: version.clone(),
-            env: env.clone(),
-            strategy: *strategy,
-            started_by: by.clone(),
-            started_at: now,
-            updated_at: now,
-            plan: Arc::new((**plan).clone()),
-            cursor: Cursor::default(),
-            activity: Activity::Idle,
-            metrics: vec![BTreeMap::new(); plan.protocols.len()],
-            freeze: Freeze::default(),
-            rounds: Vec::new(),
-            gates: Vec::new(),
-            jobs: Vec::new(),
-            probes: Vec::new(),
-            inputs: Vec::new(),
-            bundles: Vec::new(),
-            posts: BTreeMap::new(),
-            evidence: BTreeSet::new(),
-            audit: Vec::new(),
-            communication: Vec::new(),
-            deploy_index: 0,
-            production_touched: false,
-            rollback: None,
-            rollback_requested: None,
-            waivers: Vec::new(),
-            next_id: 1,
-            soak: Vec::new(),
-            last_replica: None,
-            phase_metrics: BTreeMap::new(),
-            metrics_at_step: BTreeMap::new(),
-            quiet: false,
-        };
+        let mut r = Release::new(release, version, env, *strategy, by, plan, now);
         let mut fx = Vec::new();
         let text = r.start_text();
         r.post(now, &mut fx, None, text, Ask::Nothing);
@@ -246,9 +137,13 @@ impl Release {
         self.updated_at = now;
         match event {
             Event::Started { .. } => {}
-            Event::Command { by, command } => self.command(by, command, now, &mut fx),
-            Event::Reaction { by, message, emoji, added } => self.reaction(by, message, emoji, *added, now, &mut fx),
-            Event::Click { by, message, button } => self.click(by, message, *button, now, &mut fx),
+            Event::Command { by, command } => self.respond(by, self.answer_command(by, command), now, &mut fx),
+            Event::Reaction { by, message, emoji, added } => {
+                self.respond(by, self.answer_reaction(by, message, emoji, *added), now, &mut fx)
+            }
+            Event::Click { by, message, button } => {
+                self.respond(by, self.answer_click(by, message, *button), now, &mut fx)
+            }
             Event::Posted { key, message } => {
                 self.posts.entry(key.clone()).or_default().push(message.clone());
             }
@@ -258,16 +153,8 @@ impl Release {
             Event::BundleWritten { bundle, report } => self.bundle_written(bundle, report, now, &mut fx),
             Event::EvidenceFailed { file, error } => {
                 self.evidence.remove(file);
-                if !self.is_finished() {
-                    // The final bundle of a release that reached its outcome: a retry writes the
-                    // final evidence again (there is no step left to run).
-                    let (step, resume) = match &self.activity {
-                        Activity::Bundle { finish: Some(outcome), .. } => {
-                            (format!("the final evidence of {}", self.id), Resume::Finish { outcome: outcome.clone() })
-                        }
-                        _ => (self.step_label(), Resume::Step),
-                    };
-                    self.halt(now, &mut fx, step, format!("could not write {file}: {error}"), None, resume);
+                if let Some((step, reason, resume)) = self.evidence_halt(file, error) {
+                    self.halt(now, &mut fx, step, reason, None, resume);
                 }
             }
             Event::Tick { timer } => self.tick(timer, now, &mut fx),
@@ -300,23 +187,15 @@ impl Release {
         fx.push(Effect::Post { key: key.map(String::from), text, ask });
     }
 
-    /// Whether `message` is one of the platform messages posted under `key`.
-    fn is_post(&self, key: &PostKey, message: &str) -> bool {
-        self.posts.get(&key.to_string()).is_some_and(|ids| ids.iter().any(|m| m == message))
+    /// Posts `text` to the channel, asking nothing back.
+    fn say(&mut self, now: Timestamp, fx: &mut Fx, text: String) {
+        self.post(now, fx, None, text, Ask::Nothing);
     }
 
     /// Edits a keyed post. Edits are not part of the communication log: what they show (acks,
     /// decisions) is recorded in the state itself.
     fn update(&mut self, fx: &mut Fx, key: PostKey, text: String) {
         fx.push(Effect::Update { key: key.to_string(), text });
-    }
-
-    /// Re-renders the freeze message with who acknowledged and who is missing.
-    fn update_freeze(&mut self, fx: &mut Fx) {
-        if !self.quiet {
-            let text = self.freeze_text(self.step());
-            self.update(fx, PostKey::Freeze, text);
-        }
     }
 
     /// Answers `by` with `refusal` and records it in the audit trail under `what` (the action).
@@ -332,32 +211,6 @@ impl Release {
 
     fn accept(&mut self, now: Timestamp, by: &UserRef, what: String) {
         self.audit.push(AuditEntry { at: now, who: by.id.clone(), what, accepted: true });
-    }
-
-    fn protocol(&self) -> &Protocol {
-        &self.plan.protocols[self.cursor.protocol.min(self.plan.protocols.len() - 1)]
-    }
-
-    fn phase(&self) -> &Phase {
-        &self.protocol().phases[self.cursor.phase]
-    }
-
-    fn step(&self) -> &Step {
-        &self.phase().steps[self.cursor.step]
-    }
-
-    fn step_label(&self) -> String {
-        let p = self.phase();
-        match p.steps.get(self.cursor.step) {
-            Some(s) => {
-                format!("Protocol {} STEP {}.{} {}", self.protocol().id, p.number, self.cursor.step + 1, s.title)
-            }
-            None => format!("Protocol {} STEP {}", self.protocol().id, p.number),
-        }
-    }
-
-    fn metric(&self, name: &str) -> Option<f64> {
-        self.phase_metrics.get(name).copied()
     }
 
     fn set_metric(&mut self, name: &str, value: f64) {
@@ -379,103 +232,42 @@ impl Release {
         self.set_metric(name, v);
     }
 
-    /// Evidence path of the current protocol: `pre-deployment/<name>`.
-    fn evidence_path(&self, name: &str) -> String {
-        format!("{}/{}", self.protocol().artifacts_dir, name)
-    }
-
-    /// Writes `contents` to the step's (first) evidence file, if it names one.
-    fn write_step_file(&mut self, fx: &mut Fx, step: &Step, contents: String) {
-        if let Some(name) = step.evidence.first() {
-            let path = self.evidence_path(name);
-            self.write(fx, path, contents);
-        }
-    }
-
-    /// Writes a JSON evidence document (common header + `body`) to the step's evidence file.
-    fn write_step_json(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, body: serde_json::Value) {
-        if !step.evidence.is_empty() {
-            let doc = self.json_doc(now, step, body);
-            self.write_step_file(fx, step, doc);
-        }
-    }
-
     fn write(&mut self, fx: &mut Fx, path: String, contents: String) {
         self.evidence.insert(path.clone());
         fx.push(Effect::WriteEvidence { path, contents });
     }
 
-    fn env_cfg(&self, env: &str) -> Option<Environment> {
-        self.plan.environment(env).cloned()
-    }
-
-    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>) -> JobId {
-        let JobAsk { env, purpose, template, percent, log, output } = ask;
+    fn job_effect(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk) -> JobId {
         let n = self.next_n();
         let id = JobId::new(&self.id, n);
-        let percent_s = percent.to_string();
-        let output = output.map(|o| format!("{{artifacts}}/{o}")).unwrap_or_default();
-        let vars = [
-            ("version", self.version.as_str()),
-            ("env", env),
-            ("strategy", self.strategy.as_str()),
-            ("percent", percent_s.as_str()),
-            ("release", self.id.as_str()),
-            ("output", output.as_str()),
-        ];
-        let argv: Vec<String> = template.argv.iter().map(|a| expand(a, &vars)).collect();
-        let mut envs: Vec<(String, String)> = template.env.iter().map(|(k, v)| (k.clone(), expand(v, &vars))).collect();
-        envs.push(("RAYBOT_RELEASE".into(), self.id.clone()));
-        envs.push(("RAYBOT_VERSION".into(), self.version.clone()));
-        envs.push(("RAYBOT_ENV".into(), env.to_string()));
-        envs.push(("RAYBOT_STRATEGY".into(), self.strategy.as_str().into()));
-        envs.push(("RAYBOT_PERCENT".into(), percent_s.clone()));
-        self.jobs.push(JobRecord {
-            id: id.clone(),
-            purpose: purpose.clone(),
-            env: env.to_string(),
-            argv: argv.clone(),
-            log: log.clone(),
-            started_at: now,
-            outcome: None,
-            finished_at: None,
-            spec: None,
-        });
-        if env == self.env && self.plan.protocols.len() > 1 && self.is_target_deploy(&purpose) {
+        let spec = ask.spec(&id, jobs::Vars { id: &self.id, version: &self.version, strategy: self.strategy });
+        self.jobs.push(JobRecord::started(&spec, &ask.env, now));
+        self.evidence.extend(ask.output.clone());
+        if ask.env == self.env && self.plan.protocols.len() > 1 && ask.changes_serving() {
             self.production_touched = true;
         }
-        self.evidence.insert(log.clone());
-        let spec = JobSpec { id: id.to_string(), purpose, argv, env: envs, timeout_ms: template.timeout_ms, log };
-        if let Some(record) = self.jobs.last_mut() {
-            record.spec = Some(spec.clone());
-        }
+        self.evidence.insert(spec.log.clone());
         fx.push(Effect::RunJob(spec));
         id
     }
 
     /// Starts a job and waits for it as `task`.
-    fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk<'_>, task: Task) {
+    fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk, task: Task) {
         let job = self.job_effect(now, fx, ask);
         self.activity = Activity::Job { job: job.into(), task };
-    }
-
-    fn is_target_deploy(&self, purpose: &str) -> bool {
-        purpose.starts_with("deploy ") || purpose.starts_with("rollback ")
     }
 
     fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> ProbeId {
         let n = self.next_n();
         let id = ProbeId::new(&self.id, n);
         self.probes.push(ProbeRecord { id: id.clone(), purpose, env: env.name.clone(), started_at: now, report: None });
-        fx.push(Effect::Probe(ProbeSpec {
-            id: id.to_string(),
-            url: env.probe.url.clone(),
-            count: env.probe.count,
-            interval_ms: env.probe.interval_ms,
-            timeout_ms: env.probe.timeout_ms,
-            version_header: env.probe.version_header.clone(),
-        }));
+        fx.push(Effect::Probe(rollout::probe_spec(&id, env)));
         id
+    }
+
+    /// Arms the timer of the next reminder to the people a request waits for.
+    fn remind(&mut self, now: Timestamp, fx: &mut Fx) -> TimerId {
+        self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms))
     }
 
     fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> TimerId {
@@ -488,33 +280,15 @@ impl Release {
     // ----- the protocol walk ----------------------------------------------------------------
 
     fn enter_protocol(&mut self, now: Timestamp, fx: &mut Fx) {
-        let p = self.protocol().clone();
-        let mut text = format!("[MASTER RAY™ | PROTOCOL {}: {}] Persona: {}.", p.id, p.title, p.role.persona);
-        if let Some(g) = &p.role.guardrail {
-            text.push_str(&format!(" Guardrail: {g}"));
-        }
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, Self::protocol_text(self.protocol()));
         self.enter_phase(now, fx);
     }
 
     fn enter_phase(&mut self, now: Timestamp, fx: &mut Fx) {
         self.phase_metrics.clear();
-        let phase = self.phase().clone();
-        // When a later step carries the start line (P11 phase 3: the approval comes first), it is
-        // posted when that step starts, as the seed orders it.
-        let later = phase
-            .steps
-            .iter()
-            .skip(1)
-            .any(|s| s.communication.is_some() && s.communication == phase.start_announcement);
-        if later {
-            return;
+        if let Some(text) = steps::phase_opening(self.phase()) {
+            self.say(now, fx, text);
         }
-        let text = phase
-            .start_announcement
-            .clone()
-            .unwrap_or_else(|| format!("[MASTER RAY™ | PHASE {} START] - {}...", phase.number, phase.title));
-        self.post(now, fx, None, text, Ask::Nothing);
     }
 
     /// Drives the walk: after a step finished (`Done`), moves on until something waits.
@@ -551,62 +325,38 @@ impl Release {
     /// Evaluates the phase's gate and moves to the next phase/protocol. Returns false when the
     /// release stops here (gate failed, or the release ended).
     fn end_phase(&mut self, now: Timestamp, fx: &mut Fx) -> bool {
-        let phase = self.phase().clone();
-        if let Some(gate) = &phase.gate {
-            if !self.gate_passes(gate, now, fx) {
+        if let Some(gate) = self.phase().gate.clone() {
+            if !self.gate_passes(&gate, now, fx) {
                 return false;
             }
         }
-        if let Some(done) = &phase.complete_announcement {
-            self.post(now, fx, None, done.clone(), Ask::Nothing);
+        if let Some(done) = self.phase().complete_announcement.clone() {
+            self.say(now, fx, done);
         }
-        self.cursor.phase += 1;
-        self.cursor.step = 0;
+        if self.cursor.phase + 1 >= self.protocol().phases.len() {
+            // Protocol complete: handoff.
+            for text in self.handoff_texts() {
+                self.say(now, fx, text);
+            }
+        }
         self.deploy_index = 0;
-        if self.cursor.phase < self.protocol().phases.len() {
-            self.enter_phase(now, fx);
-            return true;
+        match self.cursor.next_phase(&self.plan) {
+            Advance::Phase => self.enter_phase(now, fx),
+            Advance::Protocol => self.enter_protocol(now, fx),
+            Advance::Released => {
+                self.finish(now, fx, Terminal::Released);
+                return false;
+            }
         }
-        // Protocol complete: handoff.
-        for text in self.handoff_texts() {
-            self.post(now, fx, None, text, Ask::Nothing);
-        }
-        self.cursor.protocol += 1;
-        self.cursor.phase = 0;
-        if self.cursor.protocol < self.plan.protocols.len() {
-            self.enter_protocol(now, fx);
-            return true;
-        }
-        self.cursor.protocol = self.plan.protocols.len() - 1;
-        self.cursor.phase = self.protocol().phases.len() - 1;
-        self.cursor.step = self.phase().steps.len().saturating_sub(1);
-        self.finish(now, fx, Terminal::Released);
-        false
+        true
     }
 
     /// Ends the release: refresh the report bundle if there is one, then `Finished`.
     fn finish(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
-        let report_zip = self.plan.protocols.iter().find_map(|p| {
-            p.phases.iter().flat_map(|ph| &ph.steps).find_map(|s| match &s.run {
-                StepRun::Report { zip } => Some((p.artifacts_dir.clone(), zip.clone(), p.id.clone())),
-                _ => None,
-            })
-        });
+        let report_zip = self.report_zip();
         match report_zip {
             Some((dir, zip, protocol)) if !self.evidence.is_empty() => {
-                let report = format!("{dir}/DEPLOYMENT-REPORT.md");
-                let text = self.deployment_report(now, Some(&outcome));
-                self.write(fx, report, text);
-                let bundle = self.next("bundle");
-                let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
-                fx.push(Effect::Bundle {
-                    bundle: bundle.clone(),
-                    zip: format!("{dir}/{zip}"),
-                    files,
-                    manifest: None,
-                    protocol,
-                });
-                self.activity = Activity::Bundle { bundle, finish: Some(outcome) };
+                self.report_bundle(now, fx, &dir, format!("{dir}/{zip}"), protocol, Some(outcome));
             }
             _ => self.end(now, fx, outcome),
         }
@@ -614,7 +364,7 @@ impl Release {
 
     fn end(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
         let text = self.end_text(&outcome);
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, text);
         self.activity = Activity::Ended(outcome.clone());
         fx.push(Effect::Finished { outcome });
     }
@@ -629,61 +379,24 @@ impl Release {
         resume: Resume,
     ) {
         let text = self.halt_text(&step, &reason, gate.as_deref(), &resume);
-        self.post(now, fx, None, text, Ask::Nothing);
+        self.say(now, fx, text);
         self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
-    }
-
-    fn gate_waivable(&self, gate: &str) -> bool {
-        self.protocol().gates.iter().any(|g| g.id == gate && g.waivable)
     }
 
     /// Evaluates `gate` of the current protocol; on failure applies its failure handling.
     fn gate_passes(&mut self, gate_id: &str, now: Timestamp, fx: &mut Fx) -> bool {
-        let p = self.protocol().clone();
-        let Some(gate) = p.gates.iter().find(|g| g.id == gate_id) else {
-            return true;
-        };
-        let verdict = gates::evaluate(&p.id, gate, &self.phase_metrics, &self.constants(), &self.waivers, now);
-        let actual = verdict.actual().join(", ");
-        let threshold = verdict.threshold.clone();
-        let outcome = verdict.verdict.clone();
+        let Some(GateRun { verdict, text, failure }) = self.evaluate_gate(gate_id, now) else { return true };
         self.gates.push(verdict);
-        match outcome {
-            Verdict::Waived { by, justification } => {
-                let text = format!("[RAY GATE WAIVED: {}] Waived by {}: {justification}", gate.name, self.mention(&by));
-                self.post(now, fx, None, text, Ask::Nothing);
-                return true;
-            }
-            Verdict::Passed => {
-                let text = format!("[RAY GATE PASSED: {}] {actual} (threshold: {threshold}).", gate.name);
-                self.post(now, fx, None, text, Ask::Nothing);
-                return true;
-            }
-            Verdict::Failed => {}
-        }
-        self.post(now, fx, None, gates::failure_text(gate, &actual), Ask::Nothing);
-        let step = format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number);
-        let reason = format!("{actual} (threshold: {threshold})");
-        match gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1) {
-            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate.id.clone()), Resume::Phase),
-            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate.id.clone()),
+        self.say(now, fx, text);
+        let Some(GateFailed { step, reason, gate, name, handling }) = failure else { return true };
+        match handling {
+            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate), Resume::Phase),
+            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate),
             OnFailure::Rollback => {
-                self.start_rollback(now, fx, format!("{} failed: {reason}", gate.name), rollback::AUTOMATIC.into())
+                self.start_rollback(now, fx, format!("{name} failed: {reason}"), rollback::AUTOMATIC.into())
             }
         }
         false
-    }
-
-    fn constants(&self) -> BTreeMap<String, f64> {
-        let mut c = BTreeMap::new();
-        let rto = self
-            .plan
-            .environment("staging")
-            .or_else(|| self.plan.environment(&self.env))
-            .map(|e| e.rto_seconds)
-            .unwrap_or(0.0);
-        c.insert("rto".to_string(), rto);
-        c
     }
 
     /// Runs a step's halt condition: the phase's gate decides if it reads metrics that are all
@@ -691,27 +404,21 @@ impl Release {
     fn step_failed(&mut self, now: Timestamp, fx: &mut Fx, reason: String) {
         let step = self.step().clone();
         let label = self.step_label();
-        self.post(now, fx, None, format!("[RAY] {label}: halt condition met — {reason}"), Ask::Nothing);
-        if step.level == Level::Guideline {
-            return self.run(now, fx, Entered::Done, false);
-        }
-        if let Some(gate_id) = self.phase().gate.clone() {
-            let waived = gates::waiver(&self.waivers, &self.protocol().id, &gate_id).is_some();
-            if waived {
-                self.post(now, fx, None, format!("[RAY] Continuing: gate '{gate_id}' was waived."), Ask::Nothing);
+        self.say(now, fx, format!("[RAY] {label}: halt condition met — {reason}"));
+        match self.halt_route() {
+            HaltRoute::Continue(text) => {
+                if let Some(text) = text {
+                    self.say(now, fx, text);
+                }
                 return self.run(now, fx, Entered::Done, false);
             }
-            let gate = self.protocol().gates.iter().find(|g| g.id == gate_id).cloned();
-            if let Some(gate) = gate {
-                if gates::measurable(&gate, &self.phase_metrics) {
-                    if !self.gate_passes(&gate_id, now, fx) {
-                        return;
-                    }
-                    // The gate's figures are fine although the step's halt condition held:
-                    // fall through to the step's own halt handling.
-                    self.gates.pop();
-                }
+            // The gate's figures may be fine although the step's halt condition held: then the
+            // step's own halt handling applies.
+            HaltRoute::Gate(gate) if !self.gate_passes(&gate, now, fx) => return,
+            HaltRoute::Gate(_) => {
+                self.gates.pop();
             }
+            HaltRoute::Own => {}
         }
         match step.halt.unwrap_or(HaltKind::Stop) {
             HaltKind::Rollback if self.production_touched => {
@@ -726,470 +433,147 @@ impl Release {
     }
 
     fn step_note(&mut self, now: Timestamp, fx: &mut Fx, text: String) {
-        let p = self.phase().number;
-        let step = self.step().clone();
-        let lead = match step.level {
-            Level::Must => format!("[PHASE {p}]"),
-            Level::Guideline => format!("[PHASE {p}] Guideline — {}:", step.title),
-        };
-        self.post(now, fx, None, format!("{lead} {text}"), Ask::Nothing);
+        self.say(now, fx, self.step_note_text(&text));
     }
 
     /// Starts the current step.
     fn enter_step(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
         self.metrics_at_step = self.phase_metrics.clone();
         let step = self.step().clone();
-        let phase_start = self.phase().start_announcement.clone();
-        if let Some(c) = &step.communication {
-            let already = self.cursor.step == 0 && Some(c) == phase_start.as_ref();
-            if !already && !matches!(step.run, StepRun::Freeze { .. } | StepRun::Approval { .. }) {
-                self.post(now, fx, None, c.clone(), Ask::Nothing);
-            }
+        if let Some(line) = steps::opening_line(&step, self.cursor.step == 0, self.phase().start_announcement.as_ref())
+        {
+            self.say(now, fx, line.clone());
         }
-        match step.run.clone() {
-            StepRun::Note => {
-                if step.communication.is_none() {
-                    self.step_note(now, fx, step.action.clone());
-                }
-                Entered::Done
+        let next = steps::start(self.setting(), &step, self.deploy_index, now);
+        self.apply(now, fx, next)
+    }
+
+    /// Maps what the current step asks for to effects; `Done` when it finished at once.
+    fn apply(&mut self, now: Timestamp, fx: &mut Fx, next: Next) -> Entered {
+        match next {
+            Next::Done => return Entered::Done,
+            Next::Wait => {}
+            Next::Note(text) => {
+                self.step_note(now, fx, text);
+                return Entered::Done;
             }
-            StepRun::Intake => {
+            Next::Failed(reason) => self.step_failed(now, fx, reason),
+            Next::Job { ask, task, note } => {
+                if let Some(note) = note {
+                    self.step_note(now, fx, note);
+                }
+                self.start_job(now, fx, ask, task);
+            }
+            Next::Deploy { ask, index, announce } => {
+                if announce {
+                    let text = self.deploy_started_text(&ask.env);
+                    self.say(now, fx, text);
+                }
+                self.start_job(now, fx, ask, Task::DeployStep { index });
+            }
+            Next::Probe { env, purpose, task } => self.start_probe(now, fx, &env, purpose, task),
+            Next::CheckInputs(items) => {
                 let check = self.next("check");
-                let items = self
-                    .protocol()
-                    .prerequisites
-                    .artifacts
-                    .iter()
-                    .map(|a| InputSpec {
-                        name: a.name.clone(),
-                        location: format!("{:?}", a.location).to_lowercase(),
-                        required: a.required,
-                        max_age_days: self.plan.inputs_max_age_days,
-                    })
-                    .collect();
                 fx.push(Effect::CheckInputs { check: check.clone(), items });
                 self.activity = Activity::Inputs { check };
-                Entered::Waiting
             }
-            StepRun::Parity => self.parity(now, fx),
-            StepRun::Job { job, env } => {
-                let template = self.env_cfg(&env).and_then(|e| e.jobs.get(&job).cloned());
-                match template {
-                    None => {
-                        self.step_note(now, fx, format!("skipped: no `{job}` job is configured for {env}."));
-                        Entered::Done
-                    }
-                    Some(t) => {
-                        let output = step.evidence.first().map(|e| self.evidence_path(e));
-                        if let Some(o) = &output {
-                            self.evidence.insert(o.clone());
-                        }
-                        let log = self.evidence_path(&format!("{env}-{}.log", job.replace('_', "-")));
-                        self.step_note(now, fx, format!("running `{job}` on {env}."));
-                        self.start_job(
-                            now,
-                            fx,
-                            JobAsk {
-                                env: &env,
-                                purpose: format!("{job} {env}"),
-                                template: &t,
-                                percent: 100,
-                                log,
-                                output,
-                            },
-                            Task::OptionalJob,
-                        );
-                        Entered::Waiting
-                    }
-                }
+            Next::Package { zip, manifest, files } => {
+                self.evidence.extend(manifest.iter().chain([&zip]).cloned());
+                let protocol = self.protocol().id.clone();
+                self.start_bundle(fx, zip, files, manifest, protocol, None);
             }
-            StepRun::Deploy { env } => {
-                if self.env_cfg(&env).is_none() {
-                    self.step_failed(now, fx, format!("environment `{env}` is not configured"));
-                    return Entered::Waiting;
-                }
-                if env == self.env && self.deploy_index == 0 {
-                    let steps: Vec<String> = self.strategy.steps().iter().map(|p| format!("{p}%")).collect();
-                    self.post(
-                        now,
-                        fx,
-                        None,
-                        format!(
-                            "[RAY ANNOUNCEMENT] {} deployment of {} started ({}: {}). Next update at 50%.",
-                            capitalize(&env),
-                            self.version,
-                            self.strategy.as_str(),
-                            steps.join(" → ")
-                        ),
-                        Ask::Nothing,
-                    );
-                }
-                self.deploy_substep(now, fx, &env);
-                Entered::Waiting
+            Next::Report { zip } => {
+                let (dir, protocol) = (self.protocol().artifacts_dir.clone(), self.protocol().id.clone());
+                self.report_bundle(now, fx, &dir, zip.clone(), protocol, None);
+                self.evidence.insert(zip);
             }
-            StepRun::Validate { env } => self.validate_next(now, fx, &env, 0),
-            StepRun::RollbackRehearsal { env } => {
-                let Some(e) = self.env_cfg(&env) else {
-                    self.step_failed(now, fx, format!("environment `{env}` is not configured"));
-                    return Entered::Waiting;
-                };
-                let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                self.start_job(
-                    now,
-                    fx,
-                    JobAsk {
-                        env: &env,
-                        purpose: format!("rollback rehearsal {env}"),
-                        template: &e.rollback,
-                        percent: 0,
-                        log,
-                        output: None,
-                    },
-                    Task::Rehearsal { started: now },
-                );
-                Entered::Waiting
-            }
-            StepRun::Security => match self.plan.jobs.get("security").cloned() {
-                None => {
-                    self.step_note(
-                        now,
-                        fx,
-                        "no `security` job is configured: blocking findings cannot be measured.".into(),
-                    );
-                    self.write_security(now, fx, None);
-                    Entered::Done
-                }
-                Some(t) => {
-                    let log = self.evidence_path("security-scan.log");
-                    let env = self.env.clone();
-                    self.start_job(
-                        now,
-                        fx,
-                        JobAsk {
-                            env: &env,
-                            purpose: "security scan".into(),
-                            template: &t,
-                            percent: 100,
-                            log,
-                            output: None,
-                        },
-                        Task::Security,
-                    );
-                    Entered::Waiting
-                }
-            },
-            StepRun::Baseline { env } => {
-                let Some(e) = self.env_cfg(&env) else {
-                    return Entered::Done;
-                };
-                let id = self.probe_effect(now, fx, &e, format!("baseline {env}"));
-                self.activity = Activity::Probe { probe: id, task: Task::BaselineProbe };
-                Entered::Waiting
-            }
-            StepRun::Package { zip, manifest, files } => {
-                let dir = self.protocol().artifacts_dir.clone();
-                let bundle = self.next("bundle");
-                let files: Vec<String> = files.iter().map(|f| format!("{dir}/{f}")).collect();
-                let manifest = manifest.map(|m| format!("{dir}/{m}"));
-                if let Some(m) = &manifest {
-                    self.evidence.insert(m.clone());
-                }
-                let zip = format!("{dir}/{zip}");
-                self.evidence.insert(zip.clone());
-                fx.push(Effect::Bundle {
-                    bundle: bundle.clone(),
-                    zip,
-                    files,
-                    manifest,
-                    protocol: self.protocol().id.clone(),
-                });
-                self.activity = Activity::Bundle { bundle, finish: None };
-                Entered::Waiting
-            }
-            StepRun::Approval { roles, .. } => self.open_approval(now, fx, &step, roles),
-            StepRun::Freeze { roles } => self.open_freeze(now, fx, &step, roles),
-            StepRun::Document { template } => {
-                let (contents, note) = self.document(now, template, &step);
-                if let Some(contents) = contents {
-                    self.write_step_file(fx, &step, contents);
-                }
-                self.step_note(now, fx, note);
-                Entered::Done
-            }
-            StepRun::HealthWindow { env } => {
-                let Some(e) = self.env_cfg(&env) else {
-                    return Entered::Done;
-                };
+            Next::Soak { env, until } => {
                 self.soak.clear();
                 self.set_metric("slo_breaches", 0.0);
-                let until = now.plus_ms(e.health_window.duration_ms);
-                let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
-                self.activity = Activity::Probe { probe, task: Task::SoakProbe { until } };
-                Entered::Waiting
+                self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
-            StepRun::Report { zip } => {
-                let dir = self.protocol().artifacts_dir.clone();
-                let report = format!("{dir}/DEPLOYMENT-REPORT.md");
-                let text = self.deployment_report(now, None);
-                self.write(fx, report, text);
-                let bundle = self.next("bundle");
-                let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
-                let zip = format!("{dir}/{zip}");
-                self.evidence.insert(zip.clone());
-                fx.push(Effect::Bundle {
-                    bundle: bundle.clone(),
-                    zip,
-                    files,
-                    manifest: None,
-                    protocol: self.protocol().id.clone(),
-                });
-                self.activity = Activity::Bundle { bundle, finish: None };
-                Entered::Waiting
-            }
-        }
-    }
-
-    fn parity(&mut self, now: Timestamp, fx: &mut Fx) -> Entered {
-        let staging = self.plan.environment("staging").map(|e| e.parity.clone()).unwrap_or_default();
-        let production = self.plan.environment("production").map(|e| e.parity.clone()).unwrap_or_default();
-        let parity = Parity::compare(&staging, &production);
-        self.set_metric("drift_severity", parity.worst);
-        let sev_name = parity.severity();
-        let body = serde_json::json!({
-            "compared_keys": parity.compared,
-            "drift": parity.drift,
-            "drift_severity": sev_name,
-            "status": if parity.blocks() { "drift" } else { "parity" },
-        });
-        let step = self.step().clone();
-        self.write_step_json(now, fx, &step, body);
-        self.step_note(
-            now,
-            fx,
-            format!(
-                "Parity: {} keys compared, {} drifted, drift severity {sev_name}.",
-                parity.compared,
-                parity.drift.len()
-            ),
-        );
-        if parity.blocks() {
-            self.step_failed(
-                now,
-                fx,
-                format!("configuration drift of severity {sev_name} between staging and production"),
-            );
-            return Entered::Waiting;
-        }
-        Entered::Done
-    }
-
-    // ----- deploy ---------------------------------------------------------------------------
-
-    fn deploy_substep(&mut self, now: Timestamp, fx: &mut Fx, env: &str) {
-        let Some(e) = self.env_cfg(env) else { return };
-        let steps = self.strategy.steps();
-        let index = self.deploy_index.min(steps.len() - 1);
-        let percent = Rollout { strategy: self.strategy }.percent(index);
-        let log = self.deploy_log(env);
-        self.start_job(
-            now,
-            fx,
-            JobAsk {
-                env,
-                purpose: format!("deploy {env} {percent}%"),
-                template: &e.deploy,
-                percent,
-                log,
-                output: None,
-            },
-            Task::DeployStep { index },
-        );
-    }
-
-    fn deploy_log(&self, env: &str) -> String {
-        let step = self.step();
-        match step.evidence.iter().find(|e| e.ends_with(".log")) {
-            Some(l) => self.evidence_path(l),
-            None => self.evidence_path(&format!("{env}-deployment-run.log")),
-        }
-    }
-
-    fn deploy_failed(&mut self, now: Timestamp, fx: &mut Fx, env: &str, reason: String) {
-        self.add_metric("blocking_errors", 1.0);
-        self.add_metric("blocking_incidents", 1.0);
-        self.write_deploy_report(now, fx, env, Some(&reason));
-        if env == self.env && self.production_touched {
-            self.post(
-                now,
-                fx,
-                None,
-                format!("[RAY ANNOUNCEMENT] {} deployment of {} stopped: {reason}.", capitalize(env), self.version),
-                Ask::Nothing,
-            );
-        }
-        self.step_failed(now, fx, reason);
-    }
-
-    fn write_deploy_report(&mut self, now: Timestamp, fx: &mut Fx, env: &str, failure: Option<&str>) {
-        let step = self.step().clone();
-        let Some(name) = step.evidence.iter().find(|e| e.ends_with(".json")) else { return };
-        let path = self.evidence_path(name);
-        let doc = self.json_doc(now, &step, self.deploy_report_body(env, failure));
-        self.write(fx, path, doc);
-    }
-
-    fn deploy_job_done(&mut self, now: Timestamp, fx: &mut Fx, index: usize, outcome: &JobOutcome) {
-        let StepRun::Deploy { env } = self.step().run.clone() else { return };
-        if !outcome.succeeded() {
-            let percent = self.strategy.steps()[index];
-            return self.deploy_failed(
-                now,
-                fx,
-                &env,
-                format!("deploy job at {percent}% failed ({})", outcome.summary()),
-            );
-        }
-        let Some(e) = self.env_cfg(&env) else { return };
-        let percent = self.strategy.steps()[index];
-        let probe = self.probe_effect(now, fx, &e, format!("after deploy {env} {percent}%"));
-        self.activity = Activity::Probe { probe, task: Task::DeployStep { index } };
-    }
-
-    /// Maps the rollout's reading of the probe after sub-step `index`: fail, announce, go on.
-    fn deploy_probe_done(&mut self, now: Timestamp, fx: &mut Fx, index: usize, report: &ProbeReport) {
-        let StepRun::Deploy { env } = self.step().run.clone() else { return };
-        let Some(e) = self.env_cfg(&env) else { return };
-        let rollout = Rollout { strategy: self.strategy };
-        if env == self.env {
-            self.set_metric("validation_success_rate", report.success_rate());
-        }
-        let summary = rollout::summary(report);
-        let outcome = rollout.after_probe(index, &e.probe, report, &self.version);
-        let halfway = match outcome {
-            ProbeStep::Unhealthy { percent } => {
-                return self.deploy_failed(now, fx, &env, format!("probes at {percent}% traffic: {summary}"));
-            }
-            ProbeStep::NotServing => {
-                let reason = format!("{} is not serving after the switch: {summary}", self.version);
-                return self.deploy_failed(now, fx, &env, reason);
-            }
-            ProbeStep::Next { halfway, .. } | ProbeStep::Complete { halfway } => halfway,
-        };
-        // Releases through several protocols announce the target's milestones to everyone;
-        // other deploys note each step.
-        let announce = env == self.env && self.plan.protocols.len() > 1;
-        if !announce {
-            let percent = rollout.percent(index);
-            self.step_note(now, fx, format!("{env} at {percent}%: {summary}"));
-        } else if halfway {
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "[RAY ANNOUNCEMENT] {} deployment 50% complete. No errors observed. Next update at completion. ({summary})",
-                    capitalize(&env),
-                ),
-                Ask::Nothing,
-            );
-        }
-        if let ProbeStep::Next { next, .. } = outcome {
-            self.deploy_index = next;
-            return self.deploy_substep(now, fx, &env);
-        }
-        if announce {
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "[RAY ANNOUNCEMENT] {} deployment 100% complete. No errors observed. {} serves {}. Next: post-deployment checks.",
-                    capitalize(&env),
-                    capitalize(&env),
-                    self.version
-                ),
-                Ask::Nothing,
-            );
-        }
-        self.add_metric("blocking_errors", 0.0);
-        self.add_metric("blocking_incidents", 0.0);
-        self.write_deploy_report(now, fx, &env, None);
-        self.deploy_index = 0;
-        self.run(now, fx, Entered::Done, false)
-    }
-
-    // ----- validation -----------------------------------------------------------------------
-
-    fn validate_next(&mut self, now: Timestamp, fx: &mut Fx, env: &str, index: usize) -> Entered {
-        let Some(e) = self.env_cfg(env) else {
-            self.step_failed(now, fx, format!("environment `{env}` is not configured"));
-            return Entered::Waiting;
-        };
-        if let Some(suite) = e.validation.get(index) {
-            let log = self.evidence_path(&format!("{env}-validation.log"));
-            self.start_job(
-                now,
-                fx,
-                JobAsk {
-                    env,
-                    purpose: format!("validation {} {env}", suite.name),
-                    template: &suite.job,
-                    percent: 100,
-                    log,
-                    output: None,
-                },
-                Task::Suite { index },
-            );
-        } else {
-            let probe = self.probe_effect(now, fx, &e, format!("validation {env}"));
-            self.activity = Activity::Probe { probe, task: Task::ValidateProbe };
+            Next::Parity => return self.perform(now, fx, self.parity(now)),
+            Next::Unscanned => return self.perform(now, fx, self.unscanned(now)),
+            Next::Approval(roles) => return self.open_approval(now, fx, roles),
+            Next::Freeze(roles) => return self.open_freeze(now, fx, roles),
+            Next::Document(template) => return self.perform(now, fx, self.document_step(now, template)),
         }
         Entered::Waiting
     }
 
-    fn validation_done(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport) {
-        let step = self.step().clone();
-        let StepRun::Validate { env } = step.run.clone() else { return };
-        let Some(e) = self.env_cfg(&env) else { return };
-        let suite_jobs = scores::suite_jobs(&self.jobs, &env, e.validation.len()).to_vec();
-        let score = Validation::score(&suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
-        let Validation { passed, coverage, blocking, .. } = score;
-        self.set_metric("coverage", coverage);
-        self.set_metric("validation_success_rate", report.success_rate());
-        self.add_metric("blocking_errors", blocking);
-        self.add_metric("blocking_incidents", blocking);
-        let body = self.validation_body(&env, &e, &suite_jobs, &score, report);
-        self.write_step_json(now, fx, &step, body);
-        let summary = format!(
-            "{env} validation: {passed}/{} suites passed (coverage {:.0}%), probes {}.",
-            suite_jobs.len(),
-            coverage * 100.0,
-            rollout::summary(report)
-        );
-        self.step_note(now, fx, summary.clone());
-        if !score.passed() {
-            return self.step_failed(now, fx, summary);
+    /// Performs what a step's result means, in order, then what comes next.
+    fn perform(&mut self, now: Timestamp, fx: &mut Fx, reading: Reading) -> Entered {
+        for act in reading.acts {
+            self.act(now, fx, act);
         }
-        self.run(now, fx, Entered::Done, false)
+        self.apply(now, fx, reading.next)
     }
 
-    // ----- security, baseline, rehearsal ------------------------------------------------------
-
-    fn write_security(&mut self, now: Timestamp, fx: &mut Fx, outcome: Option<&JobOutcome>) {
-        let step = self.step().clone();
-        let findings = outcome.map(scores::blocking_findings);
-        if let Some(f) = findings {
-            self.set_metric("blocking_findings", f);
+    fn act(&mut self, now: Timestamp, fx: &mut Fx, act: Act) {
+        match act {
+            Act::Set(name, value) => self.set_metric(name, value),
+            Act::Add(name, value) => self.add_metric(name, value),
+            Act::Write(path, contents) => self.write(fx, path, contents),
+            Act::Note(text) => self.step_note(now, fx, text),
+            Act::Say(text) => self.say(now, fx, text),
+            Act::Rollout(index) => self.deploy_index = index,
+            Act::Update(key, text) => self.update(fx, key, text),
         }
-        let body = Self::security_body(outcome, findings);
-        self.write_step_json(now, fx, &step, body);
+    }
+
+    /// Performs what a result of the current step means; a step done at once walks on.
+    fn go(&mut self, now: Timestamp, fx: &mut Fx, reading: impl Into<Reading>) {
+        if let Entered::Done = self.perform(now, fx, reading.into()) {
+            self.run(now, fx, Entered::Done, false);
+        }
+    }
+
+    /// Asks for bundle `bundle` of `files` into `zip` and waits for it; `finish` ends the release
+    /// once it is written.
+    fn start_bundle(
+        &mut self,
+        fx: &mut Fx,
+        zip: String,
+        files: Vec<String>,
+        manifest: Option<String>,
+        protocol: String,
+        finish: Option<Terminal>,
+    ) {
+        let bundle = self.next("bundle");
+        fx.push(Effect::Bundle { bundle: bundle.clone(), zip, files, manifest, protocol });
+        self.activity = Activity::Bundle { bundle, finish };
+    }
+
+    /// Writes `DEPLOYMENT-REPORT.md` into `dir` and bundles every evidence file but zips into `zip`.
+    fn report_bundle(
+        &mut self,
+        now: Timestamp,
+        fx: &mut Fx,
+        dir: &str,
+        zip: String,
+        protocol: String,
+        finish: Option<Terminal>,
+    ) {
+        let text = self.deployment_report(now, finish.as_ref());
+        self.write(fx, format!("{dir}/DEPLOYMENT-REPORT.md"), text);
+        let files: Vec<String> = self.evidence.iter().filter(|f| !f.ends_with(".zip")).cloned().collect();
+        self.start_bundle(fx, zip, files, None, protocol, finish);
+    }
+
+    /// Probes `env` for `purpose` and waits for the figures as `task` (nothing when `env` is not
+    /// configured).
+    fn start_probe(&mut self, now: Timestamp, fx: &mut Fx, env: &str, purpose: String, task: Task) {
+        let plan = Arc::clone(&self.plan);
+        let Some(e) = plan.environment(env) else { return };
+        let probe = self.probe_effect(now, fx, e, purpose);
+        self.activity = Activity::Probe { probe, task };
     }
 
     // ----- approvals ------------------------------------------------------------------------
 
-    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>) -> Entered {
+    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
         let round = self.rounds.len();
-        self.rounds.push(ApprovalRound::open(self.protocol().id.clone(), step.id.clone(), roles, now));
+        self.rounds.push(ApprovalRound::open(self.protocol().id.clone(), self.step().id.clone(), roles, now));
         self.post_approval_request(now, fx, round, "");
         Entered::Waiting
     }
@@ -1198,7 +582,7 @@ impl Release {
     fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
         let text = self.approval_request_text(&self.rounds[round], lead);
         self.post(now, fx, Some(PostKey::Approval(round)), text, Ask::Buttons);
-        let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+        let reminder = self.remind(now, fx);
         self.activity = Activity::Approval { round, reminder };
     }
 
@@ -1215,62 +599,16 @@ impl Release {
             via: via.into(),
         };
         let outcome = self.rounds[round].approve(approval, &self.started_by.id);
-        if outcome == RoundOutcome::NotRequired {
-            return; // the access check refuses approvers without a required role
-        }
-        if outcome == RoundOutcome::Already {
-            fx.push(Effect::Reply {
-                to: by.clone(),
-                text: format!("[RAY] You already approved {} — counted once.", self.id),
-            });
-            return;
-        }
-        self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step));
-        let names: Vec<String> = self.rounds[round]
-            .approvals
-            .iter()
-            .map(|a| format!("{} ({}) at {}", self.mention(&a.user), a.roles.join("/"), a.at.rfc3339()))
-            .collect();
-        let still = match outcome {
-            RoundOutcome::Approved => {
-                self.update(
-                    fx,
-                    PostKey::Approval(round),
-                    format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", ")),
-                );
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Go decision recorded for {}: {}.", self.id, names.join(", ")),
-                    Ask::Nothing,
-                );
-                self.set_metric("approvals_recorded", 1.0);
-                self.write_approval(now, fx, round);
-                return self.run(now, fx, Entered::Done, false);
+        match outcome {
+            // The access check refuses approvers without a required role.
+            RoundOutcome::NotRequired => return,
+            RoundOutcome::Already => {
+                let text = format!("[RAY] You already approved {} — counted once.", self.id);
+                return fx.push(Effect::Reply { to: by.clone(), text });
             }
-            RoundOutcome::InitiatorAlone => {
-                format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
-            }
-            RoundOutcome::Missing(missing) => format!("still needed: {}", missing.join(", ")),
-            RoundOutcome::NotRequired | RoundOutcome::Already => return,
-        };
-        self.post(
-            now,
-            fx,
-            None,
-            format!("[RAY] Approval recorded: {}; {still}.", names.last().cloned().unwrap_or_default()),
-            Ask::Nothing,
-        );
-    }
-
-    fn write_approval(&mut self, now: Timestamp, fx: &mut Fx, round: usize) {
-        let step = self.step().clone();
-        if step.evidence.is_empty() {
-            return;
+            _ => self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step)),
         }
-        let body = self.approval_body(&self.rounds[round]);
-        self.write_step_json(now, fx, &step, body);
+        self.go(now, fx, self.round_reading(now, round, &outcome));
     }
 
     /// Decides the open round `rejected` (the access check let the rejection through).
@@ -1278,29 +616,32 @@ impl Release {
         let Activity::Approval { round, .. } = self.activity else { return };
         self.accept(now, by, format!("rejected: {reason}"));
         self.rounds[round].reject(now);
-        self.update(
-            fx,
-            PostKey::Approval(round),
-            format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(&by.id), now.rfc3339()),
-        );
-        self.write_approval(now, fx, round);
+        self.update(fx, PostKey::Approval(round), self.rejected_text(&by.id, now, &reason));
+        if let Some(evidence) = self.step_json(now, self.approval_body(&self.rounds[round])) {
+            self.act(now, fx, evidence);
+        }
         self.finish(now, fx, Terminal::Rejected { by: by.id.clone(), reason });
     }
 
     // ----- freeze ---------------------------------------------------------------------------
 
-    fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, step: &Step, roles: Vec<String>) -> Entered {
+    fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
         let required: Vec<String> = self.plan.people.with_roles(&roles).iter().map(|p| p.id.clone()).collect();
         if required.is_empty() {
             self.step_failed(now, fx, format!("nobody holds the freeze roles ({})", roles.join(", ")));
             return Entered::Waiting;
         }
         self.freeze = Freeze::open(required, now);
-        let text = self.freeze_text(step);
-        self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
-        let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
-        self.activity = Activity::Acks { reminder };
+        self.post_freeze_request(now, fx, "");
         Entered::Waiting
+    }
+
+    /// Posts (or re-posts, after `lead`) the freeze request and arms a reminder.
+    fn post_freeze_request(&mut self, now: Timestamp, fx: &mut Fx, lead: &str) {
+        let text = format!("{lead}{}", self.freeze_text(self.step()));
+        self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
+        let reminder = self.remind(now, fx);
+        self.activity = Activity::Acks { reminder };
     }
 
     /// Counts an acknowledgement the access check let through and maps the freeze's outcome.
@@ -1308,232 +649,65 @@ impl Release {
         let confirmed = match self.freeze.ack(&by.id, via, now) {
             AckOutcome::NotListed => return, // the access check refuses people off the list
             AckOutcome::Already => {
-                fx.push(Effect::Reply {
-                    to: by.clone(),
-                    text: format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id),
-                });
-                return;
+                let text = format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id);
+                return fx.push(Effect::Reply { to: by.clone(), text });
             }
             AckOutcome::Counted { confirmed } => confirmed,
         };
         self.accept(now, by, format!("acknowledged freeze via {via}"));
-        self.set_metric("freeze_ack_ratio", self.freeze.ratio());
-        self.update_freeze(fx);
-        if confirmed {
-            self.post(
-                now,
-                fx,
-                None,
-                format!(
-                    "[PHASE {}] Change freeze confirmed by all {} stakeholders.",
-                    self.phase().number,
-                    self.freeze.required.len()
-                ),
-                Ask::Nothing,
-            );
-            self.write_freeze(now, fx);
-            self.run(now, fx, Entered::Done, false);
-        }
-    }
-
-    fn write_freeze(&mut self, now: Timestamp, fx: &mut Fx) {
-        let step = self.step().clone();
-        if step.evidence.is_empty() {
-            return;
-        }
-        let text = self.freeze_doc(now, &step);
-        self.write_step_file(fx, &step, text);
+        self.go(now, fx, self.freeze_reading(now, confirmed));
     }
 
     fn unack(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
         if matches!(self.activity, Activity::Acks { .. }) && self.freeze.unack(&by.id) {
             self.accept(now, by, "withdrew freeze acknowledgement (reaction removed)".into());
-            self.set_metric("freeze_ack_ratio", self.freeze.ratio());
-            self.update_freeze(fx);
+            self.go(now, fx, self.freeze_reading(now, false));
         }
     }
 
     // ----- inbound people events ---------------------------------------------------------
 
-    /// Runs the access check of `verb` for `by`; a refusal is audited and answered here.
-    fn allowed(&mut self, verb: Verb, by: &UserRef, reaction: bool, now: Timestamp, fx: &mut Fx) -> bool {
-        let round = match self.activity {
-            Activity::Approval { round, .. } => self.rounds.get(round),
-            _ => None,
-        };
-        let scene = Scene {
-            release: &self.id,
-            activity: &self.activity,
-            people: &self.plan.people,
-            policy: &self.plan.policy,
-            freeze_list: &self.freeze.required,
-            round_roles: round.map(|r| r.roles.as_slice()),
-            initiator: &self.started_by.id,
-        };
-        match access::check(verb, by, reaction, &scene) {
-            Ok(()) => true,
-            Err(Refused { action, refusal }) => {
-                self.refuse(now, fx, by, action, refusal);
-                false
+    /// Performs what a person's event comes to (the answer decided it before anything changed).
+    fn respond(&mut self, by: &UserRef, answer: Answer, now: Timestamp, fx: &mut Fx) {
+        match answer {
+            Answer::Ignore => {}
+            Answer::Refuse(action, refusal) => self.refuse(now, fx, by, action, refusal),
+            Answer::Reply(text) => fx.push(Effect::Reply { to: by.clone(), text }),
+            Answer::Ack(via) => self.ack(by, via, now, fx),
+            Answer::Unack => self.unack(by, now, fx),
+            Answer::Approve { comment, via } => self.approve(by, comment, via, now, fx),
+            Answer::Reject(reason) => self.reject(by, reason, now, fx),
+            Answer::Waive { halt, key, gate, name, justification } => {
+                self.accept(now, by, format!("waived gate {gate}: {justification}"));
+                self.waivers.push((key, by.id.clone(), justification.clone(), now));
+                self.say(now, fx, self.waived_text(&name, &by.id, &justification));
+                self.activity = Activity::Idle;
+                if self.cursor.step >= self.phase().steps.len() - 1 && halt.resume == Resume::Phase {
+                    // The gate itself failed: continue as if it passed.
+                    self.cursor.step = self.phase().steps.len() - 1;
+                }
+                self.run(now, fx, Entered::Done, false);
+            }
+            Answer::Retry(halt) => self.retry(by, halt, now, fx),
+            Answer::Rollback { request, reason } => {
+                self.accept(now, by, format!("requested rollback: {reason}"));
+                let why = format!("requested by {}: {reason}", self.mention(&by.id));
+                if request == Request::Now {
+                    return self.start_rollback(now, fx, why, by.id.clone());
+                }
+                self.rollback_requested = Some((by.id.clone(), why));
+                let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
+                fx.push(Effect::Reply { to: by.clone(), text });
+            }
+            Answer::Abort(reason) => {
+                self.accept(now, by, format!("aborted: {reason}"));
+                self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
             }
         }
-    }
-
-    fn command(&mut self, by: &UserRef, command: &ReleaseCommand, now: Timestamp, fx: &mut Fx) {
-        if !self.allowed(Verb::of(command), by, false, now, fx) {
-            return;
-        }
-        match command {
-            ReleaseCommand::Status => {
-                fx.push(Effect::Reply { to: by.clone(), text: self.status_text() });
-            }
-            ReleaseCommand::Ack => self.ack(by, "command", now, fx),
-            ReleaseCommand::Approve { comment } => self.approve(by, comment.clone(), "command", now, fx),
-            ReleaseCommand::Reject { reason } => self.reject(by, reason.clone(), now, fx),
-            ReleaseCommand::Waive { gate, justification } => self.waive(by, gate, justification, now, fx),
-            ReleaseCommand::Retry => self.retry(by, now, fx),
-            ReleaseCommand::Rollback { reason } => self.rollback_command(by, reason.as_deref(), now, fx),
-            ReleaseCommand::Abort { reason } => self.abort(by, reason.as_deref(), now, fx),
-        }
-    }
-
-    /// `/ray rollback` by an operator: now, or once the running job or probe ends.
-    fn rollback_command(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
-        if !self.production_touched {
-            let refusal = Refusal::NothingToRollBack { release: self.id.clone(), env: self.env.clone() };
-            return self.refuse(now, fx, by, "rollback", refusal);
-        }
-        if matches!(
-            self.activity,
-            Activity::Job { task: Task::Rollback { .. }, .. }
-                | Activity::Probe { task: Task::RollbackProbe { .. }, .. }
-        ) {
-            return self.refuse(now, fx, by, "rollback", Refusal::RollbackRunning { env: self.env.clone() });
-        }
-        let reason = reason.unwrap_or("requested");
-        self.accept(now, by, format!("requested rollback: {reason}"));
-        let why = format!("requested by {}: {reason}", self.mention(&by.id));
-        if matches!(self.activity, Activity::Job { .. } | Activity::Probe { .. }) {
-            self.rollback_requested = Some((by.id.clone(), why));
-            fx.push(Effect::Reply {
-                to: by.clone(),
-                text: "[RAY] Rollback queued: it starts as soon as the running step finishes.".into(),
-            });
-        } else {
-            self.start_rollback(now, fx, why, by.id.clone());
-        }
-    }
-
-    /// `/ray abort` by an operator or the initiator, before the target environment was touched.
-    fn abort(&mut self, by: &UserRef, reason: Option<&str>, now: Timestamp, fx: &mut Fx) {
-        if self.production_touched {
-            let refusal = Refusal::AlreadyChanged { release: self.id.clone(), env: self.env.clone() };
-            return self.refuse(now, fx, by, "abort", refusal);
-        }
-        let reason = reason.unwrap_or("no reason given").to_string();
-        self.accept(now, by, format!("aborted: {reason}"));
-        self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
-    }
-
-    fn reaction(&mut self, by: &UserRef, message: &str, emoji: &str, added: bool, now: Timestamp, fx: &mut Fx) {
-        let on_freeze = self.is_post(&PostKey::Freeze, message);
-        if !on_freeze || !same_emoji(emoji, &self.plan.policy.ack_emoji) {
-            return;
-        }
-        if added {
-            // Reactions outside the freeze's acknowledgement window are ignored, not refused.
-            if matches!(self.activity, Activity::Acks { .. }) && self.allowed(Verb::Ack, by, true, now, fx) {
-                self.ack(by, "reaction", now, fx);
-            }
-        } else {
-            self.unack(by, now, fx);
-        }
-    }
-
-    fn click(&mut self, by: &UserRef, message: &str, button: Button, now: Timestamp, fx: &mut Fx) {
-        let round = self
-            .posts
-            .iter()
-            .filter(|(_, ids)| ids.iter().any(|m| m == message))
-            .find_map(|(k, _)| PostKey::parse(k).round());
-        let current = match self.activity {
-            Activity::Approval { round, .. } => Some(round),
-            _ => None,
-        };
-        if round.is_none() || round != current {
-            return self.refuse(now, fx, by, "click", Refusal::ClosedRequest);
-        }
-        let verb = match button {
-            Button::Approve => Verb::Approve,
-            Button::Reject => Verb::Reject,
-        };
-        if !self.allowed(verb, by, false, now, fx) {
-            return;
-        }
-        match button {
-            Button::Approve => self.approve(by, None, "button", now, fx),
-            Button::Reject => self.reject(by, "rejected with the Reject button".into(), now, fx),
-        }
-    }
-
-    /// `/ray waive` by a waiver holder while halted: the named gate must be the one halted at.
-    fn waive(&mut self, by: &UserRef, gate: &str, justification: &str, now: Timestamp, fx: &mut Fx) {
-        let Activity::Halted(h) = self.activity.clone() else { return };
-        let p = self.protocol().clone();
-        let wanted = gate.to_lowercase();
-        let Some(g) = p
-            .gates
-            .iter()
-            .find(|g| g.id == wanted || g.name.to_lowercase() == wanted || g.number.to_string() == wanted)
-        else {
-            let ids: Vec<&str> = p.gates.iter().map(|g| g.id.as_str()).collect();
-            let refusal =
-                BadArgument::UnknownGate { gate: gate.to_string(), protocol: p.id.clone(), gates: ids.join(", ") };
-            return self.refuse(now, fx, by, "waive", refusal.into());
-        };
-        if h.gate.as_deref() != Some(g.id.as_str()) {
-            let refusal = BadArgument::OtherGate { step: h.step.clone(), gate: g.id.clone() };
-            return self.refuse(now, fx, by, "waive", refusal.into());
-        }
-        if !g.waivable {
-            let refusal = BadArgument::NotWaivable { gate: g.id.clone(), name: g.name.clone() };
-            return self.refuse(now, fx, by, "waive", refusal.into());
-        }
-        if justification.split_whitespace().count() < 3 {
-            return self.refuse(now, fx, by, "waive", BadArgument::ShortJustification.into());
-        }
-        self.accept(now, by, format!("waived gate {}: {justification}", g.id));
-        self.waivers.push((gates::waiver_key(&p.id, &g.id), by.id.clone(), justification.to_string(), now));
-        self.post(
-            now,
-            fx,
-            None,
-            format!(
-                "[RAY] Gate '{}' waived by {} ({}): {justification}",
-                g.name,
-                self.mention(&by.id),
-                self.plan.people.get(&by.id).map(|p| p.roles.join("/")).unwrap_or_default()
-            ),
-            Ask::Nothing,
-        );
-        self.activity = Activity::Idle;
-        if self.cursor.step >= self.phase().steps.len() - 1 && h.resume == Resume::Phase {
-            // The gate itself failed: continue as if it passed.
-            self.cursor.step = self.phase().steps.len() - 1;
-        }
-        self.run(now, fx, Entered::Done, false);
     }
 
     /// `/ray retry` by an operator while halted.
-    fn retry(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
-        let Activity::Halted(h) = self.activity.clone() else { return };
-        // A log recorded before final-evidence halts existed resumes past the last step: there is
-        // nothing to run again, so the halt stays (and replaying such a log never panics).
-        let step_exists =
-            self.protocol().phases.get(self.cursor.phase).is_some_and(|p| p.steps.get(self.cursor.step).is_some());
-        if h.resume == Resume::Step && !step_exists {
-            return self.refuse(now, fx, by, "retry", Refusal::NoStepLeft);
-        }
+    fn retry(&mut self, by: &UserRef, h: Halt, now: Timestamp, fx: &mut Fx) {
         self.accept(now, by, format!("retry of {}", h.step));
         self.activity = Activity::Idle;
         match h.resume {
@@ -1543,37 +717,19 @@ impl Release {
                 self.start_rollback(now, fx, reason, by.id.clone());
             }
             Resume::Phase => {
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
                 self.cursor.step = 0;
                 self.deploy_index = 0;
                 self.enter_phase(now, fx);
                 self.run(now, fx, Entered::Waiting, true);
             }
             Resume::Finish { outcome } => {
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Writing {} again as asked by {}.", h.step, self.mention(&by.id)),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, self.retry_text(&h.step, &by.id, true));
                 self.finish(now, fx, outcome);
             }
             Resume::Step => {
                 self.phase_metrics = self.metrics_at_step.clone();
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY] Retrying {} as asked by {}.", h.step, self.mention(&by.id)),
-                    Ask::Nothing,
-                );
+                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
                 self.run(now, fx, Entered::Waiting, true);
             }
         }
@@ -1584,31 +740,13 @@ impl Release {
     fn start_rollback(&mut self, now: Timestamp, fx: &mut Fx, reason: String, trigger: String) {
         let env = self.env.clone();
         let Some(e) = self.env_cfg(&env) else { return };
-        self.post(
-            now,
-            fx,
-            None,
-            format!(
-                "[RAY ANNOUNCEMENT] Rolling back {env} ({}): {reason}. Stakeholders: {}.",
-                if trigger == rollback::AUTOMATIC { trigger.clone() } else { self.mention(&trigger) },
-                self.stakeholder_mentions()
-            ),
-            Ask::Nothing,
-        );
+        self.say(now, fx, self.rollback_started_text(&env, &reason, &trigger));
         self.rollback = Some(RollbackRecord::start(env.clone(), reason, trigger, now));
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        let log = format!("{dir}/{env}-rollback-run.log");
         self.start_job(
             now,
             fx,
-            JobAsk {
-                env: &env,
-                purpose: format!("rollback {env}"),
-                template: &e.rollback,
-                percent: 0,
-                log,
-                output: None,
-            },
+            rollback::job(&env, &e, format!("{dir}/{env}-rollback-run.log")),
             Task::Rollback { started: now },
         );
     }
@@ -1617,41 +755,18 @@ impl Release {
         let Some(e) = self.env_cfg("staging") else {
             return self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
         };
-        self.post(
-            now,
-            fx,
-            None,
-            "[RAY] Rolling staging back as the gate's failure handling requires.".into(),
-            Ask::Nothing,
-        );
-        let log = self.evidence_path("staging-rollback.log");
-        self.start_job(
-            now,
-            fx,
-            JobAsk {
-                env: "staging",
-                purpose: "rollback staging".into(),
-                template: &e.rollback,
-                percent: 0,
-                log,
-                output: None,
-            },
-            Task::RollbackStaging { step, reason, gate },
-        );
+        self.say(now, fx, "[RAY] Rolling staging back as the gate's failure handling requires.".into());
+        let job = rollback::job("staging", &e, self.evidence_path("staging-rollback.log"));
+        self.start_job(now, fx, job, Task::RollbackStaging { step, reason, gate });
     }
 
     // ----- results --------------------------------------------------------------------------
 
-    /// The task the release was waiting on, when `awaited` finds the finished job or probe to be
-    /// the one it waits for: the release goes idle, and a rollback asked for meanwhile starts
-    /// instead (then `None`, as for work it was not waiting for).
-    fn take_awaited(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        awaited: impl FnOnce(&Activity) -> Option<Task>,
-    ) -> Option<Task> {
-        let task = awaited(&self.activity)?;
+    /// The task the release was waiting on, when job or probe `id` is the work it waits for: the
+    /// release goes idle, and a rollback asked for meanwhile starts instead (then `None`, as for
+    /// work it was not waiting for).
+    fn take_awaited(&mut self, now: Timestamp, fx: &mut Fx, id: &str) -> Option<Task> {
+        let task = self.awaited(id)?;
         self.activity = Activity::Idle;
         if self.run_queued_rollback(now, fx, &task) {
             return None;
@@ -1672,132 +787,22 @@ impl Release {
     }
 
     fn job_finished(&mut self, job: &str, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {
-        if let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) {
-            if j.outcome.is_some() {
-                return; // duplicate delivery
-            }
-            j.outcome = Some(outcome.clone());
-            j.finished_at = Some(now);
+        if !jobs::record_outcome(&mut self.jobs, job, outcome, now) {
+            return; // duplicate delivery
         }
-        let awaited = |a: &Activity| match a {
-            Activity::Job { job: current, task } if current == job => Some(task.clone()),
-            _ => None,
-        };
-        let Some(task) = self.take_awaited(now, fx, awaited) else { return };
+        let Some(task) = self.take_awaited(now, fx, job) else { return };
         match task {
-            Task::DeployStep { index } => self.deploy_job_done(now, fx, index, outcome),
-            Task::Suite { index } => {
-                let StepRun::Validate { env } = self.step().run.clone() else { return };
-                self.validate_next(now, fx, &env, index + 1);
-            }
-            Task::Rehearsal { started } => {
-                let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                if !outcome.succeeded() {
-                    self.write_rehearsal(now, fx, &env, None, Some(outcome.summary()));
-                    return self.step_failed(now, fx, format!("rollback job on {env} failed ({})", outcome.summary()));
-                }
-                let Some(e) = self.env_cfg(&env) else { return };
-                let probe = self.probe_effect(now, fx, &e, format!("after rollback rehearsal {env}"));
-                self.activity =
-                    Activity::Probe { probe, task: Task::RehearsalProbe { started, job_ms: outcome.duration_ms } };
-            }
-            Task::RollForward { recovery_ms } => {
-                let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                if !outcome.succeeded() {
-                    return self.step_failed(
-                        now,
-                        fx,
-                        format!(
-                            "re-deploying {} to {env} after the rehearsal failed ({})",
-                            self.version,
-                            outcome.summary()
-                        ),
-                    );
-                }
-                self.write_rehearsal(now, fx, &env, Some(recovery_ms), None);
-                let secs = recovery_ms as f64 / 1000.0;
-                self.set_metric("recovery_seconds", secs);
-                let rto = self.constants().get("rto").copied().unwrap_or(0.0);
-                self.step_note(
-                    now,
-                    fx,
-                    format!(
-                        "Rollback rehearsal on {env}: recovered in {secs:.1}s (RTO {rto}s); {} restored.",
-                        self.version
-                    ),
-                );
-                if secs > rto {
-                    return self.step_failed(now, fx, format!("recovery took {secs:.1}s, over the RTO of {rto}s"));
-                }
-                self.run(now, fx, Entered::Done, false);
-            }
-            Task::Security => {
-                self.write_security(now, fx, Some(outcome));
-                let findings = self.metric("blocking_findings").unwrap_or(1.0);
-                self.step_note(
-                    now,
-                    fx,
-                    format!("Security scan: {} ({} blocking findings).", outcome.summary(), findings),
-                );
-                if findings > 0.0 {
-                    return self.step_failed(now, fx, format!("{findings} blocking security findings"));
-                }
-                self.run(now, fx, Entered::Done, false);
-            }
-            Task::OptionalJob => {
-                if !outcome.succeeded() {
-                    return self.step_failed(now, fx, format!("job failed ({})", outcome.summary()));
-                }
-                self.step_note(now, fx, format!("done ({}).", outcome.summary()));
-                self.run(now, fx, Entered::Done, false);
-            }
-            Task::Rollback { started } => {
-                if !outcome.succeeded() {
-                    let env = self.env.clone();
-                    return self.halt(
-                        now,
-                        fx,
-                        format!("rollback of {env}"),
-                        format!("rollback job failed ({})", outcome.summary()),
-                        None,
-                        Resume::Rollback,
-                    );
-                }
-                let env = self.env.clone();
-                let Some(e) = self.env_cfg(&env) else { return };
-                let probe = self.probe_effect(now, fx, &e, format!("after rollback {env}"));
-                self.activity = Activity::Probe { probe, task: Task::RollbackProbe { started } };
-            }
+            Task::Rollback { started } => self.rolling_back(now, fx, rollback::after_job(outcome), started),
             Task::RollbackStaging { step, reason, gate } => {
-                let note = if outcome.succeeded() {
-                    "staging rolled back".to_string()
-                } else {
-                    format!("staging rollback failed ({})", outcome.summary())
-                };
-                self.halt(now, fx, step, format!("{reason}; {note}"), Some(gate), Resume::Phase);
+                let reason = format!("{reason}; {}", rollback::staging_note(outcome));
+                self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
             }
-            Task::ValidateProbe
-            | Task::RehearsalProbe { .. }
-            | Task::BaselineProbe
-            | Task::SoakProbe { .. }
-            | Task::RollbackProbe { .. } => {}
+            task => {
+                if let Some(reading) = self.read_job(&task, outcome, now) {
+                    self.go(now, fx, reading);
+                }
+            }
         }
-    }
-
-    fn write_rehearsal(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        env: &str,
-        recovery_ms: Option<u64>,
-        failure: Option<String>,
-    ) {
-        let step = self.step().clone();
-        if step.evidence.is_empty() {
-            return;
-        }
-        let body = self.rehearsal_body(env, recovery_ms, failure);
-        self.write_step_json(now, fx, &step, body);
     }
 
     fn probe_finished(&mut self, probe: &str, report: &ProbeReport, now: Timestamp, fx: &mut Fx) {
@@ -1807,85 +812,19 @@ impl Release {
             }
             p.report = Some(report.clone());
         }
-        let awaited = |a: &Activity| match a {
-            Activity::Probe { probe: current, task } if *current == probe => Some(task.clone()),
-            _ => None,
-        };
-        let Some(task) = self.take_awaited(now, fx, awaited) else { return };
+        let Some(task) = self.take_awaited(now, fx, probe) else { return };
         match task {
-            Task::DeployStep { index } => self.deploy_probe_done(now, fx, index, report),
-            Task::ValidateProbe => self.validation_done(now, fx, report),
-            Task::RehearsalProbe { started, job_ms } => {
-                let StepRun::RollbackRehearsal { env } = self.step().run.clone() else { return };
-                let Some(e) = self.env_cfg(&env) else { return };
-                if !rollout::healthy(&e.probe, report) {
-                    self.write_rehearsal(now, fx, &env, None, Some(rollout::summary(report)));
-                    return self.step_failed(
-                        now,
-                        fx,
-                        format!("{env} unhealthy after the rollback rehearsal: {}", rollout::summary(report)),
-                    );
-                }
-                let recovery_ms = now.0.saturating_sub(started.0).max(job_ms);
-                // Restore the candidate so that later checks see the version under release.
-                let log = self.evidence_path(&format!("{env}-rollback-rehearsal.log"));
-                self.start_job(
-                    now,
-                    fx,
-                    JobAsk {
-                        env: &env,
-                        purpose: format!("roll forward {env}"),
-                        template: &e.deploy,
-                        percent: 100,
-                        log,
-                        output: None,
-                    },
-                    Task::RollForward { recovery_ms },
-                );
-            }
-            Task::BaselineProbe => {
-                let step = self.step().clone();
-                let text = self.baseline_doc(now, &step, report);
-                self.write_step_file(fx, &step, text);
-                self.step_note(now, fx, format!("baseline captured: {}.", rollout::summary(report)));
-                self.run(now, fx, Entered::Done, false);
-            }
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
             Task::RollbackProbe { started } => {
-                let env = self.env.clone();
-                let Some(e) = self.env_cfg(&env) else { return };
-                if !rollback::restored(&e.probe, report, &self.version) {
-                    return self.halt(
-                        now,
-                        fx,
-                        format!("rollback of {env}"),
-                        format!(
-                            "after the rollback job {env} is not healthy on the previous version: {}",
-                            rollout::summary(report)
-                        ),
-                        None,
-                        Resume::Rollback,
-                    );
-                }
-                let summary = rollout::summary(report);
-                if let Some(r) = self.rollback.as_mut() {
-                    r.confirm(now, summary.clone());
-                }
-                let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
-                self.post(now, fx, None, format!("[RAY ANNOUNCEMENT] Rollback of {env} complete in {secs:.1}s; probe confirms the previous version serves again: {summary}."), Ask::Nothing);
-                let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-                let text = self.rollback_plan(now);
-                self.write(fx, format!("{dir}/rollback-plan.md"), text);
-                let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-                self.finish(now, fx, Terminal::RolledBack { reason });
+                let Some(e) = self.env_cfg(&self.env) else { return };
+                let read = rollback::after_probe(&e.probe, report, &self.env, &self.version);
+                self.rolling_back(now, fx, read, started);
             }
-            Task::Suite { .. }
-            | Task::Rehearsal { .. }
-            | Task::RollForward { .. }
-            | Task::Security
-            | Task::OptionalJob
-            | Task::Rollback { .. }
-            | Task::RollbackStaging { .. } => {}
+            task => {
+                if let Some(reading) = self.read_probe(&task, report, now) {
+                    self.go(now, fx, reading);
+                }
+            }
         }
     }
 
@@ -1901,19 +840,32 @@ impl Release {
             self.activity = Activity::Soak { until, timer };
             return;
         }
-        let step = self.step().clone();
-        let text = self.health_log(now, &step, &e);
-        self.write_step_file(fx, &step, text);
-        let breaches = self.metric("slo_breaches").unwrap_or(0.0);
-        self.step_note(
-            now,
-            fx,
-            format!("Health window over: {} probe rounds, {} SLO breaches.", self.soak.len(), breaches),
-        );
-        if breaches > 0.0 {
-            return self.step_failed(now, fx, format!("{breaches} SLO breaches during the health window"));
+        self.go(now, fx, self.soak_over(now, &e));
+    }
+
+    /// Maps a result of the target's rollback (begun at `started`): probe, halt, or end rolled back.
+    fn rolling_back(&mut self, now: Timestamp, fx: &mut Fx, step: RollbackStep, started: Timestamp) {
+        let env = self.env.clone();
+        let summary = match step {
+            RollbackStep::Probe => {
+                let purpose = format!("after rollback {env}");
+                return self.start_probe(now, fx, &env, purpose, Task::RollbackProbe { started });
+            }
+            RollbackStep::Halt(reason) => {
+                return self.halt(now, fx, format!("rollback of {env}"), reason, None, Resume::Rollback);
+            }
+            RollbackStep::Confirmed { summary } => summary,
+        };
+        if let Some(r) = self.rollback.as_mut() {
+            r.confirm(now, summary.clone());
         }
-        self.run(now, fx, Entered::Done, false);
+        let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
+        self.say(now, fx, Self::rollback_done_text(&env, secs, &summary));
+        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
+        let text = self.rollback_plan(now);
+        self.write(fx, format!("{dir}/rollback-plan.md"), text);
+        let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        self.finish(now, fx, Terminal::RolledBack { reason });
     }
 
     fn inputs_checked(&mut self, check: &str, results: &[InputStatus], now: Timestamp, fx: &mut Fx) {
@@ -1922,64 +874,9 @@ impl Release {
             return;
         }
         self.activity = Activity::Idle;
-        let mut results = results.to_vec();
-        // Files this release wrote itself must still carry the digest the bundle recorded.
-        scores::verify_digests(&mut results, &self.bundles);
-        self.inputs.push((check.to_string(), results.clone()));
-        // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
-        let (checks, extra) = if self.cursor.protocol > 0 {
-            let approved = self.rounds.iter().any(ApprovalRound::is_approved);
-            let rollback = self.metrics.iter().take(self.cursor.protocol).any(|m| m.contains_key("recovery_seconds"));
-            (
-                vec![approved, rollback],
-                vec![
-                    serde_json::json!({"item": "readiness approvals recorded", "status": if approved {"present"} else {"missing"}}),
-                    serde_json::json!({"item": "rollback plan verified (rehearsal)", "status": if rollback {"present"} else {"missing"}}),
-                ],
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let (good, total) = scores::completeness(&results, &checks);
-        let score = scores::ratio(good, total);
-        self.set_metric("completeness_score", score);
-        self.set_metric("checklist_completion", score);
-        let step = self.step().clone();
-        {
-            let body = serde_json::json!({
-                "artifacts": results,
-                "checks": extra,
-                "approvals_required": self.protocol().prerequisites.approvals,
-                "system_states": self.protocol().prerequisites.system_states,
-                "completeness": score,
-                "status": if good == total { "complete" } else { "incomplete" },
-            });
-            self.write_step_json(now, fx, &step, body);
-        }
-        let missing: Vec<String> = results
-            .iter()
-            .filter(|r| r.required && r.status != "present")
-            .map(|r| format!("{} ({})", r.name, r.status))
-            .chain(
-                extra.iter().filter(|c| c["status"] == "missing").map(|c| c["item"].as_str().unwrap_or("").to_string()),
-            )
-            .collect();
-        self.step_note(
-            now,
-            fx,
-            format!(
-                "Prerequisites: {good}/{total} present{}.",
-                if missing.is_empty() {
-                    String::new()
-                } else {
-                    format!("; missing or invalid: {}", missing.join(", "))
-                }
-            ),
-        );
-        if !missing.is_empty() {
-            return self.step_failed(now, fx, format!("prerequisites missing or invalid: {}", missing.join(", ")));
-        }
-        self.run(now, fx, Entered::Done, false);
+        let read = self.read_inputs(results);
+        self.inputs.push((check.to_string(), read.results.clone()));
+        self.go(now, fx, self.intake(now, &read));
     }
 
     fn bundle_written(&mut self, bundle: &str, report: &BundleReport, now: Timestamp, fx: &mut Fx) {
@@ -1997,114 +894,25 @@ impl Release {
         if let Some(outcome) = finish {
             return self.end(now, fx, outcome);
         }
-        let step = self.step().clone();
-        // The manifest is written by the bundle itself: count only the files the step asked for.
-        let manifest = match &step.run {
-            StepRun::Package { manifest: Some(m), .. } => Some(self.evidence_path(m)),
-            _ => None,
-        };
-        let found = report.files.iter().filter(|f| Some(&f.path) != manifest.as_ref()).count();
-        let asked = found + report.missing.len();
-        let completeness = if asked == 0 { 0.0 } else { found as f64 / asked as f64 };
-        match step.run {
-            StepRun::Package { .. } => {
-                self.set_metric("manifest_completeness", completeness);
-                self.step_note(
-                    now,
-                    fx,
-                    format!(
-                        "{} written: {} files, SHA-256 {}{}.",
-                        report.zip,
-                        report.files.len(),
-                        &report.zip_sha256[..report.zip_sha256.len().min(12)],
-                        if report.missing.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; missing: {}", report.missing.join(", "))
-                        }
-                    ),
-                );
-                if !report.missing.is_empty() {
-                    return self.step_failed(
-                        now,
-                        fx,
-                        format!("package incomplete: {} missing", report.missing.join(", ")),
-                    );
-                }
-            }
-            StepRun::Report { .. } => {
-                let expected = self.expected_evidence();
-                let present = expected.iter().filter(|e| report.files.iter().any(|f| &f.path == *e)).count();
-                let rc = scores::ratio(present, expected.len());
-                self.set_metric("report_completeness", rc);
-                self.step_note(
-                    now,
-                    fx,
-                    format!(
-                        "DEPLOYMENT-REPORT.md and {} written ({} files, report completeness {:.0}%).",
-                        report.zip,
-                        report.files.len(),
-                        rc * 100.0
-                    ),
-                );
-            }
-            _ => {}
-        }
-        self.run(now, fx, Entered::Done, false);
-    }
-
-    /// Evidence the current protocol's MUST steps up to the current one should have produced.
-    fn expected_evidence(&self) -> Vec<String> {
-        let p = self.protocol();
-        let mut out = Vec::new();
-        for (pi, phase) in p.phases.iter().enumerate() {
-            for (si, s) in phase.steps.iter().enumerate() {
-                if (pi, si) > (self.cursor.phase, self.cursor.step) {
-                    return out;
-                }
-                if s.level == Level::Must && !matches!(s.run, StepRun::Report { .. }) {
-                    out.extend(
-                        s.evidence.iter().filter(|e| !e.ends_with(".zip")).map(|e| format!("{}/{e}", p.artifacts_dir)),
-                    );
-                }
-            }
-        }
-        out
+        self.go(now, fx, self.read_bundle(report));
     }
 
     fn tick(&mut self, timer: &str, now: Timestamp, fx: &mut Fx) {
         match self.activity.clone() {
             Activity::Acks { reminder } if reminder == timer => {
                 self.freeze.remind();
-                let missing: Vec<String> = self.freeze.missing().into_iter().map(|u| self.mention(u)).collect();
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY REMINDER] Change freeze for {} still needs acknowledgement from {} — react with :{}: on the freeze message or type `/ray ack`.", self.version, missing.join(", "), self.plan.policy.ack_emoji),
-                    Ask::Nothing,
-                );
-                let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+                self.say(now, fx, self.freeze_reminder_text());
+                let reminder = self.remind(now, fx);
                 self.activity = Activity::Acks { reminder };
             }
             Activity::Approval { round, reminder } if reminder == timer => {
-                let missing: Vec<String> =
-                    self.rounds[round].missing_roles().into_iter().map(|role| self.role_people(role)).collect();
-                self.post(
-                    now,
-                    fx,
-                    None,
-                    format!("[RAY REMINDER] Go/no-go for {} is waiting for: {}.", self.version, missing.join(", ")),
-                    Ask::Nothing,
-                );
-                let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
+                self.say(now, fx, self.approval_reminder_text(&self.rounds[round]));
+                let reminder = self.remind(now, fx);
                 self.activity = Activity::Approval { round, reminder };
             }
             Activity::Soak { timer: t, until } if t == timer => {
                 let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
-                let Some(e) = self.env_cfg(&env) else { return };
-                let probe = self.probe_effect(now, fx, &e, format!("health window {env}"));
-                self.activity = Activity::Probe { probe, task: Task::SoakProbe { until } };
+                self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
             _ => {}
         }
@@ -2145,27 +953,10 @@ impl Release {
             // The queue runs it, or has it running on a live replica, or reports it lost.
             Recovery::Requeue(spec) => fx.push(Effect::RunJob(spec)),
             Recovery::JobUnknown { job, task } => self.job_unknown(&job, task, &before, now, fx),
-            Recovery::Reprobe { env, task } => {
-                if let Some(e) = self.env_cfg(&env) {
-                    let probe = self.probe_effect(now, fx, &e, format!("resumed probe {env}"));
-                    self.activity = Activity::Probe { probe, task };
-                }
-            }
+            Recovery::Reprobe { env, task } => self.start_probe(now, fx, &env, format!("resumed probe {env}"), task),
             Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
             Recovery::Finish(outcome) => self.finish(now, fx, outcome),
-            Recovery::Refreeze => {
-                let step = self.step().clone();
-                let text = self.freeze_text(&step);
-                self.post(
-                    now,
-                    fx,
-                    Some(PostKey::Freeze),
-                    format!("[RAY] Resumed after a restart.\n{text}"),
-                    Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() },
-                );
-                let reminder = self.arm(fx, now.plus_ms(self.plan.policy.remind_after_ms));
-                self.activity = Activity::Acks { reminder };
-            }
+            Recovery::Refreeze => self.post_freeze_request(now, fx, "[RAY] Resumed after a restart.\n"),
             Recovery::Reapprove { round } => {
                 self.post_approval_request(now, fx, round, "[RAY] Resumed after a restart.\n");
             }
@@ -2175,10 +966,5 @@ impl Release {
             }
             Recovery::Nothing => {}
         }
-    }
-
-    /// Prerequisite artifacts of the current protocol: (name, required).
-    pub fn protocol_prerequisites(&self) -> Vec<(String, bool)> {
-        self.protocol().prerequisites.artifacts.iter().map(|a| (a.name.clone(), a.required)).collect()
     }
 }

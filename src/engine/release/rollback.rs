@@ -4,11 +4,13 @@
 //! A leaf: the release starts the job and the probe, posts and ends the release.
 
 use crate::engine::Timestamp;
-use crate::engine::plan::ProbeSettings;
-use crate::engine::reports::ProbeReport;
+use crate::engine::plan::{Environment, ProbeSettings};
+use crate::engine::reports::{JobOutcome, ProbeReport};
 
+use super::jobs::JobAsk;
 use super::rollout;
-use super::state::{RollbackRecord, Task};
+use super::state::{Activity, RollbackRecord, Task};
+use crate::engine::refusal::Refusal;
 
 /// The trigger of a rollback nobody asked for (a failed gate, job or health window).
 pub(crate) const AUTOMATIC: &str = "automatic";
@@ -35,6 +37,77 @@ impl RollbackRecord {
 /// `version` (any request still answered by it means the rollback did not take).
 pub(crate) fn restored(settings: &ProbeSettings, report: &ProbeReport, version: &str) -> bool {
     rollout::healthy(settings, report) && report.version_share(version) <= 0.0
+}
+
+/// When a `/ray rollback` the access check let through runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Nothing is running: roll back now.
+    Now,
+    /// A job or probe runs: roll back as soon as it ends.
+    Queued,
+}
+
+/// Whether `/ray rollback` can run while the release does `activity`; `touched` is whether the
+/// target environment was changed. Refused when there is nothing to roll back or a rollback runs.
+pub(crate) fn request(touched: bool, activity: &Activity, release: &str, env: &str) -> Result<Request, Refusal> {
+    if !touched {
+        return Err(Refusal::NothingToRollBack { release: release.to_string(), env: env.to_string() });
+    }
+    match activity {
+        Activity::Job { task, .. } | Activity::Probe { task, .. } if task.is_rollback() => {
+            Err(Refusal::RollbackRunning { env: env.to_string() })
+        }
+        Activity::Job { .. } | Activity::Probe { .. } => Ok(Request::Queued),
+        _ => Ok(Request::Now),
+    }
+}
+
+/// The rollback job of `env` (its configuration `config`), logging to `log`.
+pub(crate) fn job(env: &str, config: &Environment, log: String) -> JobAsk {
+    JobAsk::new(env, format!("rollback {env}"), &config.rollback, log).at(0)
+}
+
+/// What a result of the target's rollback means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RollbackStep {
+    /// The job ran: probe that the previous version serves again.
+    Probe,
+    /// The rollback did not take: the release halts for `/ray retry` with this reason.
+    Halt(String),
+    /// The probe confirms the previous version; `summary` is its figures.
+    Confirmed {
+        /// The probe's figures.
+        summary: String,
+    },
+}
+
+/// The rollback job ended with `outcome`.
+pub(crate) fn after_job(outcome: &JobOutcome) -> RollbackStep {
+    if outcome.succeeded() {
+        RollbackStep::Probe
+    } else {
+        RollbackStep::Halt(format!("rollback job failed ({})", outcome.summary()))
+    }
+}
+
+/// The probe of `env` after the rollback job, which must no longer serve `version`.
+pub(crate) fn after_probe(settings: &ProbeSettings, report: &ProbeReport, env: &str, version: &str) -> RollbackStep {
+    let summary = rollout::summary(report);
+    if restored(settings, report, version) {
+        RollbackStep::Confirmed { summary }
+    } else {
+        RollbackStep::Halt(format!("after the rollback job {env} is not healthy on the previous version: {summary}"))
+    }
+}
+
+/// What the halt after a failed gate says about rolling staging back (`outcome` of its job).
+pub(crate) fn staging_note(outcome: &JobOutcome) -> String {
+    if outcome.succeeded() {
+        "staging rolled back".to_string()
+    } else {
+        format!("staging rollback failed ({})", outcome.summary())
+    }
 }
 
 impl Task {
@@ -89,6 +162,41 @@ mod tests {
         assert!(!restored(&settings(), &report(0, &[("v1.1", 10)]), "v1.2"));
         // Without a version header nothing names the version: health decides.
         assert!(restored(&settings(), &report(10, &[]), "v1.2"));
+    }
+
+    #[test]
+    fn a_rollback_that_did_not_take_halts_with_the_figures() {
+        let failed = JobOutcome {
+            exit_code: Some(1),
+            timed_out: false,
+            duration_ms: 500,
+            spawn_error: None,
+            log_tail: Vec::new(),
+        };
+        assert_eq!(after_job(&failed), RollbackStep::Halt("rollback job failed (exit 1 in 0.5s)".into()));
+        assert_eq!(staging_note(&failed), "staging rollback failed (exit 1 in 0.5s)");
+        let still_new = after_probe(&settings(), &report(10, &[("v1.2", 10)]), "production", "v1.2");
+        assert!(
+            matches!(still_new, RollbackStep::Halt(r) if r.starts_with("after the rollback job production is not healthy"))
+        );
+        let back = after_probe(&settings(), &report(10, &[("v1.1", 10)]), "production", "v1.2");
+        assert!(matches!(back, RollbackStep::Confirmed { summary } if summary.starts_with("10/10 healthy")));
+    }
+
+    #[test]
+    fn a_rollback_is_refused_before_the_target_changed_or_while_one_runs_and_queued_behind_work() {
+        let idle = Activity::Idle;
+        assert_eq!(
+            request(false, &idle, "r", "production"),
+            Err(Refusal::NothingToRollBack { release: "r".into(), env: "production".into() })
+        );
+        assert_eq!(request(true, &idle, "r", "production"), Ok(Request::Now));
+        let job = |task| Activity::Job { job: "r#job1".into(), task };
+        assert_eq!(request(true, &job(Task::DeployStep { index: 1 }), "r", "production"), Ok(Request::Queued));
+        assert_eq!(
+            request(true, &job(Task::Rollback { started: Timestamp(1) }), "r", "production"),
+            Err(Refusal::RollbackRunning { env: "production".into() })
+        );
     }
 
     #[test]

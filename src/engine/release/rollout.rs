@@ -5,10 +5,10 @@
 //! [`next_soak_round`] when the health window probes next; the release starts the jobs and probes
 //! and posts the announcements.
 
-use crate::engine::Strategy;
-use crate::engine::Timestamp;
-use crate::engine::plan::{HealthWindow, ProbeSettings};
+use crate::engine::ids::ProbeId;
+use crate::engine::plan::{Environment, HealthWindow, ProbeSettings};
 use crate::engine::reports::ProbeReport;
+use crate::engine::{ProbeSpec, Strategy, Timestamp};
 
 /// Whether a probe's figures meet the environment's health thresholds.
 pub(crate) fn healthy(settings: &ProbeSettings, r: &ProbeReport) -> bool {
@@ -51,6 +51,22 @@ pub(crate) enum ProbeStep {
         /// This step took the rollout from under half to at least half.
         halfway: bool,
     },
+}
+
+impl ProbeStep {
+    /// Why the deploy failed, if it did; `summary` is the probe's figures.
+    pub(crate) fn failure(self, summary: &str, version: &str) -> Option<String> {
+        match self {
+            ProbeStep::Unhealthy { percent } => Some(format!("probes at {percent}% traffic: {summary}")),
+            ProbeStep::NotServing => Some(format!("{version} is not serving after the switch: {summary}")),
+            ProbeStep::Next { .. } | ProbeStep::Complete { .. } => None,
+        }
+    }
+
+    /// This step took the rollout past the 50% milestone.
+    pub(crate) fn halfway(self) -> bool {
+        matches!(self, ProbeStep::Next { halfway: true, .. } | ProbeStep::Complete { halfway: true })
+    }
 }
 
 /// A rollout with `strategy`.
@@ -109,6 +125,19 @@ impl Rollout {
 /// window is over.
 pub(crate) fn next_soak_round(window: &HealthWindow, now: Timestamp, until: Timestamp) -> Option<Timestamp> {
     (now < until).then(|| now.plus_ms(window.interval_ms).min(until))
+}
+
+/// The probe of `env` the runtime runs as probe `id`.
+pub(crate) fn probe_spec(id: &ProbeId, env: &Environment) -> ProbeSpec {
+    let p = &env.probe;
+    ProbeSpec {
+        id: id.to_string(),
+        url: p.url.clone(),
+        count: p.count,
+        interval_ms: p.interval_ms,
+        timeout_ms: p.timeout_ms,
+        version_header: p.version_header.clone(),
+    }
 }
 
 /// `Production` for `production`: environment names at the start of an announcement.
@@ -171,6 +200,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_probe_names_the_traffic_share_or_the_version_not_serving() {
+        let figures = "0/10 healthy (0%), p95 5 ms";
+        assert_eq!(
+            ProbeStep::Unhealthy { percent: 50 }.failure(figures, "v2"),
+            Some("probes at 50% traffic: 0/10 healthy (0%), p95 5 ms".into())
+        );
+        assert_eq!(
+            ProbeStep::NotServing.failure("10/10 healthy", "v2"),
+            Some("v2 is not serving after the switch: 10/10 healthy".into())
+        );
+        assert_eq!(ProbeStep::Complete { halfway: true }.failure(figures, "v2"), None);
+        assert!(
+            ProbeStep::Complete { halfway: true }.halfway() && !ProbeStep::Next { next: 1, halfway: false }.halfway()
+        );
+    }
+
+    #[test]
     fn blue_green_is_halfway_after_starting_the_idle_colour() {
         let r = Rollout { strategy: Strategy::Bluegreen };
         assert_eq!((r.percent(0), r.completion(0), r.completion(1)), (0, 50, 100));
@@ -186,6 +232,18 @@ mod tests {
         let old = report(10, 5, "v1");
         assert_eq!(r.after_probe(1, &settings(true), &old, "v2"), ProbeStep::NotServing);
         assert_eq!(r.after_probe(1, &settings(false), &old, "v2"), ProbeStep::Complete { halfway: false });
+    }
+
+    #[test]
+    fn a_probe_runs_with_the_environment_settings() {
+        let plan = crate::engine::testkit::sample_plan("production");
+        let env = plan.environment("production").expect("production is configured");
+        let spec = probe_spec(&ProbeId::new("r", 3), env);
+        assert_eq!(
+            (spec.id.as_str(), spec.url.as_str(), spec.count),
+            ("r#probe3", env.probe.url.as_str(), env.probe.count)
+        );
+        assert_eq!(spec.version_header, env.probe.version_header);
     }
 
     #[test]

@@ -2,11 +2,143 @@
 //! Plain serde types (they are the stored and replayed state); the decisions live with the
 //! sub-machines and the release.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
+use super::approval::ApprovalRound;
+use super::freeze::Freeze;
+use super::gates::GateVerdict;
 use crate::engine::ids::{JobId, ProbeId, TimerId};
-use crate::engine::reports::{JobOutcome, ProbeReport};
-use crate::engine::{JobSpec, Timestamp};
+use crate::engine::plan::Plan;
+use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
+use crate::engine::{JobSpec, Strategy, Timestamp, UserRef};
+
+/// A release: the fold of its events. Its behaviour is in `release/mod.rs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// Release id, e.g. `v1.2-production-20261121T233420Z`; also its evidence folder name.
+    pub id: String,
+    /// Version being released, e.g. `v1.2`.
+    pub version: String,
+    /// Target environment, e.g. `production`.
+    pub env: String,
+    /// Rollout strategy for the target environment.
+    pub strategy: Strategy,
+    /// Who typed `/ray deploy`.
+    pub started_by: UserRef,
+    /// Time of the `Started` event.
+    pub started_at: Timestamp,
+    /// Time of the latest event.
+    pub updated_at: Timestamp,
+    /// The frozen protocols and configuration from the `Started` event.
+    pub plan: Arc<Plan>,
+    /// The step being run.
+    pub cursor: Cursor,
+    /// What the release is doing or waiting for.
+    pub activity: Activity,
+    /// Metrics per protocol (index as in the plan).
+    pub metrics: Vec<BTreeMap<String, f64>>,
+    /// The change freeze of the current (or last) freeze step.
+    pub freeze: Freeze,
+    /// Every go/no-go round, in order.
+    pub rounds: Vec<ApprovalRound>,
+    /// Every gate evaluation or waiver, in order.
+    pub gates: Vec<GateVerdict>,
+    /// Every job started, in order.
+    pub jobs: Vec<JobRecord>,
+    /// Every probe started, in order.
+    pub probes: Vec<ProbeRecord>,
+    /// Prerequisite checks: check id → the status of each artifact.
+    pub inputs: Vec<(String, Vec<InputStatus>)>,
+    /// Bundles written, each once; later prerequisite checks verify zips against these digests.
+    pub bundles: Vec<BundleReport>,
+    /// Post key → message ids the platform gave it.
+    pub posts: BTreeMap<String, Vec<String>>,
+    /// Evidence paths (relative to the artifacts directory) written or expected; the final report
+    /// bundles them.
+    pub evidence: BTreeSet<String>,
+    /// Every person's action, accepted or refused.
+    pub audit: Vec<AuditEntry>,
+    /// Everything raybot posted, in order (the communication log).
+    pub communication: Vec<(Timestamp, String)>,
+    /// Rollout sub-step of the current deploy step (index into [`Strategy::steps`]).
+    pub deploy_index: usize,
+    /// A deploy or rollback job was started on the target environment (multi-protocol releases
+    /// only): from then on `/ray rollback` replaces `/ray abort`, and `halt: rollback` steps roll back.
+    pub production_touched: bool,
+    /// The rollback, once one started.
+    pub rollback: Option<RollbackRecord>,
+    /// `/ray rollback` queued while a job or probe ran: (user id, reason). Picked up at the next
+    /// rollout sub-step or validation suite on the target environment.
+    pub rollback_requested: Option<(String, String)>,
+    /// Waivers: (`<protocol>/<gate>`, user id, justification, when). A waived gate passes unevaluated.
+    pub waivers: Vec<(String, String, String, Timestamp)>,
+    /// Counter for job, probe, timer, check and bundle ids (`<release>#job4`).
+    pub next_id: u64,
+    /// Observations of the health window.
+    pub soak: Vec<ProbeReport>,
+    /// The raybot process that last resumed this release.
+    pub last_replica: Option<String>,
+    /// Metrics measured in the current phase: its gate reads only these.
+    pub phase_metrics: BTreeMap<String, f64>,
+    /// `phase_metrics` as they were when the current step began, restored by `/ray retry`.
+    pub metrics_at_step: BTreeMap<String, f64>,
+    /// Set while replaying a log: effects are discarded, so texts that only feed effects (message
+    /// edits) are not rendered. Never part of the state's meaning.
+    #[serde(skip)]
+    pub(super) quiet: bool,
+}
+
+impl Release {
+    /// A release started by `by` at `now`, before its first step: nothing run, nobody asked.
+    pub(super) fn new(
+        release: &str,
+        version: &str,
+        env: &str,
+        strategy: Strategy,
+        by: &UserRef,
+        plan: &Plan,
+        now: Timestamp,
+    ) -> Release {
+        Release {
+            id: release.to_string(),
+            version: version.to_string(),
+            env: env.to_string(),
+            strategy,
+            started_by: by.clone(),
+            started_at: now,
+            updated_at: now,
+            plan: Arc::new(plan.clone()),
+            cursor: Cursor::default(),
+            activity: Activity::Idle,
+            metrics: vec![BTreeMap::new(); plan.protocols.len()],
+            freeze: Freeze::default(),
+            rounds: Vec::new(),
+            gates: Vec::new(),
+            jobs: Vec::new(),
+            probes: Vec::new(),
+            inputs: Vec::new(),
+            bundles: Vec::new(),
+            posts: BTreeMap::new(),
+            evidence: BTreeSet::new(),
+            audit: Vec::new(),
+            communication: Vec::new(),
+            deploy_index: 0,
+            production_touched: false,
+            rollback: None,
+            rollback_requested: None,
+            waivers: Vec::new(),
+            next_id: 1,
+            soak: Vec::new(),
+            last_replica: None,
+            phase_metrics: BTreeMap::new(),
+            metrics_at_step: BTreeMap::new(),
+            quiet: false,
+        }
+    }
+}
 
 /// How a release ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +427,38 @@ pub struct RollbackRecord {
     pub confirmed: Option<String>,
 }
 
+/// Where the walk goes after a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Advance {
+    /// The next phase of the same protocol.
+    Phase,
+    /// The first phase of the next protocol.
+    Protocol,
+    /// That was the last phase of the last protocol: the cursor stays on the last step.
+    Released,
+}
+
+impl Cursor {
+    /// Moves past the current phase of `plan`.
+    pub(crate) fn next_phase(&mut self, plan: &Plan) -> Advance {
+        self.phase += 1;
+        self.step = 0;
+        if self.phase < plan.protocols[self.protocol].phases.len() {
+            return Advance::Phase;
+        }
+        self.protocol += 1;
+        self.phase = 0;
+        if self.protocol < plan.protocols.len() {
+            return Advance::Protocol;
+        }
+        self.protocol = plan.protocols.len() - 1;
+        let phases = &plan.protocols[self.protocol].phases;
+        self.phase = phases.len() - 1;
+        self.step = phases[self.phase].steps.len().saturating_sub(1);
+        Advance::Released
+    }
+}
+
 /// Protocol/phase/step position.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -304,4 +468,30 @@ pub struct Cursor {
     pub phase: usize,
     /// Index into the phase's steps.
     pub step: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::sample_plan;
+
+    #[test]
+    fn the_cursor_walks_phases_then_protocols_and_stays_on_the_last_step() {
+        let plan = sample_plan("production");
+        let mut c = Cursor::default();
+        let mut seen = Vec::new();
+        loop {
+            let advance = c.next_phase(&plan);
+            seen.push(advance);
+            if advance == Advance::Released {
+                break;
+            }
+            assert_eq!(c.step, 0);
+        }
+        let phases: usize = plan.protocols.iter().map(|p| p.phases.len()).sum();
+        assert_eq!(seen.len(), phases);
+        assert_eq!(seen.iter().filter(|a| **a == Advance::Protocol).count(), plan.protocols.len() - 1);
+        let last = plan.protocols.last().and_then(|p| p.phases.last()).map(|ph| ph.steps.len() - 1);
+        assert_eq!((c.protocol, Some(c.step)), (plan.protocols.len() - 1, last));
+    }
 }

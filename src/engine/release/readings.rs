@@ -1,0 +1,436 @@
+//! What a result of the current step means, planned before anything changes: the figures,
+//! evidence and posts it leads to, then the [`Next`] step. A read-only view of the release (an
+//! `impl Release` block) that asks the step sub-machines (`steps`, `rollout`, `rehearsal`,
+//! `intake`, `packaging`, `scores`) and renders the evidence; `mod.rs` performs the [`Reading`].
+
+use serde_json::Value;
+
+use super::approval::RoundOutcome;
+use super::gates::{self, GateVerdict, OnFailure, Parity, Verdict};
+use super::intake::{Earlier, Intake};
+use super::packaging;
+use super::rehearsal::{self, Rehearsal};
+use super::rollout::{self, ProbeStep, Rollout};
+use super::scores::{self, Validation};
+use super::state::Release;
+use super::state::Task;
+use super::steps::{self, Act, Next, Reading};
+use crate::engine::Timestamp;
+use crate::engine::ids::PostKey;
+use crate::engine::plan::Environment;
+use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
+use crate::protocol::model::{DocumentTemplate, Level, StepRun};
+
+/// A gate evaluated: the verdict to record, the post, and what a failure does.
+pub(super) struct GateRun {
+    /// The evaluation, as recorded.
+    pub(super) verdict: GateVerdict,
+    /// Posted to everyone.
+    pub(super) text: String,
+    /// Set when the gate failed.
+    pub(super) failure: Option<GateFailed>,
+}
+
+/// A failed gate.
+pub(super) struct GateFailed {
+    /// The halt's step: `<gate name> (Protocol <id> gate <n>)`.
+    pub(super) step: String,
+    /// The figures against the threshold.
+    pub(super) reason: String,
+    /// Gate id.
+    pub(super) gate: String,
+    /// Gate name.
+    pub(super) name: String,
+    /// Halt, roll staging back, or roll the target back.
+    pub(super) handling: OnFailure,
+}
+
+/// Where a step's met halt condition goes first.
+pub(super) enum HaltRoute {
+    /// On to the next step (a guideline, or a waived gate: then this is posted).
+    Continue(Option<String>),
+    /// The phase's gate decides first.
+    Gate(String),
+    /// The step's own halt handling.
+    Own,
+}
+
+impl Release {
+    /// The step's JSON evidence (common header and `body`), when the step names a file.
+    pub(super) fn step_json(&self, now: Timestamp, body: Value) -> Option<Act> {
+        let step = self.step();
+        let name = step.evidence.first()?;
+        Some(Act::Write(self.evidence_path(name), self.json_doc(now, step, body)))
+    }
+
+    /// `contents` as the step's evidence, when the step names a file.
+    pub(super) fn step_file(&self, contents: String) -> Option<Act> {
+        Some(Act::Write(self.evidence_path(self.step().evidence.first()?), contents))
+    }
+
+    /// The environment of the current step, when it is of the kind `task` belongs to.
+    fn task_env(&self, task: &Task) -> Option<&str> {
+        match (&self.step().run, task) {
+            (StepRun::Deploy { env }, Task::DeployStep { .. })
+            | (StepRun::Validate { env }, Task::Suite { .. } | Task::ValidateProbe)
+            | (
+                StepRun::RollbackRehearsal { env },
+                Task::Rehearsal { .. } | Task::RehearsalProbe { .. } | Task::RollForward { .. },
+            ) => Some(env),
+            _ => None,
+        }
+    }
+
+    /// What the current step's job, awaited as `task`, ending with `outcome` means; `None` for
+    /// the rollbacks' jobs (the release handles them) and jobs of another kind of step.
+    pub(super) fn read_job(&self, task: &Task, outcome: &JobOutcome, now: Timestamp) -> Option<Reading> {
+        let reading = match task {
+            Task::DeployStep { index } => {
+                let env = self.task_env(task)?;
+                match steps::after_deploy_job(self.strategy, env, *index, outcome) {
+                    Next::Failed(reason) => self.deploy_failure(now, env, reason, Vec::new()),
+                    next => next.into(),
+                }
+            }
+            Task::Suite { index } => steps::validation(self.setting(), self.task_env(task)?, index + 1).into(),
+            Task::Rehearsal { started } => {
+                let env = self.task_env(task)?;
+                self.rehearsal(now, env, rehearsal::after_rollback_job(env, *started, outcome))
+            }
+            Task::RollForward { recovery_ms } => {
+                let env = self.task_env(task)?;
+                let rto = self.constants().get("rto").copied().unwrap_or(0.0);
+                self.rehearsal(now, env, rehearsal::after_roll_forward(env, &self.version, outcome, *recovery_ms, rto))
+            }
+            Task::Security => {
+                let findings = scores::blocking_findings(outcome);
+                let (note, next) = steps::after_scan(outcome, findings);
+                let mut acts = vec![Act::Set("blocking_findings", findings)];
+                acts.extend(self.step_json(now, Self::security_body(Some(outcome), Some(findings))));
+                acts.push(Act::Note(note));
+                Reading { acts, next }
+            }
+            Task::OptionalJob => steps::after_optional_job(outcome).into(),
+            _ => return None,
+        };
+        Some(reading)
+    }
+
+    /// What the current step's probe, awaited as `task`, reporting `report` means; `None` for
+    /// the health window and the rollback (the release handles them) and probes of another kind
+    /// of step.
+    pub(super) fn read_probe(&self, task: &Task, report: &ProbeReport, now: Timestamp) -> Option<Reading> {
+        let reading = match task {
+            Task::DeployStep { index } => self.deploy_probe(now, self.task_env(task)?, *index, report)?,
+            Task::ValidateProbe => self.validation(now, self.task_env(task)?, report)?,
+            Task::RehearsalProbe { started, job_ms } => {
+                let env = self.task_env(task)?;
+                let read = rehearsal::after_probe(self.setting(), env, report, *started, *job_ms, now)?;
+                self.rehearsal(now, env, read)
+            }
+            Task::BaselineProbe => {
+                let doc = self.baseline_doc(now, self.step(), report);
+                let note = format!("baseline captured: {}.", rollout::summary(report));
+                Reading { acts: self.step_file(doc).into_iter().collect(), next: Next::Note(note) }
+            }
+            _ => return None,
+        };
+        Some(reading)
+    }
+
+    /// The deploy step's report on `env`, when the step names a JSON file for it.
+    fn deploy_report(&self, now: Timestamp, env: &str, failure: Option<&str>) -> Option<Act> {
+        let step = self.step();
+        let name = step.evidence.iter().find(|e| e.ends_with(".json"))?;
+        Some(Act::Write(self.evidence_path(name), self.json_doc(now, step, self.deploy_report_body(env, failure))))
+    }
+
+    /// The deploy to `env` failed for `reason` (after `acts`): the blocking figures, the report,
+    /// the announcement once the target changed, and the step's halt condition.
+    fn deploy_failure(&self, now: Timestamp, env: &str, reason: String, mut acts: Vec<Act>) -> Reading {
+        acts.extend([Act::Add("blocking_errors", 1.0), Act::Add("blocking_incidents", 1.0)]);
+        acts.extend(self.deploy_report(now, env, Some(&reason)));
+        if env == self.env && self.production_touched {
+            acts.push(Act::Say(self.deploy_stopped_text(env, &reason)));
+        }
+        Reading { acts, next: Next::Failed(reason) }
+    }
+
+    /// The rollout's reading of the probe after sub-step `index`: fail, announce or note, then
+    /// the next sub-step or the end of the step.
+    fn deploy_probe(&self, now: Timestamp, env: &str, index: usize, report: &ProbeReport) -> Option<Reading> {
+        let e = self.plan.environment(env)?;
+        let rollout = Rollout { strategy: self.strategy };
+        let mut acts = Vec::new();
+        if env == self.env {
+            acts.push(Act::Set("validation_success_rate", report.success_rate()));
+        }
+        let summary = rollout::summary(report);
+        let outcome = rollout.after_probe(index, &e.probe, report, &self.version);
+        if let Some(reason) = outcome.failure(&summary, &self.version) {
+            return Some(self.deploy_failure(now, env, reason, acts));
+        }
+        // Releases through several protocols announce the target's milestones to everyone;
+        // other deploys note each step.
+        let announce = env == self.env && self.plan.protocols.len() > 1;
+        if !announce {
+            acts.push(Act::Note(format!("{env} at {}%: {summary}", rollout.percent(index))));
+        } else if outcome.halfway() {
+            acts.push(Act::Say(self.deploy_halfway_text(env, &summary)));
+        }
+        if let ProbeStep::Next { next, .. } = outcome {
+            acts.push(Act::Rollout(next));
+            return Some(Reading { acts, next: steps::deploy(self.setting(), self.step(), env, next) });
+        }
+        if announce {
+            acts.push(Act::Say(self.deploy_complete_text(env)));
+        }
+        acts.extend([Act::Add("blocking_errors", 0.0), Act::Add("blocking_incidents", 0.0)]);
+        acts.extend(self.deploy_report(now, env, None));
+        acts.push(Act::Rollout(0));
+        Some(Reading { acts, next: Next::Done })
+    }
+
+    /// The validation of `env` after its probe: the figures, the report and the verdict.
+    fn validation(&self, now: Timestamp, env: &str, report: &ProbeReport) -> Option<Reading> {
+        let e = self.plan.environment(env)?;
+        let suite_jobs = scores::suite_jobs(&self.jobs, env, e.validation.len());
+        let score = Validation::score(suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
+        let mut acts = vec![
+            Act::Set("coverage", score.coverage),
+            Act::Set("validation_success_rate", report.success_rate()),
+            Act::Add("blocking_errors", score.blocking),
+            Act::Add("blocking_incidents", score.blocking),
+        ];
+        acts.extend(self.step_json(now, self.validation_body(env, e, suite_jobs, &score, report)));
+        let (note, next) = steps::after_validation(env, &score, &rollout::summary(report));
+        acts.push(Act::Note(note));
+        Some(Reading { acts, next })
+    }
+
+    /// A reading of the rollback rehearsal on `env`: its evidence, the recovery time, the note.
+    fn rehearsal(&self, now: Timestamp, env: &str, read: Rehearsal) -> Reading {
+        match read {
+            Rehearsal::Go(next) => next.into(),
+            Rehearsal::Failed { reason, evidence: None } => Next::Failed(reason).into(),
+            Rehearsal::Failed { reason, evidence } => Reading {
+                acts: self.step_json(now, self.rehearsal_body(env, None, evidence)).into_iter().collect(),
+                next: Next::Failed(reason),
+            },
+            Rehearsal::Recovered { recovery_ms, note, next } => {
+                let mut acts: Vec<Act> =
+                    self.step_json(now, self.rehearsal_body(env, Some(recovery_ms), None)).into_iter().collect();
+                acts.extend([Act::Set("recovery_seconds", recovery_ms as f64 / 1000.0), Act::Note(note)]);
+                Reading { acts, next }
+            }
+        }
+    }
+
+    /// The parity step: staging and production compared, the drift figure, evidence and verdict.
+    pub(super) fn parity(&self, now: Timestamp) -> Reading {
+        let parity_of = |env: &str| self.plan.environment(env).map(|e| e.parity.clone()).unwrap_or_default();
+        let parity = Parity::compare(&parity_of("staging"), &parity_of("production"));
+        let mut acts = vec![Act::Set("drift_severity", parity.worst)];
+        acts.extend(self.step_json(now, parity.body()));
+        acts.push(Act::Note(parity.note()));
+        Reading { acts, next: parity.failure().map_or(Next::Done, Next::Failed) }
+    }
+
+    /// A security step without a configured scanner: findings stay unmeasured.
+    pub(super) fn unscanned(&self, now: Timestamp) -> Reading {
+        let mut acts = vec![Act::Note("no `security` job is configured: blocking findings cannot be measured.".into())];
+        acts.extend(self.step_json(now, Self::security_body(None, None)));
+        Reading { acts, next: Next::Done }
+    }
+
+    /// A document step: the document computed from the release, and its note.
+    pub(super) fn document_step(&self, now: Timestamp, template: DocumentTemplate) -> Reading {
+        let (contents, note) = self.document(now, template, self.step());
+        let mut acts: Vec<Act> = contents.and_then(|c| self.step_file(c)).into_iter().collect();
+        acts.push(Act::Note(note));
+        Reading { acts, next: Next::Done }
+    }
+
+    /// Go/no-go round `round` after an approval: the decision, or what is still needed.
+    pub(super) fn round_reading(&self, now: Timestamp, round: usize, outcome: &RoundOutcome) -> Reading {
+        let r = &self.rounds[round];
+        let names = self.signatures(r);
+        let still = match outcome {
+            RoundOutcome::Approved => {
+                let mut acts = vec![
+                    Act::Update(PostKey::Approval(round), Self::approved_text(&names)),
+                    Act::Say(self.go_text(&names)),
+                    Act::Set("approvals_recorded", 1.0),
+                ];
+                acts.extend(self.step_json(now, self.approval_body(r)));
+                return Reading { acts, next: Next::Done };
+            }
+            RoundOutcome::InitiatorAlone => self.initiator_alone_text(),
+            RoundOutcome::Missing(missing) => format!("still needed: {}", missing.join(", ")),
+            RoundOutcome::NotRequired | RoundOutcome::Already => return Next::Wait.into(),
+        };
+        let last = names.last().cloned().unwrap_or_default();
+        Reading { acts: vec![Act::Say(format!("[RAY] Approval recorded: {last}; {still}."))], next: Next::Wait }
+    }
+
+    /// The freeze after an acknowledgement was counted or withdrawn: the ratio, the request
+    /// re-rendered (not while replaying), and once everyone `confirmed` the confirmation.
+    pub(super) fn freeze_reading(&self, now: Timestamp, confirmed: bool) -> Reading {
+        let mut acts = vec![Act::Set("freeze_ack_ratio", self.freeze.ratio())];
+        if !self.quiet {
+            acts.push(Act::Update(PostKey::Freeze, self.freeze_text(self.step())));
+        }
+        if !confirmed {
+            return Reading { acts, next: Next::Wait };
+        }
+        acts.push(Act::Say(self.freeze_confirmed_text(self.phase().number)));
+        acts.extend(self.step_file(self.freeze_doc(now, self.step())));
+        Reading { acts, next: Next::Done }
+    }
+
+    /// The health window on `env` is over: its log, the rounds and breaches, and the verdict.
+    pub(super) fn soak_over(&self, now: Timestamp, env: &Environment) -> Reading {
+        let mut acts: Vec<Act> = self.step_file(self.health_log(now, self.step(), env)).into_iter().collect();
+        let (note, next) = steps::after_soak(self.soak.len(), self.metric("slo_breaches").unwrap_or(0.0));
+        acts.push(Act::Note(note));
+        Reading { acts, next }
+    }
+
+    /// Gate `gate_id` of the current protocol evaluated at `now` on the phase's figures (`None`
+    /// when the protocol has no such gate).
+    pub(super) fn evaluate_gate(&self, gate_id: &str, now: Timestamp) -> Option<GateRun> {
+        let p = self.protocol();
+        let gate = p.gates.iter().find(|g| g.id == gate_id)?;
+        let verdict = gates::evaluate(&p.id, gate, &self.phase_metrics, &self.constants(), &self.waivers, now);
+        let actual = verdict.actual().join(", ");
+        let threshold = &verdict.threshold;
+        let (text, failure) = match &verdict.verdict {
+            Verdict::Waived { by, justification } => {
+                (format!("[RAY GATE WAIVED: {}] Waived by {}: {justification}", gate.name, self.mention(by)), None)
+            }
+            Verdict::Passed => (format!("[RAY GATE PASSED: {}] {actual} (threshold: {threshold}).", gate.name), None),
+            Verdict::Failed => {
+                let failure = GateFailed {
+                    step: format!("{} (Protocol {} gate {})", gate.name, p.id, gate.number),
+                    reason: format!("{actual} (threshold: {threshold})"),
+                    gate: gate.id.clone(),
+                    name: gate.name.clone(),
+                    handling: gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1),
+                };
+                (gates::failure_text(gate, &actual), Some(failure))
+            }
+        };
+        Some(GateRun { verdict, text, failure })
+    }
+
+    /// Where the halt condition of the current step goes first: a guideline or a waived gate
+    /// goes on, a gate whose figures are all measured decides, otherwise the step's own halt.
+    pub(super) fn halt_route(&self) -> HaltRoute {
+        if self.step().level == Level::Guideline {
+            return HaltRoute::Continue(None);
+        }
+        let Some(gate_id) = self.phase().gate.clone() else { return HaltRoute::Own };
+        if gates::waiver(&self.waivers, &self.protocol().id, &gate_id).is_some() {
+            return HaltRoute::Continue(Some(format!("[RAY] Continuing: gate '{gate_id}' was waived.")));
+        }
+        match self.protocol().gates.iter().find(|g| g.id == gate_id) {
+            Some(gate) if gates::measurable(gate, &self.phase_metrics) => HaltRoute::Gate(gate_id),
+            _ => HaltRoute::Own,
+        }
+    }
+
+    /// The prerequisite check `results`, read for the current protocol.
+    pub(super) fn read_inputs(&self, results: &[InputStatus]) -> Intake {
+        // Protocols after the first also need the earlier go/no-go decisions and a verified rollback.
+        let earlier = (self.cursor.protocol > 0).then(|| Earlier {
+            approved: self.rounds.iter().any(|r| r.is_approved()),
+            rollback_verified: self
+                .metrics
+                .iter()
+                .take(self.cursor.protocol)
+                .any(|m| m.contains_key("recovery_seconds")),
+        });
+        Intake::read(results, &self.bundles, earlier)
+    }
+
+    /// What the prerequisite check means: completeness, evidence, note and verdict.
+    pub(super) fn intake(&self, now: Timestamp, read: &Intake) -> Reading {
+        let mut acts = vec![Act::Set("completeness_score", read.score), Act::Set("checklist_completion", read.score)];
+        acts.extend(self.step_json(now, read.body(self.protocol())));
+        acts.push(Act::Note(read.note()));
+        Reading { acts, next: read.next() }
+    }
+
+    /// What the current step's bundle `report` means: package or report completeness and notes.
+    pub(super) fn read_bundle(&self, report: &BundleReport) -> Reading {
+        match &self.step().run {
+            StepRun::Package { manifest, .. } => {
+                let manifest = manifest.as_deref().map(|m| self.evidence_path(m));
+                let (completeness, note, next) = packaging::package(report, manifest.as_deref());
+                Reading { acts: vec![Act::Set("manifest_completeness", completeness), Act::Note(note)], next }
+            }
+            StepRun::Report { .. } => {
+                let expected = packaging::expected_evidence(self.protocol(), self.cursor.phase, self.cursor.step);
+                let (completeness, note) = packaging::report(report, &expected);
+                Reading { acts: vec![Act::Set("report_completeness", completeness), Act::Note(note)], next: Next::Done }
+            }
+            _ => Next::Done.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::release::state::Activity;
+    use crate::engine::testkit::Sim;
+    use crate::engine::{ReleaseCommand, Strategy};
+
+    fn approve(sim: &mut Sim, who: &str) {
+        sim.command(who, ReleaseCommand::Approve { comment: None });
+    }
+
+    #[test]
+    fn an_acknowledgement_re_renders_the_request_and_the_last_one_confirms_the_freeze() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        approve(&mut sim, "alice");
+        approve(&mut sim, "bob");
+        let r = sim.release();
+        assert!(matches!(r.activity, Activity::Acks { .. }));
+        let waiting = r.freeze_reading(sim.now, false);
+        assert_eq!(waiting.next, Next::Wait);
+        assert!(matches!(waiting.acts.as_slice(), [Act::Set("freeze_ack_ratio", _), Act::Update(PostKey::Freeze, _)]));
+        let done = r.freeze_reading(sim.now, true);
+        assert_eq!(done.next, Next::Done);
+        assert!(done.acts.iter().any(|a| matches!(a, Act::Say(t) if t.contains("Change freeze confirmed"))));
+    }
+
+    #[test]
+    fn a_round_the_initiator_signed_alone_asks_for_another_approver() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        approve(&mut sim, "alice");
+        let r = sim.release();
+        let Activity::Approval { round, .. } = r.activity else { panic!("waiting for approvals") };
+        let alone = r.round_reading(sim.now, round, &RoundOutcome::InitiatorAlone);
+        assert_eq!(alone.next, Next::Wait);
+        assert!(matches!(&alone.acts[..], [Act::Say(t)] if t.contains("another approver is needed")));
+        let decided = r.round_reading(sim.now, round, &RoundOutcome::Approved);
+        assert_eq!(decided.next, Next::Done);
+        assert!(decided.acts.contains(&Act::Set("approvals_recorded", 1.0)));
+    }
+
+    #[test]
+    fn a_gate_without_its_figures_fails_naming_them_and_the_threshold() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let mut r = sim.release().clone();
+        r.phase_metrics.clear();
+        let gate = r.protocol().gates.iter().find(|g| g.pass_threshold.is_some()).expect("a gate").id.clone();
+        let run = r.evaluate_gate(&gate, sim.now).expect("the protocol has the gate");
+        let failed = run.failure.expect("unmeasured figures fail the gate");
+        assert!(failed.reason.contains("not measured") && failed.reason.contains("(threshold: "), "{}", failed.reason);
+        assert_eq!(run.verdict.verdict, Verdict::Failed);
+    }
+}
