@@ -23,9 +23,11 @@
 //! | [`http`] | `/healthz`, Prometheus `/metrics`, the body limit and timeouts |
 //! | [`metrics`] | the process's counters and histograms |
 //! | [`clock`] | the wall clock, in the engine's unit |
+//! | [`app`] | what each `raybot` subcommand does (`main.rs` only parses the arguments) |
 //! | [`demo`] | `raybot demo`: the scripted v1.2 release against the local sample service |
 //! | [`sample_app`] | the sample service and its blue/green router that the demo deploys |
 
+pub mod app;
 pub mod chat;
 pub mod clock;
 pub mod command;
