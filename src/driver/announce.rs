@@ -5,7 +5,9 @@
 //! out. Each raybot process posts what the events it recorded asked for, and keeps a mark per
 //! release in the store: the posts and edits of its events before event number `n` went out
 //! ([`Store::announced`]). The outbox reports each item it performed ([`Through`]); [`Marks`]
-//! writes the highest figure reached, one write at a time per release and process.
+//! writes the highest figure reached, one write at a time per release and process and at most
+//! one per [`MARK_GAP`] (a burst of edits costs the store a few writes a second, not one each),
+//! and every pending figure when the process stops cleanly.
 //!
 //! A process that takes a release over (its own restart, or a survivor after another replica
 //! stopped) asks the engine again what the events after each stopped process's mark announced —
@@ -16,12 +18,17 @@
 //! here: recovery posts them again when the log names no message for them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use super::{Driver, Internal, StoredEvent};
 use crate::chat::PostTag;
 use crate::chat::outbox::{From, Outgoing, Through};
 use crate::engine::{Effect, Release, Timestamp};
 use crate::store::StoreError;
+
+/// The least time between two writes of one mark. Posts that went out in the last gap before a
+/// crash are looked up on the platform (or, in a transcript, posted again).
+pub(super) const MARK_GAP: Duration = Duration::from_millis(250);
 
 /// One process's mark in one release.
 #[derive(Debug, Default)]
@@ -32,6 +39,10 @@ struct Mark {
     written: u64,
     /// A write is under way.
     writing: bool,
+    /// When the last write started.
+    last: Option<Instant>,
+    /// A write waits for the gap to pass.
+    due: bool,
 }
 
 /// The marks this driver keeps current: `(release, replica) →` [`Mark`].
@@ -198,10 +209,21 @@ impl Driver {
 
     fn write_mark(&mut self, id: &str, replica: &str) {
         let Some(m) = self.marks.map.get_mut(&(id.to_string(), replica.to_string())) else { return };
-        if m.writing || m.reported <= m.written {
+        if m.writing || m.due || m.reported <= m.written {
+            return;
+        }
+        let wait = m.last.map(|at| MARK_GAP.saturating_sub(at.elapsed())).unwrap_or_default();
+        if !wait.is_zero() {
+            m.due = true;
+            let (tx, release, replica) = (self.internal_tx.clone(), id.to_string(), replica.to_string());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = tx.send(Internal::MarkDue { release, replica });
+            });
             return;
         }
         m.writing = true;
+        m.last = Some(Instant::now());
         let (store, tx) = (self.store.clone(), self.internal_tx.clone());
         let (release, replica, through) = (id.to_string(), replica.to_string(), m.reported);
         tokio::spawn(async move {
@@ -211,6 +233,28 @@ impl Driver {
             }
             let _ = tx.send(Internal::Marked { release, replica, through, written: written.is_ok() });
         });
+    }
+
+    /// The gap before a mark's next write has passed.
+    pub(super) fn mark_due(&mut self, id: &str, replica: &str) {
+        if let Some(m) = self.marks.map.get_mut(&(id.to_string(), replica.to_string())) {
+            m.due = false;
+        }
+        self.write_mark(id, replica);
+    }
+
+    /// Writes every mark the outbox got further than the store knows, at once (the process stops).
+    pub(super) async fn write_marks(&mut self) {
+        for ((release, replica), m) in self.marks.map.iter_mut() {
+            if m.reported > m.written {
+                match self.store.set_announced(release, replica, m.reported).await {
+                    Ok(()) => m.written = m.reported,
+                    Err(e) => {
+                        tracing::warn!(release = %release, error = %e, "could not record how far the posts went out")
+                    }
+                }
+            }
+        }
     }
 
     /// A mark write ended: the next one goes if the outbox got further meanwhile. (A failed

@@ -81,6 +81,13 @@ pub enum Internal {
     Sweep,
     /// The outbox performed an item (for a keyed post: its message id, to be recorded).
     Sent(Sent),
+    /// A mark may be written again (see `announce.rs`).
+    MarkDue {
+        /// The release.
+        release: String,
+        /// Whose mark.
+        replica: String,
+    },
     /// A write of an announced mark ended (see `announce.rs`).
     Marked {
         /// The release.
@@ -402,6 +409,7 @@ impl Driver {
                     tracing::warn!(error = %e, "could not look for releases of stopped replicas");
                 }
             }
+            Internal::MarkDue { release, replica } => self.mark_due(&release, &replica),
             Internal::Marked { release, replica, through, written } => {
                 self.marked(&release, &replica, through, written)
             }

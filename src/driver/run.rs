@@ -189,6 +189,8 @@ async fn run(mut driver: Driver, ends: Ends, resumed: bool) {
     // that the driver stopped.
     driver.answer(&mut waits);
     drop(waits);
+    // How far the posts went out is recorded, so the next start posts none of them again.
+    driver.write_marks().await;
     driver.farewell().await;
     driver.close().await;
     follow_ups.close();

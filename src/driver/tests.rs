@@ -159,6 +159,8 @@ struct Interleaved {
     before_group: Mutex<Option<OtherWrites>>,
     /// Writes (group commits and single appends alike) so far.
     writes: std::sync::atomic::AtomicUsize,
+    /// Writes of announced marks so far.
+    marks: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -201,6 +203,7 @@ impl Store for Interleaved {
         self.inner.announced(release).await
     }
     async fn set_announced(&self, release: &str, replica: &str, through: u64) -> Result<(), StoreError> {
+        self.marks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.set_announced(release, replica, through).await
     }
 }
@@ -288,8 +291,12 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
     let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
     let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
     let (id, freeze) = release_in_freeze(file.as_ref()).await;
-    let store =
-        Arc::new(Interleaved { inner: file.clone(), before_group: Mutex::new(None), writes: Default::default() });
+    let store = Arc::new(Interleaved {
+        inner: file.clone(),
+        before_group: Mutex::new(None),
+        writes: Default::default(),
+        marks: Default::default(),
+    });
     let config = Config::embedded(dir.path()).unwrap();
     let mut d = Driver::new(
         config,
@@ -463,6 +470,8 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
     let mut survivor = driver_on(dir.path(), store.clone(), up.clone(), "raybot-a");
     assert_eq!(survivor.resume().await.unwrap(), 1);
     tokio::time::timeout(Duration::from_secs(10), flush(&mut survivor)).await.expect("the outbox drains");
+    // A clean stop records the marks it had not written yet (at most one write per gap runs).
+    survivor.write_marks().await;
     let posts = up.posts.lock().unwrap().clone();
     let at = |needle: &str| {
         let found: Vec<usize> = posts.iter().enumerate().filter(|(_, p)| p.contains(needle)).map(|(i, _)| i).collect();
@@ -495,7 +504,12 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
 async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
     let dir = tempfile::tempdir().unwrap();
     let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
-    let store = Arc::new(Interleaved { inner: file, before_group: Mutex::new(None), writes: Default::default() });
+    let store = Arc::new(Interleaved {
+        inner: file,
+        before_group: Mutex::new(None),
+        writes: Default::default(),
+        marks: Default::default(),
+    });
     let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
     let config = Config::embedded(dir.path()).expect("embedded config");
     let catalog = Catalog::embedded().expect("embedded protocols");
@@ -521,4 +535,47 @@ async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
         .collect();
     assert_eq!(files, ["intake/a.json", "intake/b.json", "intake/c.json"]);
     assert_eq!(d.releases.get(&id).unwrap().log_len, events.len() as u64);
+}
+
+/// A burst of posts going out moves a release's mark in the store a few times a second, not once
+/// per post; a clean stop writes the last figure.
+#[tokio::test]
+async fn a_burst_of_posts_costs_the_store_a_few_mark_writes_and_a_stop_writes_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
+    let store = Arc::new(Interleaved {
+        inner: file,
+        before_group: Mutex::new(None),
+        writes: Default::default(),
+        marks: Default::default(),
+    });
+    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let config = Config::embedded(dir.path()).expect("embedded config");
+    let catalog = Catalog::embedded().expect("embedded protocols");
+    let mut d = Driver::new(
+        config,
+        catalog,
+        store.clone(),
+        chat,
+        dir.path().join("artifacts"),
+        "local",
+        Arc::new(Metrics::new()),
+    )
+    .with_replica("raybot-a");
+    say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
+    tokio::time::timeout(Duration::from_secs(20), flush(&mut d)).await.expect("the outbox drains");
+    let id = d.active().next().unwrap().id.clone();
+    let before = store.marks.load(std::sync::atomic::Ordering::SeqCst);
+
+    for n in 1..=200 {
+        d.went_out(&id, crate::chat::outbox::Through { replica: "raybot-a".into(), events: 1000 + n });
+        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(1), d.recv_internal()).await {
+            d.handle_internal(msg).await;
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), flush(&mut d)).await.expect("settled");
+    let during = store.marks.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!((1..=3).contains(&during), "{during} mark writes for 200 posts");
+    d.write_marks().await;
+    assert_eq!(d.store.announced(&id).await.unwrap().unwrap()["raybot-a"], 1200);
 }
