@@ -11,7 +11,8 @@
 //! their platform shows them: [`plan::People::named`] and `mention` in chat,
 //! [`plan::People::label`] (name and platform id) in evidence.
 
-pub mod expr;
+/// Gate thresholds are part of the protocol documents; the engine evaluates them.
+pub use crate::protocol::expr;
 pub mod ids;
 pub mod plan;
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //! `protocols/*.yaml` are transcriptions of the seed documents. They are compiled into the binary
 //! as defaults (so `raybot demo` runs anywhere) and can be overridden by a directory on disk.
 
+pub mod expr;
 pub mod model;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::engine::expr::Threshold;
+use expr::Threshold;
 use model::{Pipeline, Protocol, StepRun};
 
 /// The protocols shipped with raybot, as `(file name, YAML)`.
