@@ -10,7 +10,7 @@ use super::rollback::{self, Request};
 use super::state::{Activity, Halt, Release, Resume};
 use crate::engine::ids::PostKey;
 use crate::engine::refusal::Refusal;
-use crate::engine::{Button, ReleaseCommand, UserRef};
+use crate::engine::{Button, ReleaseCommand, Timestamp, UserRef};
 
 /// What a person's event comes to.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +138,7 @@ impl Release {
     /// Where the release halts when evidence file `file` could not be written (`error`): the
     /// step, or the final evidence of a release that reached its outcome (a retry writes it
     /// again: there is no step left to run). `None` once the release ended.
-    pub(super) fn evidence_halt(&self, file: &str, error: &str) -> Option<(String, String, Resume)> {
+    pub(super) fn evidence_halt(&self, file: &str, error: &str, now: Timestamp) -> Option<Halt> {
         let (step, resume) = match &self.activity {
             Activity::Ended(_) => return None,
             Activity::Bundle { finish: Some(outcome), .. } => {
@@ -146,7 +146,7 @@ impl Release {
             }
             _ => (self.step_label(), Resume::Step),
         };
-        Some((step, format!("could not write {file}: {error}"), resume))
+        Some(Halt { step, reason: format!("could not write {file}: {error}"), gate: None, resume, at: now })
     }
 
     /// What a reaction `emoji` on `message`, added or removed, comes to: only the freeze

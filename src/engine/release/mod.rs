@@ -26,7 +26,7 @@
 //! | `recovery.rs`  | `recover` → `Recovery` after a takeover; where a lost job halts                |
 //! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
 //! | *views*        |                                                                                |
-//! | `readings.rs`  | a step result, approval, acknowledgement or gate → `Reading` / outcome         |
+//! | `readings.rs`  | a step or rollback result, approval, ack, gate or its failure → `Reading`; halts |
 //! | `answers.rs`   | a command, reaction or click → `Answer` (refusal, reply or action)             |
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
@@ -60,19 +60,17 @@ use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::{Ask, Effect, Event, Timestamp, UserRef};
-use crate::protocol::model::{HaltKind, StepRun};
+use crate::protocol::model::StepRun;
 use answers::Answer;
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
 use freeze::AckOutcome;
 pub use freeze::Freeze;
-use gates::OnFailure;
 pub use gates::{GateVerdict, Verdict};
 use jobs::JobAsk;
-use readings::{GateFailed, GateRun, HaltRoute};
+use readings::{GateRun, HaltRoute};
 use recovery::Recovery;
 use rollback::Request;
-use rollback::RollbackStep;
 use state::Advance;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
@@ -153,8 +151,8 @@ impl Release {
             Event::BundleWritten { bundle, report } => self.bundle_written(bundle, report, now, &mut fx),
             Event::EvidenceFailed { file, error } => {
                 self.evidence.remove(file);
-                if let Some((step, reason, resume)) = self.evidence_halt(file, error) {
-                    self.halt(now, &mut fx, step, reason, None, resume);
+                if let Some(halt) = self.evidence_halt(file, error, now) {
+                    self.halt(now, &mut fx, halt);
                 }
             }
             Event::Tick { timer } => self.tick(timer, now, &mut fx),
@@ -369,18 +367,10 @@ impl Release {
         fx.push(Effect::Finished { outcome });
     }
 
-    fn halt(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        step: String,
-        reason: String,
-        gate: Option<String>,
-        resume: Resume,
-    ) {
-        let text = self.halt_text(&step, &reason, gate.as_deref(), &resume);
+    fn halt(&mut self, now: Timestamp, fx: &mut Fx, halt: Halt) {
+        let text = self.halt_text(&halt.step, &halt.reason, halt.gate.as_deref(), &halt.resume);
         self.say(now, fx, text);
-        self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
+        self.activity = Activity::Halted(halt);
     }
 
     /// Evaluates `gate` of the current protocol; on failure applies its failure handling.
@@ -388,21 +378,14 @@ impl Release {
         let Some(GateRun { verdict, text, failure }) = self.evaluate_gate(gate_id, now) else { return true };
         self.gates.push(verdict);
         self.say(now, fx, text);
-        let Some(GateFailed { step, reason, gate, name, handling }) = failure else { return true };
-        match handling {
-            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate), Resume::Phase),
-            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate),
-            OnFailure::Rollback => {
-                self.start_rollback(now, fx, format!("{name} failed: {reason}"), rollback::AUTOMATIC.into())
-            }
-        }
+        let Some(failed) = failure else { return true };
+        self.perform(now, fx, self.gate_failure(now, failed));
         false
     }
 
     /// Runs a step's halt condition: the phase's gate decides if it reads metrics that are all
     /// measured; otherwise the step's own halt kind applies.
     fn step_failed(&mut self, now: Timestamp, fx: &mut Fx, reason: String) {
-        let step = self.step().clone();
         let label = self.step_label();
         self.say(now, fx, format!("[RAY] {label}: halt condition met — {reason}"));
         match self.halt_route() {
@@ -420,16 +403,7 @@ impl Release {
             }
             HaltRoute::Own => {}
         }
-        match step.halt.unwrap_or(HaltKind::Stop) {
-            HaltKind::Rollback if self.production_touched => {
-                self.start_rollback(now, fx, format!("{label}: {reason}"), rollback::AUTOMATIC.into())
-            }
-            HaltKind::Escalate => {
-                let cond = step.halt_condition.clone().unwrap_or_default();
-                self.halt(now, fx, label, format!("{reason}. {cond}"), self.phase().gate.clone(), Resume::Step)
-            }
-            _ => self.halt(now, fx, label, reason, self.phase().gate.clone(), Resume::Step),
-        }
+        self.apply(now, fx, self.own_halt(now, reason));
     }
 
     fn step_note(&mut self, now: Timestamp, fx: &mut Fx, text: String) {
@@ -497,6 +471,9 @@ impl Release {
             Next::Approval(roles) => return self.open_approval(now, fx, roles),
             Next::Freeze(roles) => return self.open_freeze(now, fx, roles),
             Next::Document(template) => return self.perform(now, fx, self.document_step(now, template)),
+            Next::Halt(halt) => self.halt(now, fx, halt),
+            Next::Rollback { reason, trigger } => self.start_rollback(now, fx, reason, trigger),
+            Next::Finish(outcome) => self.finish(now, fx, outcome),
         }
         Entered::Waiting
     }
@@ -518,6 +495,7 @@ impl Release {
             Act::Say(text) => self.say(now, fx, text),
             Act::Rollout(index) => self.deploy_index = index,
             Act::Update(key, text) => self.update(fx, key, text),
+            Act::Confirm(rollback) => self.rollback = Some(rollback),
         }
     }
 
@@ -751,15 +729,6 @@ impl Release {
         );
     }
 
-    fn rollback_staging(&mut self, now: Timestamp, fx: &mut Fx, step: String, reason: String, gate: String) {
-        let Some(e) = self.env_cfg("staging") else {
-            return self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
-        };
-        self.say(now, fx, "[RAY] Rolling staging back as the gate's failure handling requires.".into());
-        let job = rollback::job("staging", &e, self.evidence_path("staging-rollback.log"));
-        self.start_job(now, fx, job, Task::RollbackStaging { step, reason, gate });
-    }
-
     // ----- results --------------------------------------------------------------------------
 
     /// The task the release was waiting on, when job or probe `id` is the work it waits for: the
@@ -791,17 +760,8 @@ impl Release {
             return; // duplicate delivery
         }
         let Some(task) = self.take_awaited(now, fx, job) else { return };
-        match task {
-            Task::Rollback { started } => self.rolling_back(now, fx, rollback::after_job(outcome), started),
-            Task::RollbackStaging { step, reason, gate } => {
-                let reason = format!("{reason}; {}", rollback::staging_note(outcome));
-                self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
-            }
-            task => {
-                if let Some(reading) = self.read_job(&task, outcome, now) {
-                    self.go(now, fx, reading);
-                }
-            }
+        if let Some(reading) = self.read_job(&task, outcome, now) {
+            self.go(now, fx, reading);
         }
     }
 
@@ -815,11 +775,6 @@ impl Release {
         let Some(task) = self.take_awaited(now, fx, probe) else { return };
         match task {
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
-            Task::RollbackProbe { started } => {
-                let Some(e) = self.env_cfg(&self.env) else { return };
-                let read = rollback::after_probe(&e.probe, report, &self.env, &self.version);
-                self.rolling_back(now, fx, read, started);
-            }
             task => {
                 if let Some(reading) = self.read_probe(&task, report, now) {
                     self.go(now, fx, reading);
@@ -841,31 +796,6 @@ impl Release {
             return;
         }
         self.go(now, fx, self.soak_over(now, &e));
-    }
-
-    /// Maps a result of the target's rollback (begun at `started`): probe, halt, or end rolled back.
-    fn rolling_back(&mut self, now: Timestamp, fx: &mut Fx, step: RollbackStep, started: Timestamp) {
-        let env = self.env.clone();
-        let summary = match step {
-            RollbackStep::Probe => {
-                let purpose = format!("after rollback {env}");
-                return self.start_probe(now, fx, &env, purpose, Task::RollbackProbe { started });
-            }
-            RollbackStep::Halt(reason) => {
-                return self.halt(now, fx, format!("rollback of {env}"), reason, None, Resume::Rollback);
-            }
-            RollbackStep::Confirmed { summary } => summary,
-        };
-        if let Some(r) = self.rollback.as_mut() {
-            r.confirm(now, summary.clone());
-        }
-        let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
-        self.say(now, fx, Self::rollback_done_text(&env, secs, &summary));
-        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        let text = self.rollback_plan(now);
-        self.write(fx, format!("{dir}/rollback-plan.md"), text);
-        let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-        self.finish(now, fx, Terminal::RolledBack { reason });
     }
 
     fn inputs_checked(&mut self, check: &str, results: &[InputStatus], now: Timestamp, fx: &mut Fx) {
@@ -918,21 +848,13 @@ impl Release {
         }
     }
 
-    /// The job the release waits for will never report: halt and wait for `/ray retry` or
-    /// `/ray rollback` (it is never run again by itself).
-    fn job_unknown(&mut self, job: &str, task: Task, before: &str, now: Timestamp, fx: &mut Fx) {
-        let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.clone()).unwrap_or_default();
-        let (step, resume) = recovery::lost_job_halt(&task, &self.env, format!("{} ({purpose})", self.step_label()));
-        self.halt(now, fx, step, format!("job outcome unknown after {before} stopped"), None, resume);
-    }
-
     fn job_lost(&mut self, job: &str, replica: &str, now: Timestamp, fx: &mut Fx) {
         match self.activity.clone() {
             Activity::Job { job: current, task } if current == job => {
                 // A `/ray rollback` asked for while the job ran is the instruction: say what
                 // happened, then roll back.
                 let rollback = rollback::take_queued(&mut self.rollback_requested, &task);
-                self.job_unknown(job, task, replica, now, fx);
+                self.halt(now, fx, self.lost_job(job, &task, replica, now));
                 if let Some((by, reason)) = rollback {
                     self.start_rollback(now, fx, reason, by);
                 }
@@ -952,7 +874,7 @@ impl Release {
         match recovery::recover(&self.activity, &self.jobs, jobs_queued, step, &self.env) {
             // The queue runs it, or has it running on a live replica, or reports it lost.
             Recovery::Requeue(spec) => fx.push(Effect::RunJob(spec)),
-            Recovery::JobUnknown { job, task } => self.job_unknown(&job, task, &before, now, fx),
+            Recovery::JobUnknown { job, task } => self.halt(now, fx, self.lost_job(&job, &task, &before, now)),
             Recovery::Reprobe { env, task } => self.start_probe(now, fx, &env, format!("resumed probe {env}"), task),
             Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
             Recovery::Finish(outcome) => self.finish(now, fx, outcome),

@@ -14,7 +14,7 @@ use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 use super::jobs::JobAsk;
 use super::rollout::Rollout;
 use super::scores::Validation;
-use super::state::Task;
+use super::state::{Halt, RollbackRecord, Task, Terminal};
 
 /// What a step reads of the release: the plan, the current protocol and the target.
 #[derive(Clone, Copy)]
@@ -111,6 +111,17 @@ pub(crate) enum Next {
     Freeze(Vec<String>),
     /// Write a document computed from the release.
     Document(DocumentTemplate),
+    /// Stop and wait for instructions (`/ray retry`, `/ray waive`, `/ray rollback`, `/ray abort`).
+    Halt(Halt),
+    /// Roll the target environment back.
+    Rollback {
+        /// Why, as announced and recorded.
+        reason: String,
+        /// `automatic`, or the user id of who asked for it.
+        trigger: String,
+    },
+    /// End the release (after its final report bundle, when it has one).
+    Finish(Terminal),
 }
 
 /// One effect of reading a step's result, performed by the release in order.
@@ -130,6 +141,8 @@ pub(crate) enum Act {
     Rollout(usize),
     /// Edit a keyed post (what it shows is in the state; edits are not in the communication log).
     Update(PostKey, String),
+    /// Record the rollback as confirmed (the record with its confirmation).
+    Confirm(RollbackRecord),
 }
 
 /// What a step's result means: the effects, then what comes next.
