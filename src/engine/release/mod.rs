@@ -27,7 +27,7 @@
 //! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
 //! | *views*        |                                                                                |
 //! | `readings.rs`  | a step or rollback result, approval, ack, gate or its failure → `Reading`; halts |
-//! | `answers.rs`   | a command, reaction or click → `Answer` (refusal, reply or action)             |
+//! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort → `Reading` |
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
 //! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
@@ -208,7 +208,7 @@ impl Release {
     }
 
     fn accept(&mut self, now: Timestamp, by: &UserRef, what: String) {
-        self.audit.push(AuditEntry { at: now, who: by.id.clone(), what, accepted: true });
+        self.audit.push(AuditEntry::accepted(now, &by.id, what));
     }
 
     fn set_metric(&mut self, name: &str, value: f64) {
@@ -474,6 +474,19 @@ impl Release {
             Next::Halt(halt) => self.halt(now, fx, halt),
             Next::Rollback { reason, trigger } => self.start_rollback(now, fx, reason, trigger),
             Next::Finish(outcome) => self.finish(now, fx, outcome),
+            Next::RunStep => {
+                self.phase_metrics = self.metrics_at_step.clone();
+                self.run(now, fx, Entered::Waiting, true);
+            }
+            Next::RunPhase => {
+                (self.cursor.step, self.deploy_index) = (0, 0);
+                self.enter_phase(now, fx);
+                self.run(now, fx, Entered::Waiting, true);
+            }
+            Next::PassGate => {
+                self.cursor.step = self.phase().steps.len() - 1;
+                return Entered::Done;
+            }
         }
         Entered::Waiting
     }
@@ -495,7 +508,9 @@ impl Release {
             Act::Say(text) => self.say(now, fx, text),
             Act::Rollout(index) => self.deploy_index = index,
             Act::Update(key, text) => self.update(fx, key, text),
-            Act::Confirm(rollback) => self.rollback = Some(rollback),
+            Act::Rollback(record) => self.rollback = record,
+            Act::Audit(entry) => self.audit.push(entry),
+            Act::Waiver(key, who, justification, at) => self.waivers.push((key, who, justification, at)),
         }
     }
 
@@ -589,18 +604,6 @@ impl Release {
         self.go(now, fx, self.round_reading(now, round, &outcome));
     }
 
-    /// Decides the open round `rejected` (the access check let the rejection through).
-    fn reject(&mut self, by: &UserRef, reason: String, now: Timestamp, fx: &mut Fx) {
-        let Activity::Approval { round, .. } = self.activity else { return };
-        self.accept(now, by, format!("rejected: {reason}"));
-        self.rounds[round].reject(now);
-        self.update(fx, PostKey::Approval(round), self.rejected_text(&by.id, now, &reason));
-        if let Some(evidence) = self.step_json(now, self.approval_body(&self.rounds[round])) {
-            self.act(now, fx, evidence);
-        }
-        self.finish(now, fx, Terminal::Rejected { by: by.id.clone(), reason });
-    }
-
     // ----- freeze ---------------------------------------------------------------------------
 
     fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
@@ -654,19 +657,20 @@ impl Release {
             Answer::Ack(via) => self.ack(by, via, now, fx),
             Answer::Unack => self.unack(by, now, fx),
             Answer::Approve { comment, via } => self.approve(by, comment, via, now, fx),
-            Answer::Reject(reason) => self.reject(by, reason, now, fx),
-            Answer::Waive { halt, key, gate, name, justification } => {
-                self.accept(now, by, format!("waived gate {gate}: {justification}"));
-                self.waivers.push((key, by.id.clone(), justification.clone(), now));
-                self.say(now, fx, self.waived_text(&name, &by.id, &justification));
-                self.activity = Activity::Idle;
-                if self.cursor.step >= self.phase().steps.len() - 1 && halt.resume == Resume::Phase {
-                    // The gate itself failed: continue as if it passed.
-                    self.cursor.step = self.phase().steps.len() - 1;
-                }
-                self.run(now, fx, Entered::Done, false);
+            Answer::Reject(reason) => {
+                let Activity::Approval { round, .. } = self.activity else { return };
+                self.rounds[round].reject(now);
+                self.go(now, fx, self.rejected(by, round, reason, now));
             }
-            Answer::Retry(halt) => self.retry(by, halt, now, fx),
+            Answer::Waive(waive) => {
+                let reading = self.waived(by, waive, now);
+                self.activity = Activity::Idle;
+                self.go(now, fx, reading);
+            }
+            Answer::Retry(halt) => {
+                self.activity = Activity::Idle;
+                self.go(now, fx, self.retried(by, halt, now));
+            }
             Answer::Rollback { request, reason } => {
                 self.accept(now, by, format!("requested rollback: {reason}"));
                 let why = format!("requested by {}: {reason}", self.mention(&by.id));
@@ -677,39 +681,7 @@ impl Release {
                 let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
                 fx.push(Effect::Reply { to: by.clone(), text });
             }
-            Answer::Abort(reason) => {
-                self.accept(now, by, format!("aborted: {reason}"));
-                self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
-            }
-        }
-    }
-
-    /// `/ray retry` by an operator while halted.
-    fn retry(&mut self, by: &UserRef, h: Halt, now: Timestamp, fx: &mut Fx) {
-        self.accept(now, by, format!("retry of {}", h.step));
-        self.activity = Activity::Idle;
-        match h.resume {
-            Resume::Rollback => {
-                let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_else(|| "retry".into());
-                self.rollback = None;
-                self.start_rollback(now, fx, reason, by.id.clone());
-            }
-            Resume::Phase => {
-                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
-                self.cursor.step = 0;
-                self.deploy_index = 0;
-                self.enter_phase(now, fx);
-                self.run(now, fx, Entered::Waiting, true);
-            }
-            Resume::Finish { outcome } => {
-                self.say(now, fx, self.retry_text(&h.step, &by.id, true));
-                self.finish(now, fx, outcome);
-            }
-            Resume::Step => {
-                self.phase_metrics = self.metrics_at_step.clone();
-                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
-                self.run(now, fx, Entered::Waiting, true);
-            }
+            Answer::Abort(reason) => self.go(now, fx, self.aborted(by, reason, now)),
         }
     }
 

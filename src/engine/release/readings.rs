@@ -172,8 +172,7 @@ impl Release {
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
         let plan = Act::Write(format!("{dir}/rollback-plan.md"), self.rollback_plan(now, confirmed.as_ref()));
         let reason = confirmed.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-        let mut acts: Vec<Act> = confirmed.into_iter().map(Act::Confirm).collect();
-        acts.extend([Act::Say(Self::rollback_done_text(env, secs, &summary)), plan]);
+        let acts = vec![Act::Rollback(confirmed), Act::Say(Self::rollback_done_text(env, secs, &summary)), plan];
         Reading { acts, next: Next::Finish(Terminal::RolledBack { reason }) }
     }
 
@@ -575,7 +574,7 @@ mod tests {
             started,
         ));
         let done = r.rolled_back(sim.now, RollbackStep::Confirmed { summary: "10/10 healthy".into() }, started);
-        let [Act::Confirm(record), Act::Say(said), Act::Write(path, plan)] = &done.acts[..] else {
+        let [Act::Rollback(Some(record)), Act::Say(said), Act::Write(path, plan)] = &done.acts[..] else {
             panic!("confirm, announce, write the plan: {:?}", done.acts)
         };
         assert_eq!((record.finished_at, record.confirmed.as_deref()), (Some(sim.now), Some("10/10 healthy")));

@@ -14,7 +14,7 @@ use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 use super::jobs::JobAsk;
 use super::rollout::Rollout;
 use super::scores::Validation;
-use super::state::{Halt, RollbackRecord, Task, Terminal};
+use super::state::{AuditEntry, Halt, RollbackRecord, Task, Terminal};
 
 /// What a step reads of the release: the plan, the current protocol and the target.
 #[derive(Clone, Copy)]
@@ -122,6 +122,12 @@ pub(crate) enum Next {
     },
     /// End the release (after its final report bundle, when it has one).
     Finish(Terminal),
+    /// Run the current step again, with the phase's figures as they were when it began.
+    RunStep,
+    /// Run the current phase again from its first step.
+    RunPhase,
+    /// The phase's gate failed and was waived: go on as if it passed.
+    PassGate,
 }
 
 /// One effect of reading a step's result, performed by the release in order.
@@ -141,8 +147,12 @@ pub(crate) enum Act {
     Rollout(usize),
     /// Edit a keyed post (what it shows is in the state; edits are not in the communication log).
     Update(PostKey, String),
-    /// Record the rollback as confirmed (the record with its confirmation).
-    Confirm(RollbackRecord),
+    /// Replace the rollback record: confirmed, or dropped before a retry starts a new one.
+    Rollback(Option<RollbackRecord>),
+    /// Record a person's accepted action in the audit trail.
+    Audit(AuditEntry),
+    /// Record a waiver: `<protocol>/<gate>`, user id, justification, when.
+    Waiver(String, String, String, Timestamp),
 }
 
 /// What a step's result means: the effects, then what comes next.
