@@ -688,17 +688,9 @@ impl Release {
     // ----- rollback -------------------------------------------------------------------------
 
     fn start_rollback(&mut self, now: Timestamp, fx: &mut Fx, reason: String, trigger: String) {
-        let env = self.env.clone();
-        let Some(e) = self.env_cfg(&env) else { return };
-        self.say(now, fx, self.rollback_started_text(&env, &reason, &trigger));
-        self.rollback = Some(RollbackRecord::start(env.clone(), reason, trigger, now));
-        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        self.start_job(
-            now,
-            fx,
-            rollback::job(&env, &e, format!("{dir}/{env}-rollback-run.log")),
-            Task::Rollback { started: now },
-        );
+        if let Some(start) = self.rollback_start(now, reason, trigger) {
+            self.perform(now, fx, start);
+        }
     }
 
     // ----- results --------------------------------------------------------------------------
@@ -709,22 +701,10 @@ impl Release {
     fn take_awaited(&mut self, now: Timestamp, fx: &mut Fx, id: &str) -> Option<Task> {
         let task = self.awaited(id)?;
         self.activity = Activity::Idle;
-        if self.run_queued_rollback(now, fx, &task) {
-            return None;
-        }
-        Some(task)
-    }
-
-    /// A `/ray rollback` that arrived while a job or probe ran starts as soon as it ends, whatever
-    /// step it belonged to. Returns whether it did.
-    fn run_queued_rollback(&mut self, now: Timestamp, fx: &mut Fx, task: &Task) -> bool {
-        match rollback::take_queued(&mut self.rollback_requested, task) {
-            Some((by, reason)) => {
-                self.start_rollback(now, fx, reason, by);
-                true
-            }
-            None => false,
-        }
+        // A `/ray rollback` that arrived while the work ran starts now, whatever step it was for.
+        let Some((by, reason)) = rollback::take_queued(&mut self.rollback_requested, &task) else { return Some(task) };
+        self.start_rollback(now, fx, reason, by);
+        None
     }
 
     fn job_finished(&mut self, job: &str, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {

@@ -14,7 +14,7 @@ use super::rehearsal::{self, Rehearsal};
 use super::rollback::{self, RollbackStep};
 use super::rollout::{self, ProbeStep, Rollout};
 use super::scores::{self, Validation};
-use super::state::{Halt, Release, Resume, Task, Terminal};
+use super::state::{Halt, Release, Resume, RollbackRecord, Task, Terminal};
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
 use crate::engine::ids::PostKey;
@@ -147,6 +147,19 @@ impl Release {
             _ => return None,
         };
         Some(reading)
+    }
+
+    /// The target's rollback for `reason` starting: announced, recorded, and its job run
+    /// (`None` when the target is not configured).
+    pub(super) fn rollback_start(&self, now: Timestamp, reason: String, trigger: String) -> Option<Reading> {
+        let env = &self.env;
+        let e = self.plan.environment(env)?;
+        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.as_str()).unwrap_or_default();
+        let ask = rollback::job(env, e, format!("{dir}/{env}-rollback-run.log"));
+        let said = Act::Say(self.rollback_started_text(env, &reason, &trigger));
+        let record = RollbackRecord::start(env.clone(), reason, trigger, now);
+        let next = Next::Job { ask, task: Task::Rollback { started: now }, note: None };
+        Some(Reading { acts: vec![said, Act::Rollback(Some(record))], next })
     }
 
     /// A result of the target's rollback (begun at `started`): the probe that confirms it, a halt
@@ -583,6 +596,20 @@ mod tests {
             "{said}"
         );
         assert_eq!(done.next, Next::Finish(Terminal::RolledBack { reason: "bad".into() }));
+    }
+
+    #[test]
+    fn a_rollback_starts_announced_recorded_and_with_its_job_on_the_target() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let r = sim.release();
+        let start = r.rollback_start(sim.now, "bad".into(), "carol".into()).expect("production is configured");
+        let [Act::Say(said), Act::Rollback(Some(record))] = &start.acts[..] else { panic!("{:?}", start.acts) };
+        assert!(said.starts_with("[RAY ANNOUNCEMENT] Rolling back production"), "{said}");
+        assert_eq!((record.reason.as_str(), record.asked_by(), record.started_at), ("bad", Some("carol"), sim.now));
+        let Next::Job { ask, task: Task::Rollback { started }, note: None } = start.next else { panic!("the job") };
+        assert_eq!((ask.env.as_str(), started), ("production", sim.now));
+        assert_eq!(ask.purpose, "rollback production");
     }
 
     #[test]
