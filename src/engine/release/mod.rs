@@ -508,7 +508,7 @@ impl Release {
             Act::Say(text) => self.say(now, fx, text),
             Act::Rollout(index) => self.deploy_index = index,
             Act::Update(key, text) => self.update(fx, key, text),
-            Act::Rollback(record) => self.rollback = record,
+            Act::Rollback(record) => self.rollback = record.map(|r| *r),
             Act::Audit(entry) => self.audit.push(entry),
             Act::Waiver(key, who, justification, at) => self.waivers.push((key, who, justification, at)),
         }

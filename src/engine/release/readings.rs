@@ -159,7 +159,7 @@ impl Release {
         let said = Act::Say(self.rollback_started_text(env, &reason, &trigger));
         let record = RollbackRecord::start(env.clone(), reason, trigger, now);
         let next = Next::Job { ask, task: Task::Rollback { started: now }, note: None };
-        Some(Reading { acts: vec![said, Act::Rollback(Some(record))], next })
+        Some(Reading { acts: vec![said, Act::Rollback(Some(Box::new(record)))], next })
     }
 
     /// A result of the target's rollback (begun at `started`): the probe that confirms it, a halt
@@ -179,11 +179,11 @@ impl Release {
         };
         let confirmed = self.rollback.clone().map(|mut r| {
             r.confirm(now, summary.clone());
-            r
+            Box::new(r)
         });
         let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
         let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        let plan = Act::Write(format!("{dir}/rollback-plan.md"), self.rollback_plan(now, confirmed.as_ref()));
+        let plan = Act::Write(format!("{dir}/rollback-plan.md"), self.rollback_plan(now, confirmed.as_deref()));
         let reason = confirmed.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
         let acts = vec![Act::Rollback(confirmed), Act::Say(Self::rollback_done_text(env, secs, &summary)), plan];
         Reading { acts, next: Next::Finish(Terminal::RolledBack { reason }) }

@@ -148,7 +148,7 @@ pub(crate) enum Act {
     /// Edit a keyed post (what it shows is in the state; edits are not in the communication log).
     Update(PostKey, String),
     /// Replace the rollback record: confirmed, or dropped before a retry starts a new one.
-    Rollback(Option<RollbackRecord>),
+    Rollback(Option<Box<RollbackRecord>>),
     /// Record a person's accepted action in the audit trail.
     Audit(AuditEntry),
     /// Record a waiver: `<protocol>/<gate>`, user id, justification, when.
