@@ -7,10 +7,11 @@ use super::access::{self, Refused, Scene, Verb};
 use super::freeze::same_emoji;
 use super::gates;
 use super::rollback::{self, Request};
-use super::state::{Activity, Halt, Release, Resume};
+use super::state::{Activity, AuditEntry, Halt, Release, Resume, Terminal};
+use super::steps::{Act, Next, Reading};
 use crate::engine::ids::PostKey;
 use crate::engine::refusal::Refusal;
-use crate::engine::{Button, ReleaseCommand, UserRef};
+use crate::engine::{Button, ReleaseCommand, Timestamp, UserRef};
 
 /// What a person's event comes to.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,18 +36,7 @@ pub(crate) enum Answer {
     /// Reject the open round.
     Reject(String),
     /// Waive the gate the release halted at.
-    Waive {
-        /// The halt it lifts.
-        halt: Halt,
-        /// The waiver key (`<protocol>/<gate>`).
-        key: String,
-        /// Gate id.
-        gate: String,
-        /// Gate name.
-        name: String,
-        /// Why.
-        justification: String,
-    },
+    Waive(Waive),
     /// Run the halted work again.
     Retry(Halt),
     /// Roll the target back, now or once the running work ends.
@@ -58,6 +48,21 @@ pub(crate) enum Answer {
     },
     /// Stop the release before the target changed.
     Abort(String),
+}
+
+/// A waiver of the gate a release halted at, as `/ray waive` asked for it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Waive {
+    /// The halt it lifts.
+    pub(crate) halt: Halt,
+    /// The waiver key (`<protocol>/<gate>`).
+    pub(crate) key: String,
+    /// Gate id.
+    pub(crate) gate: String,
+    /// Gate name.
+    pub(crate) name: String,
+    /// Why.
+    pub(crate) justification: String,
 }
 
 impl Release {
@@ -111,13 +116,13 @@ impl Release {
         let Activity::Halted(h) = &self.activity else { return Answer::Ignore };
         let p = self.protocol();
         match gates::waivable(p, h.gate.as_deref(), &h.step, gate, justification) {
-            Ok(g) => Answer::Waive {
+            Ok(g) => Answer::Waive(Waive {
                 halt: h.clone(),
                 key: gates::waiver_key(&p.id, &g.id),
                 gate: g.id.clone(),
                 name: g.name.clone(),
                 justification: justification.to_string(),
-            },
+            }),
             Err(refusal) => Answer::Refuse("waive", refusal.into()),
         }
     }
@@ -135,10 +140,57 @@ impl Release {
         Answer::Retry(h.clone())
     }
 
+    /// What a waiver by `by` does: recorded and announced, then the walk goes on past the halted
+    /// step, or past the gate itself when the gate failed.
+    pub(super) fn waived(&self, by: &UserRef, w: Waive, now: Timestamp) -> Reading {
+        let Waive { halt, key, gate, name, justification } = w;
+        let audit = AuditEntry::accepted(now, &by.id, format!("waived gate {gate}: {justification}"));
+        let said = self.waived_text(&name, &by.id, &justification);
+        let past_gate = self.cursor.step >= self.phase().steps.len() - 1 && halt.resume == Resume::Phase;
+        Reading {
+            acts: vec![Act::Audit(audit), Act::Waiver(key, by.id.clone(), justification, now), Act::Say(said)],
+            next: if past_gate { Next::PassGate } else { Next::Done },
+        }
+    }
+
+    /// What `/ray retry` by `by` runs again after `halt`: the rollback, the phase, the step, or
+    /// the final evidence before the end.
+    pub(super) fn retried(&self, by: &UserRef, halt: Halt, now: Timestamp) -> Reading {
+        let audit = Act::Audit(AuditEntry::accepted(now, &by.id, format!("retry of {}", halt.step)));
+        let (rewrite, next) = match halt.resume {
+            Resume::Rollback => {
+                let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_else(|| "retry".into());
+                let next = Next::Rollback { reason, trigger: by.id.clone() };
+                return Reading { acts: vec![audit, Act::Rollback(None)], next };
+            }
+            Resume::Phase => (false, Next::RunPhase),
+            Resume::Step => (false, Next::RunStep),
+            Resume::Finish { outcome } => (true, Next::Finish(outcome)),
+        };
+        Reading { acts: vec![audit, Act::Say(self.retry_text(&halt.step, &by.id, rewrite))], next }
+    }
+
+    /// What rejecting go/no-go round `round` (already decided) by `by` does: the request shows
+    /// the rejection, the round's evidence is written, and the release ends rejected.
+    pub(super) fn rejected(&self, by: &UserRef, round: usize, reason: String, now: Timestamp) -> Reading {
+        let mut acts = vec![
+            Act::Audit(AuditEntry::accepted(now, &by.id, format!("rejected: {reason}"))),
+            Act::Update(PostKey::Approval(round), self.rejected_text(&by.id, now, &reason)),
+        ];
+        acts.extend(self.step_json(now, self.approval_body(&self.rounds[round])));
+        Reading { acts, next: Next::Finish(Terminal::Rejected { by: by.id.clone(), reason }) }
+    }
+
+    /// What `/ray abort` by `by` does: recorded, and the release ends aborted.
+    pub(super) fn aborted(&self, by: &UserRef, reason: String, now: Timestamp) -> Reading {
+        let audit = AuditEntry::accepted(now, &by.id, format!("aborted: {reason}"));
+        Reading { acts: vec![Act::Audit(audit)], next: Next::Finish(Terminal::Aborted { by: by.id.clone(), reason }) }
+    }
+
     /// Where the release halts when evidence file `file` could not be written (`error`): the
     /// step, or the final evidence of a release that reached its outcome (a retry writes it
     /// again: there is no step left to run). `None` once the release ended.
-    pub(super) fn evidence_halt(&self, file: &str, error: &str) -> Option<(String, String, Resume)> {
+    pub(super) fn evidence_halt(&self, file: &str, error: &str, now: Timestamp) -> Option<Halt> {
         let (step, resume) = match &self.activity {
             Activity::Ended(_) => return None,
             Activity::Bundle { finish: Some(outcome), .. } => {
@@ -146,7 +198,7 @@ impl Release {
             }
             _ => (self.step_label(), Resume::Step),
         };
-        Some((step, format!("could not write {file}: {error}"), resume))
+        Some(Halt { step, reason: format!("could not write {file}: {error}"), gate: None, resume, at: now })
     }
 
     /// What a reaction `emoji` on `message`, added or removed, comes to: only the freeze
@@ -246,5 +298,89 @@ mod tests {
         assert!(matches!(r.answer_command(&alice, &rollback), Answer::Refuse(_, _)));
         r.production_touched = true;
         assert!(matches!(r.answer_command(&alice, &abort), Answer::Refuse("abort", Refusal::AlreadyChanged { .. })));
+    }
+
+    /// The sample release halted at the failed Rollback & Security Gate.
+    fn at_failed_gate() -> Sim {
+        let mut sim = Sim::new();
+        sim.fail_jobs.push("security scan".into());
+        sim.start("alice", Strategy::Bluegreen);
+        assert!(matches!(sim.release().activity, Activity::Halted(Halt { resume: Resume::Phase, .. })));
+        sim
+    }
+
+    #[test]
+    fn a_waiver_is_audited_recorded_and_announced_then_the_walk_goes_past_the_failed_gate() {
+        let sim = at_failed_gate();
+        let r = sim.release();
+        let command = ReleaseCommand::Waive {
+            gate: "rollback-security".into(),
+            justification: "scanner flake, tracked in SEC-42".into(),
+        };
+        let Answer::Waive(waive) = r.answer_command(&Sim::user("alice"), &command) else { panic!("waivable") };
+        let read = r.waived(&Sim::user("alice"), waive.clone(), sim.now);
+        let [Act::Audit(audit), Act::Waiver(key, who, why, at), Act::Say(said)] = &read.acts[..] else {
+            panic!("audit, waiver, announcement: {:?}", read.acts)
+        };
+        assert_eq!(
+            (audit.what.as_str(), audit.accepted),
+            ("waived gate rollback-security: scanner flake, tracked in SEC-42", true)
+        );
+        assert_eq!(
+            (key.ends_with("/rollback-security"), who.as_str(), why.as_str()),
+            (true, "alice", "scanner flake, tracked in SEC-42")
+        );
+        assert_eq!(*at, sim.now);
+        assert!(said.contains("waived by"), "{said}");
+        // The security step's own figures failed the gate: the walk goes on after that step.
+        assert_eq!(read.next, Next::Done);
+        // The gate failed at the end of the phase: the walk goes on as if it passed.
+        let mut at_end = r.clone();
+        at_end.cursor.step = at_end.phase().steps.len();
+        assert_eq!(at_end.waived(&Sim::user("alice"), waive, sim.now).next, Next::PassGate);
+    }
+
+    #[test]
+    fn a_retry_runs_the_phase_the_step_the_rollback_or_the_final_evidence_again() {
+        let sim = at_failed_gate();
+        let mut r = sim.release().clone();
+        let Activity::Halted(halt) = r.activity.clone() else { unreachable!() };
+        let carol = Sim::user("carol");
+        let again = |r: &Release, resume| r.retried(&carol, Halt { resume, ..halt.clone() }, sim.now);
+        let phase = again(&r, Resume::Phase);
+        assert!(matches!(&phase.acts[..], [Act::Audit(a), Act::Say(t)] if a.who == "carol" && t.contains("Retrying")));
+        assert_eq!(phase.next, Next::RunPhase);
+        assert_eq!(again(&r, Resume::Step).next, Next::RunStep);
+        let finish = again(&r, Resume::Finish { outcome: Terminal::Released });
+        assert!(matches!(&finish.acts[1], Act::Say(t) if t.contains("Writing")));
+        assert_eq!(finish.next, Next::Finish(Terminal::Released));
+        r.rollback = Some(crate::engine::release::RollbackRecord::start(
+            "production".into(),
+            "bad".into(),
+            "automatic".into(),
+            sim.now,
+        ));
+        let rollback = again(&r, Resume::Rollback);
+        assert!(matches!(&rollback.acts[..], [Act::Audit(_), Act::Rollback(None)]));
+        assert_eq!(rollback.next, Next::Rollback { reason: "bad".into(), trigger: "carol".into() });
+    }
+
+    #[test]
+    fn a_rejection_shows_on_the_request_and_an_abort_ends_the_release_naming_who() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let r = sim.release();
+        let Activity::Approval { round, .. } = r.activity else { panic!("waiting for go/no-go") };
+        let bob = Sim::user("bob");
+        let rejected = r.rejected(&bob, round, "not today".into(), sim.now);
+        assert!(matches!(&rejected.acts[..2], [Act::Audit(a), Act::Update(PostKey::Approval(n), t)]
+            if a.what == "rejected: not today" && *n == round && t.contains("Rejected by")));
+        assert_eq!(rejected.next, Next::Finish(Terminal::Rejected { by: "bob".into(), reason: "not today".into() }));
+        let aborted = r.aborted(&bob, "no reason given".into(), sim.now);
+        assert!(matches!(&aborted.acts[..], [Act::Audit(a)] if a.what == "aborted: no reason given"));
+        assert_eq!(
+            aborted.next,
+            Next::Finish(Terminal::Aborted { by: "bob".into(), reason: "no reason given".into() })
+        );
     }
 }

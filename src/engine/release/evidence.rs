@@ -449,9 +449,9 @@ impl Release {
         s
     }
 
-    pub(super) fn rollback_plan(&self, now: Timestamp) -> String {
+    pub(super) fn rollback_plan(&self, now: Timestamp, rollback: Option<&RollbackRecord>) -> String {
         let mut s = self.md_header(now, "Rollback plan (triggered)", None);
-        if let Some(rb) = &self.rollback {
+        if let Some(rb) = rollback {
             s.push_str(&format!(
             "## Trigger\n\n- Reason: {}\n- Triggered by: {}\n- Started: {}\n- Finished: {}\n- Confirmation probe: {}\n\n",
             self.plan.people.unmention(&rb.reason),

@@ -26,8 +26,8 @@
 //! | `recovery.rs`  | `recover` → `Recovery` after a takeover; where a lost job halts                |
 //! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
 //! | *views*        |                                                                                |
-//! | `readings.rs`  | a step result, approval, acknowledgement or gate → `Reading` / outcome         |
-//! | `answers.rs`   | a command, reaction or click → `Answer` (refusal, reply or action)             |
+//! | `readings.rs`  | a step or rollback result, approval, ack, gate or its failure → `Reading`; halts |
+//! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort → `Reading` |
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
 //! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
@@ -60,19 +60,17 @@ use super::plan::Environment;
 use super::refusal::Refusal;
 use super::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use super::{Ask, Effect, Event, Timestamp, UserRef};
-use crate::protocol::model::{HaltKind, StepRun};
+use crate::protocol::model::StepRun;
 use answers::Answer;
 use approval::RoundOutcome;
 pub use approval::{Approval, ApprovalRound};
 use freeze::AckOutcome;
 pub use freeze::Freeze;
-use gates::OnFailure;
 pub use gates::{GateVerdict, Verdict};
 use jobs::JobAsk;
-use readings::{GateFailed, GateRun, HaltRoute};
+use readings::{GateRun, HaltRoute};
 use recovery::Recovery;
 use rollback::Request;
-use rollback::RollbackStep;
 use state::Advance;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
@@ -153,8 +151,8 @@ impl Release {
             Event::BundleWritten { bundle, report } => self.bundle_written(bundle, report, now, &mut fx),
             Event::EvidenceFailed { file, error } => {
                 self.evidence.remove(file);
-                if let Some((step, reason, resume)) = self.evidence_halt(file, error) {
-                    self.halt(now, &mut fx, step, reason, None, resume);
+                if let Some(halt) = self.evidence_halt(file, error, now) {
+                    self.halt(now, &mut fx, halt);
                 }
             }
             Event::Tick { timer } => self.tick(timer, now, &mut fx),
@@ -210,7 +208,7 @@ impl Release {
     }
 
     fn accept(&mut self, now: Timestamp, by: &UserRef, what: String) {
-        self.audit.push(AuditEntry { at: now, who: by.id.clone(), what, accepted: true });
+        self.audit.push(AuditEntry::accepted(now, &by.id, what));
     }
 
     fn set_metric(&mut self, name: &str, value: f64) {
@@ -369,18 +367,10 @@ impl Release {
         fx.push(Effect::Finished { outcome });
     }
 
-    fn halt(
-        &mut self,
-        now: Timestamp,
-        fx: &mut Fx,
-        step: String,
-        reason: String,
-        gate: Option<String>,
-        resume: Resume,
-    ) {
-        let text = self.halt_text(&step, &reason, gate.as_deref(), &resume);
+    fn halt(&mut self, now: Timestamp, fx: &mut Fx, halt: Halt) {
+        let text = self.halt_text(&halt.step, &halt.reason, halt.gate.as_deref(), &halt.resume);
         self.say(now, fx, text);
-        self.activity = Activity::Halted(Halt { step, reason, gate, resume, at: now });
+        self.activity = Activity::Halted(halt);
     }
 
     /// Evaluates `gate` of the current protocol; on failure applies its failure handling.
@@ -388,21 +378,14 @@ impl Release {
         let Some(GateRun { verdict, text, failure }) = self.evaluate_gate(gate_id, now) else { return true };
         self.gates.push(verdict);
         self.say(now, fx, text);
-        let Some(GateFailed { step, reason, gate, name, handling }) = failure else { return true };
-        match handling {
-            OnFailure::Halt => self.halt(now, fx, step, reason, Some(gate), Resume::Phase),
-            OnFailure::RollbackStaging => self.rollback_staging(now, fx, step, reason, gate),
-            OnFailure::Rollback => {
-                self.start_rollback(now, fx, format!("{name} failed: {reason}"), rollback::AUTOMATIC.into())
-            }
-        }
+        let Some(failed) = failure else { return true };
+        self.perform(now, fx, self.gate_failure(now, failed));
         false
     }
 
     /// Runs a step's halt condition: the phase's gate decides if it reads metrics that are all
     /// measured; otherwise the step's own halt kind applies.
     fn step_failed(&mut self, now: Timestamp, fx: &mut Fx, reason: String) {
-        let step = self.step().clone();
         let label = self.step_label();
         self.say(now, fx, format!("[RAY] {label}: halt condition met — {reason}"));
         match self.halt_route() {
@@ -420,16 +403,7 @@ impl Release {
             }
             HaltRoute::Own => {}
         }
-        match step.halt.unwrap_or(HaltKind::Stop) {
-            HaltKind::Rollback if self.production_touched => {
-                self.start_rollback(now, fx, format!("{label}: {reason}"), rollback::AUTOMATIC.into())
-            }
-            HaltKind::Escalate => {
-                let cond = step.halt_condition.clone().unwrap_or_default();
-                self.halt(now, fx, label, format!("{reason}. {cond}"), self.phase().gate.clone(), Resume::Step)
-            }
-            _ => self.halt(now, fx, label, reason, self.phase().gate.clone(), Resume::Step),
-        }
+        self.apply(now, fx, self.own_halt(now, reason));
     }
 
     fn step_note(&mut self, now: Timestamp, fx: &mut Fx, text: String) {
@@ -497,6 +471,22 @@ impl Release {
             Next::Approval(roles) => return self.open_approval(now, fx, roles),
             Next::Freeze(roles) => return self.open_freeze(now, fx, roles),
             Next::Document(template) => return self.perform(now, fx, self.document_step(now, template)),
+            Next::Halt(halt) => self.halt(now, fx, halt),
+            Next::Rollback { reason, trigger } => self.start_rollback(now, fx, reason, trigger),
+            Next::Finish(outcome) => self.finish(now, fx, outcome),
+            Next::RunStep => {
+                self.phase_metrics = self.metrics_at_step.clone();
+                self.run(now, fx, Entered::Waiting, true);
+            }
+            Next::RunPhase => {
+                (self.cursor.step, self.deploy_index) = (0, 0);
+                self.enter_phase(now, fx);
+                self.run(now, fx, Entered::Waiting, true);
+            }
+            Next::PassGate => {
+                self.cursor.step = self.phase().steps.len() - 1;
+                return Entered::Done;
+            }
         }
         Entered::Waiting
     }
@@ -518,6 +508,9 @@ impl Release {
             Act::Say(text) => self.say(now, fx, text),
             Act::Rollout(index) => self.deploy_index = index,
             Act::Update(key, text) => self.update(fx, key, text),
+            Act::Rollback(record) => self.rollback = record.map(|r| *r),
+            Act::Audit(entry) => self.audit.push(entry),
+            Act::Waiver(key, who, justification, at) => self.waivers.push((key, who, justification, at)),
         }
     }
 
@@ -611,18 +604,6 @@ impl Release {
         self.go(now, fx, self.round_reading(now, round, &outcome));
     }
 
-    /// Decides the open round `rejected` (the access check let the rejection through).
-    fn reject(&mut self, by: &UserRef, reason: String, now: Timestamp, fx: &mut Fx) {
-        let Activity::Approval { round, .. } = self.activity else { return };
-        self.accept(now, by, format!("rejected: {reason}"));
-        self.rounds[round].reject(now);
-        self.update(fx, PostKey::Approval(round), self.rejected_text(&by.id, now, &reason));
-        if let Some(evidence) = self.step_json(now, self.approval_body(&self.rounds[round])) {
-            self.act(now, fx, evidence);
-        }
-        self.finish(now, fx, Terminal::Rejected { by: by.id.clone(), reason });
-    }
-
     // ----- freeze ---------------------------------------------------------------------------
 
     fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
@@ -676,19 +657,20 @@ impl Release {
             Answer::Ack(via) => self.ack(by, via, now, fx),
             Answer::Unack => self.unack(by, now, fx),
             Answer::Approve { comment, via } => self.approve(by, comment, via, now, fx),
-            Answer::Reject(reason) => self.reject(by, reason, now, fx),
-            Answer::Waive { halt, key, gate, name, justification } => {
-                self.accept(now, by, format!("waived gate {gate}: {justification}"));
-                self.waivers.push((key, by.id.clone(), justification.clone(), now));
-                self.say(now, fx, self.waived_text(&name, &by.id, &justification));
-                self.activity = Activity::Idle;
-                if self.cursor.step >= self.phase().steps.len() - 1 && halt.resume == Resume::Phase {
-                    // The gate itself failed: continue as if it passed.
-                    self.cursor.step = self.phase().steps.len() - 1;
-                }
-                self.run(now, fx, Entered::Done, false);
+            Answer::Reject(reason) => {
+                let Activity::Approval { round, .. } = self.activity else { return };
+                self.rounds[round].reject(now);
+                self.go(now, fx, self.rejected(by, round, reason, now));
             }
-            Answer::Retry(halt) => self.retry(by, halt, now, fx),
+            Answer::Waive(waive) => {
+                let reading = self.waived(by, waive, now);
+                self.activity = Activity::Idle;
+                self.go(now, fx, reading);
+            }
+            Answer::Retry(halt) => {
+                self.activity = Activity::Idle;
+                self.go(now, fx, self.retried(by, halt, now));
+            }
             Answer::Rollback { request, reason } => {
                 self.accept(now, by, format!("requested rollback: {reason}"));
                 let why = format!("requested by {}: {reason}", self.mention(&by.id));
@@ -699,65 +681,16 @@ impl Release {
                 let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
                 fx.push(Effect::Reply { to: by.clone(), text });
             }
-            Answer::Abort(reason) => {
-                self.accept(now, by, format!("aborted: {reason}"));
-                self.finish(now, fx, Terminal::Aborted { by: by.id.clone(), reason });
-            }
-        }
-    }
-
-    /// `/ray retry` by an operator while halted.
-    fn retry(&mut self, by: &UserRef, h: Halt, now: Timestamp, fx: &mut Fx) {
-        self.accept(now, by, format!("retry of {}", h.step));
-        self.activity = Activity::Idle;
-        match h.resume {
-            Resume::Rollback => {
-                let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_else(|| "retry".into());
-                self.rollback = None;
-                self.start_rollback(now, fx, reason, by.id.clone());
-            }
-            Resume::Phase => {
-                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
-                self.cursor.step = 0;
-                self.deploy_index = 0;
-                self.enter_phase(now, fx);
-                self.run(now, fx, Entered::Waiting, true);
-            }
-            Resume::Finish { outcome } => {
-                self.say(now, fx, self.retry_text(&h.step, &by.id, true));
-                self.finish(now, fx, outcome);
-            }
-            Resume::Step => {
-                self.phase_metrics = self.metrics_at_step.clone();
-                self.say(now, fx, self.retry_text(&h.step, &by.id, false));
-                self.run(now, fx, Entered::Waiting, true);
-            }
+            Answer::Abort(reason) => self.go(now, fx, self.aborted(by, reason, now)),
         }
     }
 
     // ----- rollback -------------------------------------------------------------------------
 
     fn start_rollback(&mut self, now: Timestamp, fx: &mut Fx, reason: String, trigger: String) {
-        let env = self.env.clone();
-        let Some(e) = self.env_cfg(&env) else { return };
-        self.say(now, fx, self.rollback_started_text(&env, &reason, &trigger));
-        self.rollback = Some(RollbackRecord::start(env.clone(), reason, trigger, now));
-        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        self.start_job(
-            now,
-            fx,
-            rollback::job(&env, &e, format!("{dir}/{env}-rollback-run.log")),
-            Task::Rollback { started: now },
-        );
-    }
-
-    fn rollback_staging(&mut self, now: Timestamp, fx: &mut Fx, step: String, reason: String, gate: String) {
-        let Some(e) = self.env_cfg("staging") else {
-            return self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
-        };
-        self.say(now, fx, "[RAY] Rolling staging back as the gate's failure handling requires.".into());
-        let job = rollback::job("staging", &e, self.evidence_path("staging-rollback.log"));
-        self.start_job(now, fx, job, Task::RollbackStaging { step, reason, gate });
+        if let Some(start) = self.rollback_start(now, reason, trigger) {
+            self.perform(now, fx, start);
+        }
     }
 
     // ----- results --------------------------------------------------------------------------
@@ -768,22 +701,10 @@ impl Release {
     fn take_awaited(&mut self, now: Timestamp, fx: &mut Fx, id: &str) -> Option<Task> {
         let task = self.awaited(id)?;
         self.activity = Activity::Idle;
-        if self.run_queued_rollback(now, fx, &task) {
-            return None;
-        }
-        Some(task)
-    }
-
-    /// A `/ray rollback` that arrived while a job or probe ran starts as soon as it ends, whatever
-    /// step it belonged to. Returns whether it did.
-    fn run_queued_rollback(&mut self, now: Timestamp, fx: &mut Fx, task: &Task) -> bool {
-        match rollback::take_queued(&mut self.rollback_requested, task) {
-            Some((by, reason)) => {
-                self.start_rollback(now, fx, reason, by);
-                true
-            }
-            None => false,
-        }
+        // A `/ray rollback` that arrived while the work ran starts now, whatever step it was for.
+        let Some((by, reason)) = rollback::take_queued(&mut self.rollback_requested, &task) else { return Some(task) };
+        self.start_rollback(now, fx, reason, by);
+        None
     }
 
     fn job_finished(&mut self, job: &str, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {
@@ -791,17 +712,8 @@ impl Release {
             return; // duplicate delivery
         }
         let Some(task) = self.take_awaited(now, fx, job) else { return };
-        match task {
-            Task::Rollback { started } => self.rolling_back(now, fx, rollback::after_job(outcome), started),
-            Task::RollbackStaging { step, reason, gate } => {
-                let reason = format!("{reason}; {}", rollback::staging_note(outcome));
-                self.halt(now, fx, step, reason, Some(gate), Resume::Phase);
-            }
-            task => {
-                if let Some(reading) = self.read_job(&task, outcome, now) {
-                    self.go(now, fx, reading);
-                }
-            }
+        if let Some(reading) = self.read_job(&task, outcome, now) {
+            self.go(now, fx, reading);
         }
     }
 
@@ -815,11 +727,6 @@ impl Release {
         let Some(task) = self.take_awaited(now, fx, probe) else { return };
         match task {
             Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
-            Task::RollbackProbe { started } => {
-                let Some(e) = self.env_cfg(&self.env) else { return };
-                let read = rollback::after_probe(&e.probe, report, &self.env, &self.version);
-                self.rolling_back(now, fx, read, started);
-            }
             task => {
                 if let Some(reading) = self.read_probe(&task, report, now) {
                     self.go(now, fx, reading);
@@ -841,31 +748,6 @@ impl Release {
             return;
         }
         self.go(now, fx, self.soak_over(now, &e));
-    }
-
-    /// Maps a result of the target's rollback (begun at `started`): probe, halt, or end rolled back.
-    fn rolling_back(&mut self, now: Timestamp, fx: &mut Fx, step: RollbackStep, started: Timestamp) {
-        let env = self.env.clone();
-        let summary = match step {
-            RollbackStep::Probe => {
-                let purpose = format!("after rollback {env}");
-                return self.start_probe(now, fx, &env, purpose, Task::RollbackProbe { started });
-            }
-            RollbackStep::Halt(reason) => {
-                return self.halt(now, fx, format!("rollback of {env}"), reason, None, Resume::Rollback);
-            }
-            RollbackStep::Confirmed { summary } => summary,
-        };
-        if let Some(r) = self.rollback.as_mut() {
-            r.confirm(now, summary.clone());
-        }
-        let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
-        self.say(now, fx, Self::rollback_done_text(&env, secs, &summary));
-        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
-        let text = self.rollback_plan(now);
-        self.write(fx, format!("{dir}/rollback-plan.md"), text);
-        let reason = self.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-        self.finish(now, fx, Terminal::RolledBack { reason });
     }
 
     fn inputs_checked(&mut self, check: &str, results: &[InputStatus], now: Timestamp, fx: &mut Fx) {
@@ -918,21 +800,13 @@ impl Release {
         }
     }
 
-    /// The job the release waits for will never report: halt and wait for `/ray retry` or
-    /// `/ray rollback` (it is never run again by itself).
-    fn job_unknown(&mut self, job: &str, task: Task, before: &str, now: Timestamp, fx: &mut Fx) {
-        let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.clone()).unwrap_or_default();
-        let (step, resume) = recovery::lost_job_halt(&task, &self.env, format!("{} ({purpose})", self.step_label()));
-        self.halt(now, fx, step, format!("job outcome unknown after {before} stopped"), None, resume);
-    }
-
     fn job_lost(&mut self, job: &str, replica: &str, now: Timestamp, fx: &mut Fx) {
         match self.activity.clone() {
             Activity::Job { job: current, task } if current == job => {
                 // A `/ray rollback` asked for while the job ran is the instruction: say what
                 // happened, then roll back.
                 let rollback = rollback::take_queued(&mut self.rollback_requested, &task);
-                self.job_unknown(job, task, replica, now, fx);
+                self.halt(now, fx, self.lost_job(job, &task, replica, now));
                 if let Some((by, reason)) = rollback {
                     self.start_rollback(now, fx, reason, by);
                 }
@@ -952,7 +826,7 @@ impl Release {
         match recovery::recover(&self.activity, &self.jobs, jobs_queued, step, &self.env) {
             // The queue runs it, or has it running on a live replica, or reports it lost.
             Recovery::Requeue(spec) => fx.push(Effect::RunJob(spec)),
-            Recovery::JobUnknown { job, task } => self.job_unknown(&job, task, &before, now, fx),
+            Recovery::JobUnknown { job, task } => self.halt(now, fx, self.lost_job(&job, &task, &before, now)),
             Recovery::Reprobe { env, task } => self.start_probe(now, fx, &env, format!("resumed probe {env}"), task),
             Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
             Recovery::Finish(outcome) => self.finish(now, fx, outcome),

@@ -9,17 +9,18 @@ use super::approval::RoundOutcome;
 use super::gates::{self, GateVerdict, OnFailure, Parity, Verdict};
 use super::intake::{Earlier, Intake};
 use super::packaging;
+use super::recovery;
 use super::rehearsal::{self, Rehearsal};
+use super::rollback::{self, RollbackStep};
 use super::rollout::{self, ProbeStep, Rollout};
 use super::scores::{self, Validation};
-use super::state::Release;
-use super::state::Task;
+use super::state::{Halt, Release, Resume, RollbackRecord, Task, Terminal};
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
 use crate::engine::ids::PostKey;
 use crate::engine::plan::Environment;
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
-use crate::protocol::model::{DocumentTemplate, Level, StepRun};
+use crate::protocol::model::{DocumentTemplate, HaltKind, Level, StepRun};
 
 /// A gate evaluated: the verdict to record, the post, and what a failure does.
 pub(super) struct GateRun {
@@ -81,8 +82,8 @@ impl Release {
         }
     }
 
-    /// What the current step's job, awaited as `task`, ending with `outcome` means; `None` for
-    /// the rollbacks' jobs (the release handles them) and jobs of another kind of step.
+    /// What the job awaited as `task` ending with `outcome` means; `None` for a job of another
+    /// kind of step than the current one.
     pub(super) fn read_job(&self, task: &Task, outcome: &JobOutcome, now: Timestamp) -> Option<Reading> {
         let reading = match task {
             Task::DeployStep { index } => {
@@ -111,14 +112,20 @@ impl Release {
                 Reading { acts, next }
             }
             Task::OptionalJob => steps::after_optional_job(outcome).into(),
+            Task::Rollback { started } => self.rolled_back(now, rollback::after_job(outcome), *started),
+            Task::RollbackStaging { step, reason, gate } => {
+                let reason = format!("{reason}; {}", rollback::staging_note(outcome));
+                let halt =
+                    Halt { step: step.clone(), reason, gate: Some(gate.clone()), resume: Resume::Phase, at: now };
+                Next::Halt(halt).into()
+            }
             _ => return None,
         };
         Some(reading)
     }
 
-    /// What the current step's probe, awaited as `task`, reporting `report` means; `None` for
-    /// the health window and the rollback (the release handles them) and probes of another kind
-    /// of step.
+    /// What the probe awaited as `task` reporting `report` means; `None` for the health window
+    /// (the release records the round first) and probes of another kind of step.
     pub(super) fn read_probe(&self, task: &Task, report: &ProbeReport, now: Timestamp) -> Option<Reading> {
         let reading = match task {
             Task::DeployStep { index } => self.deploy_probe(now, self.task_env(task)?, *index, report)?,
@@ -133,9 +140,97 @@ impl Release {
                 let note = format!("baseline captured: {}.", rollout::summary(report));
                 Reading { acts: self.step_file(doc).into_iter().collect(), next: Next::Note(note) }
             }
+            Task::RollbackProbe { started } => {
+                let e = self.plan.environment(&self.env)?;
+                self.rolled_back(now, rollback::after_probe(&e.probe, report, &self.env, &self.version), *started)
+            }
             _ => return None,
         };
         Some(reading)
+    }
+
+    /// The target's rollback for `reason` starting: announced, recorded, and its job run
+    /// (`None` when the target is not configured).
+    pub(super) fn rollback_start(&self, now: Timestamp, reason: String, trigger: String) -> Option<Reading> {
+        let env = &self.env;
+        let e = self.plan.environment(env)?;
+        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.as_str()).unwrap_or_default();
+        let ask = rollback::job(env, e, format!("{dir}/{env}-rollback-run.log"));
+        let said = Act::Say(self.rollback_started_text(env, &reason, &trigger));
+        let record = RollbackRecord::start(env.clone(), reason, trigger, now);
+        let next = Next::Job { ask, task: Task::Rollback { started: now }, note: None };
+        Some(Reading { acts: vec![said, Act::Rollback(Some(Box::new(record)))], next })
+    }
+
+    /// A result of the target's rollback (begun at `started`): the probe that confirms it, a halt
+    /// when it did not take, or the end, rolled back, with the confirmed record and the plan.
+    fn rolled_back(&self, now: Timestamp, step: RollbackStep, started: Timestamp) -> Reading {
+        let env = &self.env;
+        let summary = match step {
+            RollbackStep::Probe => {
+                let (purpose, task) = (format!("after rollback {env}"), Task::RollbackProbe { started });
+                return Next::Probe { env: env.clone(), purpose, task }.into();
+            }
+            RollbackStep::Halt(reason) => {
+                let step = format!("rollback of {env}");
+                return Next::Halt(Halt { step, reason, gate: None, resume: Resume::Rollback, at: now }).into();
+            }
+            RollbackStep::Confirmed { summary } => summary,
+        };
+        let confirmed = self.rollback.clone().map(|mut r| {
+            r.confirm(now, summary.clone());
+            Box::new(r)
+        });
+        let secs = now.0.saturating_sub(started.0) as f64 / 1000.0;
+        let dir = self.plan.protocols.last().map(|p| p.artifacts_dir.clone()).unwrap_or_default();
+        let plan = Act::Write(format!("{dir}/rollback-plan.md"), self.rollback_plan(now, confirmed.as_deref()));
+        let reason = confirmed.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        let acts = vec![Act::Rollback(confirmed), Act::Say(Self::rollback_done_text(env, secs, &summary)), plan];
+        Reading { acts, next: Next::Finish(Terminal::RolledBack { reason }) }
+    }
+
+    /// What the failed gate's handling comes to: a halt for `/ray waive` or `/ray retry`, the
+    /// staging rollback first (then the halt), or the target's rollback.
+    pub(super) fn gate_failure(&self, now: Timestamp, failed: GateFailed) -> Reading {
+        let GateFailed { step, reason, gate, name, handling } = failed;
+        let staging = match handling {
+            OnFailure::Rollback => {
+                let reason = format!("{name} failed: {reason}");
+                return Next::Rollback { reason, trigger: rollback::AUTOMATIC.into() }.into();
+            }
+            OnFailure::RollbackStaging => self.plan.environment("staging"),
+            OnFailure::Halt => None,
+        };
+        let Some(e) = staging else {
+            return Next::Halt(Halt { step, reason, gate: Some(gate), resume: Resume::Phase, at: now }).into();
+        };
+        let ask = rollback::job("staging", e, self.evidence_path("staging-rollback.log"));
+        Reading {
+            acts: vec![Act::Say("[RAY] Rolling staging back as the gate's failure handling requires.".into())],
+            next: Next::Job { ask, task: Task::RollbackStaging { step, reason, gate }, note: None },
+        }
+    }
+
+    /// The current step's own halt handling once its halt condition held for `reason`: roll back
+    /// (once the target changed), halt naming the condition (escalate), or halt.
+    pub(super) fn own_halt(&self, now: Timestamp, reason: String) -> Next {
+        let (step, label, gate) = (self.step(), self.step_label(), self.phase().gate.clone());
+        let reason = match step.halt.unwrap_or(HaltKind::Stop) {
+            HaltKind::Rollback if self.production_touched => {
+                return Next::Rollback { reason: format!("{label}: {reason}"), trigger: rollback::AUTOMATIC.into() };
+            }
+            HaltKind::Escalate => format!("{reason}. {}", step.halt_condition.clone().unwrap_or_default()),
+            _ => reason,
+        };
+        Next::Halt(Halt { step: label, reason, gate, resume: Resume::Step, at: now })
+    }
+
+    /// Where the release halts when job `job`, awaited as `task`, will never report because
+    /// `before` stopped: it waits for `/ray retry` or `/ray rollback` (never runs it by itself).
+    pub(super) fn lost_job(&self, job: &str, task: &Task, before: &str, now: Timestamp) -> Halt {
+        let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.as_str()).unwrap_or_default();
+        let (step, resume) = recovery::lost_job_halt(task, &self.env, format!("{} ({purpose})", self.step_label()));
+        Halt { step, reason: format!("job outcome unknown after {before} stopped"), gate: None, resume, at: now }
     }
 
     /// The deploy step's report on `env`, when the step names a JSON file for it.
@@ -432,5 +527,98 @@ mod tests {
         let failed = run.failure.expect("unmeasured figures fail the gate");
         assert!(failed.reason.contains("not measured") && failed.reason.contains("(threshold: "), "{}", failed.reason);
         assert_eq!(run.verdict.verdict, Verdict::Failed);
+    }
+
+    fn failed(handling: OnFailure) -> GateFailed {
+        let (step, reason, gate, name) = ("G (Protocol 10 gate 1)", "x=0 (threshold: x>=1)", "g1", "G");
+        GateFailed { step: step.into(), reason: reason.into(), gate: gate.into(), name: name.into(), handling }
+    }
+
+    #[test]
+    fn a_failed_gate_halts_for_a_waiver_rolls_staging_back_first_or_rolls_the_target_back() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let r = sim.release();
+        let halted = r.gate_failure(sim.now, failed(OnFailure::Halt));
+        assert!(halted.acts.is_empty());
+        assert!(matches!(&halted.next, Next::Halt(h) if h.gate.as_deref() == Some("g1") && h.resume == Resume::Phase));
+        let staging = r.gate_failure(sim.now, failed(OnFailure::RollbackStaging));
+        assert!(matches!(&staging.acts[..], [Act::Say(t)] if t.contains("Rolling staging back")));
+        let Next::Job { ask, task: Task::RollbackStaging { gate, .. }, note: None } = staging.next else {
+            panic!("the staging rollback job first: {:?}", staging.next)
+        };
+        assert_eq!((ask.env.as_str(), gate.as_str()), ("staging", "g1"));
+        let target = r.gate_failure(sim.now, failed(OnFailure::Rollback));
+        let rollback = Next::Rollback { reason: "G failed: x=0 (threshold: x>=1)".into(), trigger: "automatic".into() };
+        assert_eq!(target.next, rollback);
+    }
+
+    #[test]
+    fn a_step_halts_at_itself_until_the_target_changed_then_its_rollback_halt_rolls_back() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let mut r = sim.release().clone();
+        let cursor = r.cursor;
+        let plan = std::sync::Arc::make_mut(&mut r.plan);
+        plan.protocols[cursor.protocol].phases[cursor.phase].steps[cursor.step].halt = Some(HaltKind::Rollback);
+        let Next::Halt(h) = r.own_halt(sim.now, "boom".into()) else { panic!("halts before the target changed") };
+        assert_eq!((h.step, h.reason, h.resume), (r.step_label(), "boom".to_string(), Resume::Step));
+        r.production_touched = true;
+        let rollback = Next::Rollback { reason: format!("{}: boom", r.step_label()), trigger: "automatic".into() };
+        assert_eq!(r.own_halt(sim.now, "boom".into()), rollback);
+    }
+
+    #[test]
+    fn a_rollback_is_probed_halts_when_it_did_not_take_and_ends_confirmed_with_its_plan() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let mut r = sim.release().clone();
+        let started = Timestamp(sim.now.0 - 4_000);
+        let probe = r.rolled_back(sim.now, RollbackStep::Probe, started);
+        assert!(matches!(probe.next, Next::Probe { task: Task::RollbackProbe { .. }, .. }));
+        let halt = r.rolled_back(sim.now, RollbackStep::Halt("still v1.2".into()), started);
+        assert!(
+            matches!(&halt.next, Next::Halt(h) if h.step == "rollback of production" && h.resume == Resume::Rollback)
+        );
+        r.rollback = Some(crate::engine::release::RollbackRecord::start(
+            "production".into(),
+            "bad".into(),
+            "automatic".into(),
+            started,
+        ));
+        let done = r.rolled_back(sim.now, RollbackStep::Confirmed { summary: "10/10 healthy".into() }, started);
+        let [Act::Rollback(Some(record)), Act::Say(said), Act::Write(path, plan)] = &done.acts[..] else {
+            panic!("confirm, announce, write the plan: {:?}", done.acts)
+        };
+        assert_eq!((record.finished_at, record.confirmed.as_deref()), (Some(sim.now), Some("10/10 healthy")));
+        assert!(
+            said.contains("complete in 4.0s") && path.ends_with("/rollback-plan.md") && plan.contains("10/10 healthy"),
+            "{said}"
+        );
+        assert_eq!(done.next, Next::Finish(Terminal::RolledBack { reason: "bad".into() }));
+    }
+
+    #[test]
+    fn a_rollback_starts_announced_recorded_and_with_its_job_on_the_target() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let r = sim.release();
+        let start = r.rollback_start(sim.now, "bad".into(), "carol".into()).expect("production is configured");
+        let [Act::Say(said), Act::Rollback(Some(record))] = &start.acts[..] else { panic!("{:?}", start.acts) };
+        assert!(said.starts_with("[RAY ANNOUNCEMENT] Rolling back production"), "{said}");
+        assert_eq!((record.reason.as_str(), record.asked_by(), record.started_at), ("bad", Some("carol"), sim.now));
+        let Next::Job { ask, task: Task::Rollback { started }, note: None } = start.next else { panic!("the job") };
+        assert_eq!((ask.env.as_str(), started), ("production", sim.now));
+        assert_eq!(ask.purpose, "rollback production");
+    }
+
+    #[test]
+    fn a_lost_job_halts_its_step_naming_the_process_that_stopped() {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        let r = sim.release();
+        let halt = r.lost_job("nope", &Task::Security, "replica-a", sim.now);
+        assert_eq!(halt.reason, "job outcome unknown after replica-a stopped");
+        assert_eq!((halt.resume, halt.gate, halt.at), (Resume::Step, None, sim.now));
     }
 }

@@ -410,6 +410,13 @@ pub struct AuditEntry {
     pub accepted: bool,
 }
 
+impl AuditEntry {
+    /// An action by `who` at `at` that the access check let through.
+    pub(crate) fn accepted(at: Timestamp, who: &str, what: String) -> AuditEntry {
+        AuditEntry { at, who: who.to_string(), what, accepted: true }
+    }
+}
+
 /// A rollback of the target environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackRecord {

@@ -14,7 +14,7 @@ use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 use super::jobs::JobAsk;
 use super::rollout::Rollout;
 use super::scores::Validation;
-use super::state::Task;
+use super::state::{AuditEntry, Halt, RollbackRecord, Task, Terminal};
 
 /// What a step reads of the release: the plan, the current protocol and the target.
 #[derive(Clone, Copy)]
@@ -111,6 +111,23 @@ pub(crate) enum Next {
     Freeze(Vec<String>),
     /// Write a document computed from the release.
     Document(DocumentTemplate),
+    /// Stop and wait for instructions (`/ray retry`, `/ray waive`, `/ray rollback`, `/ray abort`).
+    Halt(Halt),
+    /// Roll the target environment back.
+    Rollback {
+        /// Why, as announced and recorded.
+        reason: String,
+        /// `automatic`, or the user id of who asked for it.
+        trigger: String,
+    },
+    /// End the release (after its final report bundle, when it has one).
+    Finish(Terminal),
+    /// Run the current step again, with the phase's figures as they were when it began.
+    RunStep,
+    /// Run the current phase again from its first step.
+    RunPhase,
+    /// The phase's gate failed and was waived: go on as if it passed.
+    PassGate,
 }
 
 /// One effect of reading a step's result, performed by the release in order.
@@ -130,6 +147,12 @@ pub(crate) enum Act {
     Rollout(usize),
     /// Edit a keyed post (what it shows is in the state; edits are not in the communication log).
     Update(PostKey, String),
+    /// Replace the rollback record: confirmed, or dropped before a retry starts a new one.
+    Rollback(Option<Box<RollbackRecord>>),
+    /// Record a person's accepted action in the audit trail.
+    Audit(AuditEntry),
+    /// Record a waiver: `<protocol>/<gate>`, user id, justification, when.
+    Waiver(String, String, String, Timestamp),
 }
 
 /// What a step's result means: the effects, then what comes next.
