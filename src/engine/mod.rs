@@ -11,8 +11,6 @@
 //! their platform shows them: [`plan::People::named`] and `mention` in chat,
 //! [`plan::People::label`] (name and platform id) in evidence.
 
-/// Gate thresholds are part of the protocol documents; the engine evaluates them.
-pub use crate::protocol::expr;
 pub mod ids;
 pub mod plan;
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Timestamp;
-use crate::engine::expr::{ClauseResult, Threshold, severity_value};
 use crate::engine::plan::ParityValue;
 use crate::engine::refusal::BadArgument;
+use crate::protocol::expr::{ClauseResult, Threshold, severity_value};
 use crate::protocol::model::{Gate, GateFailure, Protocol};
 
 /// Result of a gate evaluation.
