@@ -184,7 +184,9 @@ fn take_queued(rx: &mut mpsc::UnboundedReceiver<Outgoing>, batch: &mut VecDeque<
 }
 
 /// Folds an edit into an earlier queued edit of the same message (which then carries the latest
-/// text), unless a new post under that key lies between them.
+/// text), unless a new post under that key lies between them. A folded edit's mark (how far its
+/// release went out) moves to one mark at the end of the batch, which only says what no other
+/// queued item of that release and process says already.
 fn coalesce(batch: &mut VecDeque<Outgoing>) {
     let mut i = 1;
     while i < batch.len() {
@@ -208,35 +210,36 @@ fn coalesce(batch: &mut VecDeque<Outgoing>) {
                 if let Outgoing::Edit { text: t, .. } = &mut batch[j] {
                     *t = text;
                 }
-                // The folded edit's place still marks how far its release has gone out.
-                match batch[i].clone() {
-                    Outgoing::Edit { release, through: Some(through), .. } => {
-                        batch[i] = Outgoing::Mark { release, through };
-                        i += 1;
-                    }
-                    _ => {
-                        batch.remove(i);
-                    }
+                // Its place is gone; the end of the batch is later still, so never ahead.
+                if let Some(Outgoing::Edit { release, through: Some(through), .. }) = batch.remove(i) {
+                    batch.push_back(Outgoing::Mark { release, through });
                 }
             }
             None => i += 1,
         }
     }
-    // A mark that a later item of the batch passes (same release and process, at least as far)
-    // says nothing more: only the last stays, so a burst of edits leaves one mark, not one each.
-    let mut k = 0;
-    while k < batch.len() {
-        let superseded = match &batch[k] {
-            Outgoing::Mark { release, through } => batch.iter().skip(k + 1).any(|later| {
-                marks(later)
-                    .is_some_and(|(r, t)| r == release && t.replica == through.replica && t.events >= through.events)
-            }),
-            _ => false,
-        };
-        if superseded {
-            batch.remove(k);
+    // One mark per release and process at most, and only if it goes further than the items.
+    let mut items: HashMap<(String, String), u64> = HashMap::new();
+    let mut furthest: HashMap<(String, String), u64> = HashMap::new();
+    for item in batch.iter() {
+        if let Some((release, t)) = marks(item) {
+            let seen = if matches!(item, Outgoing::Mark { .. }) { &mut furthest } else { &mut items };
+            let n = seen.entry((release.clone(), t.replica.clone())).or_default();
+            *n = (*n).max(t.events);
+        }
+    }
+    let mut k = batch.len();
+    while k > 0 {
+        k -= 1;
+        let Outgoing::Mark { release, through } = &mut batch[k] else { continue };
+        let key = (release.clone(), through.replica.clone());
+        let best = furthest.get(&key).copied().unwrap_or(0);
+        if best > items.get(&key).copied().unwrap_or(0) {
+            // The last mark of its key carries the furthest figure; earlier ones go.
+            through.events = best;
+            furthest.insert(key, 0);
         } else {
-            k += 1;
+            batch.remove(k);
         }
     }
 }
@@ -391,7 +394,7 @@ mod tests {
         let marks: Vec<Option<u64>> =
             reports.lock().unwrap().iter().map(|s| s.through.as_ref().map(|t| t.events)).collect();
         // Never ahead of what went out: event 2's mark is not reported with the edit it was folded
-        // into; the post of event 3 after it carries the mark further, so its place is dropped.
+        // into; the post of event 3 carries the mark further, so the folded edit leaves none.
         assert_eq!(marks, vec![None, Some(1), Some(1), Some(2), Some(4)]);
     }
 
