@@ -173,6 +173,12 @@ pub trait ChatSink: Send + Sync {
     async fn update(&self, message: &str, text: &str) -> Result<(), ChatError>;
     /// Answers one person only.
     async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError>;
+    /// The least time between two edits of one message: edits queued meanwhile are folded into
+    /// one that shows the latest text (a platform limits edits per channel; a person cannot read
+    /// faster anyway). Zero for transcripts.
+    fn edit_gap(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// True when the platform shows a live status message per release, kept current by edits
     /// (chat platforms); false for transcripts, where every edit would print again.
     fn live_status(&self) -> bool {

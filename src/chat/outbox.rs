@@ -157,11 +157,29 @@ async fn run(
     posted: Arc<Mutex<Posted>>,
     report: impl Fn(Sent),
 ) {
+    let gap = sink.edit_gap();
+    // When each message (release, key) was last edited.
+    let mut edited: HashMap<(String, String), tokio::time::Instant> = HashMap::new();
     let mut batch = VecDeque::new();
     while let Some(first) = rx.recv().await {
         batch.push_back(first);
         take_queued(&mut rx, &mut batch, &pending);
-        while let Some(item) = batch.pop_front() {
+        while let Some(mut item) = batch.pop_front() {
+            if let Outgoing::Edit { release, key, .. } = &item {
+                let due = edited.get(&(release.clone(), key.clone())).map(|at| *at + gap);
+                if let Some(due) = due.filter(|d| *d > tokio::time::Instant::now()) {
+                    // Too soon after its last edit: wait, and let the edits of that message
+                    // queued meanwhile fold into this one, which then shows the latest text.
+                    tokio::time::sleep_until(due).await;
+                    batch.push_front(item);
+                    take_queued(&mut rx, &mut batch, &pending);
+                    let Some(front) = batch.pop_front() else { continue };
+                    item = front;
+                }
+                if let Outgoing::Edit { release, key, .. } = &item {
+                    edited.insert((release.clone(), key.clone()), tokio::time::Instant::now());
+                }
+            }
             // Items that arrived meanwhile join this batch, so edits coalesce while the platform is slow.
             take_queued(&mut rx, &mut batch, &pending);
             let sent = perform(sink.as_ref(), &posted, item).await;
@@ -329,6 +347,7 @@ mod tests {
     struct Slow {
         delay: Duration,
         calls: Mutex<Vec<String>>,
+        gap: Duration,
     }
 
     #[async_trait]
@@ -347,6 +366,9 @@ mod tests {
         async fn reply(&self, to: &UserRef, text: &str) -> Result<(), ChatError> {
             self.calls.lock().unwrap().push(format!("reply {} {text}", to.id));
             Ok(())
+        }
+        fn edit_gap(&self) -> Duration {
+            self.gap
         }
     }
 
@@ -481,6 +503,28 @@ mod tests {
         assert_eq!(calls, vec!["post s0", "post f0", "edit m1 s20", "edit m2 f1"]);
         let posted: Vec<_> = reports.lock().unwrap().iter().filter_map(|s| s.posted.clone()).collect();
         assert_eq!(posted, vec![("status".to_string(), "m1".to_string()), ("freeze".to_string(), "m2".to_string())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_message_is_edited_at_most_once_per_gap_and_shows_the_latest_text() {
+        let sink = Arc::new(Slow { gap: Duration::from_secs(1), ..Slow::default() });
+        let (outbox, task) = Outbox::spawn(sink.clone(), |_| {});
+        outbox.send(post("status", "s0"));
+        // Twenty edits, one every 100 ms, while a post of another message goes out meanwhile.
+        for n in 1..=20 {
+            outbox.send(edit("status", &format!("s{n}")));
+            if n == 5 {
+                outbox.send(post("freeze", "f0"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(outbox);
+        task.await.unwrap();
+        let calls = sink.calls.lock().unwrap().clone();
+        let edits: Vec<&String> = calls.iter().filter(|c| c.starts_with("edit")).collect();
+        assert!(edits.len() <= 4, "{calls:?}");
+        assert_eq!(calls.last().map(String::as_str), Some("edit m1 s20"), "{calls:?}");
+        assert!(calls.contains(&"post f0".to_string()), "{calls:?}");
     }
 
     #[tokio::test(start_paused = true)]

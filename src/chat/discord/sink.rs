@@ -153,6 +153,11 @@ impl ChatSink for DiscordChat {
         true
     }
 
+    /// Discord limits edits per channel; the live status shows the latest state within this.
+    fn edit_gap(&self) -> Duration {
+        Duration::from_millis(300)
+    }
+
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
         self.post_with(text, ask, None).await
     }

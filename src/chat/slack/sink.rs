@@ -14,6 +14,9 @@ use super::payload::{blocks, emoji_name, message_id, split_message_id};
 use crate::chat::{ChatError, ChatSink, PostTag};
 use crate::engine::{Ask, UserRef};
 
+/// The least time between two edits of one message (Slack rate-limits `chat.update`).
+const EDIT_GAP: Duration = Duration::from_millis(300);
+
 /// The `event_type` of the metadata raybot attaches to the posts of a release's log.
 const POST_EVENT: &str = "raybot_post";
 
@@ -107,6 +110,10 @@ impl SlackChat {
 impl ChatSink for SlackChat {
     fn live_status(&self) -> bool {
         true
+    }
+
+    fn edit_gap(&self) -> Duration {
+        EDIT_GAP
     }
 
     async fn post(&self, text: &str, ask: &Ask) -> Result<String, ChatError> {
