@@ -498,12 +498,10 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
     assert_eq!(posts.iter().filter(|p| p.contains("Resumed after a restart")).count(), 1, "{posts:#?}");
 }
 
-/// Evidence that cannot be written comes back as events to record: those one event's effects
-/// bring are decided one after another and recorded together, in one write.
-#[tokio::test]
-async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
+/// A driver named raybot-a on a store that counts its writes, with a release of v1.2 started and
+/// its first posts out.
+async fn counted_release(dir: &std::path::Path) -> (Driver, Arc<Interleaved>, String) {
+    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.join("store")).unwrap());
     let store = Arc::new(Interleaved {
         inner: file,
         before_group: Mutex::new(None),
@@ -511,13 +509,19 @@ async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
         marks: Default::default(),
     });
     let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
-    let config = Config::embedded(dir.path()).expect("embedded config");
-    let catalog = Catalog::embedded().expect("embedded protocols");
-    let artifacts = dir.path().join("artifacts");
-    let mut d = Driver::new(config, catalog, store.clone(), chat.clone(), artifacts, "local", Arc::new(Metrics::new()));
+    let mut d = driver_on(dir, store.clone(), chat, "raybot-a");
     say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
     tokio::time::timeout(Duration::from_secs(20), flush(&mut d)).await.expect("the outbox drains");
     let id = d.active().next().unwrap().id.clone();
+    (d, store, id)
+}
+
+/// Evidence that cannot be written comes back as events to record: those one event's effects
+/// bring are decided one after another and recorded together, in one write.
+#[tokio::test]
+async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, store, id) = counted_release(dir.path()).await;
     let before = d.store.read(&id).await.unwrap().len();
     let writes = store.writes.load(std::sync::atomic::Ordering::SeqCst);
 
@@ -542,29 +546,7 @@ async fn the_follow_ups_of_one_event_are_recorded_in_one_write() {
 #[tokio::test]
 async fn a_burst_of_posts_costs_the_store_a_few_mark_writes_and_a_stop_writes_the_last() {
     let dir = tempfile::tempdir().unwrap();
-    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
-    let store = Arc::new(Interleaved {
-        inner: file,
-        before_group: Mutex::new(None),
-        writes: Default::default(),
-        marks: Default::default(),
-    });
-    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
-    let config = Config::embedded(dir.path()).expect("embedded config");
-    let catalog = Catalog::embedded().expect("embedded protocols");
-    let mut d = Driver::new(
-        config,
-        catalog,
-        store.clone(),
-        chat,
-        dir.path().join("artifacts"),
-        "local",
-        Arc::new(Metrics::new()),
-    )
-    .with_replica("raybot-a");
-    say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
-    tokio::time::timeout(Duration::from_secs(20), flush(&mut d)).await.expect("the outbox drains");
-    let id = d.active().next().unwrap().id.clone();
+    let (mut d, store, id) = counted_release(dir.path()).await;
     let before = store.marks.load(std::sync::atomic::Ordering::SeqCst);
 
     for n in 1..=200 {
