@@ -163,10 +163,17 @@ impl Driver {
         Ok(())
     }
 
-    /// Queues again what the events of release `id` recorded by stopped processes (this one
-    /// before its restart, and `previous`, whose release this process takes over) announced
-    /// after their marks. Returns how many items it queued.
-    pub(super) async fn re_announce(&mut self, id: &str, previous: Option<&str>) -> Result<usize, StoreError> {
+    /// Queues again what the events of release `id` recorded by stopped processes announced
+    /// after their marks: `previous`, whose release this process takes over, any other process
+    /// that is not alive, and — when `restarted` (this process has just started under its name)
+    /// — this one before its restart. A running process's own posts are still in its outbox.
+    /// Returns how many items it queued.
+    pub(super) async fn re_announce(
+        &mut self,
+        id: &str,
+        previous: Option<&str>,
+        restarted: bool,
+    ) -> Result<usize, StoreError> {
         let Some(marks) = self.store.announced(id).await? else {
             tracing::info!(release = %id, "started by an older raybot: its lost posts cannot be re-derived");
             return Ok(0);
@@ -176,10 +183,15 @@ impl Driver {
         for l in &lines {
             log.push(serde_json::from_str::<StoredEvent>(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?);
         }
-        let mut stopped = BTreeSet::from([self.replica.clone()]);
-        stopped.extend(previous.map(str::to_string));
-        let others: BTreeSet<String> =
-            log.iter().filter_map(|e| e.replica.clone()).filter(|r| !stopped.contains(r)).collect();
+        let mut stopped: BTreeSet<String> = previous.map(str::to_string).into_iter().collect();
+        if restarted {
+            stopped.insert(self.replica.clone());
+        }
+        let others: BTreeSet<String> = log
+            .iter()
+            .filter_map(|e| e.replica.clone())
+            .filter(|r| !stopped.contains(r) && *r != self.replica)
+            .collect();
         for r in others {
             if !self.store.alive(&r).await? {
                 stopped.insert(r);

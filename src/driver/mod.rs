@@ -263,7 +263,9 @@ impl Driver {
         self.releases.insert(id.to_string(), active);
         self.metrics.release_resumed();
         // What the stopped process recorded but never posted goes out first, in its order.
-        if let Err(e) = self.re_announce(id, previous.as_deref()).await {
+        // A start-up resume (`retry`) follows this process's own restart; a sweep runs beside
+        // its live outbox.
+        if let Err(e) = self.re_announce(id, previous.as_deref(), retry).await {
             tracing::warn!(release = %id, error = %e, "could not re-derive the posts a stopped raybot had not made");
         }
         let ev = Event::Resumed { replica: self.replica.clone(), previous, jobs_queued: self.queue.is_some() };

@@ -270,7 +270,8 @@ pub(crate) fn now_secs() -> u64 {
 /// POSTs `body` to the endpoint with the given signature headers; returns status and JSON.
 pub(crate) fn post(fake: &FakeDiscord, url: &str, body: &str, sig: Option<String>, ts: Option<String>) -> (u16, Value) {
     fake.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        // Idle connections go before raybot's 5 s request-head limit closes them.
+        let client = reqwest::Client::builder().no_proxy().pool_idle_timeout(Duration::from_secs(2)).build().unwrap();
         let mut req = client.post(format!("{url}/discord/interactions")).header("content-type", "application/json");
         if let Some(s) = sig {
             req = req.header("X-Signature-Ed25519", s);

@@ -84,7 +84,9 @@ impl Serve {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("raybot serve starts");
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        // Idle connections are dropped before raybot closes them (it disconnects a client that
+        // sends no request head within 5 s), so a request is never sent on a closing connection.
+        let http = reqwest::Client::builder().no_proxy().pool_idle_timeout(Duration::from_secs(2)).build().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         while http.get(format!("{url}/healthz")).send().await.is_err() {
