@@ -18,6 +18,21 @@ pub fn sample_plan(env: &str) -> Plan {
     cfg.plan(&catalog, env, "local", "v1.2").expect("sample plan builds")
 }
 
+/// A probe of 10 requests, `ok` of them answered, served by `versions` (version → requests).
+pub fn probe_report(ok: u32, versions: &[(&str, u32)]) -> ProbeReport {
+    ProbeReport {
+        url: "u".into(),
+        total: 10,
+        ok,
+        p50_ms: 1,
+        p95_ms: 5,
+        max_ms: 5,
+        statuses: BTreeMap::new(),
+        versions: versions.iter().map(|(v, n)| (v.to_string(), *n)).collect(),
+        errors: Vec::new(),
+    }
+}
+
 /// The sample plan for `env` on `platform` (`local`, `slack`, `discord`): the same people, with
 /// their ids on that platform.
 pub fn sample_plan_on(env: &str, platform: &str) -> Plan {

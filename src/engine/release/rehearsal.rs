@@ -99,8 +99,6 @@ pub(crate) fn after_roll_forward(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::engine::Strategy;
     use crate::engine::testkit::sample_plan;
@@ -110,17 +108,7 @@ mod tests {
     }
 
     fn report(ok: u32) -> ProbeReport {
-        ProbeReport {
-            url: "u".into(),
-            total: 10,
-            ok,
-            p50_ms: 1,
-            p95_ms: 5,
-            max_ms: 5,
-            statuses: BTreeMap::new(),
-            versions: BTreeMap::new(),
-            errors: Vec::new(),
-        }
+        crate::engine::testkit::probe_report(ok, &[])
     }
 
     #[test]

@@ -125,8 +125,6 @@ pub(crate) fn take_queued(queued: &mut Option<(String, String)>, task: &Task) ->
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn settings() -> ProbeSettings {
@@ -142,17 +140,7 @@ mod tests {
     }
 
     fn report(ok: u32, versions: &[(&str, u32)]) -> ProbeReport {
-        ProbeReport {
-            url: "u".into(),
-            total: 10,
-            ok,
-            p50_ms: 1,
-            p95_ms: 5,
-            max_ms: 5,
-            statuses: BTreeMap::new(),
-            versions: versions.iter().map(|(v, n)| (v.to_string(), *n)).collect(),
-            errors: Vec::new(),
-        }
+        crate::engine::testkit::probe_report(ok, versions)
     }
 
     #[test]
