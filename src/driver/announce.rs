@@ -178,11 +178,7 @@ impl Driver {
             tracing::info!(release = %id, "started by an older raybot: its lost posts cannot be re-derived");
             return Ok(0);
         };
-        let lines = self.store.read(id).await?;
-        let mut log = Vec::with_capacity(lines.len());
-        for l in &lines {
-            log.push(serde_json::from_str::<StoredEvent>(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?);
-        }
+        let log = super::releases::read_log(self.store.as_ref(), id).await?;
         let mut stopped: BTreeSet<String> = previous.map(str::to_string).into_iter().collect();
         if restarted {
             stopped.insert(self.replica.clone());

@@ -39,6 +39,12 @@ impl Active {
     }
 }
 
+/// The log of release `id` as stored, oldest first.
+pub(super) async fn read_log(store: &dyn Store, id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    let lines = store.read(id).await?;
+    lines.iter().map(|l| serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))).collect()
+}
+
 /// The releases of one platform a driver holds, as far as it has caught up with the store.
 pub(super) struct Releases {
     map: BTreeMap<String, Active>,
@@ -97,15 +103,10 @@ impl Releases {
     /// Reads release `id` from the store and rebuilds it (the store is the truth when another
     /// replica wrote to it). Returns the release and its log length, or `None` if it is unknown.
     pub(super) async fn load(&self, id: &str) -> Result<Option<(Release, u64, Option<String>)>, StoreError> {
-        let lines = self.store.read(id).await?;
-        let mut events = Vec::with_capacity(lines.len());
-        let mut previous = None;
-        for l in &lines {
-            let e: StoredEvent = serde_json::from_str(l).map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
-            previous = e.replica.or(previous);
-            events.push((e.at, e.event));
-        }
-        Ok(Release::replay(events.iter()).map(|r| (r, lines.len() as u64, previous)))
+        let log = read_log(self.store.as_ref(), id).await?;
+        let previous = log.iter().rev().find_map(|e| e.replica.clone());
+        let events: Vec<_> = log.into_iter().map(|e| (e.at, e.event)).collect();
+        Ok(Release::replay(events.iter()).map(|r| (r, events.len() as u64, previous)))
     }
 
     /// Catches up with events another replica recorded for release `id`.
