@@ -185,6 +185,10 @@ until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
 ws="$tmp/ws"
 mkdir -p "$ws"
 cp -r scripts config examples "$ws/"
+# 32 stakeholders who toggle ✅ during the rounds (on the freeze list like erin).
+for k in $(seq 0 31); do
+  printf '  - name: Load %04d\n    roles: [stakeholder]\n    local: load%04d\n    slack: U0LOAD%04d\n' "$k" "$k" "$k"
+done >>"$ws/config/release-approvers.yaml"
 staging="$(free_port)"
 production="$(free_port)"
 sed -i -e "s/18080/$staging/g" -e "s/18090/$production/g" -e 's/duration_seconds = [0-9]*/duration_seconds = 2/' \
@@ -199,21 +203,24 @@ fake_port="$(free_port)"
 cat > "$tmp/fake_slack.py" <<'PY'
 import json, sys, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-posts, lock, seq = [], threading.Lock(), [0]
+posts, lock, seq, calls = [], threading.Lock(), [0], {}
 class H(BaseHTTPRequestHandler):
+    # Keep-alive, as Slack's Web API: raybot's client reuses its connections.
+    protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
     def reply(self, out):
         body = json.dumps(out).encode()
         self.send_response(200); self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def do_GET(self):
-        with lock: self.reply(list(posts))
+        with lock: self.reply(dict(calls) if self.path == "/calls" else list(posts))
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
         try: req = json.loads(raw or b"{}")
         except ValueError: req = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
         method = self.path.rsplit("/", 1)[-1]
         with lock:
+            calls[method] = calls.get(method, 0) + 1
             seq[0] += 1
             ts = f"{int(time.time())}.{seq[0]:06d}"
             if method == "chat.postMessage": posts.append({"ts": ts, "text": req.get("text", "")})
@@ -280,22 +287,25 @@ freeze_ts="$(wait_post 'Change freeze in effect')"
 release="$(redis-cli -p "$redis_port" hkeys raybot:unfinished | head -1)"
 echo "  release $release waits for acknowledgements on message $freeze_ts"
 
-# Distinct signed callbacks, one file per round (so that every request raybot gets is a new event):
-# four of the five people toggle ✅ (erin never does, so the release stays in the freeze). Each
-# wrk thread walks its own half, once.
+# Distinct signed callbacks, one file per round (so that every request raybot gets is a new event).
+# As on Slack, each person's ✅ goes on and off in turn (a person cannot add the same reaction
+# twice): each wrk thread toggles its own 16 stakeholders round robin, so one person's add and
+# remove are never in flight together (erin never acknowledges, so the release stays in the
+# freeze). Each wrk thread walks its own half, once.
 per_thread=$((12000 * seconds))
 make_callbacks() { # round → file
   python3 - "$secret" "$tmp/reactions_$1.txt" "$freeze_ts" "$1" "$per_thread" <<'PY'
 import hashlib, hmac, json, sys, time
 secret, out, message_ts, rnd, per = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 ts = str(int(time.time()))
-people = ["U0ALICE001", "U0BOB00002", "U0CAROL003", "U0DAVE0004"]
 with open(out, "w") as f:
     f.write(ts + "\n")
     for i in range(2 * per):
-        added = (i // len(people)) % 2 == 0
+        thread, j = divmod(i, per)
+        people = [f"U0LOAD{thread * 16 + k:04d}" for k in range(16)]
+        added = (j // len(people)) % 2 == 0
         body = json.dumps({"token": "x", "team_id": "T0ACME0001", "api_app_id": "A0RAYBOT01",
-            "event": {"type": "reaction_added" if added else "reaction_removed", "user": people[i % len(people)],
+            "event": {"type": "reaction_added" if added else "reaction_removed", "user": people[j % len(people)],
                       "reaction": "white_check_mark", "item_user": "U0RAYBOT01",
                       "item": {"type": "message", "channel": "C0WARROOM01", "ts": message_ts},
                       "event_ts": f"{ts}.{i:06d}"},
@@ -311,6 +321,7 @@ PY
 log_len() { redis-cli -p "$redis_port" xlen "raybot:{$release}:log"; }
 metric() { curl -sf "http://127.0.0.1:$ray2_port/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 before="$(log_len)"
+calls_before="$(curl -sf "http://127.0.0.1:$fake_port/calls")"
 requests_before="$(metric raybot_store_requests_total)"
 recorded_before="$(metric raybot_events_recorded_total)"
 answered=0
@@ -326,6 +337,8 @@ for r in $(seq 1 "$rounds"); do
   python3 -c "print(f'{$r:<6} {float($ray_rps):14.0f} {float($ray_ms):10.2f}ms {float($bolt_rps):14.0f} {float($bolt_ms):10.2f}ms {float($ray_rps)/float($bolt_rps):10.2f}')"
 done
 after="$(log_len)"
+python3 -c "import json,sys; b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2]); print('Slack Web API calls during the rounds:', {k: a[k] - b.get(k, 0) for k in a if a[k] != b.get(k, 0)})" \
+  "$calls_before" "$(curl -sf "http://127.0.0.1:$fake_port/calls")"
 echo "recorded in Redis: $((after - before)) ✅ events; raybot answered $answered callbacks (wrk's count)"
 requests=$(( $(metric raybot_store_requests_total) - requests_before ))
 recorded=$(( $(metric raybot_events_recorded_total) - recorded_before ))
