@@ -163,7 +163,7 @@ impl Driver {
         Ok(())
     }
 
-    /// Queues again what the events of release `id` recorded by stopped processes announced
+    /// Queues again what the events of release `id` (its stored `log`) recorded by stopped processes announced
     /// after their marks: `previous`, whose release this process takes over, any other process
     /// that is not alive, and — when `restarted` (this process has just started under its name)
     /// — this one before its restart. A running process's own posts are still in its outbox.
@@ -171,6 +171,7 @@ impl Driver {
     pub(super) async fn re_announce(
         &mut self,
         id: &str,
+        log: &[StoredEvent],
         previous: Option<&str>,
         restarted: bool,
     ) -> Result<usize, StoreError> {
@@ -178,7 +179,6 @@ impl Driver {
             tracing::info!(release = %id, "started by an older raybot: its lost posts cannot be re-derived");
             return Ok(0);
         };
-        let log = super::releases::read_log(self.store.as_ref(), id).await?;
         let mut stopped: BTreeSet<String> = previous.map(str::to_string).into_iter().collect();
         if restarted {
             stopped.insert(self.replica.clone());
@@ -196,7 +196,7 @@ impl Driver {
         for (replica, n) in &marks {
             self.marks.known(id, replica, *n);
         }
-        let items = re_derived(id, &log, &marks, &stopped);
+        let items = re_derived(id, log, &marks, &stopped);
         let n = items.len();
         if n > 0 {
             tracing::warn!(release = %id, items = n, "posting again what a stopped raybot had not posted");

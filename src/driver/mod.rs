@@ -237,7 +237,9 @@ impl Driver {
     /// `retry` is false (a survivor taking over from a stopped replica) it gives up if anyone
     /// recorded an event meanwhile. Returns whether it took it over.
     async fn take_over(&mut self, id: &str, retry: bool) -> Result<bool, StoreError> {
-        let Some((release, log_len, previous)) = self.releases.load(id).await? else { return Ok(false) };
+        // One read serves the rebuild and the re-derivation of lost posts below.
+        let log = releases::read_log(self.store.as_ref(), id).await?;
+        let Some((release, log_len, previous)) = Releases::rebuild(&log) else { return Ok(false) };
         if release.plan.people.platform != self.platform {
             self.releases.foreign.insert(id.to_string());
             return Ok(false);
@@ -265,7 +267,7 @@ impl Driver {
         // What the stopped process recorded but never posted goes out first, in its order.
         // A start-up resume (`retry`) follows this process's own restart; a sweep runs beside
         // its live outbox.
-        if let Err(e) = self.re_announce(id, previous.as_deref(), retry).await {
+        if let Err(e) = self.re_announce(id, &log, previous.as_deref(), retry).await {
             tracing::warn!(release = %id, error = %e, "could not re-derive the posts a stopped raybot had not made");
         }
         let ev = Event::Resumed { replica: self.replica.clone(), previous, jobs_queued: self.queue.is_some() };

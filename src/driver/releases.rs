@@ -109,6 +109,14 @@ impl Releases {
         Ok(Release::replay(events.iter()).map(|r| (r, events.len() as u64, previous)))
     }
 
+    /// Rebuilds a release from its stored `log` (read by the caller, who needs it again):
+    /// the release, its log length and the process that recorded its latest event.
+    pub(super) fn rebuild(log: &[StoredEvent]) -> Option<(Release, u64, Option<String>)> {
+        let previous = log.iter().rev().find_map(|e| e.replica.clone());
+        let events: Vec<_> = log.iter().map(|e| (e.at, e.event.clone())).collect();
+        Release::replay(events.iter()).map(|r| (r, events.len() as u64, previous))
+    }
+
     /// Catches up with events another replica recorded for release `id`.
     pub(super) async fn reload(&mut self, id: &str) -> Result<(), StoreError> {
         let Some((release, log_len, _)) = self.load(id).await? else { return Ok(()) };

@@ -419,15 +419,21 @@ fn driver_on(dir: &std::path::Path, store: Arc<dyn Store>, chat: Arc<Gated>, rep
         .with_replica(replica)
 }
 
-/// Records `log` in `store` as raybot processes would have: events before `h` by raybot-b, whose
-/// posts all went out, the rest by raybot-c, which died before any of its posts did.
-async fn recorded_by_two_replicas(store: &dyn Store, log: &[(Timestamp, Event)], h: usize) -> String {
+/// Records `log` in `store` as raybot processes would have: events before `h` by `first`, whose
+/// posts went out through event `first_mark`, the rest by raybot-c, which died before any of its
+/// posts did.
+async fn recorded_by_two_replicas(
+    store: &dyn Store,
+    log: &[(Timestamp, Event)],
+    h: usize,
+    (first, first_mark): (&str, u64),
+) -> String {
     let release = Release::replay(log.iter()).unwrap();
     let lines: Vec<String> = log
         .iter()
         .enumerate()
         .map(|(n, (at, event))| {
-            let replica = Some(if n < h { "raybot-b" } else { "raybot-c" }.to_string());
+            let replica = Some(if n < h { first } else { "raybot-c" }.to_string());
             serde_json::to_string(&StoredEvent { at: *at, event: event.clone(), replica }).unwrap()
         })
         .collect();
@@ -436,7 +442,7 @@ async fn recorded_by_two_replicas(store: &dyn Store, log: &[(Timestamp, Event)],
     };
     let row = summary(&release, lines.len() as u64, "raybot-c");
     store.append(&release.id, 0, &lines, &row, Some(lock.token), None).await.unwrap();
-    store.set_announced(&release.id, "raybot-b", h as u64).await.unwrap();
+    store.set_announced(&release.id, first, first_mark).await.unwrap();
     store.set_announced(&release.id, "raybot-c", 0).await.unwrap();
     release.id
 }
@@ -464,7 +470,7 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
         .cloned()
         .collect();
     assert!(lost.len() >= 2, "{:#?}", sim.channel);
-    let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h).await;
+    let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h, ("raybot-b", h as u64)).await;
 
     let up = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
     let mut survivor = driver_on(dir.path(), store.clone(), up.clone(), "raybot-a");
@@ -496,6 +502,43 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
     let posts = again.posts.lock().unwrap().clone();
     assert!(lost.iter().all(|p| !posts.contains(p)), "{posts:#?}");
     assert_eq!(posts.iter().filter(|p| p.contains("Resumed after a restart")).count(), 1, "{posts:#?}");
+}
+
+/// A running replica that sweeps up a release raybot-c left posts only raybot-c's lost posts:
+/// its own events' posts that have not gone out yet are still in its own outbox, so deriving them
+/// again would post them twice.
+#[tokio::test]
+async fn a_running_survivor_that_sweeps_up_a_release_posts_the_dead_replicas_posts_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
+    let mut sim = crate::engine::testkit::Sim::new();
+    sim.start("alice", crate::engine::Strategy::Bluegreen);
+    let h = sim.log.len();
+    let banner = sim.channel.iter().find(|p| p.starts_with("[MASTER RAY™ | PROTOCOL 10")).unwrap().clone();
+    sim.command("alice", ReleaseCommand::Approve { comment: None });
+    sim.command("bob", ReleaseCommand::Approve { comment: None });
+    let lost: Vec<String> = sim
+        .channel
+        .iter()
+        .skip_while(|p| !p.contains("Approval recorded"))
+        .filter(|p| p.starts_with("[MASTER RAY™"))
+        .cloned()
+        .collect();
+    assert!(!lost.is_empty(), "{:#?}", sim.channel);
+    // raybot-a recorded the start and none of its posts has gone out yet (mark 0).
+    let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h, ("raybot-a", 0)).await;
+
+    let up = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let mut survivor = driver_on(dir.path(), store.clone(), up.clone(), "raybot-a");
+    survivor.sweep().await.unwrap();
+    assert!(survivor.releases.contains_key(&id), "the sweep took the release over");
+    tokio::time::timeout(Duration::from_secs(10), flush(&mut survivor)).await.expect("the outbox drains");
+    let posts = up.posts.lock().unwrap().clone();
+    for p in &lost {
+        assert_eq!(posts.iter().filter(|q| *q == p).count(), 1, "{p:?}: {posts:#?}");
+    }
+    assert!(!posts.contains(&banner), "raybot-a's own post is in its outbox, not derived again: {posts:#?}");
 }
 
 /// A driver named raybot-a on a store that counts its writes, with a release of v1.2 started and
