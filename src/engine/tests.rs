@@ -703,7 +703,7 @@ fn a_final_bundle_that_cannot_be_written_halts_and_a_retry_writes_it_again_and_e
 
 /// The sample release on Slack: the same people, with their Slack ids.
 fn slack_release(sim: &mut Sim) {
-    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", "slack"));
+    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", Platform::Slack));
     sim.command("U0MALLORY9", ReleaseCommand::Approve { comment: None });
     approve(sim, "U0ALICE001");
     approve(sim, "U0BOB00002");
@@ -744,7 +744,7 @@ fn no_post_reply_or_evidence_file_of_a_slack_release_shows_a_bare_user_id() {
     slack_release(&mut sim);
     assert_eq!(sim.outcome, Some(Terminal::Released));
     let bare = |what: &str, text: &str| {
-        let lines = super::testkit::bare_ids(text, "slack", &SLACK_IDS);
+        let lines = super::testkit::bare_ids(text, Platform::Slack, &SLACK_IDS);
         assert!(lines.is_empty(), "{what} shows a bare id: {lines:#?}");
     };
     for post in &sim.channel {
@@ -774,7 +774,7 @@ fn no_post_reply_or_evidence_file_of_a_slack_release_shows_a_bare_user_id() {
 #[test]
 fn a_rollback_asked_on_slack_names_who_asked_in_chat_and_in_the_evidence() {
     let mut sim = Sim::new();
-    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", "slack"));
+    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", Platform::Slack));
     approve(&mut sim, "U0ALICE001");
     approve(&mut sim, "U0BOB00002");
     sim.ack_all();
@@ -798,7 +798,7 @@ fn a_rollback_asked_on_slack_names_who_asked_in_chat_and_in_the_evidence() {
     assert!(plan.contains("- Triggered by: Carol Example (slack U0CAROL003)"), "{plan}");
     assert!(plan.contains("- Reason: requested by Carol Example (slack U0CAROL003): customer reports"), "{plan}");
     for (path, contents) in &sim.files {
-        let lines = super::testkit::bare_ids(contents, "slack", &SLACK_IDS);
+        let lines = super::testkit::bare_ids(contents, Platform::Slack, &SLACK_IDS);
         assert!(lines.is_empty(), "{path} shows a bare id: {lines:#?}");
     }
 }
@@ -807,7 +807,7 @@ fn a_rollback_asked_on_slack_names_who_asked_in_chat_and_in_the_evidence() {
 fn the_bare_id_check_tells_a_mention_and_a_label_from_a_bare_id() {
     let text = "refused U0BOB00002 at noon\n<@U0BOB00002> approved\nBob Example (slack U0BOB00002)\nmessage U0BOB000021\n(U0BOB00002)";
     assert_eq!(
-        super::testkit::bare_ids(text, "slack", &["U0BOB00002"]),
+        super::testkit::bare_ids(text, Platform::Slack, &["U0BOB00002"]),
         ["refused U0BOB00002 at noon", "(U0BOB00002)"]
     );
 }
@@ -816,7 +816,7 @@ fn the_bare_id_check_tells_a_mention_and_a_label_from_a_bare_id() {
 fn a_waiver_on_slack_is_recorded_with_the_waivers_name_and_slack_id() {
     let mut sim = Sim::new();
     sim.fail_jobs.push("security scan".into());
-    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", "slack"));
+    sim.start_with("U0ALICE001", Strategy::Bluegreen, super::testkit::sample_plan_on("production", Platform::Slack));
     assert!(matches!(sim.release().activity, Activity::Halted(_)), "{}", sim.channel.join("\n"));
     sim.command(
         "U0ERIN0005",
@@ -843,11 +843,11 @@ fn a_waiver_on_slack_is_recorded_with_the_waivers_name_and_slack_id() {
     let retro = &sim.files["deployment/retrospective-inputs.json"];
     assert!(retro.contains("\"owner\": \"Alice Example (slack U0ALICE001)\""), "{retro}");
     for (path, contents) in &sim.files {
-        let lines = super::testkit::bare_ids(contents, "slack", &SLACK_IDS);
+        let lines = super::testkit::bare_ids(contents, Platform::Slack, &SLACK_IDS);
         assert!(lines.is_empty(), "{path} shows a bare id: {lines:#?}");
     }
     for post in sim.channel.iter().chain(sim.replies.iter().map(|(_, t)| t)) {
-        let lines = super::testkit::bare_ids(post, "slack", &SLACK_IDS);
+        let lines = super::testkit::bare_ids(post, Platform::Slack, &SLACK_IDS);
         assert!(lines.is_empty(), "a message shows a bare id: {lines:#?}");
     }
 }
