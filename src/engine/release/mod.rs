@@ -26,7 +26,7 @@
 //! | `recovery.rs`  | `recover` → `Recovery` after a takeover; where a lost job halts                |
 //! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
 //! | *views*        |                                                                                |
-//! | `readings.rs`  | a step or rollback result, approval, ack, gate or its failure → `Reading`; halts |
+//! | `readings.rs`  | a step, health-window round or rollback result, approval, ack, gate or its failure → `Reading`; halts |
 //! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort → `Reading` |
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
@@ -466,6 +466,11 @@ impl Release {
                 self.set_metric("slo_breaches", 0.0);
                 self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
+            Next::SoakRound { until, at } => {
+                let timer = self.arm(fx, at);
+                self.activity = Activity::Soak { until, timer };
+            }
+            Next::SoakOver => return self.perform(now, fx, self.soak_over(now)),
             Next::Parity => return self.perform(now, fx, self.parity(now)),
             Next::Unscanned => return self.perform(now, fx, self.unscanned(now)),
             Next::Approval(roles) => return self.open_approval(now, fx, roles),
@@ -511,6 +516,7 @@ impl Release {
             Act::Rollback(record) => self.rollback = record.map(|r| *r),
             Act::Audit(entry) => self.audit.push(entry),
             Act::Waiver(key, who, justification, at) => self.waivers.push((key, who, justification, at)),
+            Act::Observe(report) => self.soak.push(*report),
         }
     }
 
@@ -725,29 +731,9 @@ impl Release {
             p.report = Some(report.clone());
         }
         let Some(task) = self.take_awaited(now, fx, probe) else { return };
-        match task {
-            Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
-            task => {
-                if let Some(reading) = self.read_probe(&task, report, now) {
-                    self.go(now, fx, reading);
-                }
-            }
+        if let Some(reading) = self.read_probe(&task, report, now) {
+            self.go(now, fx, reading);
         }
-    }
-
-    fn soak_probe(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport, until: Timestamp) {
-        let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
-        let Some(e) = self.env_cfg(&env) else { return };
-        if !rollout::healthy(&e.probe, report) {
-            self.add_metric("slo_breaches", 1.0);
-        }
-        self.soak.push(report.clone());
-        if let Some(at) = rollout::next_soak_round(&e.health_window, now, until) {
-            let timer = self.arm(fx, at);
-            self.activity = Activity::Soak { until, timer };
-            return;
-        }
-        self.go(now, fx, self.soak_over(now, &e));
     }
 
     fn inputs_checked(&mut self, check: &str, results: &[InputStatus], now: Timestamp, fx: &mut Fx) {

@@ -7,7 +7,7 @@
 
 use crate::engine::ids::PostKey;
 use crate::engine::plan::{Environment, Plan};
-use crate::engine::reports::JobOutcome;
+use crate::engine::reports::{JobOutcome, ProbeReport};
 use crate::engine::{InputSpec, Strategy, Timestamp};
 use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 
@@ -101,6 +101,15 @@ pub(crate) enum Next {
         /// End of the window.
         until: Timestamp,
     },
+    /// Probe the health window (which ends at `until`) again at `at`.
+    SoakRound {
+        /// End of the window.
+        until: Timestamp,
+        /// When the next round is due.
+        at: Timestamp,
+    },
+    /// The health window is over: read its rounds.
+    SoakOver,
     /// Compare staging and production configuration.
     Parity,
     /// No security scanner is configured: record that findings were not measured.
@@ -153,6 +162,8 @@ pub(crate) enum Act {
     Audit(AuditEntry),
     /// Record a waiver: `<protocol>/<gate>`, user id, justification, when.
     Waiver(String, String, String, Timestamp),
+    /// Record a round of the health window.
+    Observe(Box<ProbeReport>),
 }
 
 /// What a step's result means: the effects, then what comes next.
