@@ -28,7 +28,7 @@
 //! | *views*        |                                                                                |
 //! | `readings.rs`  | a step, health-window round or rollback result, approval, ack, gate or its failure → `Reading`; halts |
 //! | `requests.rs`  | the freeze and go/no-go requests: who is asked, the round opened, the post that asks, an approval |
-//! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort → `Reading` |
+//! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort, rollback asked → `Reading` |
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
 //! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
@@ -72,7 +72,6 @@ pub use gates::{GateVerdict, Verdict};
 use jobs::JobAsk;
 use readings::{GateRun, HaltRoute};
 use recovery::Recovery;
-use rollback::Request;
 use state::Advance;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
@@ -525,6 +524,8 @@ impl Release {
             Act::Observe(report) => self.soak.push(*report),
             Act::Freeze(freeze) => self.freeze = *freeze,
             Act::Round(round) => self.rounds.push(*round),
+            Act::QueueRollback(who, why) => self.rollback_requested = Some((who, why)),
+            Act::Reply(to, text) => fx.push(Effect::Reply { to, text }),
         }
     }
 
@@ -645,16 +646,7 @@ impl Release {
                 self.activity = Activity::Idle;
                 self.go(now, fx, self.retried(by, halt, now));
             }
-            Answer::Rollback { request, reason } => {
-                self.accept(now, by, format!("requested rollback: {reason}"));
-                let why = format!("requested by {}: {reason}", self.mention(&by.id));
-                if request == Request::Now {
-                    return self.start_rollback(now, fx, why, by.id.clone());
-                }
-                self.rollback_requested = Some((by.id.clone(), why));
-                let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
-                fx.push(Effect::Reply { to: by.clone(), text });
-            }
+            Answer::Rollback { request, reason } => self.go(now, fx, self.rollback_asked(by, request, reason, now)),
             Answer::Abort(reason) => self.go(now, fx, self.aborted(by, reason, now)),
         }
     }

@@ -8,7 +8,7 @@
 use crate::engine::ids::{PostKey, TimerId};
 use crate::engine::plan::{Environment, Plan};
 use crate::engine::reports::{JobOutcome, ProbeReport};
-use crate::engine::{InputSpec, Strategy, Timestamp};
+use crate::engine::{InputSpec, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 
 use super::approval::ApprovalRound;
@@ -172,6 +172,10 @@ pub(crate) enum Act {
     Freeze(Box<Freeze>),
     /// Open a go/no-go round.
     Round(Box<ApprovalRound>),
+    /// Roll back once the running job or probe ends: who asked (user id), and why.
+    QueueRollback(String, String),
+    /// Answer one person only.
+    Reply(UserRef, String),
 }
 
 /// A request to people that the release posts and then waits on.
