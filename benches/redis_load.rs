@@ -68,7 +68,7 @@ async fn run(url: &str, rate: u64, seconds: u64) {
     let mut log = sim.log.clone();
     for (_, event) in &mut log {
         match event {
-            Event::Started { release, .. } => *release = id.clone(),
+            Event::Started { release, .. } => *release = id.clone().into(),
             Event::Posted { message: m, .. } if *m == sim_message => *m = message.clone(),
             _ => {}
         }
@@ -91,11 +91,10 @@ async fn run(url: &str, rate: u64, seconds: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = raybot::config::Config::embedded(dir.path()).expect("config");
     let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
-    let platform = rebuilt.plan.people.platform.clone();
+    let platform = rebuilt.plan.people.platform;
     let metrics = Arc::new(raybot::metrics::Metrics::new());
     let shared: Arc<dyn Store> = store.clone();
-    let driver =
-        Driver::new(config, catalog, shared, Arc::new(Quiet), dir.path().join("artifacts"), &platform, metrics);
+    let driver = Driver::new(config, catalog, shared, Arc::new(Quiet), dir.path().join("artifacts"), platform, metrics);
     // The release's recorder ("load") is not running: this driver takes it over, as a restart would.
     let driver = raybot::driver::run::start(driver).await.expect("resume");
     driver.settle().await.expect("settled");

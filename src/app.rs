@@ -11,7 +11,7 @@ use crate::chat::Delivery;
 use crate::chat::local::{LineReader, LineResult, LocalChat};
 use crate::config::Config;
 use crate::driver::Driver;
-use crate::engine::ray_error;
+use crate::engine::{Platform, ray_error};
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
 
@@ -154,7 +154,7 @@ pub async fn chat(
     let session = format!("{:x}", crate::clock::now().0);
     let local = Arc::new(LocalChat::new(Box::new(std::io::stdout()), &session));
     let artifacts = std::path::absolute(&artifacts)?;
-    let driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, "local", Arc::new(Metrics::new()));
+    let driver = Driver::new(cfg, catalog, store, local.clone(), artifacts, Platform::Local, Arc::new(Metrics::new()));
     let driver = crate::driver::run::start(driver).await.context("resuming releases from the store")?;
     // What the resume re-posts (a pending approval request with its buttons) is on screen before
     // the first line is read: a `/click` typed at once refers to it.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::Platform;
 use crate::engine::plan::{
     self, Environment, HealthWindow, JobTemplate, People, Person, Plan, Policy, ProbeSettings, Suite,
 };
@@ -331,7 +332,7 @@ impl Config {
                 }
             }
         }
-        for platform in ["local", "slack", "discord"] {
+        for platform in Platform::ALL {
             let mut ids: Vec<&str> = self.approvers.people.iter().filter_map(|p| p.id_on(platform)).collect();
             ids.sort_unstable();
             if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
@@ -342,9 +343,9 @@ impl Config {
     }
 
     /// People as seen on `platform`.
-    pub fn people(&self, platform: &str) -> People {
+    pub fn people(&self, platform: Platform) -> People {
         People {
-            platform: platform.to_string(),
+            platform,
             persons: self
                 .approvers
                 .people
@@ -361,7 +362,7 @@ impl Config {
     }
 
     /// The plan `/ray deploy <version> to <env>` runs.
-    pub fn plan(&self, catalog: &Catalog, env: &str, platform: &str, version: &str) -> Result<Plan, String> {
+    pub fn plan(&self, catalog: &Catalog, env: &str, platform: Platform, version: &str) -> Result<Plan, String> {
         if !self.raybot.environments.contains_key(env) {
             let envs: Vec<&String> = self.raybot.environments.keys().collect();
             return Err(format!(
@@ -446,13 +447,12 @@ impl Config {
 }
 
 impl PersonYaml {
-    /// Their user id on `platform` (`local`, `slack`, `discord`); `None` if they have none there.
-    pub fn id_on(&self, platform: &str) -> Option<&str> {
+    /// Their user id on `platform`; `None` if they have none there.
+    pub fn id_on(&self, platform: Platform) -> Option<&str> {
         match platform {
-            "local" => self.local.as_deref(),
-            "slack" => self.slack.as_deref(),
-            "discord" => self.discord.as_deref(),
-            _ => None,
+            Platform::Local => self.local.as_deref(),
+            Platform::Slack => self.slack.as_deref(),
+            Platform::Discord => self.discord.as_deref(),
         }
     }
 }
@@ -475,11 +475,11 @@ mod tests {
     fn sample_config_builds_a_plan() {
         let cfg = Config::embedded(Path::new("/tmp")).unwrap();
         let catalog = Catalog::embedded().unwrap();
-        let plan = cfg.plan(&catalog, "production", "local", "v1.2").unwrap();
+        let plan = cfg.plan(&catalog, "production", Platform::Local, "v1.2").unwrap();
         assert_eq!(plan.protocols.len(), 2);
         assert_eq!(plan.people.persons.len(), 5);
         assert!(plan.people.has_role("carol", "sre_lead"));
-        assert!(cfg.plan(&catalog, "qa", "local", "v1.2").unwrap_err().contains("unknown environment `qa`"));
+        assert!(cfg.plan(&catalog, "qa", Platform::Local, "v1.2").unwrap_err().contains("unknown environment `qa`"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::chat::local::LocalChat;
 use crate::chat::{ChatError, ChatSink, Delivery, Inbound};
 use crate::config::Config;
 use crate::driver::Driver;
-use crate::engine::{Activity, Ask, Button, Terminal, UserRef};
+use crate::engine::{Activity, Ask, Button, Platform, Terminal, UserRef};
 use crate::jobs::{JobRequest, run_job};
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -237,7 +237,7 @@ async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<Local
     let (cue_tx, mut cue_rx) = mpsc::unbounded_channel();
     let chat = Arc::new(DemoChat { local: local.clone(), cues: cue_tx });
     let metrics = Arc::new(Metrics::new());
-    let driver = Driver::new(cfg.clone(), catalog, store, chat, opts.artifacts.clone(), "local", metrics);
+    let driver = Driver::new(cfg.clone(), catalog, store, chat, opts.artifacts.clone(), Platform::Local, metrics);
     let driver = crate::driver::run::start(driver).await?;
     let outcome = direct(opts, cfg, &local, &driver, &mut cue_rx).await;
     driver.close().await;
@@ -255,7 +255,7 @@ async fn direct(
 ) -> anyhow::Result<DemoOutcome> {
     let mut progress = driver.progress();
     let (people_tx, mut people_rx) = mpsc::unbounded_channel::<(String, Inbound)>();
-    let user = |id: &str| UserRef::new("local", id);
+    let user = |id: &str| UserRef::new(Platform::Local, id);
     // The scripted people type only fixed commands of the grammar.
     let cmd = |id: &str, text: &str| Inbound::command(user(id), text).expect("the demo types valid /ray commands");
 

@@ -21,6 +21,7 @@ use crate::chat::handle::DriverHandle;
 use crate::config::Config;
 use crate::driver::Driver;
 use crate::driver::worker::Drain;
+use crate::engine::Platform;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -49,7 +50,7 @@ pub struct ServeContext {
 
 impl ServeContext {
     /// A driver for `platform` posting through `chat`.
-    pub fn driver(&self, platform: &str, chat: Arc<dyn ChatSink>) -> Driver {
+    pub fn driver(&self, platform: Platform, chat: Arc<dyn ChatSink>) -> Driver {
         Driver::new(
             self.config.clone(),
             self.catalog.clone(),
@@ -66,7 +67,7 @@ impl ServeContext {
 /// Runs `raybot serve` on `addr` until SIGINT or SIGTERM, then stops as described above.
 pub async fn run(ctx: ServeContext, addr: &str) -> anyhow::Result<u8> {
     let mut drivers: Vec<JoinHandle<()>> = Vec::new();
-    let mut spawn = |platform: &'static str, chat: Arc<dyn ChatSink>| -> DriverHandle {
+    let mut spawn = |platform: Platform, chat: Arc<dyn ChatSink>| -> DriverHandle {
         let (handle, task) = crate::driver::run::spawn(ctx.driver(platform, chat));
         drivers.push(task);
         handle

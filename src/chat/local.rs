@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::{ChatError, ChatSink, Inbound};
-use crate::engine::{Ask, Button, UserRef, ray_error};
+use crate::engine::{Ask, Button, Platform, UserRef, ray_error};
 
 /// Prints posts to a writer and remembers which ones ask for reactions or clicks.
 pub struct LocalChat {
@@ -70,7 +70,7 @@ impl LocalChat {
             return LineResult::Local(format!("(now speaking as {name})"));
         }
         self.say(&format!("{user}: {line}"));
-        let who = UserRef::new("local", user.clone());
+        let who = UserRef::new(Platform::Local, user.clone());
         if line == "/ray" || line.starts_with("/ray ") {
             // Parsed here: a malformed command is answered without the driver or the store.
             return match Inbound::command(who, line) {

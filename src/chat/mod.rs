@@ -126,9 +126,9 @@ pub struct Platform {
     pub transports: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts a driver task for a platform: `(platform name, its chat sink) → the handle into it`.
+/// Starts a driver task for a platform: `(platform, its chat sink) → the handle into it`.
 pub type SpawnDriver<'a> =
-    &'a mut (dyn FnMut(&'static str, std::sync::Arc<dyn ChatSink>) -> handle::DriverHandle + Send);
+    &'a mut (dyn FnMut(crate::engine::Platform, std::sync::Arc<dyn ChatSink>) -> handle::DriverHandle + Send);
 
 /// Errors a chat platform reports.
 #[derive(Debug, thiserror::Error)]

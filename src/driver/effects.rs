@@ -215,7 +215,7 @@ impl Hands {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{JobSpec, Timestamp};
+    use crate::engine::{JobSpec, Platform, Timestamp};
 
     fn hands(dir: &std::path::Path) -> (Hands, mpsc::UnboundedReceiver<Internal>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -279,7 +279,7 @@ mod tests {
         std::fs::write(dir.path().join("artifacts/r1"), "not a folder").unwrap();
         let fx = vec![
             Effect::WriteEvidence { path: "intake/report.json".into(), contents: "{}".into() },
-            Effect::Reply { to: UserRef::new("local", "bob"), text: "[RAY] noted".into() },
+            Effect::Reply { to: UserRef::new(Platform::Local, "bob"), text: "[RAY] noted".into() },
             Effect::Finished { outcome: Terminal::Released },
         ];
         let done = hands.perform(&scope(), fx, false);
@@ -288,7 +288,7 @@ mod tests {
             "{:?}",
             done.follow
         );
-        assert_eq!(done.replies, vec![(UserRef::new("local", "bob"), "[RAY] noted".to_string())]);
+        assert_eq!(done.replies, vec![(UserRef::new(Platform::Local, "bob"), "[RAY] noted".to_string())]);
         assert!(matches!(done.finished, Some(Terminal::Released)));
     }
 

@@ -41,7 +41,9 @@ use crate::clock::now;
 use crate::command::{Command, HELP};
 use crate::config::Config;
 use crate::engine::refusal::Runtime;
-use crate::engine::{Activity, Ask, Effect, Event, Release, ReleaseCommand, Terminal, Timestamp, UserRef, refuse};
+use crate::engine::{
+    Activity, Ask, Effect, Event, Platform, Release, ReleaseCommand, Terminal, Timestamp, UserRef, refuse,
+};
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
 use crate::store::{Append, JobQueue, LockOutcome, ReleaseSummary, Store, StoreError};
@@ -121,7 +123,7 @@ pub struct Driver {
     live_status: bool,
     /// Evidence root; each release writes under `<root>/<release id>/`.
     pub artifacts: PathBuf,
-    platform: String,
+    platform: Platform,
     replica: String,
     releases: Releases,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -152,7 +154,7 @@ pub struct Driver {
 pub const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 
 impl Driver {
-    /// A driver for `platform` (`local`, `slack`, `discord`), named as a replica by `RAYBOT_REPLICA`,
+    /// A driver for `platform`, named as a replica by `RAYBOT_REPLICA`,
     /// else `FLY_MACHINE_ID`, else `raybot-<pid>`, posting through `chat` by way of its own outbox
     /// task. `Driver::resume` then picks up unfinished releases. Call inside a Tokio runtime.
     pub fn new(
@@ -161,7 +163,7 @@ impl Driver {
         store: Arc<dyn Store>,
         chat: Arc<dyn ChatSink>,
         artifacts: PathBuf,
-        platform: &str,
+        platform: Platform,
         metrics: Arc<Metrics>,
     ) -> Driver {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -182,7 +184,7 @@ impl Driver {
             outbox_task: Some(outbox_task),
             live_status,
             artifacts,
-            platform: platform.to_string(),
+            platform,
             replica: replica_name(),
             releases,
             internal_tx,
@@ -321,7 +323,7 @@ impl Driver {
         let w = Worker {
             store: self.store.clone(),
             queue,
-            platform: self.platform.clone(),
+            platform: self.platform.to_string(),
             replica: self.replica.clone(),
             tx: self.internal_tx.clone(),
             artifacts: self.artifacts.clone(),
@@ -339,7 +341,7 @@ impl Driver {
     fn fenced(&mut self, id: &str, e: &StoreError) {
         tracing::warn!(release = %id, error = %e, "fenced: another release holds the environment now");
         if let Some(a) = self.releases.remove(id) {
-            let text = refuse(Runtime::LostLock { release: id.to_string(), env: a.release.env.clone() });
+            let text = refuse(Runtime::LostLock { release: id.into(), env: a.release.env.clone() });
             self.outbox.send(Outgoing::Post {
                 release: id.to_string(),
                 key: None,
@@ -479,7 +481,7 @@ impl Driver {
                         _ => String::new(),
                     };
                     self.queued.remove(&job);
-                    if let Err(e) = queue.done(&self.platform, entry, &job).await {
+                    if let Err(e) = queue.done(self.platform.as_str(), entry, &job).await {
                         // The entry stays pending; whoever claims it later finds the result recorded.
                         tracing::warn!(job = %job, error = %e, "could not acknowledge a queued job");
                     }
@@ -677,11 +679,11 @@ impl Driver {
         strategy: crate::engine::Strategy,
     ) {
         let env = env.unwrap_or_else(|| "production".to_string());
-        let people = self.config.people(&self.platform);
+        let people = self.config.people(self.platform);
         if people.get(&user.id).is_none() {
             return self.tell(turn, refuse(Runtime::MayNotStart { who: people.mention(&user.id) }));
         }
-        let plan = match self.config.plan(&self.catalog, &env, &self.platform, &version) {
+        let plan = match self.config.plan(&self.catalog, &env, self.platform, &version) {
             Ok(p) => p,
             Err(e) => return self.tell(turn, refuse(Runtime::Unplannable(e.to_string()))),
         };
@@ -712,8 +714,14 @@ impl Driver {
             }
             Err(_) => return self.tell(turn, refuse(Runtime::StoreDown)),
         };
-        let ev =
-            Event::Started { release: id.clone(), version, env: env.clone(), strategy, by: user, plan: Box::new(plan) };
+        let ev = Event::Started {
+            release: id.clone().into(),
+            version,
+            env: env.clone(),
+            strategy,
+            by: user,
+            plan: Box::new(plan),
+        };
         let Some((release, fx)) = Release::start(&ev, started) else {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.tell(turn, refuse(Runtime::EmptyPipeline));
@@ -1018,16 +1026,16 @@ impl Driver {
             Ok(j) => j,
             Err(e) => return tracing::error!(job = %job, error = %e, "could not encode a job"),
         };
-        match queue.enqueue(&self.platform, &job, &json).await {
+        match queue.enqueue(self.platform.as_str(), &job, &json).await {
             Ok(_) => self.wake.notify_one(),
             Err(e) => {
                 tracing::warn!(job = %job, error = %e, "could not queue a job; trying again every second");
-                let platform = self.platform.clone();
+                let platform = self.platform;
                 let wake = self.wake.clone();
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        match queue.enqueue(&platform, &job, &json).await {
+                        match queue.enqueue(platform.as_str(), &job, &json).await {
                             Ok(_) => return wake.notify_one(),
                             Err(e) => tracing::warn!(job = %job, error = %e, "still cannot queue the job"),
                         }
@@ -1086,7 +1094,7 @@ pub fn replica_name() -> String {
 /// The index row of a release.
 pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
     ReleaseSummary {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         version: r.version.clone(),
         env: r.env.clone(),
         status: r.activity.label(),
@@ -1118,7 +1126,7 @@ pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<Strin
     };
     let row = summary(&release, lines.len() as u64, "seed");
     store.append(&release.id, 0, &lines, &row, Some(token), None).await?;
-    Ok(release.id)
+    Ok(release.id.into())
 }
 
 /// A release id unique across replicas: `<version>-<env>-<UTC time>-<4 random hex digits>`, e.g.

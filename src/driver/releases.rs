@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::StoredEvent;
 use crate::clock::now;
-use crate::engine::{Activity, Release, ReleaseCommand};
+use crate::engine::{Activity, Platform, Release, ReleaseCommand};
 use crate::store::{ReleaseSummary, Store, StoreError};
 
 /// A release the driver holds.
@@ -50,13 +50,13 @@ pub(super) struct Releases {
     map: BTreeMap<String, Active>,
     /// Releases of other chat platforms (never loaded again by this driver).
     pub(super) foreign: BTreeSet<String>,
-    platform: String,
+    platform: Platform,
     store: Arc<dyn Store>,
 }
 
 impl Releases {
-    pub(super) fn new(platform: &str, store: Arc<dyn Store>) -> Releases {
-        Releases { map: BTreeMap::new(), foreign: BTreeSet::new(), platform: platform.to_string(), store }
+    pub(super) fn new(platform: Platform, store: Arc<dyn Store>) -> Releases {
+        Releases { map: BTreeMap::new(), foreign: BTreeSet::new(), platform, store }
     }
 
     pub(super) fn get(&self, id: &str) -> Option<&Active> {
@@ -97,7 +97,7 @@ impl Releases {
         self.map
             .values()
             .find(|a| a.release.posts.values().any(|ids| ids.iter().any(|m| m == message)))
-            .map(|a| a.release.id.clone())
+            .map(|a| a.release.id.to_string())
     }
 
     /// Reads release `id` from the store and rebuilds it (the store is the truth when another
@@ -189,8 +189,8 @@ impl Releases {
             _ => false,
         });
         match (waiting, active.as_slice()) {
-            (Some(r), _) => Some(r.id.clone()),
-            (None, [only]) => Some(only.id.clone()),
+            (Some(r), _) => Some(r.id.to_string()),
+            (None, [only]) => Some(only.id.to_string()),
             _ => None,
         }
     }

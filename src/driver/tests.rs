@@ -40,12 +40,12 @@ fn driver(dir: &std::path::Path, chat: Arc<Gated>) -> Driver {
     let config = Config::embedded(dir).expect("embedded config");
     let catalog = Catalog::embedded().expect("embedded protocols");
     let store = Arc::new(crate::store::file::FileStore::open(&dir.join("store")).expect("store"));
-    Driver::new(config, catalog, store, chat, dir.join("artifacts"), "local", Arc::new(Metrics::new()))
+    Driver::new(config, catalog, store, chat, dir.join("artifacts"), Platform::Local, Arc::new(Metrics::new()))
 }
 
 async fn say(d: &mut Driver, who: &str, text: &str, key: &str) -> Handled {
     let (tx, rx) = oneshot::channel();
-    let inbound = Inbound::command(UserRef::new("local", who), text).expect("valid /ray command");
+    let inbound = Inbound::command(UserRef::new(Platform::Local, who), text).expect("valid /ray command");
     d.deliver(Delivery { key: Some(key.to_string()), inbound, done: Some(tx) }).await;
     rx.await.expect("answered")
 }
@@ -138,8 +138,15 @@ async fn the_read_side_answers_status_from_the_board_until_another_replica_moves
 
     // A second driver on the same store (another replica) records an event the board has not seen.
     let config = Config::embedded(dir.path()).unwrap();
-    let mut b =
-        Driver::new(config, catalog.clone(), a.store.clone(), chat, dir.path().join("b"), "local", Arc::default());
+    let mut b = Driver::new(
+        config,
+        catalog.clone(),
+        a.store.clone(),
+        chat,
+        dir.path().join("b"),
+        Platform::Local,
+        Arc::default(),
+    );
     say(&mut b, "alice", "/ray abort changed our minds", "k2").await;
     assert_eq!(reader.answer(&status).await, None, "behind the store: the driver must catch up first");
     // The driver catches up on its next delivery and publishes again.
@@ -221,7 +228,7 @@ async fn release_in_freeze(store: &dyn Store) -> (String, String) {
 fn toggle(who: &str, message: &str, added: bool, key: &str) -> (Delivery, oneshot::Receiver<Handled>) {
     let (tx, rx) = oneshot::channel();
     let inbound = Inbound::Reaction {
-        user: UserRef::new("local", who),
+        user: UserRef::new(Platform::Local, who),
         message: message.to_string(),
         emoji: "white_check_mark".into(),
         added,
@@ -256,7 +263,7 @@ async fn deliveries_that_queued_together_are_recorded_in_order_and_each_answered
     let (retry, retry_rx) = toggle("carol", &freeze, true, "g1");
     group.insert(2, retry);
     let (tx, deploy_rx) = oneshot::channel();
-    let deploy = Inbound::command(UserRef::new("local", "erin"), "/ray deploy v1.3").unwrap();
+    let deploy = Inbound::command(UserRef::new(Platform::Local, "erin"), "/ray deploy v1.3").unwrap();
     group.insert(4, Delivery { key: Some("g-deploy".into()), inbound: deploy, done: Some(tx) });
     d.deliver_all(group).await;
 
@@ -304,7 +311,7 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
         store.clone(),
         chat,
         dir.path().join("artifacts"),
-        "local",
+        Platform::Local,
         Arc::default(),
     );
     d.refresh(file.unfinished().await.unwrap()).await.unwrap();
@@ -316,7 +323,7 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
     let row = other_store.summaries().await.unwrap().into_iter().find(|r| r.id == id).unwrap();
     *store.before_group.lock().unwrap() = Some(Box::new(move || {
         let ev = Event::Reaction {
-            by: UserRef::new("local", "erin"),
+            by: UserRef::new(Platform::Local, "erin"),
             message: other_freeze,
             emoji: "white_check_mark".into(),
             added: true,
@@ -365,7 +372,7 @@ async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answer
     let chat = Arc::new(Gated { gate: Semaphore::new(0), posts: Mutex::new(Vec::new()) });
     let handle = run::start(driver(dir.path(), chat.clone())).await.expect("the store is readable");
     let mut progress = handle.progress();
-    let command = |who: &str, text: &str| Inbound::command(UserRef::new("local", who), text).expect("valid");
+    let command = |who: &str, text: &str| Inbound::command(UserRef::new(Platform::Local, who), text).expect("valid");
 
     // No answer channel (a person typing in `raybot chat`): `handled` says when it is decided.
     handle.send(Delivery::new(command("alice", "/ray deploy v1.2"))).unwrap();
@@ -415,7 +422,7 @@ async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answer
 fn driver_on(dir: &std::path::Path, store: Arc<dyn Store>, chat: Arc<Gated>, replica: &str) -> Driver {
     let config = Config::embedded(dir).expect("embedded config");
     let catalog = Catalog::embedded().expect("embedded protocols");
-    Driver::new(config, catalog, store, chat, dir.join("artifacts"), "local", Arc::new(Metrics::new()))
+    Driver::new(config, catalog, store, chat, dir.join("artifacts"), Platform::Local, Arc::new(Metrics::new()))
         .with_replica(replica)
 }
 
@@ -444,7 +451,7 @@ async fn recorded_by_two_replicas(
     store.append(&release.id, 0, &lines, &row, Some(lock.token), None).await.unwrap();
     store.set_announced(&release.id, first, first_mark).await.unwrap();
     store.set_announced(&release.id, "raybot-c", 0).await.unwrap();
-    release.id
+    release.id.into()
 }
 
 /// Replica raybot-c died after recording events but before their posts went out: the replica
@@ -555,7 +562,7 @@ async fn counted_release(dir: &std::path::Path) -> (Driver, Arc<Interleaved>, St
     let mut d = driver_on(dir, store.clone(), chat, "raybot-a");
     say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
     tokio::time::timeout(Duration::from_secs(20), flush(&mut d)).await.expect("the outbox drains");
-    let id = d.active().next().unwrap().id.clone();
+    let id = d.active().next().unwrap().id.to_string();
     (d, store, id)
 }
 

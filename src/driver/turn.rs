@@ -76,14 +76,15 @@ impl Drop for Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Platform;
 
     #[test]
     fn replies_to_the_sender_are_collected_until_the_answer_and_sent_alone_after() {
-        let alice = UserRef::new("slack", "U1");
+        let alice = UserRef::new(Platform::Slack, "U1");
         let (tx, mut rx) = oneshot::channel();
         let mut turn = Turn::new(alice.clone(), None, Some(tx));
         assert_eq!(turn.say(&alice, "one".into()), None);
-        assert_eq!(turn.say(&UserRef::new("slack", "U2"), "bob's".into()), Some("bob's".into()));
+        assert_eq!(turn.say(&UserRef::new(Platform::Slack, "U2"), "bob's".into()), Some("bob's".into()));
         turn.answer();
         assert_eq!(rx.try_recv().unwrap(), Handled { duplicate: false, replies: vec!["one".into()] });
         assert_eq!(turn.say(&alice, "later".into()), Some("later".into()));
@@ -92,7 +93,7 @@ mod tests {
     #[test]
     fn a_dropped_turn_still_answers() {
         let (tx, mut rx) = oneshot::channel();
-        let mut turn = Turn::new(UserRef::new("local", "a"), None, Some(tx));
+        let mut turn = Turn::new(UserRef::new(Platform::Local, "a"), None, Some(tx));
         turn.duplicate = true;
         drop(turn);
         assert!(rx.try_recv().unwrap().duplicate);

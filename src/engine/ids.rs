@@ -1,29 +1,39 @@
-//! Ids the engine makes and reads back, as types of their own, so that a job id is never taken for
-//! a timer and a post key is never parsed out of a string.
+//! Ids the engine makes and reads back, as types of their own, so that a release id is never
+//! taken for a version, a job id never for a timer, and a post key is never parsed out of a string.
 //!
-//! Each serialises exactly as the string it replaces (`v1.2-production-…#job4`, `approval:0`), so
-//! logs stored by earlier builds replay unchanged (`tests/it/replay.rs` holds one). The events
-//! and effects the runtime exchanges with the engine still carry plain strings: the runtime
-//! (`src/driver`) keys its queue, timers and posts by them, and moves onto these types later.
+//! Each serialises exactly as the string it replaces (`v1.2-production-20261202T034303Z-747a`,
+//! `…#job4`, `approval:0`, `slack`), so logs stored by earlier builds replay unchanged
+//! (`tests/it/replay.rs` holds one). What holds today:
+//!
+//! - [`ReleaseId`] is the release's id in the engine: [`Release::id`](super::Release::id), the
+//!   event that starts a release ([`Event::Started`](super::Event::Started)) and the refusals that
+//!   name one. The runtime makes it (`driver::new_release_id`) and keys its store, outbox and
+//!   timers by its text: a `ReleaseId` reads as a `&str` (`Deref`, `Borrow<str>`, `AsRef<str>`,
+//!   `Display`), a string becomes one with `into()`.
+//! - [`Platform`] is a person's and a release's platform ([`UserRef`](super::UserRef),
+//!   [`People`](super::plan::People)) everywhere, the driver and the configuration included; the
+//!   job queue is still named by [`Platform::as_str`].
+//! - [`JobId`], [`ProbeId`], [`TimerId`] and [`PostKey`] are what the release's state holds; the
+//!   events and effects still carry their text (and [`Activity::Job`](super::Activity::Job) a job's),
+//!   because the runtime keys its job queue, timers and posts by strings.
+//!
+//! A leaf: this file imports nothing from the engine.
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A string id with a kind: `<release>#<kind><n>`.
-macro_rules! release_scoped_id {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+/// A string id of its own type, serialised as the bare string.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
         #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("The `n`th id of release `release`: `<release>#", $kind, "<n>`.")]
-            pub fn new(release: &str, n: u64) -> $name {
-                $name(format!("{release}#{}{n}", $kind))
-            }
-
             /// The id as it travels in events and effects.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -36,6 +46,26 @@ macro_rules! release_scoped_id {
             }
         }
 
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl From<String> for $name {
             fn from(s: String) -> $name {
                 $name(s)
@@ -45,6 +75,12 @@ macro_rules! release_scoped_id {
         impl From<&str> for $name {
             fn from(s: &str) -> $name {
                 $name(s.to_string())
+            }
+        }
+
+        impl From<&String> for $name {
+            fn from(s: &String) -> $name {
+                $name(s.clone())
             }
         }
 
@@ -77,6 +113,39 @@ macro_rules! release_scoped_id {
                 *self == other.0
             }
         }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A release, `<version>-<env>-<UTC time>-<4 hex digits>`, e.g.
+    /// `v1.2-production-20261202T034303Z-747a`; also its evidence folder's name. The runtime makes
+    /// it (`driver::new_release_id`) and keys the store by its text.
+    ReleaseId
+);
+
+/// A string id with a kind: `<release>#<kind><n>`.
+macro_rules! release_scoped_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        string_id!($(#[$doc])* $name);
+
+        impl $name {
+            #[doc = concat!("The `n`th id of release `release`: `<release>#", $kind, "<n>`.")]
+            pub fn new(release: &str, n: u64) -> $name {
+                $name(format!("{release}#{}{n}", $kind))
+            }
+        }
     };
 }
 
@@ -96,6 +165,50 @@ release_scoped_id!(
     TimerId,
     "timer"
 );
+
+/// The chat platform a person and a release are on; decides how people are mentioned. Stored as
+/// the lowercase names earlier builds wrote: `local`, `slack`, `discord`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// `raybot chat` and the demo: people are known by the name they type.
+    #[default]
+    Local,
+    /// Slack: user ids like `U024BE7LH`.
+    Slack,
+    /// Discord: snowflake user ids.
+    Discord,
+}
+
+impl Platform {
+    /// Every platform, in the order configuration lists them.
+    pub const ALL: [Platform; 3] = [Platform::Local, Platform::Slack, Platform::Discord];
+
+    /// The stored name: `local`, `slack` or `discord`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Platform::Local => "local",
+            Platform::Slack => "slack",
+            Platform::Discord => "discord",
+        }
+    }
+
+    /// Reads a stored name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Slack and Discord show `<@id>` as the person's name; a local war room has no such markup.
+    pub const fn mentions_by_id(self) -> bool {
+        matches!(self, Platform::Slack | Platform::Discord)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Under which name a post is kept, so that reactions, clicks and edits find it again. Stored as
 /// the strings earlier builds used: `freeze`, `approval:<round>`, `status`.
@@ -174,6 +287,38 @@ mod tests {
         assert_eq!(serde_json::from_str::<JobId>("\"r#job4\"").unwrap(), JobId::new("r", 4));
         assert_eq!(ProbeId::new("r", 7).to_string(), "r#probe7");
         assert_eq!(serde_json::to_string(&TimerId::new("r", 9)).unwrap(), "\"r#timer9\"");
+    }
+
+    #[test]
+    fn a_release_id_reads_as_the_string_it_replaces() {
+        let id = ReleaseId::from("v1.2-production-20261202T034303Z-747a");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"v1.2-production-20261202T034303Z-747a\"");
+        assert_eq!(serde_json::from_str::<ReleaseId>("\"r1\"").unwrap(), "r1");
+        assert_eq!((id.to_string(), String::from(id.clone())), (id.as_str().to_string(), id.as_str().to_string()));
+        assert!(id.starts_with("v1.2-production-"), "reads as a str");
+        let by_text: std::collections::BTreeMap<ReleaseId, u8> = [(id.clone(), 1)].into();
+        assert_eq!(by_text.get("v1.2-production-20261202T034303Z-747a"), Some(&1), "looked up by its text");
+        assert_eq!(JobId::new(&id, 4), "v1.2-production-20261202T034303Z-747a#job4");
+        let (r1, text) = (ReleaseId::from("r1"), String::from("r1"));
+        assert_eq!("r1", r1, "compared with its text either way");
+        assert_eq!(text, r1);
+        assert_eq!(r1, text);
+        assert!(*"r1" == r1);
+    }
+
+    #[test]
+    fn platforms_are_stored_as_their_lowercase_names() {
+        for (platform, text) in [(Platform::Local, "local"), (Platform::Slack, "slack"), (Platform::Discord, "discord")]
+        {
+            assert_eq!((platform.as_str(), platform.to_string()), (text, text.to_string()));
+            assert_eq!(Platform::parse(text), Some(platform));
+            assert_eq!(serde_json::to_string(&platform).unwrap(), format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Platform>(&format!("\"{text}\"")).unwrap(), platform);
+        }
+        assert_eq!(Platform::parse("Slack"), None);
+        assert!(serde_json::from_str::<Platform>("\"irc\"").is_err());
+        assert!(Platform::Slack.mentions_by_id() && Platform::Discord.mentions_by_id());
+        assert!(!Platform::Local.mentions_by_id());
     }
 
     #[test]

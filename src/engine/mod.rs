@@ -6,10 +6,10 @@
 //! timer ticks come back as events. No tokio, no clock, no filesystem: tests drive it directly.
 //!
 //! Every refusal is a [`Refusal`], rendered as `[RAY ERROR] …` by [`Refusal::to_chat`] alone
-//! (`refusal`); the ids the engine makes and reads back are types (`ids`: [`JobId`], [`ProbeId`],
-//! [`TimerId`], [`PostKey`]) that serialise as the strings stored logs hold. People are named as
-//! their platform shows them: [`plan::People::named`] and `mention` in chat,
-//! [`plan::People::label`] (name and platform id) in evidence.
+//! (`refusal`); the ids the engine makes and reads back are types (`ids`: [`ReleaseId`], [`JobId`],
+//! [`ProbeId`], [`TimerId`], [`PostKey`], [`Platform`]) that serialise as the strings stored logs
+//! hold. People are named as their platform shows them: [`plan::People::named`] and `mention` in
+//! chat, [`plan::People::label`] (name and platform id) in evidence.
 
 pub mod ids;
 pub mod plan;
@@ -25,7 +25,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{JobId, PostKey, ProbeId, TimerId};
+pub use ids::{JobId, Platform, PostKey, ProbeId, ReleaseId, TimerId};
 pub use plan::Plan;
 pub use refusal::Refusal;
 pub use release::{
@@ -66,16 +66,16 @@ impl Timestamp {
 /// A chat user on one platform.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UserRef {
-    /// `local`, `slack` or `discord`.
-    pub platform: String,
+    /// The platform; stored as `local`, `slack` or `discord`.
+    pub platform: Platform,
     /// The platform's user id.
     pub id: String,
 }
 
 impl UserRef {
-    /// A user of `platform` (`local`, `slack`, `discord`), e.g. `UserRef::new("local", "alice")`.
-    pub fn new(platform: impl Into<String>, id: impl Into<String>) -> Self {
-        UserRef { platform: platform.into(), id: id.into() }
+    /// A user of `platform`, e.g. `UserRef::new(Platform::Local, "alice")`.
+    pub fn new(platform: Platform, id: impl Into<String>) -> Self {
+        UserRef { platform, id: id.into() }
     }
 }
 
@@ -178,8 +178,8 @@ pub enum ReleaseCommand {
 pub enum Event {
     /// `/ray deploy` accepted: the first event of every release.
     Started {
-        /// Release id, `<version>-<env>-<UTC time>`, e.g. `v1.2-production-20261121T233420Z`.
-        release: String,
+        /// Release id, `<version>-<env>-<UTC time>-<hex>`, e.g. `v1.2-production-20261121T233420Z-747a`.
+        release: ReleaseId,
         /// Version being released, e.g. `v1.2`.
         version: String,
         /// Target environment, e.g. `production`.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ids::Platform;
 use crate::protocol::model::Protocol;
 
 /// Everything a release runs on.
@@ -125,8 +126,8 @@ pub struct HealthWindow {
 /// Who is who on the platform the release runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct People {
-    /// `local`, `slack` or `discord`; decides how mentions look.
-    pub platform: String,
+    /// The platform the release runs on; decides how mentions look.
+    pub platform: Platform,
     /// Everyone with an id on that platform, in `release-approvers.yaml` order.
     pub persons: Vec<Person>,
 }
@@ -212,7 +213,7 @@ impl People {
 
     /// Slack and Discord show `<@id>` as the person's name; a local war room has no such markup.
     fn mentions_by_id(&self) -> bool {
-        matches!(self.platform.as_str(), "slack" | "discord")
+        self.platform.mentions_by_id()
     }
 }
 
@@ -240,41 +241,41 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn people(platform: &str, carol: &str) -> People {
+    fn people(platform: Platform, carol: &str) -> People {
         People {
-            platform: platform.into(),
+            platform,
             persons: vec![Person { id: carol.into(), name: "Carol Example".into(), roles: vec!["sre_lead".into()] }],
         }
     }
 
     #[test]
     fn chat_names_people_as_their_platform_shows_them() {
-        let slack = people("slack", "U0CAROL003");
+        let slack = people(Platform::Slack, "U0CAROL003");
         assert_eq!(slack.mention("U0CAROL003"), "<@U0CAROL003>");
         assert_eq!(slack.named("U0CAROL003"), "<@U0CAROL003>");
-        let discord = people("discord", "100000000000000003");
+        let discord = people(Platform::Discord, "100000000000000003");
         assert_eq!(discord.named("100000000000000003"), "<@100000000000000003>");
-        let local = people("local", "carol");
+        let local = people(Platform::Local, "carol");
         assert_eq!(local.mention("carol"), "@carol");
         assert_eq!(local.named("carol"), "carol");
     }
 
     #[test]
     fn evidence_names_people_with_their_name_and_platform_id() {
-        let slack = people("slack", "U0CAROL003");
+        let slack = people(Platform::Slack, "U0CAROL003");
         assert_eq!(slack.label("U0CAROL003"), "Carol Example (slack U0CAROL003)");
         assert_eq!(slack.label("U0MALLORY9"), "slack U0MALLORY9");
-        assert_eq!(people("local", "carol").label("carol"), "Carol Example (local carol)");
+        assert_eq!(people(Platform::Local, "carol").label("carol"), "Carol Example (local carol)");
     }
 
     #[test]
     fn chat_lines_become_evidence_lines_without_bare_ids() {
-        let slack = people("slack", "U0CAROL003");
+        let slack = people(Platform::Slack, "U0CAROL003");
         assert_eq!(
             slack.unmention("on-call: <@U0CAROL003>, <@U0MALLORY9>; <@ not a mention>, <@>"),
             "on-call: Carol Example (slack U0CAROL003), slack U0MALLORY9; <@ not a mention>, <@>"
         );
-        let local = people("local", "carol");
+        let local = people(Platform::Local, "carol");
         assert_eq!(local.unmention("on-call: @carol"), "on-call: @carol");
     }
 }

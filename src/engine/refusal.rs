@@ -7,6 +7,8 @@
 //! (the `who` fields hold `<@U…>` on Slack and Discord, the local name otherwise), never by a
 //! bare platform id.
 
+use super::ids::ReleaseId;
+
 /// The line every refusal starts with. Halt posts use it too (the seeds' error template).
 pub const ERROR_TAG: &str = "[RAY ERROR]";
 
@@ -17,7 +19,7 @@ pub enum Refusal {
     #[error("release {release} has already ended ({status}). Start a new one with `/ray deploy <version>`.")]
     Ended {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// How it ended, e.g. `released`.
         status: String,
     },
@@ -46,7 +48,7 @@ pub enum Refusal {
     #[error("nothing to roll back: {env} has not been touched by {release}. Use `/ray abort <reason>` to stop it.")]
     NothingToRollBack {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// Its target environment.
         env: String,
     },
@@ -54,7 +56,7 @@ pub enum Refusal {
     #[error("{release} has already changed {env}; use `/ray rollback <reason>` to restore the previous version.")]
     AlreadyChanged {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// Its target environment.
         env: String,
     },
@@ -125,7 +127,7 @@ pub enum Runtime {
     )]
     LostLock {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// Its environment.
         env: String,
     },
@@ -144,7 +146,7 @@ pub enum NothingWaiting {
     #[error("no change freeze is waiting for acknowledgement on release {release} (it is {status}).")]
     Freeze {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// What the release is doing.
         status: String,
     },
@@ -152,7 +154,7 @@ pub enum NothingWaiting {
     #[error("no approval is waiting for release {release} (it is {status}). `/ray status` shows what it is doing.")]
     Approval {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// What the release is doing.
         status: String,
     },
@@ -160,13 +162,13 @@ pub enum NothingWaiting {
     #[error("no approval is waiting for release {release}; to stop it use `/ray abort <reason>`.")]
     Rejection {
         /// Release id.
-        release: String,
+        release: ReleaseId,
     },
     /// `/ray waive` while the release is not halted.
     #[error("release {release} is not halted at a gate (it is {status}).")]
     Gate {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// What the release is doing.
         status: String,
     },
@@ -174,7 +176,7 @@ pub enum NothingWaiting {
     #[error("release {release} is not halted (it is {status}); nothing to retry.")]
     Halt {
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// What the release is doing.
         status: String,
     },
@@ -190,7 +192,7 @@ pub enum NotAllowed {
         /// The person.
         who: String,
         /// Release id.
-        release: String,
+        release: ReleaseId,
     },
     /// `/ray ack` by someone not on the freeze's list.
     #[error("{who} is not on the change-freeze list of {release}; it names: {names}.")]
@@ -198,7 +200,7 @@ pub enum NotAllowed {
         /// The person.
         who: String,
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// Everyone on the list, mentioned.
         names: String,
     },
@@ -250,7 +252,7 @@ pub enum NotAllowed {
         /// The person.
         who: String,
         /// Release id.
-        release: String,
+        release: ReleaseId,
         /// The operator roles.
         needs: String,
     },
@@ -260,7 +262,7 @@ pub enum NotAllowed {
         /// The person.
         who: String,
         /// Release id.
-        release: String,
+        release: ReleaseId,
     },
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
-use super::{Effect, Event, Plan, Release, ReleaseCommand, Strategy, Terminal, Timestamp, UserRef};
+use super::{Effect, Event, Plan, Platform, Release, ReleaseCommand, Strategy, Terminal, Timestamp, UserRef};
 use crate::config::Config;
 use crate::protocol::Catalog;
 
@@ -15,7 +15,7 @@ use crate::protocol::Catalog;
 pub fn sample_plan(env: &str) -> Plan {
     let cfg = Config::embedded(std::path::Path::new("/nonexistent")).expect("embedded config parses");
     let catalog = Catalog::embedded().expect("embedded protocols parse");
-    cfg.plan(&catalog, env, "local", "v1.2").expect("sample plan builds")
+    cfg.plan(&catalog, env, Platform::Local, "v1.2").expect("sample plan builds")
 }
 
 /// A probe of 10 requests, `ok` of them answered, served by `versions` (version → requests).
@@ -33,9 +33,8 @@ pub fn probe_report(ok: u32, versions: &[(&str, u32)]) -> ProbeReport {
     }
 }
 
-/// The sample plan for `env` on `platform` (`local`, `slack`, `discord`): the same people, with
-/// their ids on that platform.
-pub fn sample_plan_on(env: &str, platform: &str) -> Plan {
+/// The sample plan for `env` on `platform`: the same people, with their ids on that platform.
+pub fn sample_plan_on(env: &str, platform: Platform) -> Plan {
     let cfg = Config::embedded(std::path::Path::new("/nonexistent")).expect("embedded config parses");
     let catalog = Catalog::embedded().expect("embedded protocols parse");
     cfg.plan(&catalog, env, platform, "v1.2").expect("sample plan builds")
@@ -45,7 +44,7 @@ pub fn sample_plan_on(env: &str, platform: &str) -> Plan {
 /// mention (`<@U0CAROL003>`) and not after its platform's name (`Carol Example (slack
 /// U0CAROL003)`). Chat shows a mention as the person's name and evidence names people with both;
 /// a bare id names nobody. Returns the lines that hold one.
-pub fn bare_ids(text: &str, platform: &str, ids: &[&str]) -> Vec<String> {
+pub fn bare_ids(text: &str, platform: Platform, ids: &[&str]) -> Vec<String> {
     let named = format!("{platform} ");
     text.lines()
         .filter(|line| {
@@ -129,7 +128,7 @@ impl Sim {
     }
 
     pub fn user(id: &str) -> UserRef {
-        UserRef::new("local", id)
+        UserRef::new(Platform::Local, id)
     }
 
     /// Starts `/ray deploy v1.2` by `by` with the sample plan.

@@ -251,7 +251,12 @@ fn a_release_of_v1_2_runs_through_discord_alone() {
         .chain(fake.messages().into_iter().map(|m| m.content))
         .collect();
     assert!(said.len() > 20, "{said:?}");
-    crate::support::assert_no_bare_ids(&said, &dir, "discord", &[ALICE, BOB, CAROL, DAVE, ERIN, MALLORY]);
+    crate::support::assert_no_bare_ids(
+        &said,
+        &dir,
+        raybot::engine::Platform::Discord,
+        &[ALICE, BOB, CAROL, DAVE, ERIN, MALLORY],
+    );
 
     // The gateway kept its heartbeat.
     assert!(fake.heartbeat_acks() >= 1);

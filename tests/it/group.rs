@@ -10,7 +10,7 @@ use std::time::Duration;
 use raybot::chat::{ChatError, ChatSink, Handled, Inbound};
 use raybot::driver::{Driver, StoredEvent};
 use raybot::engine::testkit::Sim;
-use raybot::engine::{Ask, Event, ReleaseCommand, Strategy, UserRef};
+use raybot::engine::{Ask, Event, Platform, ReleaseCommand, Strategy, UserRef};
 use raybot::store::Store;
 use raybot::store::redis::RedisStore;
 
@@ -49,12 +49,19 @@ async fn forty_queued_reactions_are_recorded_once_each_in_order_in_one_write() {
     let dir = tempfile::tempdir().unwrap();
     let config = raybot::config::Config::embedded(dir.path()).unwrap();
     let catalog = raybot::protocol::Catalog::embedded().unwrap();
-    let driver =
-        Driver::new(config, catalog, store.clone(), Arc::new(Quiet), dir.path().join("a"), "local", Arc::default());
+    let driver = Driver::new(
+        config,
+        catalog,
+        store.clone(),
+        Arc::new(Quiet),
+        dir.path().join("a"),
+        Platform::Local,
+        Arc::default(),
+    );
     let (handle, task) = raybot::driver::run::spawn(driver);
 
     let toggle = |who: &str, added: bool| Inbound::Reaction {
-        user: UserRef::new("local", who),
+        user: UserRef::new(Platform::Local, who),
         message: freeze.clone(),
         emoji: "white_check_mark".into(),
         added,

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use raybot::chat::handle::DriverHandle;
 use raybot::chat::{ChatError, ChatSink, Handled, Inbound};
 use raybot::driver::{Driver, StoredEvent};
-use raybot::engine::{Ask, Button, Release, UserRef};
+use raybot::engine::{Ask, Button, Platform, Release, UserRef};
 use raybot::store::redis::RedisStore;
 use raybot::store::{JobQueue, Store, StoreError};
 
@@ -235,7 +235,7 @@ async fn driver(ws: &Workspace, store: Arc<dyn Store>, room: Arc<Room>, replica:
     let config = raybot::config::Config::load(&ws.path().join("config")).expect("config");
     let catalog = raybot::protocol::Catalog::embedded().expect("protocols");
     let metrics = Arc::new(raybot::metrics::Metrics::new());
-    let d = Driver::new(config, catalog, store, room, ws.artifacts(), "local", metrics).with_replica(replica);
+    let d = Driver::new(config, catalog, store, room, ws.artifacts(), Platform::Local, metrics).with_replica(replica);
     raybot::driver::run::start(d).await.expect("the store is readable")
 }
 
@@ -247,7 +247,7 @@ async fn settle(d: &DriverHandle) {
 }
 
 fn user(name: &str) -> UserRef {
-    UserRef::new("local", name)
+    UserRef::new(Platform::Local, name)
 }
 
 async fn say(d: &DriverHandle, who: &str, text: &str, key: Option<&str>) -> Handled {

@@ -306,7 +306,12 @@ async fn slack_drives_a_full_release_of_v1_2_with_signed_payloads_only() {
     assert!(report.contains("- Started by: Alice Example (slack U0ALICE001)"), "{report}");
     let mut said: Vec<String> = s.fake.calls(None).iter().map(|c| c.text().to_string()).collect();
     said.push(answer);
-    crate::support::assert_no_bare_ids(&said, &dir, "slack", &[ALICE, BOB, CAROL, DAVE, ERIN, MALLORY]);
+    crate::support::assert_no_bare_ids(
+        &said,
+        &dir,
+        raybot::engine::Platform::Slack,
+        &[ALICE, BOB, CAROL, DAVE, ERIN, MALLORY],
+    );
 
     // Secrets never reach the log.
     let log = std::fs::read_to_string(&s.log).unwrap();

@@ -248,7 +248,7 @@ impl LiveChat {
 /// release folder `dir` shows one of `ids` alone: chat mentions them (`<@U0CAROL003>`), evidence
 /// names them with their name and platform (`Carol Example (slack U0CAROL003)`). Zips are the
 /// same files again and skipped.
-pub fn assert_no_bare_ids(texts: &[String], dir: &Path, platform: &str, ids: &[&str]) {
+pub fn assert_no_bare_ids(texts: &[String], dir: &Path, platform: raybot::engine::Platform, ids: &[&str]) {
     for t in texts {
         let bare = raybot::engine::testkit::bare_ids(t, platform, ids);
         assert!(bare.is_empty(), "a message shows a bare user id: {bare:#?}");

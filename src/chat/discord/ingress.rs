@@ -24,7 +24,7 @@ use crate::chat::handle::{ACK_BUDGET, Answer, DriverHandle};
 use crate::chat::{Delivery, Handled, Inbound, answer_text};
 use crate::command::Command;
 use crate::command::one_line;
-use crate::engine::{Button, UserRef, ray_error};
+use crate::engine::{Button, Platform, UserRef, ray_error};
 
 /// Ephemeral-message flag of interaction responses.
 const EPHEMERAL: u64 = 64;
@@ -120,7 +120,7 @@ impl Ingress {
                     Err(e) => return Queued::Now(ray_error(e)),
                 };
                 let accepted = format!("[RAY] `{}` accepted.", one_line(&command.to_string()));
-                let user = UserRef::new("discord", c.user.id.to_string());
+                let user = UserRef::new(Platform::Discord, c.user.id.to_string());
                 (c.id.to_string(), Inbound::Command { user, command }, accepted)
             }
             Interaction::Component(c) => {
@@ -136,7 +136,7 @@ impl Ingress {
                     Button::Reject => "[RAY] Your rejection is recorded.",
                 }
                 .to_string();
-                let user = UserRef::new("discord", c.user.id.to_string());
+                let user = UserRef::new(Platform::Discord, c.user.id.to_string());
                 (c.id.to_string(), Inbound::Click { user, message, button }, accepted)
             }
             _ => return Queued::Now(ray_error("raybot only takes `/ray` commands and its own buttons.")),
@@ -202,7 +202,8 @@ impl Ingress {
             }
         };
         let key = format!("discord:reaction:{message}:{user}:{emoji}:{}:{n}", if added { "add" } else { "remove" });
-        let inbound = Inbound::Reaction { user: UserRef::new("discord", user.to_string()), message, emoji, added };
+        let inbound =
+            Inbound::Reaction { user: UserRef::new(Platform::Discord, user.to_string()), message, emoji, added };
         // Refusals (not on the freeze list) come back through `ChatSink::reply`.
         if let Err(e) = self.handle.send(Delivery { key: Some(key), inbound, done: None }) {
             tracing::warn!(error = %e, "reaction not delivered to the driver");

@@ -75,7 +75,7 @@ pub async fn start(war_room: &WarRoom, spawn: SpawnDriver<'_>) -> anyhow::Result
     };
 
     let chat = Arc::new(DiscordChat::new(http.clone(), channel));
-    let handle = spawn("discord", chat);
+    let handle = spawn(crate::engine::Platform::Discord, chat);
     let ingress = Arc::new(Ingress::new(handle, http, channel));
     let mut transports = Vec::new();
     if let (Some(mut client), Some(cell)) = (client, cell) {
@@ -90,5 +90,5 @@ pub async fn start(war_room: &WarRoom, spawn: SpawnDriver<'_>) -> anyhow::Result
         Some(v) => endpoint::routes(ingress, v),
         None => axum::Router::new(),
     };
-    Ok(Some(Platform { name: "discord", routes, transports }))
+    Ok(Some(Platform { name: crate::engine::Platform::Discord.as_str(), routes, transports }))
 }

@@ -97,7 +97,7 @@ pub async fn start(env: SlackEnv, channel: Option<&str>, spawn: SpawnDriver<'_>)
         }
     };
     let chat = Arc::new(SlackChat::new(client.clone(), token, &channel, POST_INTERVAL));
-    let handle = spawn("slack", chat.clone());
+    let handle = spawn(crate::engine::Platform::Slack, chat.clone());
     let desk = Arc::new(Desk { handle, chat, bot_user });
     let mut transports = Vec::new();
     let routes = if let Some(app_token) = env.app_token {
@@ -110,7 +110,7 @@ pub async fn start(env: SlackEnv, channel: Option<&str>, spawn: SpawnDriver<'_>)
             "SLACK_BOT_TOKEN is set: set SLACK_SIGNING_SECRET (HTTP endpoints) or SLACK_APP_TOKEN (Socket Mode)"
         )
     };
-    Ok(Platform { name: "slack", routes, transports })
+    Ok(Platform { name: crate::engine::Platform::Slack.as_str(), routes, transports })
 }
 
 /// Where answers go that are ready only after the acknowledgement.

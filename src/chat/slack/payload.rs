@@ -5,7 +5,7 @@
 use slack_morphism::prelude::*;
 
 use crate::chat::Inbound;
-use crate::engine::{Button, UserRef, ray_error};
+use crate::engine::{Button, Platform, UserRef, ray_error};
 
 /// `action_id` of the Approve button (the message it sits on is the click's `container`).
 pub(crate) const APPROVE_ACTION: &str = "ray_approve";
@@ -34,7 +34,7 @@ pub(crate) fn wrong_channel(war_room: &str) -> String {
 pub(crate) fn command_inbound(user: &str, text: Option<&str>) -> Result<Inbound, String> {
     let text = text.unwrap_or("").trim();
     let text = if text.is_empty() { "/ray".to_string() } else { format!("/ray {text}") };
-    Inbound::command(UserRef::new("slack", user), &text)
+    Inbound::command(UserRef::new(Platform::Slack, user), &text)
 }
 
 /// A `reaction_added` / `reaction_removed` event on a message, with its idempotency key
@@ -54,7 +54,7 @@ pub(crate) fn reaction_inbound(cb: &SlackPushEventCallback, bot_user: Option<&st
     Some((
         format!("slack:event:{}", cb.event_id.0),
         Inbound::Reaction {
-            user: UserRef::new("slack", user.0.clone()),
+            user: UserRef::new(Platform::Slack, user.0.clone()),
             message: message_id(&channel.0, &msg.origin.ts.0),
             emoji: reaction.0.clone(),
             added,
@@ -86,7 +86,7 @@ pub(crate) fn click_inbound(ev: &SlackInteractionBlockActionsEvent) -> Result<(S
         action.action_ts.as_ref().map(|t| format!("{}:{}", ev.trigger_id.0, t.0)).unwrap_or(ev.trigger_id.0.clone())
     );
     let inbound = Inbound::Click {
-        user: UserRef::new("slack", user.id.0.clone()),
+        user: UserRef::new(Platform::Slack, user.id.0.clone()),
         message: message_id(&channel, &container.message_ts.0),
         button,
     };
@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(
             inbound,
             Inbound::Reaction {
-                user: UserRef::new("slack", "U0BOB00002"),
+                user: UserRef::new(Platform::Slack, "U0BOB00002"),
                 message: "C0WARROOM01:1700000000.000100".into(),
                 emoji: "white_check_mark".into(),
                 added: true
@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(
             inbound,
             Inbound::Click {
-                user: UserRef::new("slack", "U0CAROL003"),
+                user: UserRef::new(Platform::Slack, "U0CAROL003"),
                 message: "C0WARROOM01:1700000000.000300".into(),
                 button: Button::Approve
             }
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(
             command_inbound("U0ALICE001", Some(" deploy v1.2 ")),
             Ok(Inbound::Command {
-                user: UserRef::new("slack", "U0ALICE001"),
+                user: UserRef::new(Platform::Slack, "U0ALICE001"),
                 command: crate::command::parse("/ray deploy v1.2").unwrap()
             })
         );

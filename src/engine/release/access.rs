@@ -13,6 +13,7 @@
 //! Checks that depend on the command's own arguments or on what it would do (which gate, whether
 //! the target was touched) stay with the command.
 
+use crate::engine::ids::ReleaseId;
 use crate::engine::plan::{People, Policy};
 use crate::engine::refusal::{NotAllowed, NothingWaiting, Refusal};
 use crate::engine::{ReleaseCommand, UserRef};
@@ -130,7 +131,7 @@ impl Verb {
 /// What the checks read: the release's situation, as data.
 pub(crate) struct Scene<'a> {
     /// Release id.
-    pub(crate) release: &'a str,
+    pub(crate) release: &'a ReleaseId,
     /// What the release is doing.
     pub(crate) activity: &'a Activity,
     /// Who is who.
@@ -159,7 +160,7 @@ pub(crate) struct Refused {
 pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>) -> Result<(), Refused> {
     let rule = verb.rule();
     let refuse = |refusal: Refusal| Err(Refused { action: verb.name(), refusal });
-    let release = || scene.release.to_string();
+    let release = || scene.release.clone();
     let status = || scene.activity.label();
     if verb != Verb::Status && matches!(scene.activity, Activity::Ended(_)) {
         return Err(Refused { action: "command", refusal: Refusal::Ended { release: release(), status: status() } });
@@ -226,6 +227,7 @@ pub(crate) fn check(verb: Verb, by: &UserRef, reaction: bool, scene: &Scene<'_>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ids::Platform;
     use crate::engine::plan::Person;
     use crate::engine::{Halt, Resume, Terminal, Timestamp};
 
@@ -236,7 +238,7 @@ mod tests {
             roles: roles.iter().map(|r| r.to_string()).collect(),
         };
         People {
-            platform: "local".into(),
+            platform: Platform::Local,
             persons: vec![
                 p("alice", &["release_manager"]),
                 p("bob", &["product_owner"]),
@@ -256,7 +258,7 @@ mod tests {
     }
 
     fn user(id: &str) -> UserRef {
-        UserRef::new("local", id)
+        UserRef::new(Platform::Local, id)
     }
 
     struct World {
@@ -274,7 +276,7 @@ mod tests {
 
         fn check(&self, verb: Verb, by: &str, reaction: bool) -> Result<(), Refused> {
             let scene = Scene {
-                release: "r1",
+                release: &ReleaseId::from("r1"),
                 activity: &self.activity,
                 people: &self.people,
                 policy: &self.policy,
@@ -423,7 +425,7 @@ mod tests {
     #[test]
     fn refusals_on_discord_and_slack_mention_the_person_instead_of_their_id() {
         let mut w = World::new(Activity::Approval { round: 0, reminder: "t".into() });
-        w.people.platform = "discord".into();
+        w.people.platform = Platform::Discord;
         w.roles = Some(vec!["product_owner".into()]);
         assert_eq!(
             w.refusal(Verb::Approve, "1577443819027304456"),
@@ -433,7 +435,7 @@ mod tests {
             w.refusal(Verb::Approve, "erin"),
             "approve: <@erin> (stakeholder) may not approve this step; it needs: product_owner."
         );
-        w.people.platform = "slack".into();
+        w.people.platform = Platform::Slack;
         for (verb, text) in [
             (Verb::Reject, "<@erin> may not reject this step"),
             (Verb::Rollback, "<@erin> may not roll back"),
@@ -443,14 +445,14 @@ mod tests {
             assert!(refusal.contains(text), "{refusal}");
         }
         let mut w = World::new(Activity::Acks { reminder: "t".into() });
-        w.people.platform = "slack".into();
+        w.people.platform = Platform::Slack;
         w.freeze = vec!["bob".into()];
         let r = w.check(Verb::Ack, "U0MALLORY9", true).expect_err("refused");
         assert_eq!(
             r.refusal.to_string(),
             "<@U0MALLORY9> is not on the change-freeze list of r1; the reaction does not count."
         );
-        let w = World { people: People { platform: "slack".into(), ..people() }, ..World::new(halted()) };
+        let w = World { people: People { platform: Platform::Slack, ..people() }, ..World::new(halted()) };
         assert!(w.refusal(Verb::Waive, "carol").starts_with("waive: <@carol> may not waive gates"));
         assert!(w.refusal(Verb::Retry, "bob").starts_with("retry: <@bob> may not retry"));
     }

@@ -1,7 +1,8 @@
 //! What a person's command, reaction or click comes to, decided before anything changes: a
 //! refusal, a reply, or the action to take. A read-only view of the release (an `impl Release`
 //! block) over the access table (`access`), `/ray waive`'s gate checks (`gates`) and the rollback
-//! request (`rollback`); `mod.rs` performs the [`Answer`].
+//! request (`rollback`); `mod.rs` performs the [`Answer`], and the [`Reading`] of a waiver, retry,
+//! rejection, abort or rollback asked for.
 
 use super::access::{self, Refused, Scene, Verb};
 use super::freeze::same_emoji;
@@ -181,6 +182,19 @@ impl Release {
         Reading { acts, next: Next::Finish(Terminal::Rejected { by: by.id.clone(), reason }) }
     }
 
+    /// What a `/ray rollback` by `by` (for `reason`) does: recorded, then the target's rollback
+    /// starts now, or once the running job or probe ends, which `by` is told.
+    pub(super) fn rollback_asked(&self, by: &UserRef, request: Request, reason: String, now: Timestamp) -> Reading {
+        let audit = Act::Audit(AuditEntry::accepted(now, &by.id, format!("requested rollback: {reason}")));
+        let why = format!("requested by {}: {reason}", self.mention(&by.id));
+        if request == Request::Now {
+            return Reading { acts: vec![audit], next: Next::Rollback { reason: why, trigger: by.id.clone() } };
+        }
+        let queued = "[RAY] Rollback queued: it starts as soon as the running step finishes.".to_string();
+        let acts = vec![audit, Act::QueueRollback(by.id.clone(), why), Act::Reply(by.clone(), queued)];
+        Reading { acts, next: Next::Wait }
+    }
+
     /// What `/ray abort` by `by` does: recorded, and the release ends aborted.
     pub(super) fn aborted(&self, by: &UserRef, reason: String, now: Timestamp) -> Reading {
         let audit = AuditEntry::accepted(now, &by.id, format!("aborted: {reason}"));
@@ -298,6 +312,23 @@ mod tests {
         assert!(matches!(r.answer_command(&alice, &rollback), Answer::Refuse(_, _)));
         r.production_touched = true;
         assert!(matches!(r.answer_command(&alice, &abort), Answer::Refuse("abort", Refusal::AlreadyChanged { .. })));
+    }
+
+    #[test]
+    fn a_rollback_asked_is_audited_and_starts_now_or_once_the_running_work_ends_saying_so() {
+        let sim = at_freeze();
+        let r = sim.release();
+        let carol = Sim::user("carol");
+        let now = r.rollback_asked(&carol, Request::Now, "errors".into(), sim.now);
+        assert!(matches!(&now.acts[..], [Act::Audit(a)] if a.what == "requested rollback: errors" && a.who == "carol"));
+        assert_eq!(now.next, Next::Rollback { reason: "requested by @carol: errors".into(), trigger: "carol".into() });
+        let queued = r.rollback_asked(&carol, Request::Queued, "errors".into(), sim.now);
+        let [Act::Audit(_), Act::QueueRollback(who, why), Act::Reply(to, text)] = &queued.acts[..] else {
+            panic!("audit, queue, answer: {:?}", queued.acts)
+        };
+        assert_eq!((who.as_str(), why.as_str(), to), ("carol", "requested by @carol: errors", &carol));
+        assert!(text.starts_with("[RAY] Rollback queued"), "{text}");
+        assert_eq!(queued.next, Next::Wait);
     }
 
     /// The sample release halted at the failed Rollback & Security Gate.

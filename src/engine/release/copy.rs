@@ -145,6 +145,16 @@ impl Release {
             .collect()
     }
 
+    /// Answers someone who approved the open round before.
+    pub(super) fn approved_already_text(&self) -> String {
+        format!("[RAY] You already approved {} — counted once.", self.id)
+    }
+
+    /// Answers someone who acknowledged the freeze before.
+    pub(super) fn acknowledged_already_text(&self) -> String {
+        format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id)
+    }
+
     /// The go decision of a round, with who signed (`names`): the edit of the request.
     pub(super) fn approved_text(names: &[String]) -> String {
         format!("[RAY] ✅ Approved — {}. Decision recorded.", names.join(", "))

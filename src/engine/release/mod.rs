@@ -12,7 +12,7 @@
 //! | `mod.rs`       | `handle`, the walk, and performing outcomes (`apply`, `perform`, `respond`)     |
 //! | `state.rs`     | the stored data: `Release`, `Activity`, `Task`, `Halt`, `Terminal`, `Cursor::next_phase` |
 //! | *leaves*       |                                                                                |
-//! | `steps.rs`     | `start` → `Next` per step kind; deploy sub-steps, validation, scan, soak verdicts; `Act`, `Reading` |
+//! | `steps.rs`     | `start` → `Next` per step kind; deploy sub-steps, validation, scan, soak verdicts; `Act`, `Reading`, `Asking` |
 //! | `jobs.rs`      | `JobAsk` → `JobSpec` (placeholders, `RAYBOT_*`), the job record                 |
 //! | `rollout.rs`   | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds, probe specs  |
 //! | `rehearsal.rs` | the rollback rehearsal: job → probe → roll forward → RTO, as `Rehearsal`       |
@@ -26,8 +26,9 @@
 //! | `recovery.rs`  | `recover` → `Recovery` after a takeover; where a lost job halts                |
 //! | `scores.rs`    | validation coverage, security findings, prerequisite completeness              |
 //! | *views*        |                                                                                |
-//! | `readings.rs`  | a step or rollback result, approval, ack, gate or its failure → `Reading`; halts |
-//! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort → `Reading` |
+//! | `readings.rs`  | a step, health-window round or rollback result, approval, ack, gate or its failure → `Reading`; halts |
+//! | `requests.rs`  | the freeze and go/no-go requests: who is asked, the round opened, the post that asks, an approval |
+//! | `answers.rs`   | a command, reaction or click → `Answer`; a waiver, retry, rejection, abort, rollback asked → `Reading` |
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
 //! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
@@ -46,6 +47,7 @@ mod place;
 mod readings;
 mod recovery;
 mod rehearsal;
+mod requests;
 mod rollback;
 mod rollout;
 mod scores;
@@ -70,14 +72,16 @@ pub use gates::{GateVerdict, Verdict};
 use jobs::JobAsk;
 use readings::{GateRun, HaltRoute};
 use recovery::Recovery;
-use rollback::Request;
 use state::Advance;
 pub use state::{
     Activity, AuditEntry, Cursor, Halt, JobRecord, ProbeRecord, Release, Resume, RollbackRecord, Task, Terminal,
 };
-use steps::{Act, Next, Reading};
+use steps::{Act, Asking, Next, Reading};
 
 type Fx = Vec<Effect>;
+
+/// What a request re-posted after a restart starts with.
+const RESUMED: &str = "[RAY] Resumed after a restart.\n";
 
 /// Result of starting a step.
 enum Entered {
@@ -466,10 +470,16 @@ impl Release {
                 self.set_metric("slo_breaches", 0.0);
                 self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
+            Next::SoakRound { until, at } => {
+                let timer = self.arm(fx, at);
+                self.activity = Activity::Soak { until, timer };
+            }
+            Next::SoakOver => return self.perform(now, fx, self.soak_over(now)),
             Next::Parity => return self.perform(now, fx, self.parity(now)),
             Next::Unscanned => return self.perform(now, fx, self.unscanned(now)),
-            Next::Approval(roles) => return self.open_approval(now, fx, roles),
-            Next::Freeze(roles) => return self.open_freeze(now, fx, roles),
+            Next::Approval(roles) => return self.perform(now, fx, self.approval_opening(roles, now)),
+            Next::Freeze(roles) => return self.perform(now, fx, self.freeze_opening(&roles, now)),
+            Next::Ask(asking) => self.ask(now, fx, asking, ""),
             Next::Document(template) => return self.perform(now, fx, self.document_step(now, template)),
             Next::Halt(halt) => self.halt(now, fx, halt),
             Next::Rollback { reason, trigger } => self.start_rollback(now, fx, reason, trigger),
@@ -511,6 +521,11 @@ impl Release {
             Act::Rollback(record) => self.rollback = record.map(|r| *r),
             Act::Audit(entry) => self.audit.push(entry),
             Act::Waiver(key, who, justification, at) => self.waivers.push((key, who, justification, at)),
+            Act::Observe(report) => self.soak.push(*report),
+            Act::Freeze(freeze) => self.freeze = *freeze,
+            Act::Round(round) => self.rounds.push(*round),
+            Act::QueueRollback(who, why) => self.rollback_requested = Some((who, why)),
+            Act::Reply(to, text) => fx.push(Effect::Reply { to, text }),
         }
     }
 
@@ -562,81 +577,41 @@ impl Release {
         self.activity = Activity::Probe { probe, task };
     }
 
-    // ----- approvals ------------------------------------------------------------------------
+    // ----- requests to people: the freeze and go/no-go rounds -----------------------------
 
-    fn open_approval(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
-        let round = self.rounds.len();
-        self.rounds.push(ApprovalRound::open(self.protocol().id.clone(), self.step().id.clone(), roles, now));
-        self.post_approval_request(now, fx, round, "");
-        Entered::Waiting
-    }
-
-    /// Posts (or re-posts) the go/no-go request of `round` with its buttons and arms a reminder.
-    fn post_approval_request(&mut self, now: Timestamp, fx: &mut Fx, round: usize, lead: &str) {
-        let text = self.approval_request_text(&self.rounds[round], lead);
-        self.post(now, fx, Some(PostKey::Approval(round)), text, Ask::Buttons);
+    /// Posts (or re-posts, after `lead`) the request `asking` with its reaction or buttons and
+    /// waits for the people it asks, with a reminder armed.
+    fn ask(&mut self, now: Timestamp, fx: &mut Fx, asking: Asking, lead: &str) {
+        let (key, text, ask) = self.request(asking, lead);
+        self.post(now, fx, Some(key), text, ask);
         let reminder = self.remind(now, fx);
-        self.activity = Activity::Approval { round, reminder };
+        self.activity = asking.waiting(reminder);
     }
 
-    /// Records an approval the access check let through and maps the round's outcome.
+    /// Records an approval the access check let through and performs the round's outcome.
     fn approve(&mut self, by: &UserRef, comment: Option<String>, via: &str, now: Timestamp, fx: &mut Fx) {
-        let Activity::Approval { round, .. } = self.activity else { return };
-        let Some(person) = self.plan.people.get(&by.id) else { return };
-        let approval = Approval {
-            user: by.id.clone(),
-            name: person.name.clone(),
-            roles: self.rounds[round].covered_by(&person.roles),
-            at: now,
-            comment,
-            via: via.into(),
-        };
-        let outcome = self.rounds[round].approve(approval, &self.started_by.id);
-        match outcome {
+        let Some((round, approval)) = self.approval(by, comment, via, now) else { return };
+        match self.rounds[round].approve(approval, &self.started_by.id) {
             // The access check refuses approvers without a required role.
-            RoundOutcome::NotRequired => return,
-            RoundOutcome::Already => {
-                let text = format!("[RAY] You already approved {} — counted once.", self.id);
-                return fx.push(Effect::Reply { to: by.clone(), text });
+            RoundOutcome::NotRequired => {}
+            RoundOutcome::Already => fx.push(Effect::Reply { to: by.clone(), text: self.approved_already_text() }),
+            outcome => {
+                self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step));
+                self.go(now, fx, self.round_reading(now, round, &outcome));
             }
-            _ => self.accept(now, by, format!("approved {} via {via}", self.rounds[round].step)),
         }
-        self.go(now, fx, self.round_reading(now, round, &outcome));
     }
 
-    // ----- freeze ---------------------------------------------------------------------------
-
-    fn open_freeze(&mut self, now: Timestamp, fx: &mut Fx, roles: Vec<String>) -> Entered {
-        let required: Vec<String> = self.plan.people.with_roles(&roles).iter().map(|p| p.id.clone()).collect();
-        if required.is_empty() {
-            self.step_failed(now, fx, format!("nobody holds the freeze roles ({})", roles.join(", ")));
-            return Entered::Waiting;
-        }
-        self.freeze = Freeze::open(required, now);
-        self.post_freeze_request(now, fx, "");
-        Entered::Waiting
-    }
-
-    /// Posts (or re-posts, after `lead`) the freeze request and arms a reminder.
-    fn post_freeze_request(&mut self, now: Timestamp, fx: &mut Fx, lead: &str) {
-        let text = format!("{lead}{}", self.freeze_text(self.step()));
-        self.post(now, fx, Some(PostKey::Freeze), text, Ask::Reaction { emoji: self.plan.policy.ack_emoji.clone() });
-        let reminder = self.remind(now, fx);
-        self.activity = Activity::Acks { reminder };
-    }
-
-    /// Counts an acknowledgement the access check let through and maps the freeze's outcome.
+    /// Counts an acknowledgement the access check let through and performs the freeze's outcome.
     fn ack(&mut self, by: &UserRef, via: &str, now: Timestamp, fx: &mut Fx) {
-        let confirmed = match self.freeze.ack(&by.id, via, now) {
-            AckOutcome::NotListed => return, // the access check refuses people off the list
-            AckOutcome::Already => {
-                let text = format!("[RAY] You already acknowledged the freeze of {} — counted once.", self.id);
-                return fx.push(Effect::Reply { to: by.clone(), text });
+        match self.freeze.ack(&by.id, via, now) {
+            AckOutcome::NotListed => {} // the access check refuses people off the list
+            AckOutcome::Already => fx.push(Effect::Reply { to: by.clone(), text: self.acknowledged_already_text() }),
+            AckOutcome::Counted { confirmed } => {
+                self.accept(now, by, format!("acknowledged freeze via {via}"));
+                self.go(now, fx, self.freeze_reading(now, confirmed));
             }
-            AckOutcome::Counted { confirmed } => confirmed,
-        };
-        self.accept(now, by, format!("acknowledged freeze via {via}"));
-        self.go(now, fx, self.freeze_reading(now, confirmed));
+        }
     }
 
     fn unack(&mut self, by: &UserRef, now: Timestamp, fx: &mut Fx) {
@@ -671,16 +646,7 @@ impl Release {
                 self.activity = Activity::Idle;
                 self.go(now, fx, self.retried(by, halt, now));
             }
-            Answer::Rollback { request, reason } => {
-                self.accept(now, by, format!("requested rollback: {reason}"));
-                let why = format!("requested by {}: {reason}", self.mention(&by.id));
-                if request == Request::Now {
-                    return self.start_rollback(now, fx, why, by.id.clone());
-                }
-                self.rollback_requested = Some((by.id.clone(), why));
-                let text = "[RAY] Rollback queued: it starts as soon as the running step finishes.".into();
-                fx.push(Effect::Reply { to: by.clone(), text });
-            }
+            Answer::Rollback { request, reason } => self.go(now, fx, self.rollback_asked(by, request, reason, now)),
             Answer::Abort(reason) => self.go(now, fx, self.aborted(by, reason, now)),
         }
     }
@@ -725,29 +691,9 @@ impl Release {
             p.report = Some(report.clone());
         }
         let Some(task) = self.take_awaited(now, fx, probe) else { return };
-        match task {
-            Task::SoakProbe { until } => self.soak_probe(now, fx, report, until),
-            task => {
-                if let Some(reading) = self.read_probe(&task, report, now) {
-                    self.go(now, fx, reading);
-                }
-            }
+        if let Some(reading) = self.read_probe(&task, report, now) {
+            self.go(now, fx, reading);
         }
-    }
-
-    fn soak_probe(&mut self, now: Timestamp, fx: &mut Fx, report: &ProbeReport, until: Timestamp) {
-        let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
-        let Some(e) = self.env_cfg(&env) else { return };
-        if !rollout::healthy(&e.probe, report) {
-            self.add_metric("slo_breaches", 1.0);
-        }
-        self.soak.push(report.clone());
-        if let Some(at) = rollout::next_soak_round(&e.health_window, now, until) {
-            let timer = self.arm(fx, at);
-            self.activity = Activity::Soak { until, timer };
-            return;
-        }
-        self.go(now, fx, self.soak_over(now, &e));
     }
 
     fn inputs_checked(&mut self, check: &str, results: &[InputStatus], now: Timestamp, fx: &mut Fx) {
@@ -830,10 +776,8 @@ impl Release {
             Recovery::Reprobe { env, task } => self.start_probe(now, fx, &env, format!("resumed probe {env}"), task),
             Recovery::Rerun => self.run(now, fx, Entered::Waiting, true),
             Recovery::Finish(outcome) => self.finish(now, fx, outcome),
-            Recovery::Refreeze => self.post_freeze_request(now, fx, "[RAY] Resumed after a restart.\n"),
-            Recovery::Reapprove { round } => {
-                self.post_approval_request(now, fx, round, "[RAY] Resumed after a restart.\n");
-            }
+            Recovery::Refreeze => self.ask(now, fx, Asking::Acks, RESUMED),
+            Recovery::Reapprove { round } => self.ask(now, fx, Asking::Approval(round), RESUMED),
             Recovery::Resoak { until } => {
                 let timer = self.arm(fx, now);
                 self.activity = Activity::Soak { until, timer };

@@ -1,5 +1,5 @@
 //! Where a release stands, read-only: its protocol, phase and step, their label, the figures
-//! measured, the evidence paths and the environments of the plan. A view of the release (an
+//! measured, the evidence paths and the constants gates read. A view of the release (an
 //! `impl Release` block): nothing here changes it.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,6 @@ use super::state::Release;
 use super::state::{Activity, Task};
 use super::steps::Setting;
 use crate::engine::ids::PostKey;
-use crate::engine::plan::Environment;
 use crate::protocol::model::{Phase, Protocol, Step, StepRun};
 
 impl Release {
@@ -46,11 +45,6 @@ impl Release {
     /// Evidence path of the current protocol: `pre-deployment/<name>`.
     pub(super) fn evidence_path(&self, name: &str) -> String {
         format!("{}/{}", self.protocol().artifacts_dir, name)
-    }
-
-    /// The configuration of environment `env`.
-    pub(super) fn env_cfg(&self, env: &str) -> Option<Environment> {
-        self.plan.environment(env).cloned()
     }
 
     /// Whether gate `gate` of the current protocol may be waived.

@@ -124,10 +124,11 @@ impl Release {
         Some(reading)
     }
 
-    /// What the probe awaited as `task` reporting `report` means; `None` for the health window
-    /// (the release records the round first) and probes of another kind of step.
+    /// What the probe awaited as `task` reporting `report` means; `None` for a probe of another
+    /// kind of step.
     pub(super) fn read_probe(&self, task: &Task, report: &ProbeReport, now: Timestamp) -> Option<Reading> {
         let reading = match task {
+            Task::SoakProbe { until } => self.soak_round(now, report, *until)?,
             Task::DeployStep { index } => self.deploy_probe(now, self.task_env(task)?, *index, report)?,
             Task::ValidateProbe => self.validation(now, self.task_env(task)?, report)?,
             Task::RehearsalProbe { started, job_ms } => {
@@ -383,8 +384,33 @@ impl Release {
         Reading { acts, next: Next::Done }
     }
 
-    /// The health window on `env` is over: its log, the rounds and breaches, and the verdict.
-    pub(super) fn soak_over(&self, now: Timestamp, env: &Environment) -> Reading {
+    /// The environment the current step's health window watches.
+    fn window_env(&self) -> Option<&Environment> {
+        let StepRun::HealthWindow { env } = &self.step().run else { return None };
+        self.plan.environment(env)
+    }
+
+    /// A round of the health window (which ends at `until`) reporting `report`: a breach of the
+    /// SLO counted, the round recorded, then the next round, or the window's end once it is over.
+    fn soak_round(&self, now: Timestamp, report: &ProbeReport, until: Timestamp) -> Option<Reading> {
+        let e = self.window_env()?;
+        let mut acts = Vec::new();
+        if !rollout::healthy(&e.probe, report) {
+            acts.push(Act::Add("slo_breaches", 1.0));
+        }
+        acts.push(Act::Observe(Box::new(report.clone())));
+        let next = match rollout::next_soak_round(&e.health_window, now, until) {
+            Some(at) => Next::SoakRound { until, at },
+            None => Next::SoakOver,
+        };
+        Some(Reading { acts, next })
+    }
+
+    /// The health window is over (its rounds recorded): its log, the rounds and breaches, and the
+    /// verdict.
+    pub(super) fn soak_over(&self, now: Timestamp) -> Reading {
+        // Never unset: its rounds were read on this very step.
+        let Some(env) = self.window_env() else { return Next::Wait.into() };
         let mut acts: Vec<Act> = self.step_file(self.health_log(now, self.step(), env)).into_iter().collect();
         let (note, next) = steps::after_soak(self.soak.len(), self.metric("slo_breaches").unwrap_or(0.0));
         acts.push(Act::Note(note));
@@ -478,8 +504,8 @@ impl Release {
 mod tests {
     use super::*;
     use crate::engine::release::state::Activity;
-    use crate::engine::testkit::Sim;
-    use crate::engine::{ReleaseCommand, Strategy};
+    use crate::engine::testkit::{Sim, probe_report};
+    use crate::engine::{Event, ReleaseCommand, Strategy};
 
     fn approve(sim: &mut Sim, who: &str) {
         sim.command(who, ReleaseCommand::Approve { comment: None });
@@ -610,6 +636,46 @@ mod tests {
         let Next::Job { ask, task: Task::Rollback { started }, note: None } = start.next else { panic!("the job") };
         assert_eq!((ask.env.as_str(), started), ("production", sim.now));
         assert_eq!(ask.purpose, "rollback production");
+    }
+
+    /// The sample release rebuilt as it was while its first health-window probe ran, and when
+    /// that probe reported.
+    fn in_health_window() -> (Release, Timestamp) {
+        let mut sim = Sim::new();
+        sim.start("alice", Strategy::Bluegreen);
+        approve(&mut sim, "alice");
+        approve(&mut sim, "bob");
+        sim.ack_all();
+        approve(&mut sim, "bob");
+        approve(&mut sim, "carol");
+        let r = sim.release();
+        let window = |probe: &String| r.probes.iter().any(|p| p.id == *probe && p.purpose.starts_with("health window"));
+        let cut = sim
+            .log
+            .iter()
+            .position(|(_, e)| matches!(e, Event::ProbeFinished { probe, .. } if window(probe)))
+            .expect("the health window ran");
+        (Release::replay(sim.log[..cut].iter()).expect("replays"), sim.log[cut].0)
+    }
+
+    #[test]
+    fn a_health_window_round_counts_a_breach_is_recorded_and_probes_again_until_the_window_ends() {
+        let (r, at) = in_health_window();
+        let Activity::Probe { task: Task::SoakProbe { until }, .. } = r.activity else { panic!("{:?}", r.activity) };
+        let healthy = probe_report(10, &[("v1.2", 10)]);
+        let round = r.soak_round(at, &healthy, until).expect("the step is the health window");
+        assert!(matches!(&round.acts[..], [Act::Observe(p)] if **p == healthy), "{:?}", round.acts);
+        assert!(
+            matches!(round.next, Next::SoakRound { until: u, at: next } if u == until && next > at && next <= until)
+        );
+        let failing = probe_report(2, &[("v1.2", 2)]);
+        let last = r.soak_round(until, &failing, until).expect("the step is the health window");
+        assert!(matches!(&last.acts[..], [Act::Add("slo_breaches", 1.0), Act::Observe(_)]), "{:?}", last.acts);
+        assert_eq!(last.next, Next::SoakOver);
+        // A health window's probe reported on another step is not read.
+        let mut elsewhere = r.clone();
+        (elsewhere.cursor.phase, elsewhere.cursor.step) = (0, 0);
+        assert_eq!(elsewhere.soak_round(at, &healthy, until), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::engine::reports::{JobOutcome, ProbeReport};
 use super::jobs::JobAsk;
 use super::rollout;
 use super::state::{Activity, RollbackRecord, Task};
+use crate::engine::ids::ReleaseId;
 use crate::engine::refusal::Refusal;
 
 /// The trigger of a rollback nobody asked for (a failed gate, job or health window).
@@ -50,9 +51,9 @@ pub(crate) enum Request {
 
 /// Whether `/ray rollback` can run while the release does `activity`; `touched` is whether the
 /// target environment was changed. Refused when there is nothing to roll back or a rollback runs.
-pub(crate) fn request(touched: bool, activity: &Activity, release: &str, env: &str) -> Result<Request, Refusal> {
+pub(crate) fn request(touched: bool, activity: &Activity, release: &ReleaseId, env: &str) -> Result<Request, Refusal> {
     if !touched {
-        return Err(Refusal::NothingToRollBack { release: release.to_string(), env: env.to_string() });
+        return Err(Refusal::NothingToRollBack { release: release.clone(), env: env.to_string() });
     }
     match activity {
         Activity::Job { task, .. } | Activity::Probe { task, .. } if task.is_rollback() => {
@@ -173,16 +174,16 @@ mod tests {
 
     #[test]
     fn a_rollback_is_refused_before_the_target_changed_or_while_one_runs_and_queued_behind_work() {
-        let idle = Activity::Idle;
+        let (idle, r) = (Activity::Idle, ReleaseId::from("r"));
         assert_eq!(
-            request(false, &idle, "r", "production"),
+            request(false, &idle, &r, "production"),
             Err(Refusal::NothingToRollBack { release: "r".into(), env: "production".into() })
         );
-        assert_eq!(request(true, &idle, "r", "production"), Ok(Request::Now));
+        assert_eq!(request(true, &idle, &r, "production"), Ok(Request::Now));
         let job = |task| Activity::Job { job: "r#job1".into(), task };
-        assert_eq!(request(true, &job(Task::DeployStep { index: 1 }), "r", "production"), Ok(Request::Queued));
+        assert_eq!(request(true, &job(Task::DeployStep { index: 1 }), &r, "production"), Ok(Request::Queued));
         assert_eq!(
-            request(true, &job(Task::Rollback { started: Timestamp(1) }), "r", "production"),
+            request(true, &job(Task::Rollback { started: Timestamp(1) }), &r, "production"),
             Err(Refusal::RollbackRunning { env: "production".into() })
         );
     }

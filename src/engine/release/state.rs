@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::approval::ApprovalRound;
 use super::freeze::Freeze;
 use super::gates::GateVerdict;
-use crate::engine::ids::{JobId, ProbeId, TimerId};
+use crate::engine::ids::{JobId, ProbeId, ReleaseId, TimerId};
 use crate::engine::plan::Plan;
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use crate::engine::{JobSpec, Strategy, Timestamp, UserRef};
@@ -18,8 +18,8 @@ use crate::engine::{JobSpec, Strategy, Timestamp, UserRef};
 /// A release: the fold of its events. Its behaviour is in `release/mod.rs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {
-    /// Release id, e.g. `v1.2-production-20261121T233420Z`; also its evidence folder name.
-    pub id: String,
+    /// Release id, e.g. `v1.2-production-20261121T233420Z-747a`; also its evidence folder name.
+    pub id: ReleaseId,
     /// Version being released, e.g. `v1.2`.
     pub version: String,
     /// Target environment, e.g. `production`.
@@ -94,7 +94,7 @@ pub struct Release {
 impl Release {
     /// A release started by `by` at `now`, before its first step: nothing run, nobody asked.
     pub(super) fn new(
-        release: &str,
+        release: &ReleaseId,
         version: &str,
         env: &str,
         strategy: Strategy,
@@ -103,7 +103,7 @@ impl Release {
         now: Timestamp,
     ) -> Release {
         Release {
-            id: release.to_string(),
+            id: release.clone(),
             version: version.to_string(),
             env: env.to_string(),
             strategy,

@@ -5,16 +5,18 @@
 //! [`Next`]; the release numbers and starts the jobs and probes, posts, writes the evidence and
 //! walks on to the next step.
 
-use crate::engine::ids::PostKey;
+use crate::engine::ids::{PostKey, TimerId};
 use crate::engine::plan::{Environment, Plan};
-use crate::engine::reports::JobOutcome;
-use crate::engine::{InputSpec, Strategy, Timestamp};
+use crate::engine::reports::{JobOutcome, ProbeReport};
+use crate::engine::{InputSpec, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
 
+use super::approval::ApprovalRound;
+use super::freeze::Freeze;
 use super::jobs::JobAsk;
 use super::rollout::Rollout;
 use super::scores::Validation;
-use super::state::{AuditEntry, Halt, RollbackRecord, Task, Terminal};
+use super::state::{Activity, AuditEntry, Halt, RollbackRecord, Task, Terminal};
 
 /// What a step reads of the release: the plan, the current protocol and the target.
 #[derive(Clone, Copy)]
@@ -101,6 +103,15 @@ pub(crate) enum Next {
         /// End of the window.
         until: Timestamp,
     },
+    /// Probe the health window (which ends at `until`) again at `at`.
+    SoakRound {
+        /// End of the window.
+        until: Timestamp,
+        /// When the next round is due.
+        at: Timestamp,
+    },
+    /// The health window is over: read its rounds.
+    SoakOver,
     /// Compare staging and production configuration.
     Parity,
     /// No security scanner is configured: record that findings were not measured.
@@ -109,6 +120,8 @@ pub(crate) enum Next {
     Approval(Vec<String>),
     /// Ask everyone holding these roles to acknowledge the change freeze.
     Freeze(Vec<String>),
+    /// Post the request to people (opened already) and wait for them, reminding them.
+    Ask(Asking),
     /// Write a document computed from the release.
     Document(DocumentTemplate),
     /// Stop and wait for instructions (`/ray retry`, `/ray waive`, `/ray rollback`, `/ray abort`).
@@ -153,6 +166,35 @@ pub(crate) enum Act {
     Audit(AuditEntry),
     /// Record a waiver: `<protocol>/<gate>`, user id, justification, when.
     Waiver(String, String, String, Timestamp),
+    /// Record a round of the health window.
+    Observe(Box<ProbeReport>),
+    /// Open the change freeze (its list of people to ask).
+    Freeze(Box<Freeze>),
+    /// Open a go/no-go round.
+    Round(Box<ApprovalRound>),
+    /// Roll back once the running job or probe ends: who asked (user id), and why.
+    QueueRollback(String, String),
+    /// Answer one person only.
+    Reply(UserRef, String),
+}
+
+/// A request to people that the release posts and then waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Asking {
+    /// The change freeze's acknowledgements.
+    Acks,
+    /// The approvals of go/no-go round `n` (index into the release's rounds).
+    Approval(usize),
+}
+
+impl Asking {
+    /// What the release does while the request waits, with `reminder` armed.
+    pub(crate) fn waiting(self, reminder: TimerId) -> Activity {
+        match self {
+            Asking::Acks => Activity::Acks { reminder },
+            Asking::Approval(round) => Activity::Approval { round, reminder },
+        }
+    }
 }
 
 /// What a step's result means: the effects, then what comes next.

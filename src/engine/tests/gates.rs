@@ -1,0 +1,207 @@
+//! Gates and halts: a failed gate and its waiver, gates that cannot be waived, a phase or a step
+//! run again, missing prerequisites, configuration drift and incomplete or tampered packages.
+
+use super::*;
+
+#[test]
+fn gate_failure_halts_then_waiver_continues() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("security scan".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    assert!(matches!(sim.release().activity, Activity::Halted(_)), "{text}");
+    assert!(text.contains("[RAY GATE FAILED: Rollback & Security Gate]"), "{text}");
+    assert!(text.contains("blocking_findings = 1"), "{text}");
+    // A stakeholder may not waive; a short justification is refused; an unknown gate is named.
+    sim.command(
+        "erin",
+        ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "ship it now please".into() },
+    );
+    sim.command("alice", ReleaseCommand::Waive { gate: "rollback-security".into(), justification: "fine".into() });
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive { gate: "nope".into(), justification: "this gate does not exist".into() },
+    );
+    assert_eq!(sim.replies.iter().filter(|(_, t)| t.starts_with("[RAY ERROR]")).count(), 3);
+    assert!(matches!(sim.release().activity, Activity::Halted(_)));
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive {
+            gate: "rollback-security".into(),
+            justification: "false positive in vendored test fixture, tracked in SEC-42".into(),
+        },
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+    let g = sim.release().gates.iter().rfind(|g| g.gate == "rollback-security").unwrap();
+    assert!(matches!(&g.verdict, Verdict::Waived { by, .. } if by == "alice"));
+    assert!(sim.release().waivers[0].2.contains("SEC-42"));
+}
+
+#[test]
+fn launch_gate_cannot_be_waived() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.unhealthy.push("v1.2".into());
+    sim.fail_jobs.push("rollback production".into());
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    // The rollback itself failed: halted, awaiting a retry of the rollback.
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert_eq!(h.resume, release::Resume::Rollback);
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive { gate: "launch".into(), justification: "we accept the risk here".into() },
+    );
+    assert!(sim.replies.last().unwrap().1.starts_with("[RAY ERROR]"));
+    sim.fail_jobs.clear();
+    sim.command("carol", ReleaseCommand::Retry);
+    assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn staging_rehearsal_failure_rolls_staging_back_and_retry_reruns_the_phase() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("validation smoke staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    assert!(text.contains("[RAY GATE FAILED: Deployment Rehearsal Gate]"), "{text}");
+    assert!(sim.jobs_run.contains(&"rollback staging".to_string()), "{:?}", sim.jobs_run);
+    assert!(matches!(sim.release().activity, Activity::Halted(_)));
+    let deploys_before = sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count();
+    sim.fail_jobs.clear();
+    sim.command("bob", ReleaseCommand::Retry);
+    assert!(sim.replies.last().unwrap().1.contains("bob may not retry"));
+    sim.command("alice", ReleaseCommand::Retry);
+    assert!(sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count() > deploys_before);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn step_retry_reruns_only_the_failed_step() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("refresh_data".into());
+    // A failing GUIDELINE job is noted and the release goes on.
+    sim.start("alice", Strategy::Bluegreen);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+    // A failing MUST step halts; /ray retry reruns that step alone.
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("rollback rehearsal staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert!(h.step.contains("STEP 3.1 Rehearse Rollback Procedure"), "{h:?}");
+    let deploys = sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count();
+    sim.fail_jobs.clear();
+    sim.command("carol", ReleaseCommand::Retry);
+    assert_eq!(
+        sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count(),
+        deploys,
+        "phase 2 must not rerun"
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn intake_missing_prerequisite_halts_with_seed_error() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    // Restart a fresh release where the check reports a missing file.
+    let mut r = Release::replay(sim.log[..1].iter()).unwrap();
+    let Activity::Inputs { check } = r.activity.clone() else { panic!("{:?}", r.activity) };
+    let results = vec![InputStatus {
+        name: "QUALITY-AUDIT-PACKAGE.zip".into(),
+        found: vec![],
+        status: "missing".into(),
+        required: true,
+        sha256: None,
+    }];
+    let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
+    let posts = posts(&fx);
+    assert!(
+        posts.iter().any(|p| p.contains("Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals")
+            && p.contains("QUALITY-AUDIT-PACKAGE.zip (missing)")),
+        "{posts:#?}"
+    );
+    assert!(matches!(r.activity, Activity::Halted(_)));
+}
+
+#[test]
+fn critical_parity_drift_halts_intake_and_a_waiver_is_recorded_in_the_evidence() {
+    let mut plan = testkit::sample_plan("production");
+    if let Some(p) = plan.environments.get_mut("production").and_then(|e| e.parity.get_mut("runtime")) {
+        p.value = "sample-app/2".into();
+    }
+    let mut sim = Sim::new();
+    sim.start_with("alice", Strategy::Bluegreen, plan);
+    // The phase's gate has both its figures, so it decides at once.
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert_eq!(h.step, "Intake Confirmation Gate (Protocol 10 gate 1)");
+    assert!(h.reason.contains("drift_severity = 4"), "{h:?}");
+    assert_eq!(h.gate.as_deref(), Some("intake"));
+    assert!(posted(&sim, "configuration drift of severity critical between staging and production"));
+    let parity = &sim.files["pre-deployment/staging-parity-report.json"];
+    assert!(parity.contains("\"key\": \"runtime\"") && parity.contains("\"drift_severity\": \"critical\""), "{parity}");
+    sim.command(
+        "carol",
+        ReleaseCommand::Waive {
+            gate: "intake".into(),
+            justification: "runtime v2 is rolled out to staging next week".into(),
+        },
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    let approval = &sim.files["pre-deployment/readiness-approval.json"];
+    assert!(approval.contains("runtime v2 is rolled out"), "the waiver is a recorded risk: {approval}");
+}
+
+#[test]
+fn tampered_pre_deployment_package_fails_the_readiness_confirmation_gate() {
+    let mut sim = Sim::new();
+    sim.start("alice", Strategy::Bluegreen);
+    approve(&mut sim, "alice");
+    approve(&mut sim, "bob");
+    // Protocol 10 finished; cut the log just before Protocol 11 reads its inputs and answer with a
+    // package whose digest differs from the one the bundle recorded.
+    let idx = sim.log.iter().rposition(|(_, e)| matches!(e, Event::InputsChecked { .. })).unwrap();
+    let mut r = Release::replay(sim.log[..idx].iter()).unwrap();
+    let Activity::Inputs { check } = r.activity.clone() else { panic!("{:?}", r.activity) };
+    let zip = r.bundles.iter().find(|b| b.zip.ends_with("PRE-DEPLOYMENT-PACKAGE.zip")).unwrap().zip.clone();
+    let results: Vec<InputStatus> = r
+        .protocol_prerequisites()
+        .into_iter()
+        .map(|(name, required)| InputStatus {
+            sha256: if name == zip { Some("f".repeat(64)) } else { None },
+            found: vec![name.clone()],
+            name,
+            status: "present".into(),
+            required,
+        })
+        .collect();
+    let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
+    let posts = posts(&fx);
+    assert!(posts.iter().any(|p| p.contains("PRE-DEPLOYMENT-PACKAGE.zip (checksum mismatch)")), "{posts:#?}");
+    assert!(posts.iter().any(|p| p.contains("[RAY GATE FAILED: Readiness Confirmation Gate]")), "{posts:#?}");
+    assert!(matches!(r.activity, Activity::Halted(_)));
+    assert!(!r.production_touched);
+}
+
+#[test]
+fn incomplete_package_halts_the_readiness_phase_until_waived() {
+    let mut sim = Sim::new();
+    sim.lose_files.push("pre-deployment/observability-baseline.md".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert!(h.step.contains("STEP 4.1 Assemble Go/No-Go Package"), "{h:?}");
+    assert!(h.reason.contains("package incomplete: pre-deployment/observability-baseline.md missing"), "{h:?}");
+    assert_eq!(h.gate.as_deref(), Some("readiness"));
+    // The approval round has not opened: no go/no-go on an incomplete package.
+    assert!(sim.release().rounds.is_empty());
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive {
+            gate: "readiness".into(),
+            justification: "baseline is guidance, dashboards cover it".into(),
+        },
+    );
+    assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+}
