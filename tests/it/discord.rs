@@ -379,3 +379,51 @@ fn fake_payloads_deserialize_as_discord_events() {
         assert_eq!(r.user_id.unwrap().to_string(), CAROL);
     }
 }
+
+/// Redis stops answering while three people deploy: Discord gets a first answer to each within
+/// its three seconds — the answer itself, or a deferral (type 5) whose answer raybot edits into
+/// the original response once the store has refused it. No answer is left "thinking".
+#[test]
+fn every_deferred_answer_is_edited_in_when_the_store_is_slow() {
+    let redis = crate::redis_server::RedisServer::start();
+    let ws = Workspace::new();
+    let fake = FakeDiscord::start();
+    let store = redis.url();
+    let _raybot = Serve::start(&ws, &fake, &[("RAYBOT_STORE", store.as_str())]);
+    let register = format!("/api/v10/applications/{APP}/guilds/{GUILD}/commands");
+    fake.wait_for("command registration", SHORT, |f| f.requests().iter().any(|r| r.path == register));
+    assert_ephemeral(&interact(&fake, &fake.command(ALICE, CHANNEL, "status", &[])), "[RAY] No release is running.");
+
+    redis.pause();
+    let deploys: Vec<Value> = [(ALICE, "v1.2"), (BOB, "v1.3"), (CAROL, "v1.4")]
+        .iter()
+        .map(|(user, version)| fake.command(user, CHANNEL, "deploy", &[("version", version)]))
+        .collect();
+    let sent = Instant::now();
+    for d in &deploys {
+        fake.dispatch("INTERACTION_CREATE", d.clone());
+    }
+    let refused = "[RAY ERROR] state store unavailable — nothing was changed";
+    let mut deferred = 0;
+    for d in &deploys {
+        let answers = fake.wait_answers(d, LONG, |a| a.iter().any(|x| content(x).starts_with(refused)));
+        let id = d["id"].as_str().unwrap();
+        let callback = fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/callback") && r.path.contains(id))
+            .expect("a first answer");
+        let took = callback.at.duration_since(sent);
+        assert!(took < Duration::from_secs(3), "first answer after {took:?}: {answers:#?}");
+        if answers[0]["body"]["type"] == 5 {
+            deferred += 1;
+            assert_eq!(answers[0]["body"]["data"]["flags"], 64, "deferred privately: {answers:#?}");
+            let edit = answers.iter().find(|a| a["method"] == "PATCH").expect("the deferred answer edited in");
+            assert!(edit["path"].as_str().unwrap().ends_with("/messages/@original"), "{answers:#?}");
+            assert!(content(edit).starts_with(refused), "{answers:#?}");
+        }
+    }
+    assert!(deferred >= 1, "the store was slow enough for an answer to be deferred");
+    redis.resume();
+    assert_ephemeral(&interact(&fake, &fake.command(ALICE, CHANNEL, "status", &[])), "[RAY] No release is running.");
+}
