@@ -454,15 +454,16 @@ async fn recorded_by_two_replicas(
     release.id.into()
 }
 
-/// Replica raybot-c died after recording events but before their posts went out: the replica
-/// that takes the release over posts what those events announced — once, in their order, before
-/// it says it resumed — and nothing raybot-b had posted already; a restart after that posts none
-/// of it again (the marks say it went out).
-#[tokio::test]
-async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
+/// A release of v1.2 past its go/no-go in the simulator: its log, how many events its start
+/// took (`h`), the protocol banner the start posted, and the announcements after the approvals.
+struct Approved {
+    sim: crate::engine::testkit::Sim,
+    h: usize,
+    banner: String,
+    lost: Vec<String>,
+}
+
+fn approved() -> Approved {
     let mut sim = crate::engine::testkit::Sim::new();
     sim.start("alice", crate::engine::Strategy::Bluegreen);
     let h = sim.log.len();
@@ -476,6 +477,19 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
         .filter(|p| p.starts_with("[MASTER RAY™"))
         .cloned()
         .collect();
+    Approved { sim, h, banner, lost }
+}
+
+/// Replica raybot-c died after recording events but before their posts went out: the replica
+/// that takes the release over posts what those events announced — once, in their order, before
+/// it says it resumed — and nothing raybot-b had posted already; a restart after that posts none
+/// of it again (the marks say it went out).
+#[tokio::test]
+async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
+    let Approved { sim, h, banner, lost } = approved();
     assert!(lost.len() >= 2, "{:#?}", sim.channel);
     let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h, ("raybot-b", h as u64)).await;
 
@@ -519,19 +533,7 @@ async fn a_running_survivor_that_sweeps_up_a_release_posts_the_dead_replicas_pos
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
-    let mut sim = crate::engine::testkit::Sim::new();
-    sim.start("alice", crate::engine::Strategy::Bluegreen);
-    let h = sim.log.len();
-    let banner = sim.channel.iter().find(|p| p.starts_with("[MASTER RAY™ | PROTOCOL 10")).unwrap().clone();
-    sim.command("alice", ReleaseCommand::Approve { comment: None });
-    sim.command("bob", ReleaseCommand::Approve { comment: None });
-    let lost: Vec<String> = sim
-        .channel
-        .iter()
-        .skip_while(|p| !p.contains("Approval recorded"))
-        .filter(|p| p.starts_with("[MASTER RAY™"))
-        .cloned()
-        .collect();
+    let Approved { sim, h, banner, lost } = approved();
     assert!(!lost.is_empty(), "{:#?}", sim.channel);
     // raybot-a recorded the start and none of its posts has gone out yet (mark 0).
     let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h, ("raybot-a", 0)).await;
