@@ -18,7 +18,7 @@ use crate::chat::local::LocalChat;
 use crate::chat::{ChatError, ChatSink, Delivery, Inbound};
 use crate::config::Config;
 use crate::driver::Driver;
-use crate::engine::{Activity, Ask, Button, Platform, Terminal, UserRef};
+use crate::engine::{Activity, Ask, Button, Platform, PostKey, Terminal, UserRef};
 use crate::jobs::{JobRequest, run_job};
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -377,5 +377,10 @@ async fn say(driver: &DriverHandle, inbound: Inbound) -> anyhow::Result<()> {
 }
 
 fn freeze_message(progress: &Progress) -> String {
-    progress.active.first().and_then(|r| r.posts.get("freeze")).and_then(|v| v.last().cloned()).unwrap_or_default()
+    progress
+        .active
+        .first()
+        .and_then(|r| r.posts.get(&PostKey::Freeze))
+        .and_then(|v| v.last().cloned())
+        .unwrap_or_default()
 }

@@ -42,7 +42,8 @@ use crate::command::{Command, HELP};
 use crate::config::Config;
 use crate::engine::refusal::Runtime;
 use crate::engine::{
-    Activity, Ask, Effect, Event, Platform, Release, ReleaseCommand, Terminal, Timestamp, UserRef, refuse,
+    Activity, Ask, Effect, Event, JobId, Platform, PostKey, Release, ReleaseCommand, Terminal, Timestamp, UserRef,
+    refuse,
 };
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -62,9 +63,6 @@ pub struct StoredEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
 }
-
-/// Post key of the live status message of a release (chat platforms).
-pub const STATUS_KEY: &str = "status";
 
 /// Work that comes back to the driver from its background tasks.
 #[derive(Debug)]
@@ -138,7 +136,7 @@ pub struct Driver {
     /// Whether this driver's queue worker runs.
     worker: bool,
     /// Jobs this driver queued whose results it has not recorded yet.
-    queued: BTreeSet<String>,
+    queued: BTreeSet<JobId>,
     /// Wakes the queue worker when this driver queued a job.
     wake: Arc<tokio::sync::Notify>,
     /// Whether this process is stopping, shared with its worker.
@@ -443,12 +441,12 @@ impl Driver {
 
     /// Records that the post under `key` of release `id` is platform message `message`, unless
     /// the release already knows it.
-    async fn record_posted(&mut self, id: &str, key: String, message: String) -> Result<(), StoreError> {
+    async fn record_posted(&mut self, id: &str, key: PostKey, message: String) -> Result<(), StoreError> {
         if !self.releases.contains_key(id) {
             self.releases.adopt(id).await?;
         }
         let known = self.releases.get(id).is_none_or(|a| {
-            a.release.is_finished() && key != STATUS_KEY
+            a.release.is_finished() && key != PostKey::Status
                 || a.release.posts.get(&key).is_some_and(|m| m.contains(&message))
         });
         if known {
@@ -478,7 +476,7 @@ impl Driver {
                 if let (Some(entry), Some(queue)) = (&ack, &self.queue) {
                     let job = match &event {
                         Event::JobFinished { job, .. } | Event::JobLost { job, .. } => job.clone(),
-                        _ => String::new(),
+                        _ => JobId::default(),
                     };
                     self.queued.remove(&job);
                     if let Err(e) = queue.done(self.platform.as_str(), entry, &job).await {
@@ -946,7 +944,7 @@ impl Driver {
             return;
         }
         let Some(a) = self.releases.get_mut(id) else { return };
-        if a.status_posting || a.release.posts.contains_key(STATUS_KEY) {
+        if a.status_posting || a.release.posts.contains_key(&PostKey::Status) {
             return;
         }
         let text = a.release.status_text();
@@ -954,7 +952,7 @@ impl Driver {
         a.status_shown = Some(text.clone());
         self.outbox.send(Outgoing::Post {
             release: id.to_string(),
-            key: Some(STATUS_KEY.into()),
+            key: Some(PostKey::Status),
             text,
             ask: Ask::Nothing,
             from: None,
@@ -973,7 +971,7 @@ impl Driver {
         if a.status_shown.as_deref() == Some(text.as_str()) {
             return;
         }
-        let message = a.release.posts.get(STATUS_KEY).and_then(|m| m.last().cloned());
+        let message = a.release.posts.get(&PostKey::Status).and_then(|m| m.last().cloned());
         if message.is_none() && !a.status_posting {
             // Posted by another replica and not recorded yet: the next change shows it.
             return;
@@ -981,7 +979,7 @@ impl Driver {
         a.status_shown = Some(text.clone());
         self.outbox.send(Outgoing::Edit {
             release: id.to_string(),
-            key: STATUS_KEY.into(),
+            key: PostKey::Status,
             message,
             text,
             through: None,

@@ -90,7 +90,7 @@ async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing
     assert!(posts[0].starts_with(&format!("[RAY] Release {id} of v1.2")), "{posts:?}");
     assert_eq!(posts.iter().filter(|p| p.starts_with("[RAY STATUS]")).count(), 1, "{posts:?}");
     let release = d.active().next().unwrap();
-    assert!(release.posts.contains_key(STATUS_KEY), "{:?}", release.posts);
+    assert!(release.posts.contains_key(&PostKey::Status), "{:?}", release.posts);
 }
 
 #[tokio::test]
@@ -222,7 +222,7 @@ async fn release_in_freeze(store: &dyn Store) -> (String, String) {
     sim.start("alice", crate::engine::Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
     sim.command("bob", ReleaseCommand::Approve { comment: None });
-    (seed(store, &sim.log).await.unwrap(), sim.message("freeze"))
+    (seed(store, &sim.log).await.unwrap(), sim.message(&PostKey::Freeze))
 }
 
 fn toggle(who: &str, message: &str, added: bool, key: &str) -> (Delivery, oneshot::Receiver<Handled>) {
@@ -394,7 +394,7 @@ async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answer
     let shown = progress.borrow_and_update().clone();
     assert!(shown.idle, "{shown:?}");
     assert!(shown.active[0].activity.needs_people(), "{shown:?}");
-    assert!(shown.active[0].posts.contains_key(STATUS_KEY), "the status message's id is recorded: {shown:?}");
+    assert!(shown.active[0].posts.contains_key(&PostKey::Status), "the status message's id is recorded: {shown:?}");
 
     // An abort ends it once its evidence bundle is written.
     handle.send(Delivery::new(command("alice", "/ray abort changed our minds"))).unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use raybot::chat::{ChatError, ChatSink, Handled, Inbound};
 use raybot::driver::{Driver, StoredEvent};
 use raybot::engine::testkit::Sim;
-use raybot::engine::{Ask, Event, Platform, ReleaseCommand, Strategy, UserRef};
+use raybot::engine::{Ask, Event, Platform, PostKey, ReleaseCommand, Strategy, UserRef};
 use raybot::store::Store;
 use raybot::store::redis::RedisStore;
 
@@ -38,7 +38,7 @@ async fn release_in_freeze(store: &RedisStore) -> (String, String) {
     sim.start("alice", Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
     sim.command("bob", ReleaseCommand::Approve { comment: None });
-    (raybot::driver::seed(store, &sim.log).await.expect("record the release"), sim.message("freeze"))
+    (raybot::driver::seed(store, &sim.log).await.expect("record the release"), sim.message(&PostKey::Freeze))
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -80,7 +80,7 @@ impl JobAsk {
         env.push(("RAYBOT_STRATEGY".into(), release.strategy.as_str().into()));
         env.push(("RAYBOT_PERCENT".into(), percent));
         JobSpec {
-            id: id.to_string(),
+            id: id.clone(),
             purpose: self.purpose.clone(),
             argv,
             env,
@@ -100,7 +100,7 @@ impl JobRecord {
     /// The record of job `spec` on `env`, started at `now` and not finished yet.
     pub(crate) fn started(spec: &JobSpec, env: &str, now: Timestamp) -> JobRecord {
         JobRecord {
-            id: JobId::from(spec.id.as_str()),
+            id: spec.id.clone(),
             purpose: spec.purpose.clone(),
             env: env.to_string(),
             argv: spec.argv.clone(),
