@@ -339,4 +339,71 @@ mod tests {
         assert_eq!(PostKey::Approval(3).round(), Some(3));
         assert_eq!(PostKey::Freeze.round(), None);
     }
+
+    /// The release of the fixture log `tests/fixtures/chat-release-v1.2.jsonl`, recorded by a
+    /// build whose events and effects carried every id as a string.
+    const RELEASE: &str = "v1.2-production-20261202T034303Z-747a";
+
+    /// `stored` (a JSON string as an old log holds it) reads as `typed`, and `typed` writes it back.
+    fn reads_and_writes<T>(stored: &str, typed: T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let json = serde_json::to_string(stored).unwrap();
+        assert_eq!(serde_json::from_str::<T>(&json).unwrap(), typed, "{json} reads as {typed:?}");
+        assert_eq!(serde_json::to_string(&typed).unwrap(), json, "{typed:?} writes {json}");
+    }
+
+    #[test]
+    fn every_id_reads_and_writes_the_very_string_an_old_log_holds() {
+        reads_and_writes(RELEASE, ReleaseId::from(RELEASE));
+        reads_and_writes(&format!("{RELEASE}#job13"), JobId::new(RELEASE, 13));
+        reads_and_writes(&format!("{RELEASE}#probe4"), ProbeId::new(RELEASE, 4));
+        reads_and_writes(&format!("{RELEASE}#timer32"), TimerId::new(RELEASE, 32));
+        for (stored, key) in [
+            ("freeze", PostKey::Freeze),
+            ("approval:0", PostKey::Approval(0)),
+            ("approval:1", PostKey::Approval(1)),
+            ("status", PostKey::Status),
+            ("summary:2", PostKey::Other("summary:2".into())),
+        ] {
+            reads_and_writes(stored, key);
+        }
+        for (stored, platform) in
+            [("local", Platform::Local), ("slack", Platform::Slack), ("discord", Platform::Discord)]
+        {
+            reads_and_writes(stored, platform);
+        }
+        // Post keys also key the release's map of posts: a JSON object's keys, read and written.
+        let posts: std::collections::BTreeMap<PostKey, Vec<String>> =
+            [(PostKey::Approval(0), vec!["m1".to_string()]), (PostKey::Freeze, vec!["m2".to_string()])].into();
+        let json = r#"{"approval:0":["m1"],"freeze":["m2"]}"#;
+        assert_eq!(serde_json::from_str::<std::collections::BTreeMap<PostKey, Vec<String>>>(json).unwrap(), posts);
+        assert_eq!(serde_json::to_value(&posts).unwrap(), serde_json::from_str::<serde_json::Value>(json).unwrap());
+    }
+
+    #[test]
+    fn events_of_an_old_log_read_as_typed_ids_and_write_back_byte_for_byte() {
+        use crate::engine::{Event, UserRef};
+        // Lines 15, 6, 25, 17, 48 and 29 of the fixture log (the `event` of each).
+        let lines = [
+            r#"{"job_finished":{"job":"v1.2-production-20261202T034303Z-747a#job13","outcome":{"exit_code":0,"timed_out":false,"duration_ms":50,"spawn_error":null,"log_tail":["security scan for v1.2: 11 files in /tmp/raybot-it-eJAao9/inputs /tmp/raybot-it-eJAao9/scripts","warnings=0","security scan passed for v1.2","blocking_findings=0"]}}}"#,
+            r#"{"probe_finished":{"probe":"v1.2-production-20261202T034303Z-747a#probe4","report":{"url":"http://127.0.0.1:28737/healthz","total":20,"ok":20,"p50_ms":2,"p95_ms":7,"max_ms":9,"statuses":{"200":20},"versions":{"v1.1":20},"errors":[]}}}"#,
+            r#"{"posted":{"key":"freeze","message":"1a234d95173-18"}}"#,
+            r#"{"posted":{"key":"approval:0","message":"1a234d943ee-26"}}"#,
+            r#"{"tick":{"timer":"v1.2-production-20261202T034303Z-747a#timer32"}}"#,
+            r#"{"reaction":{"by":{"platform":"local","id":"bob"},"message":"1a234d953f4-1","emoji":"✅","added":true}}"#,
+        ];
+        let events: Vec<Event> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        for (event, line) in events.iter().zip(lines) {
+            assert_eq!(serde_json::to_string(event).unwrap(), line);
+        }
+        assert!(matches!(&events[0], Event::JobFinished { job, .. } if *job == JobId::new(RELEASE, 13)));
+        assert!(matches!(&events[1], Event::ProbeFinished { probe, .. } if *probe == ProbeId::new(RELEASE, 4)));
+        assert!(matches!(&events[2], Event::Posted { key: PostKey::Freeze, message } if message == "1a234d95173-18"));
+        assert!(matches!(&events[3], Event::Posted { key: PostKey::Approval(0), .. }));
+        assert!(matches!(&events[4], Event::Tick { timer } if *timer == TimerId::new(RELEASE, 32)));
+        assert!(matches!(&events[5], Event::Reaction { by, .. } if *by == UserRef::new(Platform::Local, "bob")));
+    }
 }
