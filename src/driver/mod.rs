@@ -42,8 +42,8 @@ use crate::command::{Command, HELP};
 use crate::config::Config;
 use crate::engine::refusal::Runtime;
 use crate::engine::{
-    Activity, Ask, Effect, Event, JobId, Platform, PostKey, Release, ReleaseCommand, Terminal, Timestamp, UserRef,
-    refuse,
+    Activity, Ask, Effect, Event, JobId, Platform, PostKey, Release, ReleaseCommand, ReleaseId, Terminal, Timestamp,
+    UserRef, refuse,
 };
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -262,7 +262,7 @@ impl Driver {
         let status_shown = self.releases.get(id).and_then(|a| a.status_shown.clone());
         let mut active = Active::new(release, log_len, token, lock_expires_at);
         active.status_shown = status_shown;
-        self.releases.insert(id.to_string(), active);
+        self.releases.insert(id.into(), active);
         self.metrics.release_resumed();
         // What the stopped process recorded but never posted goes out first, in its order.
         // A start-up resume (`retry`) follows this process's own restart; a sweep runs beside
@@ -321,7 +321,7 @@ impl Driver {
         let w = Worker {
             store: self.store.clone(),
             queue,
-            platform: self.platform.to_string(),
+            platform: self.platform,
             replica: self.replica.clone(),
             tx: self.internal_tx.clone(),
             artifacts: self.artifacts.clone(),
@@ -632,14 +632,14 @@ impl Driver {
 
     /// The release that posted `message`: from the logs, else from the outbox's own posts whose
     /// message id is not recorded yet (then recorded first, so the reaction finds it).
-    async fn release_of_message(&mut self, message: &str) -> Option<String> {
+    async fn release_of_message(&mut self, message: &str) -> Option<ReleaseId> {
         let known = self.releases.of_message(message);
         if known.is_some() {
             return known;
         }
         let (id, key) = self.outbox.posted(message)?;
         match self.record_posted(&id, key, message.to_string()).await {
-            Ok(()) => Some(id),
+            Ok(()) => Some(id.into()),
             Err(e) => {
                 tracing::warn!(release = %id, error = %e, "could not record a post's message id");
                 None
@@ -712,14 +712,8 @@ impl Driver {
             }
             Err(_) => return self.tell(turn, refuse(Runtime::StoreDown)),
         };
-        let ev = Event::Started {
-            release: id.clone().into(),
-            version,
-            env: env.clone(),
-            strategy,
-            by: user,
-            plan: Box::new(plan),
-        };
+        let ev =
+            Event::Started { release: id.clone(), version, env: env.clone(), strategy, by: user, plan: Box::new(plan) };
         let Some((release, fx)) = Release::start(&ev, started) else {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.tell(turn, refuse(Runtime::EmptyPipeline));
@@ -1109,7 +1103,7 @@ pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
 /// release that holds its environment's lock: what driver tests and benchmarks start from.
 /// Returns the release id.
 #[cfg(any(test, feature = "testkit"))]
-pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<String, StoreError> {
+pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<ReleaseId, StoreError> {
     let release = Release::replay(log.iter()).ok_or_else(|| StoreError::Corrupt("an empty log".into()))?;
     let lines = log
         .iter()
@@ -1124,20 +1118,20 @@ pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<Strin
     };
     let row = summary(&release, lines.len() as u64, "seed");
     store.append(&release.id, 0, &lines, &row, Some(token), None).await?;
-    Ok(release.id.into())
+    Ok(release.id)
 }
 
 /// A release id unique across replicas: `<version>-<env>-<UTC time>-<4 random hex digits>`, e.g.
 /// `v1.2-production-20261121T233420Z-3f9a`. Two `/ray deploy`s reaching two replicas in the same
 /// second get different ids, so the second can never pass for a renewal of the first one's lock.
-pub fn new_release_id(version: &str, env: &str, at: Timestamp) -> String {
+pub fn new_release_id(version: &str, env: &str, at: Timestamp) -> ReleaseId {
     let mut bytes = [0u8; 2];
     if getrandom::fill(&mut bytes).is_err() {
         // No randomness available: the process id and the clock's milliseconds still tell two
         // replicas apart.
         bytes = ((std::process::id() as u16) ^ (at.0 as u16)).to_be_bytes();
     }
-    format!("{version}-{env}-{}-{}", crate::clock::compact(at), hex::encode(bytes))
+    format!("{version}-{env}-{}-{}", crate::clock::compact(at), hex::encode(bytes)).into()
 }
 
 /// The refusal for a write the store did not take: nothing changed, and why.

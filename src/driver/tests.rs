@@ -110,7 +110,7 @@ async fn a_second_deploy_is_told_which_release_holds_the_environment_and_leaves_
 #[test]
 fn release_ids_of_one_second_differ_and_keep_their_readable_part() {
     let at = Timestamp(1_763_768_060_123);
-    let ids: BTreeSet<String> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
+    let ids: BTreeSet<ReleaseId> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
     assert!(ids.len() > 60, "{ids:?}");
     for id in &ids {
         let (head, tail) = id.rsplit_once('-').unwrap();
@@ -217,7 +217,7 @@ impl Store for Interleaved {
 
 /// A release waiting for change-freeze acknowledgements, recorded in `store` as raybot would
 /// have; returns its id and the freeze message's id.
-async fn release_in_freeze(store: &dyn Store) -> (String, String) {
+async fn release_in_freeze(store: &dyn Store) -> (ReleaseId, String) {
     let mut sim = crate::engine::testkit::Sim::new();
     sim.start("alice", crate::engine::Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
@@ -334,7 +334,7 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
         let mut row = row;
         row.events = before + 1;
         vec![crate::store::Append {
-            release: other_id,
+            release: other_id.into(),
             expected_len: before,
             events: vec![line],
             summary: row,
