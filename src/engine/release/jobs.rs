@@ -115,8 +115,8 @@ impl JobRecord {
 
 /// Records `outcome` of job `id` at `now` among `jobs`; false when one was recorded already (a
 /// duplicate delivery).
-pub(crate) fn record_outcome(jobs: &mut [JobRecord], id: &str, outcome: &JobOutcome, now: Timestamp) -> bool {
-    match jobs.iter_mut().find(|j| j.id == id) {
+pub(crate) fn record_outcome(jobs: &mut [JobRecord], id: &JobId, outcome: &JobOutcome, now: Timestamp) -> bool {
+    match jobs.iter_mut().find(|j| j.id == *id) {
         Some(j) if j.outcome.is_some() => false,
         Some(j) => {
             j.outcome = Some(outcome.clone());
@@ -193,8 +193,8 @@ mod tests {
             spawn_error: None,
             log_tail: Vec::new(),
         };
-        assert!(record_outcome(&mut jobs, "r#job1", &done, Timestamp(2)));
-        assert!(!record_outcome(&mut jobs, "r#job1", &done, Timestamp(3)));
+        assert!(record_outcome(&mut jobs, &JobId::new("r", 1), &done, Timestamp(2)));
+        assert!(!record_outcome(&mut jobs, &JobId::new("r", 1), &done, Timestamp(3)));
         assert_eq!(jobs[0].finished_at, Some(Timestamp(2)));
     }
 
