@@ -3,21 +3,32 @@
 //!
 //! Each serialises exactly as the string it replaces (`v1.2-production-20261202T034303Z-747a`,
 //! `…#job4`, `approval:0`, `slack`), so logs stored by earlier builds replay unchanged
-//! (`tests/it/replay.rs` holds one). What holds today:
+//! (`tests/it/replay.rs` holds one; the tests below read lines of it). What holds today:
 //!
 //! - [`ReleaseId`] is the release's id in the engine: [`Release::id`](super::Release::id), the
 //!   event that starts a release ([`Event::Started`](super::Event::Started)) and the refusals that
-//!   name one. The runtime makes it (`driver::new_release_id`) and keys its store, outbox and
-//!   timers by its text: a `ReleaseId` reads as a `&str` (`Deref`, `Borrow<str>`, `AsRef<str>`,
-//!   `Display`), a string becomes one with `into()`.
+//!   name one. The runtime makes it (`driver::new_release_id`) and keeps it where the engine hands
+//!   it out (routing a command or a message to its release, the releases it holds, its progress);
+//!   its store, outbox, marks and timer counts are keyed by the id's text: a `ReleaseId` reads as a
+//!   `&str` (`Deref`, `Borrow<str>`, `AsRef<str>`, `Display`), a string becomes one with `into()`.
+//! - [`JobId`], [`ProbeId`], [`TimerId`] and [`PostKey`] are what the events and effects carry
+//!   ([`Event::JobFinished`](super::Event::JobFinished), [`Event::JobLost`](super::Event::JobLost),
+//!   [`Event::ProbeFinished`](super::Event::ProbeFinished), [`Event::Tick`](super::Event::Tick),
+//!   [`Event::Posted`](super::Event::Posted), [`Effect::Post`](super::Effect::Post),
+//!   [`Effect::Update`](super::Effect::Update), [`Effect::ArmTimer`](super::Effect::ArmTimer),
+//!   [`JobSpec::id`](super::JobSpec::id), [`ProbeSpec::id`](super::ProbeSpec::id)), what the
+//!   release's state holds ([`Activity`](super::Activity), [`Release::posts`](super::Release::posts))
+//!   and what the runtime keys by: the jobs it queued, the outbox's posts and edits, the live
+//!   status message ([`PostKey::Status`]). They become text only at the edges: the shared job
+//!   queue (the store names a job by its text), the JSON of the stored log and of queued jobs,
+//!   and tracing output.
 //! - [`Platform`] is a person's and a release's platform ([`UserRef`](super::UserRef),
-//!   [`People`](super::plan::People)) everywhere, the driver and the configuration included; the
-//!   job queue is still named by [`Platform::as_str`].
-//! - [`JobId`], [`ProbeId`], [`TimerId`] and [`PostKey`] are what the release's state holds; the
-//!   events and effects still carry their text (and [`Activity::Job`](super::Activity::Job) a job's),
-//!   because the runtime keys its job queue, timers and posts by strings.
+//!   [`People`](super::plan::People)) everywhere, the driver, its queue worker and the
+//!   configuration included; the job queue is named by [`Platform::as_str`].
+//! - The ids of prerequisite checks and bundles (`…#check<n>`, `…#bundle<n>`) are still strings:
+//!   they never leave the engine's round trip with the runtime's hands, which echo them back.
 //!
-//! A leaf: this file imports nothing from the engine.
+//! A leaf: this file imports nothing from the engine (its tests read events).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -34,7 +45,7 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
-            /// The id as it travels in events and effects.
+            /// The id as text, as logs store it and the store keys by it.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
