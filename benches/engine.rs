@@ -5,7 +5,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use raybot::driver::StoredEvent;
 use raybot::engine::testkit::Sim;
-use raybot::engine::{Event, Release, ReleaseCommand, Strategy};
+use raybot::engine::{Event, PostKey, Release, ReleaseCommand, Strategy};
 
 /// A release waiting for freeze acknowledgements, plus its log.
 fn at_freeze() -> Sim {
@@ -19,7 +19,7 @@ fn at_freeze() -> Sim {
 /// The sample release's log padded to `n` events with people toggling reactions and asking status.
 fn long_log(n: usize) -> Vec<(raybot::engine::Timestamp, Event)> {
     let mut sim = at_freeze();
-    let message = sim.message("freeze");
+    let message = sim.message(&PostKey::Freeze);
     let people = ["alice", "bob", "carol", "dave"];
     let mut i = 0;
     while sim.log.len() < n {
@@ -48,7 +48,7 @@ fn long_log(n: usize) -> Vec<(raybot::engine::Timestamp, Event)> {
 fn bench(c: &mut Criterion) {
     let sim = at_freeze();
     let base = sim.release().clone();
-    let message = sim.message("freeze");
+    let message = sim.message(&PostKey::Freeze);
     let ev = Event::Reaction { by: Sim::user("carol"), message, emoji: "white_check_mark".into(), added: true };
     c.bench_function("handle one event (freeze ack by reaction)", |b| {
         b.iter_batched(|| base.clone(), |mut r| r.handle(&ev, sim.now), criterion::BatchSize::SmallInput)

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use raybot::chat::{ChatError, ChatSink, Inbound};
 use raybot::driver::{Driver, StoredEvent, summary};
 use raybot::engine::testkit::Sim;
-use raybot::engine::{Ask, Event, Release, ReleaseCommand, Strategy, UserRef};
+use raybot::engine::{Ask, Event, PostKey, Release, ReleaseCommand, Strategy, UserRef};
 use raybot::store::Store;
 use raybot::store::redis::RedisStore;
 
@@ -64,7 +64,8 @@ async fn run(url: &str, rate: u64, seconds: u64) {
     let id = format!("{}-load-{}", sim.release().id, std::process::id());
     // Chat platforms give every post its own id: so does this run (a Redis used for earlier runs
     // still holds their releases, with the simulator's ids).
-    let (sim_message, message) = (sim.message("freeze"), format!("{}-{}", sim.message("freeze"), std::process::id()));
+    let (sim_message, message) =
+        (sim.message(&PostKey::Freeze), format!("{}-{}", sim.message(&PostKey::Freeze), std::process::id()));
     let mut log = sim.log.clone();
     for (_, event) in &mut log {
         match event {

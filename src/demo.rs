@@ -18,7 +18,7 @@ use crate::chat::local::LocalChat;
 use crate::chat::{ChatError, ChatSink, Delivery, Inbound};
 use crate::config::Config;
 use crate::driver::Driver;
-use crate::engine::{Activity, Ask, Button, Platform, Terminal, UserRef};
+use crate::engine::{Activity, Ask, Button, Platform, PostKey, ReleaseId, Terminal, UserRef};
 use crate::jobs::{JobRequest, run_job};
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -71,7 +71,7 @@ pub struct DemoOutcome {
     /// Process exit code: 0 released, 3 rolled back, 1 anything else (rejected, halted, timed out).
     pub exit_code: i32,
     /// Id of the release played, if one started.
-    pub release: Option<String>,
+    pub release: Option<ReleaseId>,
     /// How it ended; `None` if it halted or the demo gave up.
     pub outcome: Option<Terminal>,
 }
@@ -298,7 +298,7 @@ async fn direct(
                 outcome.label(),
                 opts.artifacts.display()
             ));
-            return Ok(DemoOutcome { exit_code: code, release: Some(id), outcome: Some(outcome) });
+            return Ok(DemoOutcome { exit_code: code, release: Some(id.into()), outcome: Some(outcome) });
         }
         if let Some(r) = now.active.first() {
             if let Activity::Halted(h) = &r.activity {
@@ -377,5 +377,10 @@ async fn say(driver: &DriverHandle, inbound: Inbound) -> anyhow::Result<()> {
 }
 
 fn freeze_message(progress: &Progress) -> String {
-    progress.active.first().and_then(|r| r.posts.get("freeze")).and_then(|v| v.last().cloned()).unwrap_or_default()
+    progress
+        .active
+        .first()
+        .and_then(|r| r.posts.get(&PostKey::Freeze))
+        .and_then(|v| v.last().cloned())
+        .unwrap_or_default()
 }

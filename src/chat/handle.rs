@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Delivery, Handled, Inbound};
 use crate::command::Command;
-use crate::engine::{Activity, Terminal};
+use crate::engine::{Activity, PostKey, ReleaseId, Terminal};
 
 /// Answers read-only commands beside the driver, concurrently with its writes. `None` when it
 /// cannot answer from what it reads (the driver must catch up first): the command then goes
@@ -97,11 +97,11 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Running {
     /// Release id.
-    pub id: String,
+    pub id: ReleaseId,
     /// What it is doing or waiting for.
     pub activity: Activity,
     /// Platform message ids of its keyed posts (`freeze`, `approval:0`, `status` …), latest last.
-    pub posts: BTreeMap<String, Vec<String>>,
+    pub posts: BTreeMap<PostKey, Vec<String>>,
 }
 
 impl std::fmt::Debug for DriverHandle {

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{ChatSink, PostTag};
-use crate::engine::{Ask, UserRef};
+use crate::engine::{Ask, PostKey, UserRef};
 
 /// One chat effect for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub enum Outgoing {
         release: String,
         /// The engine's post key (`freeze`, `approval:0`, `status`), if it is to be edited or
         /// matched with reactions and clicks later.
-        key: Option<String>,
+        key: Option<PostKey>,
         /// The message.
         text: String,
         /// Reaction or buttons to offer.
@@ -45,7 +45,7 @@ pub enum Outgoing {
         /// The release it belongs to.
         release: String,
         /// The post key.
-        key: String,
+        key: PostKey,
         /// The message id, when the driver knows it from the release's log; otherwise the outbox
         /// uses the id of its own post under that key, and drops the edit if it has none.
         message: Option<String>,
@@ -88,7 +88,7 @@ pub struct Sent {
     /// The release of the item.
     pub release: String,
     /// For a keyed post that went out: its key and the platform's message id.
-    pub posted: Option<(String, String)>,
+    pub posted: Option<(PostKey, String)>,
     /// How far the release's announcements have gone out now (items from its log).
     pub through: Option<Through>,
 }
@@ -108,8 +108,8 @@ pub struct Through {
 /// Message ids of the keyed posts this outbox made: `(release, key) → message` and back.
 #[derive(Debug, Default)]
 struct Posted {
-    by_key: HashMap<(String, String), String>,
-    by_message: HashMap<String, (String, String)>,
+    by_key: HashMap<(String, PostKey), String>,
+    by_message: HashMap<String, (String, PostKey)>,
 }
 
 /// The driver's side of an outbox task.
@@ -145,7 +145,7 @@ impl Outbox {
     }
 
     /// The release and key of a message this outbox posted (before the driver may have recorded it).
-    pub fn posted(&self, message: &str) -> Option<(String, String)> {
+    pub fn posted(&self, message: &str) -> Option<(String, PostKey)> {
         self.posted.lock().ok().and_then(|p| p.by_message.get(message).cloned())
     }
 }
@@ -159,7 +159,7 @@ async fn run(
 ) {
     let gap = sink.edit_gap();
     // When each message (release, key) was last edited.
-    let mut edited: HashMap<(String, String), tokio::time::Instant> = HashMap::new();
+    let mut edited: HashMap<(String, PostKey), tokio::time::Instant> = HashMap::new();
     let mut batch = VecDeque::new();
     while let Some(first) = rx.recv().await {
         batch.push_back(first);
@@ -373,11 +373,23 @@ mod tests {
     }
 
     fn post(key: &str, text: &str) -> Outgoing {
-        Outgoing::Post { release: "r".into(), key: Some(key.into()), text: text.into(), ask: Ask::Nothing, from: None }
+        Outgoing::Post {
+            release: "r".into(),
+            key: Some(PostKey::parse(key)),
+            text: text.into(),
+            ask: Ask::Nothing,
+            from: None,
+        }
     }
 
     fn edit(key: &str, text: &str) -> Outgoing {
-        Outgoing::Edit { release: "r".into(), key: key.into(), message: None, text: text.into(), through: None }
+        Outgoing::Edit {
+            release: "r".into(),
+            key: PostKey::parse(key),
+            message: None,
+            text: text.into(),
+            through: None,
+        }
     }
 
     fn through(events: u64) -> Through {
@@ -393,7 +405,7 @@ mod tests {
 
     fn status_edit(event: u64, text: &str) -> Outgoing {
         let through = Some(through(event + 1));
-        Outgoing::Edit { release: "r".into(), key: "status".into(), message: None, text: text.into(), through }
+        Outgoing::Edit { release: "r".into(), key: PostKey::Status, message: None, text: text.into(), through }
     }
 
     #[tokio::test(start_paused = true)]
@@ -502,7 +514,7 @@ mod tests {
         let calls = sink.calls.lock().unwrap().clone();
         assert_eq!(calls, vec!["post s0", "post f0", "edit m1 s20", "edit m2 f1"]);
         let posted: Vec<_> = reports.lock().unwrap().iter().filter_map(|s| s.posted.clone()).collect();
-        assert_eq!(posted, vec![("status".to_string(), "m1".to_string()), ("freeze".to_string(), "m2".to_string())]);
+        assert_eq!(posted, vec![(PostKey::Status, "m1".to_string()), (PostKey::Freeze, "m2".to_string())]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -547,6 +559,6 @@ mod tests {
         while outbox.pending() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(outbox.posted("m1"), Some(("r".to_string(), "freeze".to_string())));
+        assert_eq!(outbox.posted("m1"), Some(("r".to_string(), PostKey::Freeze)));
     }
 }

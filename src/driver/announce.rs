@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::{Driver, Internal, StoredEvent};
 use crate::chat::PostTag;
 use crate::chat::outbox::{From, Outgoing, Through};
-use crate::engine::{Effect, Release, Timestamp};
+use crate::engine::{Effect, PostKey, Release, Timestamp};
 use crate::store::StoreError;
 
 /// The least time between two writes of one mark. Posts that went out in the last gap before a
@@ -82,7 +82,7 @@ fn items(
     origin: Origin,
     fx: Vec<Effect>,
     recheck: bool,
-    posts: &BTreeMap<String, Vec<String>>,
+    posts: &BTreeMap<PostKey, Vec<String>>,
 ) -> Vec<Outgoing> {
     let chat = fx.iter().filter(|e| matches!(e, Effect::Post { .. } | Effect::Update { .. })).count();
     let mut out = Vec::with_capacity(chat);

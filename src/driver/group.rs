@@ -13,7 +13,7 @@ use super::{Driver, refusal_for};
 use crate::chat::{Delivery, Inbound};
 use crate::clock::now;
 use crate::command::Command;
-use crate::engine::{Effect, Event, Timestamp};
+use crate::engine::{Effect, Event, ReleaseId, Timestamp};
 use crate::store::{Append, StoreError};
 
 use super::turn::Turn;
@@ -23,7 +23,7 @@ pub const MAX_GROUP: usize = 64;
 
 /// A delivery decided in memory, waiting for its write.
 struct Decided {
-    release: String,
+    release: ReleaseId,
     event: Event,
     at: Timestamp,
     fx: Vec<Effect>,
@@ -146,14 +146,14 @@ impl Driver {
             appends.into_iter().map(|a| a.release).zip(out).collect()
         } else {
             let e = StoreError::Corrupt("an event of the group could not be encoded".into());
-            decided.iter().map(|d| (d.release.clone(), Err(e.clone()))).collect()
+            decided.iter().map(|d| (d.release.to_string(), Err(e.clone()))).collect()
         };
 
         // Answer and act on what was recorded, in order; decide again what another replica beat.
         let mut again = Vec::new();
         let mut done = Vec::new();
         for mut d in decided {
-            match results.get(&d.release) {
+            match results.get(d.release.as_str()) {
                 Some(Ok(_)) => {
                     d.turn.once = None;
                     done.push(d);
@@ -210,7 +210,7 @@ impl Driver {
 
     /// The release and event a delivery applies to, when memory alone can tell (the release is
     /// loaded and current, the message is recorded).
-    fn in_memory(&self, inbound: &Inbound) -> Option<(String, Event)> {
+    fn in_memory(&self, inbound: &Inbound) -> Option<(ReleaseId, Event)> {
         let (id, event) = match inbound.clone() {
             Inbound::Reaction { user, message, emoji, added } => {
                 (self.releases.of_message(&message)?, Event::Reaction { by: user, message, emoji, added })

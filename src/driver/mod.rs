@@ -42,7 +42,8 @@ use crate::command::{Command, HELP};
 use crate::config::Config;
 use crate::engine::refusal::Runtime;
 use crate::engine::{
-    Activity, Ask, Effect, Event, Platform, Release, ReleaseCommand, Terminal, Timestamp, UserRef, refuse,
+    Activity, Ask, Effect, Event, JobId, Platform, PostKey, Release, ReleaseCommand, ReleaseId, Terminal, Timestamp,
+    UserRef, refuse,
 };
 use crate::metrics::Metrics;
 use crate::protocol::Catalog;
@@ -62,9 +63,6 @@ pub struct StoredEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
 }
-
-/// Post key of the live status message of a release (chat platforms).
-pub const STATUS_KEY: &str = "status";
 
 /// Work that comes back to the driver from its background tasks.
 #[derive(Debug)]
@@ -138,7 +136,7 @@ pub struct Driver {
     /// Whether this driver's queue worker runs.
     worker: bool,
     /// Jobs this driver queued whose results it has not recorded yet.
-    queued: BTreeSet<String>,
+    queued: BTreeSet<JobId>,
     /// Wakes the queue worker when this driver queued a job.
     wake: Arc<tokio::sync::Notify>,
     /// Whether this process is stopping, shared with its worker.
@@ -264,7 +262,7 @@ impl Driver {
         let status_shown = self.releases.get(id).and_then(|a| a.status_shown.clone());
         let mut active = Active::new(release, log_len, token, lock_expires_at);
         active.status_shown = status_shown;
-        self.releases.insert(id.to_string(), active);
+        self.releases.insert(id.into(), active);
         self.metrics.release_resumed();
         // What the stopped process recorded but never posted goes out first, in its order.
         // A start-up resume (`retry`) follows this process's own restart; a sweep runs beside
@@ -323,7 +321,7 @@ impl Driver {
         let w = Worker {
             store: self.store.clone(),
             queue,
-            platform: self.platform.to_string(),
+            platform: self.platform,
             replica: self.replica.clone(),
             tx: self.internal_tx.clone(),
             artifacts: self.artifacts.clone(),
@@ -443,12 +441,12 @@ impl Driver {
 
     /// Records that the post under `key` of release `id` is platform message `message`, unless
     /// the release already knows it.
-    async fn record_posted(&mut self, id: &str, key: String, message: String) -> Result<(), StoreError> {
+    async fn record_posted(&mut self, id: &str, key: PostKey, message: String) -> Result<(), StoreError> {
         if !self.releases.contains_key(id) {
             self.releases.adopt(id).await?;
         }
         let known = self.releases.get(id).is_none_or(|a| {
-            a.release.is_finished() && key != STATUS_KEY
+            a.release.is_finished() && key != PostKey::Status
                 || a.release.posts.get(&key).is_some_and(|m| m.contains(&message))
         });
         if known {
@@ -478,7 +476,7 @@ impl Driver {
                 if let (Some(entry), Some(queue)) = (&ack, &self.queue) {
                     let job = match &event {
                         Event::JobFinished { job, .. } | Event::JobLost { job, .. } => job.clone(),
-                        _ => String::new(),
+                        _ => JobId::default(),
                     };
                     self.queued.remove(&job);
                     if let Err(e) = queue.done(self.platform.as_str(), entry, &job).await {
@@ -634,14 +632,14 @@ impl Driver {
 
     /// The release that posted `message`: from the logs, else from the outbox's own posts whose
     /// message id is not recorded yet (then recorded first, so the reaction finds it).
-    async fn release_of_message(&mut self, message: &str) -> Option<String> {
+    async fn release_of_message(&mut self, message: &str) -> Option<ReleaseId> {
         let known = self.releases.of_message(message);
         if known.is_some() {
             return known;
         }
         let (id, key) = self.outbox.posted(message)?;
         match self.record_posted(&id, key, message.to_string()).await {
-            Ok(()) => Some(id),
+            Ok(()) => Some(id.into()),
             Err(e) => {
                 tracing::warn!(release = %id, error = %e, "could not record a post's message id");
                 None
@@ -714,14 +712,8 @@ impl Driver {
             }
             Err(_) => return self.tell(turn, refuse(Runtime::StoreDown)),
         };
-        let ev = Event::Started {
-            release: id.clone().into(),
-            version,
-            env: env.clone(),
-            strategy,
-            by: user,
-            plan: Box::new(plan),
-        };
+        let ev =
+            Event::Started { release: id.clone(), version, env: env.clone(), strategy, by: user, plan: Box::new(plan) };
         let Some((release, fx)) = Release::start(&ev, started) else {
             let _ = self.store.unlock(&env, &id, lock.token).await;
             return self.tell(turn, refuse(Runtime::EmptyPipeline));
@@ -946,7 +938,7 @@ impl Driver {
             return;
         }
         let Some(a) = self.releases.get_mut(id) else { return };
-        if a.status_posting || a.release.posts.contains_key(STATUS_KEY) {
+        if a.status_posting || a.release.posts.contains_key(&PostKey::Status) {
             return;
         }
         let text = a.release.status_text();
@@ -954,7 +946,7 @@ impl Driver {
         a.status_shown = Some(text.clone());
         self.outbox.send(Outgoing::Post {
             release: id.to_string(),
-            key: Some(STATUS_KEY.into()),
+            key: Some(PostKey::Status),
             text,
             ask: Ask::Nothing,
             from: None,
@@ -973,7 +965,7 @@ impl Driver {
         if a.status_shown.as_deref() == Some(text.as_str()) {
             return;
         }
-        let message = a.release.posts.get(STATUS_KEY).and_then(|m| m.last().cloned());
+        let message = a.release.posts.get(&PostKey::Status).and_then(|m| m.last().cloned());
         if message.is_none() && !a.status_posting {
             // Posted by another replica and not recorded yet: the next change shows it.
             return;
@@ -981,7 +973,7 @@ impl Driver {
         a.status_shown = Some(text.clone());
         self.outbox.send(Outgoing::Edit {
             release: id.to_string(),
-            key: STATUS_KEY.into(),
+            key: PostKey::Status,
             message,
             text,
             through: None,
@@ -1111,7 +1103,7 @@ pub fn summary(r: &Release, events: u64, replica: &str) -> ReleaseSummary {
 /// release that holds its environment's lock: what driver tests and benchmarks start from.
 /// Returns the release id.
 #[cfg(any(test, feature = "testkit"))]
-pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<String, StoreError> {
+pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<ReleaseId, StoreError> {
     let release = Release::replay(log.iter()).ok_or_else(|| StoreError::Corrupt("an empty log".into()))?;
     let lines = log
         .iter()
@@ -1126,20 +1118,20 @@ pub async fn seed(store: &dyn Store, log: &[(Timestamp, Event)]) -> Result<Strin
     };
     let row = summary(&release, lines.len() as u64, "seed");
     store.append(&release.id, 0, &lines, &row, Some(token), None).await?;
-    Ok(release.id.into())
+    Ok(release.id)
 }
 
 /// A release id unique across replicas: `<version>-<env>-<UTC time>-<4 random hex digits>`, e.g.
 /// `v1.2-production-20261121T233420Z-3f9a`. Two `/ray deploy`s reaching two replicas in the same
 /// second get different ids, so the second can never pass for a renewal of the first one's lock.
-pub fn new_release_id(version: &str, env: &str, at: Timestamp) -> String {
+pub fn new_release_id(version: &str, env: &str, at: Timestamp) -> ReleaseId {
     let mut bytes = [0u8; 2];
     if getrandom::fill(&mut bytes).is_err() {
         // No randomness available: the process id and the clock's milliseconds still tell two
         // replicas apart.
         bytes = ((std::process::id() as u16) ^ (at.0 as u16)).to_be_bytes();
     }
-    format!("{version}-{env}-{}-{}", crate::clock::compact(at), hex::encode(bytes))
+    format!("{version}-{env}-{}-{}", crate::clock::compact(at), hex::encode(bytes)).into()
 }
 
 /// The refusal for a write the store did not take: nothing changed, and why.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::StoredEvent;
 use crate::clock::now;
-use crate::engine::{Activity, Platform, Release, ReleaseCommand};
+use crate::engine::{Activity, Platform, Release, ReleaseCommand, ReleaseId};
 use crate::store::{ReleaseSummary, Store, StoreError};
 
 /// A release the driver holds.
@@ -47,7 +47,7 @@ pub(super) async fn read_log(store: &dyn Store, id: &str) -> Result<Vec<StoredEv
 
 /// The releases of one platform a driver holds, as far as it has caught up with the store.
 pub(super) struct Releases {
-    map: BTreeMap<String, Active>,
+    map: BTreeMap<ReleaseId, Active>,
     /// Releases of other chat platforms (never loaded again by this driver).
     pub(super) foreign: BTreeSet<String>,
     platform: Platform,
@@ -71,7 +71,7 @@ impl Releases {
         self.map.contains_key(id)
     }
 
-    pub(super) fn insert(&mut self, id: String, a: Active) {
+    pub(super) fn insert(&mut self, id: ReleaseId, a: Active) {
         self.map.insert(id, a);
     }
 
@@ -79,7 +79,7 @@ impl Releases {
         self.map.remove(id)
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Active)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&ReleaseId, &Active)> {
         self.map.iter()
     }
 
@@ -93,11 +93,11 @@ impl Releases {
     }
 
     /// The release that posted `message`, by the message ids recorded in the logs.
-    pub(super) fn of_message(&self, message: &str) -> Option<String> {
+    pub(super) fn of_message(&self, message: &str) -> Option<ReleaseId> {
         self.map
             .values()
             .find(|a| a.release.posts.values().any(|ids| ids.iter().any(|m| m == message)))
-            .map(|a| a.release.id.to_string())
+            .map(|a| a.release.id.clone())
     }
 
     /// Reads release `id` from the store and rebuilds it (the store is the truth when another
@@ -134,7 +134,7 @@ impl Releases {
     pub async fn refresh(&mut self, open: Vec<ReleaseSummary>) -> Result<(), StoreError> {
         let open_ids: BTreeSet<&str> = open.iter().map(|s| s.id.as_str()).collect();
         // Loaded releases that left the index ended on another replica: catch up once.
-        let ended: Vec<String> = self
+        let ended: Vec<ReleaseId> = self
             .map
             .iter()
             .filter(|(id, a)| !a.release.is_finished() && !open_ids.contains(id.as_str()))
@@ -144,7 +144,7 @@ impl Releases {
             self.reload(&id).await?;
         }
         for s in &open {
-            let up_to_date = match self.map.get(&s.id) {
+            let up_to_date = match self.map.get(s.id.as_str()) {
                 Some(a) => !a.stale && a.log_len == s.events,
                 None => self.foreign.contains(&s.id),
             };
@@ -171,14 +171,14 @@ impl Releases {
             None => {
                 let lock = self.store.lock_holder(&release.env, now().0).await?.filter(|l| l.owner == id);
                 let (token, expires) = (lock.as_ref().map(|l| l.token), lock.map(|l| l.expires_at_ms).unwrap_or(0));
-                self.map.insert(id.to_string(), Active::new(release, log_len, token, expires));
+                self.map.insert(id.into(), Active::new(release, log_len, token, expires));
             }
         }
         Ok(())
     }
 
     /// Picks the release a command is for: the one waiting for that kind of input, else the only one.
-    pub(super) fn route(&self, rc: &ReleaseCommand) -> Option<String> {
+    pub(super) fn route(&self, rc: &ReleaseCommand) -> Option<ReleaseId> {
         let active: Vec<&Release> = self.active().collect();
         let waiting = active.iter().find(|r| match rc {
             ReleaseCommand::Ack => matches!(r.activity, Activity::Acks { .. }),
@@ -189,8 +189,8 @@ impl Releases {
             _ => false,
         });
         match (waiting, active.as_slice()) {
-            (Some(r), _) => Some(r.id.to_string()),
-            (None, [only]) => Some(only.id.to_string()),
+            (Some(r), _) => Some(r.id.clone()),
+            (None, [only]) => Some(only.id.clone()),
             _ => None,
         }
     }

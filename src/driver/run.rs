@@ -57,7 +57,7 @@ impl Driver {
         Progress {
             active: self
                 .active()
-                .map(|r| Running { id: r.id.to_string(), activity: r.activity.clone(), posts: r.posts.clone() })
+                .map(|r| Running { id: r.id.clone(), activity: r.activity.clone(), posts: r.posts.clone() })
                 .collect(),
             finished: self.finished.clone(),
             idle: self.idle(),

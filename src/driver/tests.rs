@@ -90,7 +90,7 @@ async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing
     assert!(posts[0].starts_with(&format!("[RAY] Release {id} of v1.2")), "{posts:?}");
     assert_eq!(posts.iter().filter(|p| p.starts_with("[RAY STATUS]")).count(), 1, "{posts:?}");
     let release = d.active().next().unwrap();
-    assert!(release.posts.contains_key(STATUS_KEY), "{:?}", release.posts);
+    assert!(release.posts.contains_key(&PostKey::Status), "{:?}", release.posts);
 }
 
 #[tokio::test]
@@ -110,7 +110,7 @@ async fn a_second_deploy_is_told_which_release_holds_the_environment_and_leaves_
 #[test]
 fn release_ids_of_one_second_differ_and_keep_their_readable_part() {
     let at = Timestamp(1_763_768_060_123);
-    let ids: BTreeSet<String> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
+    let ids: BTreeSet<ReleaseId> = (0..64).map(|_| new_release_id("v1.2", "production", at)).collect();
     assert!(ids.len() > 60, "{ids:?}");
     for id in &ids {
         let (head, tail) = id.rsplit_once('-').unwrap();
@@ -217,12 +217,12 @@ impl Store for Interleaved {
 
 /// A release waiting for change-freeze acknowledgements, recorded in `store` as raybot would
 /// have; returns its id and the freeze message's id.
-async fn release_in_freeze(store: &dyn Store) -> (String, String) {
+async fn release_in_freeze(store: &dyn Store) -> (ReleaseId, String) {
     let mut sim = crate::engine::testkit::Sim::new();
     sim.start("alice", crate::engine::Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
     sim.command("bob", ReleaseCommand::Approve { comment: None });
-    (seed(store, &sim.log).await.unwrap(), sim.message("freeze"))
+    (seed(store, &sim.log).await.unwrap(), sim.message(&PostKey::Freeze))
 }
 
 fn toggle(who: &str, message: &str, added: bool, key: &str) -> (Delivery, oneshot::Receiver<Handled>) {
@@ -334,7 +334,7 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
         let mut row = row;
         row.events = before + 1;
         vec![crate::store::Append {
-            release: other_id,
+            release: other_id.into(),
             expected_len: before,
             events: vec![line],
             summary: row,
@@ -394,7 +394,7 @@ async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answer
     let shown = progress.borrow_and_update().clone();
     assert!(shown.idle, "{shown:?}");
     assert!(shown.active[0].activity.needs_people(), "{shown:?}");
-    assert!(shown.active[0].posts.contains_key(STATUS_KEY), "the status message's id is recorded: {shown:?}");
+    assert!(shown.active[0].posts.contains_key(&PostKey::Status), "the status message's id is recorded: {shown:?}");
 
     // An abort ends it once its evidence bundle is written.
     handle.send(Delivery::new(command("alice", "/ray abort changed our minds"))).unwrap();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Internal;
-use crate::engine::Event;
+use crate::engine::{Event, Platform};
 use crate::jobs::{JobRequest, run_job};
 use crate::metrics::Metrics;
 use crate::store::{JobQueue, Store};
@@ -112,7 +112,7 @@ pub(super) fn job_request(p: &QueuedPayload, artifacts: &std::path::Path, base_d
 pub(super) struct Worker {
     pub(super) store: Arc<dyn Store>,
     pub(super) queue: Arc<dyn JobQueue>,
-    pub(super) platform: String,
+    pub(super) platform: Platform,
     pub(super) replica: String,
     pub(super) tx: mpsc::UnboundedSender<Internal>,
     pub(super) artifacts: PathBuf,
@@ -134,7 +134,7 @@ impl Worker {
         // Jobs taken under this name before this process started were running in a process that
         // stopped: their outcome is unknown.
         loop {
-            match this.queue.taken_by(&this.platform, &this.replica).await {
+            match this.queue.taken_by(this.platform.as_str(), &this.replica).await {
                 Ok(jobs) => {
                     for j in jobs {
                         this.lost(j, this.replica.clone());
@@ -164,7 +164,7 @@ impl Worker {
                     let found = if draining {
                         Ok(Vec::new())
                     } else {
-                        this.queue.claim_abandoned(&this.platform, &this.replica, this.lease_ms).await
+                        this.queue.claim_abandoned(this.platform.as_str(), &this.replica, this.lease_ms).await
                     };
                     match found {
                         Ok(found) => {
@@ -187,7 +187,7 @@ impl Worker {
                 return;
             }
             while running.load(Ordering::SeqCst) < MAX_QUEUED_JOBS && !this.drain.stopping() {
-                match this.queue.take(&this.platform, &this.replica).await {
+                match this.queue.take(this.platform.as_str(), &this.replica).await {
                     Ok(Some(job)) => {
                         this.drain.take();
                         running.fetch_add(1, Ordering::SeqCst);
@@ -211,7 +211,7 @@ impl Worker {
     async fn renew_held(&self) {
         let held: Vec<String> = self.holding.lock().map(|h| h.iter().cloned().collect()).unwrap_or_default();
         for entry in held {
-            match self.queue.extend(&self.platform, &self.replica, &entry).await {
+            match self.queue.extend(self.platform.as_str(), &self.replica, &entry).await {
                 Ok(true) => {}
                 Ok(false) => {
                     if let Ok(mut h) = self.holding.lock() {
@@ -240,8 +240,8 @@ impl Worker {
             }
             Err(_) => {
                 // Deleted meanwhile (its result was recorded) or unreadable: nothing to report.
-                let (queue, platform) = (self.queue.clone(), self.platform.clone());
-                tokio::spawn(async move { queue.done(&platform, &job.entry, &job.job).await });
+                let (queue, platform) = (self.queue.clone(), self.platform);
+                tokio::spawn(async move { queue.done(platform.as_str(), &job.entry, &job.job).await });
             }
         }
     }
@@ -251,7 +251,7 @@ impl Worker {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(entry = %job.entry, error = %e, "unreadable job in the queue; dropped");
-                let _ = self.queue.done(&self.platform, &job.entry, &job.job).await;
+                let _ = self.queue.done(self.platform.as_str(), &job.entry, &job.job).await;
                 self.drain.release();
                 return;
             }
@@ -265,7 +265,7 @@ impl Worker {
         let outcome = loop {
             tokio::select! {
                 outcome = &mut run => break outcome,
-                _ = renew.tick() => match self.queue.extend(&self.platform, &self.replica, &job.entry).await {
+                _ = renew.tick() => match self.queue.extend(self.platform.as_str(), &self.replica, &job.entry).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(job = %payload.spec.id, "another replica declared this job lost; its result is still recorded"),
                     Err(e) => tracing::warn!(job = %payload.spec.id, error = %e, "could not renew the job's claim"),

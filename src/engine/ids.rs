@@ -3,21 +3,32 @@
 //!
 //! Each serialises exactly as the string it replaces (`v1.2-production-20261202T034303Z-747a`,
 //! `…#job4`, `approval:0`, `slack`), so logs stored by earlier builds replay unchanged
-//! (`tests/it/replay.rs` holds one). What holds today:
+//! (`tests/it/replay.rs` holds one; the tests below read lines of it). What holds today:
 //!
 //! - [`ReleaseId`] is the release's id in the engine: [`Release::id`](super::Release::id), the
 //!   event that starts a release ([`Event::Started`](super::Event::Started)) and the refusals that
-//!   name one. The runtime makes it (`driver::new_release_id`) and keys its store, outbox and
-//!   timers by its text: a `ReleaseId` reads as a `&str` (`Deref`, `Borrow<str>`, `AsRef<str>`,
-//!   `Display`), a string becomes one with `into()`.
+//!   name one. The runtime makes it (`driver::new_release_id`) and keeps it where the engine hands
+//!   it out (routing a command or a message to its release, the releases it holds, its progress);
+//!   its store, outbox, marks and timer counts are keyed by the id's text: a `ReleaseId` reads as a
+//!   `&str` (`Deref`, `Borrow<str>`, `AsRef<str>`, `Display`), a string becomes one with `into()`.
+//! - [`JobId`], [`ProbeId`], [`TimerId`] and [`PostKey`] are what the events and effects carry
+//!   ([`Event::JobFinished`](super::Event::JobFinished), [`Event::JobLost`](super::Event::JobLost),
+//!   [`Event::ProbeFinished`](super::Event::ProbeFinished), [`Event::Tick`](super::Event::Tick),
+//!   [`Event::Posted`](super::Event::Posted), [`Effect::Post`](super::Effect::Post),
+//!   [`Effect::Update`](super::Effect::Update), [`Effect::ArmTimer`](super::Effect::ArmTimer),
+//!   [`JobSpec::id`](super::JobSpec::id), [`ProbeSpec::id`](super::ProbeSpec::id)), what the
+//!   release's state holds ([`Activity`](super::Activity), [`Release::posts`](super::Release::posts))
+//!   and what the runtime keys by: the jobs it queued, the outbox's posts and edits, the live
+//!   status message ([`PostKey::Status`]). They become text only at the edges: the shared job
+//!   queue (the store names a job by its text), the JSON of the stored log and of queued jobs,
+//!   and tracing output.
 //! - [`Platform`] is a person's and a release's platform ([`UserRef`](super::UserRef),
-//!   [`People`](super::plan::People)) everywhere, the driver and the configuration included; the
-//!   job queue is still named by [`Platform::as_str`].
-//! - [`JobId`], [`ProbeId`], [`TimerId`] and [`PostKey`] are what the release's state holds; the
-//!   events and effects still carry their text (and [`Activity::Job`](super::Activity::Job) a job's),
-//!   because the runtime keys its job queue, timers and posts by strings.
+//!   [`People`](super::plan::People)) everywhere, the driver, its queue worker and the
+//!   configuration included; the job queue is named by [`Platform::as_str`].
+//! - The ids of prerequisite checks and bundles (`…#check<n>`, `…#bundle<n>`) are still strings:
+//!   they never leave the engine's round trip with the runtime's hands, which echo them back.
 //!
-//! A leaf: this file imports nothing from the engine.
+//! A leaf: this file imports nothing from the engine (its tests read events).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -34,7 +45,7 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
-            /// The id as it travels in events and effects.
+            /// The id as text, as logs store it and the store keys by it.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -338,5 +349,72 @@ mod tests {
         }
         assert_eq!(PostKey::Approval(3).round(), Some(3));
         assert_eq!(PostKey::Freeze.round(), None);
+    }
+
+    /// The release of the fixture log `tests/fixtures/chat-release-v1.2.jsonl`, recorded by a
+    /// build whose events and effects carried every id as a string.
+    const RELEASE: &str = "v1.2-production-20261202T034303Z-747a";
+
+    /// `stored` (a JSON string as an old log holds it) reads as `typed`, and `typed` writes it back.
+    fn reads_and_writes<T>(stored: &str, typed: T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let json = serde_json::to_string(stored).unwrap();
+        assert_eq!(serde_json::from_str::<T>(&json).unwrap(), typed, "{json} reads as {typed:?}");
+        assert_eq!(serde_json::to_string(&typed).unwrap(), json, "{typed:?} writes {json}");
+    }
+
+    #[test]
+    fn every_id_reads_and_writes_the_very_string_an_old_log_holds() {
+        reads_and_writes(RELEASE, ReleaseId::from(RELEASE));
+        reads_and_writes(&format!("{RELEASE}#job13"), JobId::new(RELEASE, 13));
+        reads_and_writes(&format!("{RELEASE}#probe4"), ProbeId::new(RELEASE, 4));
+        reads_and_writes(&format!("{RELEASE}#timer32"), TimerId::new(RELEASE, 32));
+        for (stored, key) in [
+            ("freeze", PostKey::Freeze),
+            ("approval:0", PostKey::Approval(0)),
+            ("approval:1", PostKey::Approval(1)),
+            ("status", PostKey::Status),
+            ("summary:2", PostKey::Other("summary:2".into())),
+        ] {
+            reads_and_writes(stored, key);
+        }
+        for (stored, platform) in
+            [("local", Platform::Local), ("slack", Platform::Slack), ("discord", Platform::Discord)]
+        {
+            reads_and_writes(stored, platform);
+        }
+        // Post keys also key the release's map of posts: a JSON object's keys, read and written.
+        let posts: std::collections::BTreeMap<PostKey, Vec<String>> =
+            [(PostKey::Approval(0), vec!["m1".to_string()]), (PostKey::Freeze, vec!["m2".to_string()])].into();
+        let json = r#"{"approval:0":["m1"],"freeze":["m2"]}"#;
+        assert_eq!(serde_json::from_str::<std::collections::BTreeMap<PostKey, Vec<String>>>(json).unwrap(), posts);
+        assert_eq!(serde_json::to_value(&posts).unwrap(), serde_json::from_str::<serde_json::Value>(json).unwrap());
+    }
+
+    #[test]
+    fn events_of_an_old_log_read_as_typed_ids_and_write_back_byte_for_byte() {
+        use crate::engine::{Event, UserRef};
+        // Lines 15, 6, 25, 17, 48 and 29 of the fixture log (the `event` of each).
+        let lines = [
+            r#"{"job_finished":{"job":"v1.2-production-20261202T034303Z-747a#job13","outcome":{"exit_code":0,"timed_out":false,"duration_ms":50,"spawn_error":null,"log_tail":["security scan for v1.2: 11 files in /tmp/raybot-it-eJAao9/inputs /tmp/raybot-it-eJAao9/scripts","warnings=0","security scan passed for v1.2","blocking_findings=0"]}}}"#,
+            r#"{"probe_finished":{"probe":"v1.2-production-20261202T034303Z-747a#probe4","report":{"url":"http://127.0.0.1:28737/healthz","total":20,"ok":20,"p50_ms":2,"p95_ms":7,"max_ms":9,"statuses":{"200":20},"versions":{"v1.1":20},"errors":[]}}}"#,
+            r#"{"posted":{"key":"freeze","message":"1a234d95173-18"}}"#,
+            r#"{"posted":{"key":"approval:0","message":"1a234d943ee-26"}}"#,
+            r#"{"tick":{"timer":"v1.2-production-20261202T034303Z-747a#timer32"}}"#,
+            r#"{"reaction":{"by":{"platform":"local","id":"bob"},"message":"1a234d953f4-1","emoji":"✅","added":true}}"#,
+        ];
+        let events: Vec<Event> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        for (event, line) in events.iter().zip(lines) {
+            assert_eq!(serde_json::to_string(event).unwrap(), line);
+        }
+        assert!(matches!(&events[0], Event::JobFinished { job, .. } if *job == JobId::new(RELEASE, 13)));
+        assert!(matches!(&events[1], Event::ProbeFinished { probe, .. } if *probe == ProbeId::new(RELEASE, 4)));
+        assert!(matches!(&events[2], Event::Posted { key: PostKey::Freeze, message } if message == "1a234d95173-18"));
+        assert!(matches!(&events[3], Event::Posted { key: PostKey::Approval(0), .. }));
+        assert!(matches!(&events[4], Event::Tick { timer } if *timer == TimerId::new(RELEASE, 32)));
+        assert!(matches!(&events[5], Event::Reaction { by, .. } if *by == UserRef::new(Platform::Local, "bob")));
     }
 }

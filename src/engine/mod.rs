@@ -221,22 +221,22 @@ pub enum Event {
     /// The chat platform assigned `message` to the post raybot made under `key`.
     Posted {
         /// The key of [`Effect::Post`], e.g. `freeze` or `approval:0`.
-        key: String,
+        key: PostKey,
         /// The platform's message id.
         message: String,
     },
     /// A job started by [`Effect::RunJob`] ended.
     JobFinished {
-        /// The id from [`JobSpec::id`] (a [`JobId`]'s text); results for a job the release no
-        /// longer waits for are recorded and otherwise ignored.
-        job: String,
+        /// The id from [`JobSpec::id`]; results for a job the release no longer waits for are
+        /// recorded and otherwise ignored.
+        job: JobId,
         /// Exit code, duration and output tail.
         outcome: JobOutcome,
     },
     /// A probe started by [`Effect::Probe`] ended.
     ProbeFinished {
         /// The id from [`ProbeSpec::id`], e.g. `v1.2-production-…#probe7`.
-        probe: String,
+        probe: ProbeId,
         /// Success rate, latencies and serving versions.
         report: ProbeReport,
     },
@@ -264,7 +264,7 @@ pub enum Event {
     /// A timer armed by [`Effect::ArmTimer`] fired.
     Tick {
         /// The timer id; ticks of timers the release no longer waits for are ignored.
-        timer: String,
+        timer: TimerId,
     },
     /// A raybot process took the release over after a restart (or from a replica that stopped).
     Resumed {
@@ -283,7 +283,7 @@ pub enum Event {
     /// the job is never run again by itself.
     JobLost {
         /// The id from [`JobSpec::id`].
-        job: String,
+        job: JobId,
         /// The raybot process that had taken the job.
         replica: String,
     },
@@ -310,7 +310,7 @@ pub enum Effect {
     /// [`Event::Posted`] so that reactions and clicks on it can be matched.
     Post {
         /// Name for later updates and for matching reactions/clicks, e.g. `freeze`, `approval:0`.
-        key: Option<String>,
+        key: Option<PostKey>,
         /// The message, already rendered.
         text: String,
         /// Reaction or buttons to offer.
@@ -319,7 +319,7 @@ pub enum Effect {
     /// Replace the text of an earlier keyed post (and remove its buttons).
     Update {
         /// Key of the earlier post; the latest message posted under it is edited.
-        key: String,
+        key: PostKey,
         /// The new text.
         text: String,
     },
@@ -364,7 +364,7 @@ pub enum Effect {
     /// Deliver [`Event::Tick`] for `timer` at `at` (reminders, health-window rounds).
     ArmTimer {
         /// Timer id, e.g. `v1.2-production-…#timer9`.
-        timer: String,
+        timer: TimerId,
         /// When to fire; a time in the past fires at once.
         at: Timestamp,
     },
@@ -378,9 +378,9 @@ pub enum Effect {
 /// A job to run. `argv` is already expanded and never passes through a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4` (a [`JobId`]'s
-    /// text: the runtime keys its job queue by it).
-    pub id: String,
+    /// Id the result comes back with, e.g. `v1.2-production-20261121T233420Z#job4`; the runtime
+    /// keys its job queue by it.
+    pub id: JobId,
     /// What it is for, e.g. `deploy production 50%`.
     pub purpose: String,
     /// Program and arguments; the driver still replaces `{artifacts}` with the release's folder.
@@ -398,7 +398,7 @@ pub struct JobSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSpec {
     /// Id the report comes back with, e.g. `v1.2-production-…#probe7`.
-    pub id: String,
+    pub id: ProbeId,
     /// Health URL of the environment, e.g. `http://127.0.0.1:18090/healthz`.
     pub url: String,
     /// Number of sequential GET requests.

@@ -45,13 +45,16 @@ fn apply(sim: &mut Sim, user: &str, a: &Act) {
     let by = Sim::user(user);
     let ev = match a {
         Act::Ack => Event::Command { by, command: ReleaseCommand::Ack },
-        Act::React { added } => {
-            Event::Reaction { by, message: sim.message("freeze"), emoji: "white_check_mark".into(), added: *added }
-        }
+        Act::React { added } => Event::Reaction {
+            by,
+            message: sim.message(&PostKey::Freeze),
+            emoji: "white_check_mark".into(),
+            added: *added,
+        },
         Act::Approve => Event::Command { by, command: ReleaseCommand::Approve { comment: None } },
         Act::Click(b) => {
-            let key = sim.release().posts.keys().rfind(|k| k.starts_with("approval:")).cloned().unwrap_or_default();
-            Event::Click { by, message: sim.message(&key), button: *b }
+            let key = sim.release().posts.keys().rfind(|k| k.round().is_some()).cloned();
+            Event::Click { by, message: key.map(|k| sim.message(&k)).unwrap_or_default(), button: *b }
         }
         Act::Reject => Event::Command { by, command: ReleaseCommand::Reject { reason: "no".into() } },
         Act::Waive(g) => Event::Command {

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
-use super::{Effect, Event, Plan, Platform, Release, ReleaseCommand, Strategy, Terminal, Timestamp, UserRef};
+use super::{
+    Effect, Event, Plan, Platform, PostKey, Release, ReleaseCommand, Strategy, Terminal, TimerId, Timestamp, UserRef,
+};
 use crate::config::Config;
 use crate::protocol::Catalog;
 
@@ -91,7 +93,7 @@ pub struct Sim {
     pub serving: BTreeMap<String, (String, Option<String>)>,
     /// Jobs run, in order (purpose).
     pub jobs_run: Vec<String>,
-    pub timers: Vec<(String, Timestamp)>,
+    pub timers: Vec<(TimerId, Timestamp)>,
     pub outcome: Option<Terminal>,
     /// Production answers unhealthy from this many production probes on (a degradation during
     /// the health window).
@@ -170,7 +172,7 @@ impl Sim {
     }
 
     /// Message id of the latest post under `key`.
-    pub fn message(&self, key: &str) -> String {
+    pub fn message(&self, key: &PostKey) -> String {
         self.release().posts.get(key).and_then(|v| v.last().cloned()).unwrap_or_default()
     }
 
@@ -178,7 +180,7 @@ impl Sim {
     pub fn ack_all(&mut self) {
         let required = self.release().freeze.required.clone();
         for u in required {
-            let message = self.message("freeze");
+            let message = self.message(&PostKey::Freeze);
             self.send(Event::Reaction { by: Sim::user(&u), message, emoji: "white_check_mark".into(), added: true });
         }
     }
@@ -340,7 +342,7 @@ impl Sim {
                 {
                     let at = self.timers.iter().find(|(t, _)| *t == timer).map(|(_, a)| *a).unwrap_or(until);
                     self.now = self.now.max(at);
-                    let ev = Event::Tick { timer: timer.into() };
+                    let ev = Event::Tick { timer };
                     self.log.push((self.now, ev.clone()));
                     let more = self.release.as_mut().expect("started").handle(&ev, self.now);
                     queue.extend(more);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use raybot::chat::{ChatError, ChatSink, Handled, Inbound};
 use raybot::driver::{Driver, StoredEvent};
 use raybot::engine::testkit::Sim;
-use raybot::engine::{Ask, Event, Platform, ReleaseCommand, Strategy, UserRef};
+use raybot::engine::{Ask, Event, Platform, PostKey, ReleaseCommand, ReleaseId, Strategy, UserRef};
 use raybot::store::Store;
 use raybot::store::redis::RedisStore;
 
@@ -33,12 +33,12 @@ impl ChatSink for Quiet {
 }
 
 /// A release waiting for change-freeze acknowledgements, recorded in `store`: (id, freeze message).
-async fn release_in_freeze(store: &RedisStore) -> (String, String) {
+async fn release_in_freeze(store: &RedisStore) -> (ReleaseId, String) {
     let mut sim = Sim::new();
     sim.start("alice", Strategy::Bluegreen);
     sim.command("alice", ReleaseCommand::Approve { comment: None });
     sim.command("bob", ReleaseCommand::Approve { comment: None });
-    (raybot::driver::seed(store, &sim.log).await.expect("record the release"), sim.message("freeze"))
+    (raybot::driver::seed(store, &sim.log).await.expect("record the release"), sim.message(&PostKey::Freeze))
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use raybot::driver::StoredEvent;
-use raybot::engine::{Event, Release, Timestamp};
+use raybot::engine::{Event, PostKey, Release, Timestamp};
 use raybot::store::file::FileStore;
 use raybot::store::redis::RedisStore;
 use raybot::store::{ReleaseSummary, Store};
@@ -86,8 +86,10 @@ fn typed_ids_in_the_folded_state_read_as_the_strings_they_were() {
     let state = serde_json::to_value(&r).expect("json");
     assert_eq!(state["jobs"][0]["id"], format!("{}#job2", r.id));
     assert_eq!(state["probes"][0]["id"], format!("{}#probe4", r.id));
-    let keys: Vec<&String> = r.posts.keys().collect();
+    let keys: Vec<&String> = state["posts"].as_object().expect("posts").keys().collect();
     assert_eq!(keys, ["approval:0", "approval:1", "freeze"]);
+    let typed: Vec<&PostKey> = r.posts.keys().collect();
+    assert_eq!(typed, [&PostKey::Freeze, &PostKey::Approval(0), &PostKey::Approval(1)]);
     let back: Release = serde_json::from_value(state).expect("the state reads back");
     assert_eq!(folded(&back), expected());
 }

@@ -236,11 +236,7 @@ impl Release {
 
     /// What a click of `button` on `message` comes to: only the open round's request takes one.
     pub(super) fn answer_click(&self, by: &UserRef, message: &str, button: Button) -> Answer {
-        let round = self
-            .posts
-            .iter()
-            .filter(|(_, ids)| ids.iter().any(|m| m == message))
-            .find_map(|(k, _)| PostKey::parse(k).round());
+        let round = self.posts.iter().filter(|(_, ids)| ids.iter().any(|m| m == message)).find_map(|(k, _)| k.round());
         let current = match self.activity {
             Activity::Approval { round, .. } => Some(round),
             _ => None,
@@ -280,7 +276,7 @@ mod tests {
         let sim = at_freeze();
         let r = sim.release();
         let listed = Sim::user(&r.freeze.required[0]);
-        let freeze = sim.message("freeze");
+        let freeze = sim.message(&PostKey::Freeze);
         let emoji = r.plan.policy.ack_emoji.clone();
         assert_eq!(r.answer_reaction(&listed, &freeze, "tada", true), Answer::Ignore);
         assert_eq!(r.answer_reaction(&listed, "another message", &emoji, true), Answer::Ignore);
@@ -294,7 +290,7 @@ mod tests {
     fn a_click_on_a_request_no_longer_open_is_refused() {
         let sim = at_freeze();
         let r = sim.release();
-        let old = sim.message("approval:0");
+        let old = sim.message(&PostKey::Approval(0));
         assert_eq!(
             r.answer_click(&Sim::user("bob"), &old, Button::Approve),
             Answer::Refuse("click", Refusal::ClosedRequest)

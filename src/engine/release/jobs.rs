@@ -80,7 +80,7 @@ impl JobAsk {
         env.push(("RAYBOT_STRATEGY".into(), release.strategy.as_str().into()));
         env.push(("RAYBOT_PERCENT".into(), percent));
         JobSpec {
-            id: id.to_string(),
+            id: id.clone(),
             purpose: self.purpose.clone(),
             argv,
             env,
@@ -100,7 +100,7 @@ impl JobRecord {
     /// The record of job `spec` on `env`, started at `now` and not finished yet.
     pub(crate) fn started(spec: &JobSpec, env: &str, now: Timestamp) -> JobRecord {
         JobRecord {
-            id: JobId::from(spec.id.as_str()),
+            id: spec.id.clone(),
             purpose: spec.purpose.clone(),
             env: env.to_string(),
             argv: spec.argv.clone(),
@@ -115,8 +115,8 @@ impl JobRecord {
 
 /// Records `outcome` of job `id` at `now` among `jobs`; false when one was recorded already (a
 /// duplicate delivery).
-pub(crate) fn record_outcome(jobs: &mut [JobRecord], id: &str, outcome: &JobOutcome, now: Timestamp) -> bool {
-    match jobs.iter_mut().find(|j| j.id == id) {
+pub(crate) fn record_outcome(jobs: &mut [JobRecord], id: &JobId, outcome: &JobOutcome, now: Timestamp) -> bool {
+    match jobs.iter_mut().find(|j| j.id == *id) {
         Some(j) if j.outcome.is_some() => false,
         Some(j) => {
             j.outcome = Some(outcome.clone());
@@ -193,8 +193,8 @@ mod tests {
             spawn_error: None,
             log_tail: Vec::new(),
         };
-        assert!(record_outcome(&mut jobs, "r#job1", &done, Timestamp(2)));
-        assert!(!record_outcome(&mut jobs, "r#job1", &done, Timestamp(3)));
+        assert!(record_outcome(&mut jobs, &JobId::new("r", 1), &done, Timestamp(2)));
+        assert!(!record_outcome(&mut jobs, &JobId::new("r", 1), &done, Timestamp(3)));
         assert_eq!(jobs[0].finished_at, Some(Timestamp(2)));
     }
 

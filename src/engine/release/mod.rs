@@ -186,7 +186,7 @@ impl Release {
 
     fn post(&mut self, now: Timestamp, fx: &mut Fx, key: Option<PostKey>, text: String, ask: Ask) {
         self.communication.push((now, text.clone()));
-        fx.push(Effect::Post { key: key.map(String::from), text, ask });
+        fx.push(Effect::Post { key, text, ask });
     }
 
     /// Posts `text` to the channel, asking nothing back.
@@ -197,7 +197,7 @@ impl Release {
     /// Edits a keyed post. Edits are not part of the communication log: what they show (acks,
     /// decisions) is recorded in the state itself.
     fn update(&mut self, fx: &mut Fx, key: PostKey, text: String) {
-        fx.push(Effect::Update { key: key.to_string(), text });
+        fx.push(Effect::Update { key, text });
     }
 
     /// Answers `by` with `refusal` and records it in the audit trail under `what` (the action).
@@ -256,7 +256,7 @@ impl Release {
     /// Starts a job and waits for it as `task`.
     fn start_job(&mut self, now: Timestamp, fx: &mut Fx, ask: JobAsk, task: Task) {
         let job = self.job_effect(now, fx, ask);
-        self.activity = Activity::Job { job: job.into(), task };
+        self.activity = Activity::Job { job, task };
     }
 
     fn probe_effect(&mut self, now: Timestamp, fx: &mut Fx, env: &Environment, purpose: String) -> ProbeId {
@@ -275,7 +275,7 @@ impl Release {
     fn arm(&mut self, fx: &mut Fx, at: Timestamp) -> TimerId {
         let n = self.next_n();
         let id = TimerId::new(&self.id, n);
-        fx.push(Effect::ArmTimer { timer: id.to_string(), at });
+        fx.push(Effect::ArmTimer { timer: id.clone(), at });
         id
     }
 
@@ -673,7 +673,7 @@ impl Release {
         None
     }
 
-    fn job_finished(&mut self, job: &str, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {
+    fn job_finished(&mut self, job: &JobId, outcome: &JobOutcome, now: Timestamp, fx: &mut Fx) {
         if !jobs::record_outcome(&mut self.jobs, job, outcome, now) {
             return; // duplicate delivery
         }
@@ -683,8 +683,8 @@ impl Release {
         }
     }
 
-    fn probe_finished(&mut self, probe: &str, report: &ProbeReport, now: Timestamp, fx: &mut Fx) {
-        if let Some(p) = self.probes.iter_mut().find(|p| p.id == probe) {
+    fn probe_finished(&mut self, probe: &ProbeId, report: &ProbeReport, now: Timestamp, fx: &mut Fx) {
+        if let Some(p) = self.probes.iter_mut().find(|p| p.id == *probe) {
             if p.report.is_some() {
                 return;
             }
@@ -725,20 +725,20 @@ impl Release {
         self.go(now, fx, self.read_bundle(report));
     }
 
-    fn tick(&mut self, timer: &str, now: Timestamp, fx: &mut Fx) {
+    fn tick(&mut self, timer: &TimerId, now: Timestamp, fx: &mut Fx) {
         match self.activity.clone() {
-            Activity::Acks { reminder } if reminder == timer => {
+            Activity::Acks { reminder } if reminder == *timer => {
                 self.freeze.remind();
                 self.say(now, fx, self.freeze_reminder_text());
                 let reminder = self.remind(now, fx);
                 self.activity = Activity::Acks { reminder };
             }
-            Activity::Approval { round, reminder } if reminder == timer => {
+            Activity::Approval { round, reminder } if reminder == *timer => {
                 self.say(now, fx, self.approval_reminder_text(&self.rounds[round]));
                 let reminder = self.remind(now, fx);
                 self.activity = Activity::Approval { round, reminder };
             }
-            Activity::Soak { timer: t, until } if t == timer => {
+            Activity::Soak { timer: t, until } if t == *timer => {
                 let StepRun::HealthWindow { env } = self.step().run.clone() else { return };
                 self.start_probe(now, fx, &env, format!("health window {env}"), Task::SoakProbe { until });
             }
@@ -746,9 +746,9 @@ impl Release {
         }
     }
 
-    fn job_lost(&mut self, job: &str, replica: &str, now: Timestamp, fx: &mut Fx) {
+    fn job_lost(&mut self, job: &JobId, replica: &str, now: Timestamp, fx: &mut Fx) {
         match self.activity.clone() {
-            Activity::Job { job: current, task } if current == job => {
+            Activity::Job { job: current, task } if current == *job => {
                 // A `/ray rollback` asked for while the job ran is the instruction: say what
                 // happened, then roll back.
                 let rollback = rollback::take_queued(&mut self.rollback_requested, &task);

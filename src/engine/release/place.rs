@@ -72,7 +72,7 @@ impl Release {
 
     /// Whether `message` is one of the platform messages posted under `key`.
     pub(super) fn is_post(&self, key: &PostKey, message: &str) -> bool {
-        self.posts.get(&key.to_string()).is_some_and(|ids| ids.iter().any(|m| m == message))
+        self.posts.get(key).is_some_and(|ids| ids.iter().any(|m| m == message))
     }
 
     /// Prerequisite artifacts of the current protocol: (name, required).

@@ -17,7 +17,7 @@ use super::scores::{self, Validation};
 use super::state::{Halt, Release, Resume, RollbackRecord, Task, Terminal};
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
-use crate::engine::ids::PostKey;
+use crate::engine::ids::{JobId, PostKey};
 use crate::engine::plan::Environment;
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use crate::protocol::model::{DocumentTemplate, HaltKind, Level, StepRun};
@@ -228,8 +228,8 @@ impl Release {
 
     /// Where the release halts when job `job`, awaited as `task`, will never report because
     /// `before` stopped: it waits for `/ray retry` or `/ray rollback` (never runs it by itself).
-    pub(super) fn lost_job(&self, job: &str, task: &Task, before: &str, now: Timestamp) -> Halt {
-        let purpose = self.jobs.iter().find(|j| j.id == job).map(|j| j.purpose.as_str()).unwrap_or_default();
+    pub(super) fn lost_job(&self, job: &JobId, task: &Task, before: &str, now: Timestamp) -> Halt {
+        let purpose = self.jobs.iter().find(|j| j.id == *job).map(|j| j.purpose.as_str()).unwrap_or_default();
         let (step, resume) = recovery::lost_job_halt(task, &self.env, format!("{} ({purpose})", self.step_label()));
         Halt { step, reason: format!("job outcome unknown after {before} stopped"), gate: None, resume, at: now }
     }
@@ -505,7 +505,7 @@ mod tests {
     use super::*;
     use crate::engine::release::state::Activity;
     use crate::engine::testkit::{Sim, probe_report};
-    use crate::engine::{Event, ReleaseCommand, Strategy};
+    use crate::engine::{Event, ProbeId, ReleaseCommand, Strategy};
 
     fn approve(sim: &mut Sim, who: &str) {
         sim.command(who, ReleaseCommand::Approve { comment: None });
@@ -649,7 +649,8 @@ mod tests {
         approve(&mut sim, "bob");
         approve(&mut sim, "carol");
         let r = sim.release();
-        let window = |probe: &String| r.probes.iter().any(|p| p.id == *probe && p.purpose.starts_with("health window"));
+        let window =
+            |probe: &ProbeId| r.probes.iter().any(|p| p.id == *probe && p.purpose.starts_with("health window"));
         let cut = sim
             .log
             .iter()
@@ -683,7 +684,7 @@ mod tests {
         let mut sim = Sim::new();
         sim.start("alice", Strategy::Bluegreen);
         let r = sim.release();
-        let halt = r.lost_job("nope", &Task::Security, "replica-a", sim.now);
+        let halt = r.lost_job(&"nope".into(), &Task::Security, "replica-a", sim.now);
         assert_eq!(halt.reason, "job outcome unknown after replica-a stopped");
         assert_eq!((halt.resume, halt.gate, halt.at), (Resume::Step, None, sim.now));
     }

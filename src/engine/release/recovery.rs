@@ -3,7 +3,7 @@
 //! A leaf: [`recover`] reads what the release was waiting for and says how to pick it up again;
 //! the release posts, probes, queues and halts accordingly.
 
-use crate::engine::{JobSpec, Timestamp};
+use crate::engine::{JobId, JobSpec, Timestamp};
 use crate::protocol::model::StepRun;
 
 use super::state::{Activity, JobRecord, Resume, Task, Terminal};
@@ -16,7 +16,7 @@ pub(crate) enum Recovery {
     /// The awaited job ran in the stopped process and will never report: halt.
     JobUnknown {
         /// Id of the awaited job.
-        job: String,
+        job: JobId,
         /// What its result was for.
         task: Task,
     },

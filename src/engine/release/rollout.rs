@@ -131,7 +131,7 @@ pub(crate) fn next_soak_round(window: &HealthWindow, now: Timestamp, until: Time
 pub(crate) fn probe_spec(id: &ProbeId, env: &Environment) -> ProbeSpec {
     let p = &env.probe;
     ProbeSpec {
-        id: id.to_string(),
+        id: id.clone(),
         url: p.url.clone(),
         count: p.count,
         interval_ms: p.interval_ms,

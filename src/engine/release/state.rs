@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::approval::ApprovalRound;
 use super::freeze::Freeze;
 use super::gates::GateVerdict;
-use crate::engine::ids::{JobId, ProbeId, ReleaseId, TimerId};
+use crate::engine::ids::{JobId, PostKey, ProbeId, ReleaseId, TimerId};
 use crate::engine::plan::Plan;
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use crate::engine::{JobSpec, Strategy, Timestamp, UserRef};
@@ -55,7 +55,7 @@ pub struct Release {
     /// Bundles written, each once; later prerequisite checks verify zips against these digests.
     pub bundles: Vec<BundleReport>,
     /// Post key → message ids the platform gave it.
-    pub posts: BTreeMap<String, Vec<String>>,
+    pub posts: BTreeMap<PostKey, Vec<String>>,
     /// Evidence paths (relative to the artifacts directory) written or expected; the final report
     /// bundles them.
     pub evidence: BTreeSet<String>,
@@ -290,9 +290,8 @@ pub enum Activity {
     },
     /// Waiting for job `job`; `task` says what its result decides.
     Job {
-        /// Id of the running job: a [`JobId`]'s text, because the runtime looks it up in its
-        /// queue of job ids (strings) until it moves onto the type.
-        job: String,
+        /// Id of the running job.
+        job: JobId,
         /// What the result is for.
         task: Task,
     },

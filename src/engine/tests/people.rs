@@ -70,7 +70,7 @@ fn double_approval_and_double_ack_count_once() {
     approve(&mut sim, "bob");
     assert_eq!(sim.release().rounds[0].approvals.len(), 1);
     approve(&mut sim, "alice");
-    let msg = sim.message("freeze");
+    let msg = sim.message(&PostKey::Freeze);
     for _ in 0..3 {
         sim.send(Event::Reaction { by: Sim::user("dave"), message: msg.clone(), emoji: "✅".into(), added: true });
     }
@@ -84,7 +84,7 @@ fn freeze_reactions_count_and_uncount_and_strangers_do_not_count() {
     sim.start("alice", Strategy::Bluegreen);
     approve(&mut sim, "alice");
     approve(&mut sim, "bob");
-    let msg = sim.message("freeze");
+    let msg = sim.message(&PostKey::Freeze);
     let react = |sim: &mut Sim, who: &str, added: bool| {
         sim.send(Event::Reaction { by: Sim::user(who), message: msg.clone(), emoji: "white_check_mark".into(), added });
     };
@@ -125,12 +125,12 @@ fn freeze_reminder_names_who_is_missing() {
 fn reject_button_stops_the_release_and_strangers_cannot_click() {
     let mut sim = Sim::new();
     to_production_approval(&mut sim);
-    let message = sim.message("approval:1");
+    let message = sim.message(&PostKey::Approval(1));
     sim.send(Event::Click { by: Sim::user("erin"), message: message.clone(), button: Button::Reject });
     assert!(sim.replies.last().unwrap().1.starts_with("[RAY ERROR] erin may not reject"), "{:?}", sim.replies.last());
     assert!(sim.outcome.is_none());
     // A click on a closed request (the readiness one) is refused too.
-    let old = sim.message("approval:0");
+    let old = sim.message(&PostKey::Approval(0));
     sim.send(Event::Click { by: Sim::user("bob"), message: old, button: Button::Approve });
     assert!(sim.replies.last().unwrap().1.contains("this approval request is closed"));
     sim.send(Event::Click { by: Sim::user("carol"), message, button: Button::Reject });

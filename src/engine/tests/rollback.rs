@@ -111,6 +111,6 @@ fn rollback_asked_during_the_health_window_probe_is_not_lost() {
     );
     let report =
         ProbeReport { url: "x".into(), total: 20, ok: 20, p50_ms: 1, p95_ms: 2, max_ms: 3, ..Default::default() };
-    let fx = r.handle(&Event::ProbeFinished { probe: probe.into(), report }, sim.now);
+    let fx = r.handle(&Event::ProbeFinished { probe, report }, sim.now);
     assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");
 }
