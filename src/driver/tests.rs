@@ -16,6 +16,18 @@ struct Gated {
     posts: Mutex<Vec<String>>,
 }
 
+impl Gated {
+    /// A platform that performs `permits` calls before the test lets it go on.
+    fn new(permits: usize) -> Arc<Gated> {
+        Arc::new(Gated { gate: Semaphore::new(permits), posts: Mutex::new(Vec::new()) })
+    }
+}
+
+/// The embedded store in `dir/store`.
+fn file_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(crate::store::file::FileStore::open(&dir.join("store")).expect("store"))
+}
+
 #[async_trait]
 impl ChatSink for Gated {
     async fn post(&self, text: &str, _ask: &Ask) -> Result<String, ChatError> {
@@ -39,7 +51,7 @@ impl ChatSink for Gated {
 fn driver(dir: &std::path::Path, chat: Arc<Gated>) -> Driver {
     let config = Config::embedded(dir).expect("embedded config");
     let catalog = Catalog::embedded().expect("embedded protocols");
-    let store = Arc::new(crate::store::file::FileStore::open(&dir.join("store")).expect("store"));
+    let store = file_store(dir);
     Driver::new(config, catalog, store, chat, dir.join("artifacts"), Platform::Local, Arc::new(Metrics::new()))
 }
 
@@ -63,7 +75,7 @@ async fn flush(d: &mut Driver) {
 #[tokio::test]
 async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let chat = Arc::new(Gated { gate: Semaphore::new(0), posts: Mutex::new(Vec::new()) });
+    let chat = Gated::new(0);
     let mut d = driver(dir.path(), chat.clone());
 
     let answer = tokio::time::timeout(Duration::from_secs(5), say(&mut d, "alice", "/ray deploy v1.2", "k1"))
@@ -96,7 +108,7 @@ async fn a_deploy_is_answered_and_recorded_while_the_platform_has_posted_nothing
 #[tokio::test]
 async fn a_second_deploy_is_told_which_release_holds_the_environment_and_leaves_its_lock_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let chat = Gated::new(10_000);
     let mut d = driver(dir.path(), chat);
     say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
     let id = d.active().next().unwrap().id.clone();
@@ -124,7 +136,7 @@ fn release_ids_of_one_second_differ_and_keep_their_readable_part() {
 async fn the_read_side_answers_status_from_the_board_until_another_replica_moves_a_release_on() {
     use crate::chat::handle::ReadSide;
     let dir = tempfile::tempdir().unwrap();
-    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let chat = Gated::new(10_000);
     let mut a = driver(dir.path(), chat.clone());
     let catalog = Catalog::embedded().unwrap();
     let reader = reader::Reader::new(a.store.clone(), a.board.clone(), &catalog);
@@ -243,7 +255,7 @@ fn recorded_events(lines: &[String]) -> Vec<Event> {
 #[tokio::test]
 async fn deliveries_that_queued_together_are_recorded_in_order_and_each_answered_once() {
     let dir = tempfile::tempdir().unwrap();
-    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let chat = Gated::new(10_000);
     let mut d = driver(dir.path(), chat);
     let (id, freeze) = release_in_freeze(d.store.as_ref()).await;
     d.refresh(d.store.unfinished().await.unwrap()).await.unwrap();
@@ -295,8 +307,8 @@ async fn deliveries_that_queued_together_are_recorded_in_order_and_each_answered
 #[tokio::test]
 async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer_state() {
     let dir = tempfile::tempdir().unwrap();
-    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
-    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).unwrap());
+    let chat = Gated::new(10_000);
+    let file = file_store(dir.path());
     let (id, freeze) = release_in_freeze(file.as_ref()).await;
     let store = Arc::new(Interleaved {
         inner: file.clone(),
@@ -369,7 +381,7 @@ async fn a_group_another_replica_wrote_in_front_of_is_decided_again_on_the_newer
 async fn a_handle_waits_for_what_was_sent_shows_progress_and_closes_after_answering_the_queue() {
     use crate::chat::handle::HandleError;
     let dir = tempfile::tempdir().unwrap();
-    let chat = Arc::new(Gated { gate: Semaphore::new(0), posts: Mutex::new(Vec::new()) });
+    let chat = Gated::new(0);
     let handle = run::start(driver(dir.path(), chat.clone())).await.expect("the store is readable");
     let mut progress = handle.progress();
     let command = |who: &str, text: &str| Inbound::command(UserRef::new(Platform::Local, who), text).expect("valid");
@@ -487,13 +499,12 @@ fn approved() -> Approved {
 #[tokio::test]
 async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
+    let store = file_store(dir.path());
     let Approved { sim, h, banner, lost } = approved();
     assert!(lost.len() >= 2, "{:#?}", sim.channel);
     let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h, ("raybot-b", h as u64)).await;
 
-    let up = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let up = Gated::new(10_000);
     let mut survivor = driver_on(dir.path(), store.clone(), up.clone(), "raybot-a");
     assert_eq!(survivor.resume().await.unwrap(), 1);
     tokio::time::timeout(Duration::from_secs(10), flush(&mut survivor)).await.expect("the outbox drains");
@@ -516,7 +527,7 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
 
     // The survivor restarts: none of it is posted again.
     drop(survivor);
-    let again = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let again = Gated::new(10_000);
     let mut restarted = driver_on(dir.path(), store, again.clone(), "raybot-a");
     assert_eq!(restarted.resume().await.unwrap(), 1);
     tokio::time::timeout(Duration::from_secs(10), flush(&mut restarted)).await.expect("the outbox drains");
@@ -531,14 +542,13 @@ async fn posts_a_crash_kept_from_the_platform_go_out_after_the_takeover_once_and
 #[tokio::test]
 async fn a_running_survivor_that_sweeps_up_a_release_posts_the_dead_replicas_posts_not_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(crate::store::file::FileStore::open(&dir.path().join("store")).expect("store"));
+    let store = file_store(dir.path());
     let Approved { sim, h, banner, lost } = approved();
     assert!(!lost.is_empty(), "{:#?}", sim.channel);
     // raybot-a recorded the start and none of its posts has gone out yet (mark 0).
     let id = recorded_by_two_replicas(store.as_ref(), &sim.log, h, ("raybot-a", 0)).await;
 
-    let up = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let up = Gated::new(10_000);
     let mut survivor = driver_on(dir.path(), store.clone(), up.clone(), "raybot-a");
     survivor.sweep().await.unwrap();
     assert!(survivor.releases.contains_key(&id), "the sweep took the release over");
@@ -553,14 +563,14 @@ async fn a_running_survivor_that_sweeps_up_a_release_posts_the_dead_replicas_pos
 /// A driver named raybot-a on a store that counts its writes, with a release of v1.2 started and
 /// its first posts out.
 async fn counted_release(dir: &std::path::Path) -> (Driver, Arc<Interleaved>, String) {
-    let file: Arc<dyn Store> = Arc::new(crate::store::file::FileStore::open(&dir.join("store")).unwrap());
+    let file = file_store(dir);
     let store = Arc::new(Interleaved {
         inner: file,
         before_group: Mutex::new(None),
         writes: Default::default(),
         marks: Default::default(),
     });
-    let chat = Arc::new(Gated { gate: Semaphore::new(10_000), posts: Mutex::new(Vec::new()) });
+    let chat = Gated::new(10_000);
     let mut d = driver_on(dir, store.clone(), chat, "raybot-a");
     say(&mut d, "alice", "/ray deploy v1.2", "k1").await;
     tokio::time::timeout(Duration::from_secs(20), flush(&mut d)).await.expect("the outbox drains");
