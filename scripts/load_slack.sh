@@ -290,8 +290,8 @@ echo "  release $release waits for acknowledgements on message $freeze_ts"
 # Distinct signed callbacks, one file per round (so that every request raybot gets is a new event).
 # As on Slack, each person's ✅ goes on and off in turn (a person cannot add the same reaction
 # twice): each wrk thread toggles its own 16 stakeholders round robin, so one person's add and
-# remove are never in flight together (erin never acknowledges, so the release stays in the
-# freeze). Each wrk thread walks its own half, once.
+# remove are 16 requests apart while a thread keeps 8 in flight (erin never acknowledges, so the
+# release stays in the freeze). Each wrk thread walks its own half, once.
 per_thread=$((12000 * seconds))
 make_callbacks() { # round → file
   python3 - "$secret" "$tmp/reactions_$1.txt" "$freeze_ts" "$1" "$per_thread" <<'PY'
