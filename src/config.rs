@@ -429,6 +429,7 @@ impl Config {
             .collect();
         let inputs = self.base_dir.join(self.raybot.release.inputs_dir.replace("{version}", version));
         Ok(Plan {
+            rules: crate::engine::plan::RULES,
             protocols,
             environments,
             jobs: self.raybot.jobs.iter().map(|(k, v)| (k.clone(), job(v))).collect(),

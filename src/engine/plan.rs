@@ -11,9 +11,30 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ids::Platform;
 use crate::protocol::model::Protocol;
 
+/// The rules the engine runs a release under, numbered in the order they were introduced. A
+/// plan records the number it was frozen with, and the release keeps those rules to its end as it
+/// keeps the rest of its plan: a release begun by an earlier build replays, and goes on after an
+/// upgrade, the way that build ran it.
+///
+/// - 0: plans frozen before rules were numbered.
+/// - 1: the rollback rehearsal proves each move by the served version (the candidate before, the
+///   previous version after the rollback, the candidate after the roll forward); a gate decides
+///   the halt of a step that failed before measuring one of the gate's figures.
+pub const RULES: u32 = 1;
+
+/// Rule 1: the rollback rehearsal proves each move by the served version.
+pub const PROVEN_REHEARSAL: u32 = 1;
+
+/// Rule 1: a gate decides the halt of a step that failed before measuring one of its figures.
+pub const GATE_DECIDES_LOST_FIGURES: u32 = 1;
+
 /// Everything a release runs on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The engine's [`RULES`] the release runs under (absent in plans frozen before rules were
+    /// numbered, so their stored events are written back byte for byte).
+    #[serde(default, skip_serializing_if = "before_rules")]
+    pub rules: u32,
     /// Protocols in the order they run (e.g. 10 then 11).
     pub protocols: Vec<Protocol>,
     /// Environments by name (`staging`, `production`).
@@ -230,7 +251,16 @@ pub struct Policy {
     pub ack_emoji: String,
 }
 
+fn before_rules(rules: &u32) -> bool {
+    *rules == 0
+}
+
 impl Plan {
+    /// Whether the release runs under rule `rule` (see [`RULES`]) or a later one.
+    pub fn under(&self, rule: u32) -> bool {
+        self.rules >= rule
+    }
+
     /// The configured environment `name`, if any.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.get(name)

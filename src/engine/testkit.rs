@@ -80,6 +80,9 @@ pub struct Sim {
     pub files: BTreeMap<String, String>,
     /// Job purposes that fail (prefix match), e.g. `deploy production`.
     pub fail_jobs: Vec<String>,
+    /// Job purposes that succeed without changing anything (prefix match), e.g. a rollback
+    /// script that finds nothing to do.
+    pub inert_jobs: Vec<String>,
     /// Evidence files that have vanished by the time a bundle is built.
     pub lose_files: Vec<String>,
     /// Zips that cannot be written: (path suffix, which writing of it fails, from 1); that bundle
@@ -115,6 +118,7 @@ impl Sim {
             replies: Vec::new(),
             files: BTreeMap::new(),
             fail_jobs: Vec::new(),
+            inert_jobs: Vec::new(),
             lose_files: Vec::new(),
             fail_bundles: Vec::new(),
             bundles_asked: BTreeMap::new(),
@@ -223,7 +227,8 @@ impl Sim {
                         .find(|(k, _)| k == "RAYBOT_VERSION")
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default();
-                    if !fail {
+                    let inert = self.inert_jobs.iter().any(|f| spec.purpose.starts_with(f.as_str()));
+                    if !fail && !inert {
                         let entry = self.serving.entry(env).or_insert(("v1.1".into(), None));
                         if spec.purpose.starts_with("rollback") {
                             if let Some(prev) = entry.1.take() {

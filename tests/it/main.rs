@@ -10,6 +10,7 @@ mod discord;
 mod discord_fake;
 mod edge;
 mod group;
+mod protocol;
 mod redis;
 #[path = "../support/redis.rs"]
 mod redis_server;

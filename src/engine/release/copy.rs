@@ -276,6 +276,22 @@ impl Release {
         }
     }
 
+    /// The `[RAY ERROR]` post of a failure at `step` because of `reason` whose handling is the
+    /// target's automatic rollback: the protocol's error template, saying what happens instead of
+    /// awaiting instructions.
+    pub(super) fn rolling_back_text(&self, step: &str, reason: &str) -> String {
+        let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {
+            format!("{ERROR_TAG} - \"Failed at {{step}}. Reason: {{explanation}}. Awaiting instructions.\"")
+        });
+        let text = template.replace("{step}", step).replace("{explanation}", reason.trim_end_matches('.'));
+        let instead = format!("Rolling {} back automatically, as the gate's failure handling requires.", self.env);
+        if text.contains("Awaiting instructions.") {
+            text.replace("Awaiting instructions.", &instead)
+        } else {
+            format!("{text}\n{instead}")
+        }
+    }
+
     /// The `[RAY ERROR]` post of a halt at `step` because of `reason`, with what people can type.
     pub(super) fn halt_text(&self, step: &str, reason: &str, gate: Option<&str>, resume: &Resume) -> String {
         let template = self.protocol().communication.error_template.clone().unwrap_or_else(|| {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::approval::ApprovalRound;
 use super::gates::{Verdict, fmt_num};
+use super::rehearsal;
 use super::scores::Validation;
 use super::state::Release;
 use super::state::{JobRecord, RollbackRecord, Terminal};
@@ -69,8 +70,9 @@ impl Release {
         })
     }
 
-    /// The rollback rehearsal on `env`: its jobs, the probe after the rollback and the recovery
-    /// time against the RTO.
+    /// The rollback rehearsal on `env`: its jobs, the three probes that prove it by the served
+    /// version (candidate before, previous after the rollback, candidate after the roll
+    /// forward) and the recovery time against the RTO.
     pub(super) fn rehearsal_body(&self, env: &str, recovery_ms: Option<u64>, failure: Option<String>) -> Value {
         let jobs: Vec<Value> = self
             .jobs
@@ -78,18 +80,31 @@ impl Release {
             .filter(|j| j.env == env && (j.purpose.starts_with("rollback rehearsal") || j.purpose.starts_with("roll forward")))
             .map(|j| json!({"action": j.purpose, "argv": j.argv, "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code), "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms), "started_at": j.started_at.rfc3339()}))
             .collect();
-        let probe = self
-            .probes
-            .iter()
-            .rev()
-            .find(|p| p.env == env && p.purpose.starts_with("after rollback rehearsal"))
-            .and_then(|p| p.report.clone());
+        // This rehearsal's probes: those since its last "before" probe.
+        let first = self.probes.iter().rposition(|p| p.env == env && p.purpose.starts_with(rehearsal::BEFORE));
+        let ours = first.map_or(&[][..], |i| &self.probes[i..]);
+        let probe = |purpose: &str| {
+            ours.iter().rev().find(|p| p.env == env && p.purpose.starts_with(purpose)).and_then(|p| p.report.clone())
+        };
+        let (before, after, forward) =
+            (probe(rehearsal::BEFORE), probe(rehearsal::AFTER_ROLLBACK), probe(rehearsal::AFTER_ROLL_FORWARD));
+        let served = |r: &Option<ProbeReport>| r.as_ref().map(|r| r.versions.clone());
         let rto = self.constants().get("rto").copied().unwrap_or(0.0);
         json!({
             "environment": env,
+            "candidate": self.version,
             "steps": jobs,
-            "probe_after_rollback": probe,
+            "proof": {
+                "candidate_serving_before": served(&before),
+                "serving_after_rollback": served(&after),
+                "serving_after_roll_forward": served(&forward),
+                "proven": recovery_ms.is_some() && failure.is_none(),
+            },
+            "probe_before_rollback": before,
+            "probe_after_rollback": after,
+            "probe_after_roll_forward": forward,
             "recovery_seconds": recovery_ms.map(|m| m as f64 / 1000.0),
+            "recovery_measured": "from the start of the rollback job to the probe showing the previous version serving",
             "rto_seconds": rto,
             "within_rto": recovery_ms.map(|m| m as f64 / 1000.0 <= rto),
             "failure": failure,

@@ -142,6 +142,15 @@ pub(crate) fn measurable(gate: &Gate, metrics: &BTreeMap<String, f64>) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `gate` decides the halt of a failed step that was to measure `step_measures`: every
+/// figure it reads is measured, or a figure the failed step was to measure never was (the step
+/// failed before it could), so the gate cannot pass in this phase. Otherwise the step's own halt
+/// handling applies (its seed error template, escalation or pause).
+pub(crate) fn decides(gate: &Gate, metrics: &BTreeMap<String, f64>, step_measures: &[&str]) -> bool {
+    let Some(t) = gate.pass_threshold.as_deref().and_then(|t| Threshold::parse(t).ok()) else { return false };
+    measurable(gate, metrics) || t.metrics().any(|m| !metrics.contains_key(m) && step_measures.contains(&m))
+}
+
 /// What a failed gate does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnFailure {
@@ -311,6 +320,17 @@ mod tests {
         assert_eq!(v.actual(), ["coverage = 0.95", "blocking_errors not measured"]);
         assert!(!measurable(&g, &m));
         assert!(measurable(&g, &metrics(&[("coverage", 0.0), ("blocking_errors", 1.0)])));
+    }
+
+    #[test]
+    fn a_gate_decides_a_failed_step_once_its_figures_cannot_pass() {
+        let g = gate("recovery_seconds <= rto and blocking_findings == 0", GateFailure::Halt);
+        // The rehearsal failed before measuring recovery: it never will in this phase.
+        assert!(decides(&g, &BTreeMap::new(), &["recovery_seconds"]));
+        // A step that measures none of the missing figures leaves the decision to its own halt.
+        assert!(!decides(&g, &BTreeMap::new(), &["coverage"]));
+        assert!(!decides(&g, &metrics(&[("recovery_seconds", 12.0)]), &["recovery_seconds"]));
+        assert!(decides(&g, &metrics(&[("recovery_seconds", 2.0), ("blocking_findings", 0.0)]), &[]));
     }
 
     #[test]

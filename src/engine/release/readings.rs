@@ -18,7 +18,7 @@ use super::state::{Halt, Release, Resume, RollbackRecord, Task, Terminal};
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
 use crate::engine::ids::{JobId, PostKey};
-use crate::engine::plan::Environment;
+use crate::engine::plan::{Environment, GATE_DECIDES_LOST_FIGURES, PROVEN_REHEARSAL};
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use crate::protocol::model::{DocumentTemplate, HaltKind, Level, StepRun};
 
@@ -76,7 +76,11 @@ impl Release {
             | (StepRun::Validate { env }, Task::Suite { .. } | Task::ValidateProbe)
             | (
                 StepRun::RollbackRehearsal { env },
-                Task::Rehearsal { .. } | Task::RehearsalProbe { .. } | Task::RollForward { .. },
+                Task::RehearsalBefore
+                | Task::Rehearsal { .. }
+                | Task::RehearsalProbe { .. }
+                | Task::RollForward { .. }
+                | Task::RollForwardProbe { .. },
             ) => Some(env),
             _ => None,
         }
@@ -98,10 +102,15 @@ impl Release {
                 let env = self.task_env(task)?;
                 self.rehearsal(now, env, rehearsal::after_rollback_job(env, *started, outcome))
             }
-            Task::RollForward { recovery_ms } => {
+            Task::RollForward { recovery_ms, previous } => {
                 let env = self.task_env(task)?;
-                let rto = self.constants().get("rto").copied().unwrap_or(0.0);
-                self.rehearsal(now, env, rehearsal::after_roll_forward(env, &self.version, outcome, *recovery_ms, rto))
+                let read = if self.plan.under(PROVEN_REHEARSAL) {
+                    rehearsal::after_roll_forward(env, &self.version, outcome, *recovery_ms, previous)
+                } else {
+                    let rto = self.constants().get("rto").copied().unwrap_or(0.0);
+                    rehearsal::after_unproven_roll_forward(env, &self.version, outcome, *recovery_ms, rto)
+                };
+                self.rehearsal(now, env, read)
             }
             Task::Security => {
                 let findings = scores::blocking_findings(outcome);
@@ -131,9 +140,28 @@ impl Release {
             Task::SoakProbe { until } => self.soak_round(now, report, *until)?,
             Task::DeployStep { index } => self.deploy_probe(now, self.task_env(task)?, *index, report)?,
             Task::ValidateProbe => self.validation(now, self.task_env(task)?, report)?,
+            Task::RehearsalBefore => {
+                let env = self.task_env(task)?;
+                let read = rehearsal::before_rollback(self.setting(), env, &self.version, report, now)?;
+                self.rehearsal(now, env, read)
+            }
             Task::RehearsalProbe { started, job_ms } => {
                 let env = self.task_env(task)?;
-                let read = rehearsal::after_probe(self.setting(), env, report, *started, *job_ms, now)?;
+                let read =
+                    rehearsal::after_probe(self.setting(), env, &self.version, report, (*started, *job_ms), now)?;
+                self.rehearsal(now, env, read)
+            }
+            Task::RollForwardProbe { recovery_ms, previous } => {
+                let env = self.task_env(task)?;
+                let rto = self.constants().get("rto").copied().unwrap_or(0.0);
+                let read = rehearsal::after_roll_forward_probe(
+                    self.setting(),
+                    env,
+                    &self.version,
+                    report,
+                    (*recovery_ms, previous),
+                    rto,
+                )?;
                 self.rehearsal(now, env, read)
             }
             Task::BaselineProbe => {
@@ -196,8 +224,12 @@ impl Release {
         let GateFailed { step, reason, gate, name, handling } = failed;
         let staging = match handling {
             OnFailure::Rollback => {
+                let error = Act::Say(self.rolling_back_text(&step, &reason));
                 let reason = format!("{name} failed: {reason}");
-                return Next::Rollback { reason, trigger: rollback::AUTOMATIC.into() }.into();
+                return Reading {
+                    acts: vec![error],
+                    next: Next::Rollback { reason, trigger: rollback::AUTOMATIC.into() },
+                };
             }
             OnFailure::RollbackStaging => self.plan.environment("staging"),
             OnFailure::Halt => None,
@@ -445,7 +477,8 @@ impl Release {
     }
 
     /// Where the halt condition of the current step goes first: a guideline or a waived gate
-    /// goes on, a gate whose figures are all measured decides, otherwise the step's own halt.
+    /// goes on, a gate whose figures are all measured or that the failed step left unmeasurable
+    /// decides (see [`gates::decides`]), otherwise the step's own halt.
     pub(super) fn halt_route(&self) -> HaltRoute {
         if self.step().level == Level::Guideline {
             return HaltRoute::Continue(None);
@@ -455,9 +488,15 @@ impl Release {
             return HaltRoute::Continue(Some(format!("[RAY] Continuing: gate '{gate_id}' was waived.")));
         }
         match self.protocol().gates.iter().find(|g| g.id == gate_id) {
-            Some(gate) if gates::measurable(gate, &self.phase_metrics) => HaltRoute::Gate(gate_id),
+            Some(gate) if gates::decides(gate, &self.phase_metrics, self.lost_figures()) => HaltRoute::Gate(gate_id),
             _ => HaltRoute::Own,
         }
+    }
+
+    /// The figures the current step was to measure, which its failure leaves unmeasured for its
+    /// gate (none under rules before [`GATE_DECIDES_LOST_FIGURES`]).
+    fn lost_figures(&self) -> &'static [&'static str] {
+        if self.plan.under(GATE_DECIDES_LOST_FIGURES) { crate::protocol::metrics_of(&self.step().run) } else { &[] }
     }
 
     /// The prerequisite check `results`, read for the current protocol.

@@ -195,6 +195,9 @@ pub enum Task {
     },
     /// The probe after the last validation suite; it completes the `validate` step.
     ValidateProbe,
+    /// Probe before the rollback rehearsal: the candidate must be serving for its rollback to
+    /// prove anything.
+    RehearsalBefore,
     /// Rollback rehearsal: job, probe, then roll forward again.
     Rehearsal {
         /// When the rehearsal began: recovery time is measured from here.
@@ -211,6 +214,16 @@ pub enum Task {
     RollForward {
         /// Measured recovery time, compared with the RTO once the roll-forward succeeds.
         recovery_ms: u64,
+        /// The version(s) that took over from the candidate during the rehearsal.
+        #[serde(default)]
+        previous: String,
+    },
+    /// Probe after the roll forward: the candidate must serve again.
+    RollForwardProbe {
+        /// Measured recovery time, compared with the RTO once the candidate serves again.
+        recovery_ms: u64,
+        /// The version(s) that took over from the candidate during the rehearsal.
+        previous: String,
     },
     /// The `security` job; its log tail may carry `blocking_findings=N`.
     Security,

@@ -272,11 +272,7 @@ pub(crate) fn start(s: Setting<'_>, step: &Step, deploy_index: usize, now: Times
         StepRun::Validate { env } => validation(s, env, 0),
         StepRun::RollbackRehearsal { env } => match s.env(env) {
             None => not_configured(env),
-            Some(e) => {
-                let log = s.path(&format!("{env}-rollback-rehearsal.log"));
-                let ask = JobAsk::new(env, format!("rollback rehearsal {env}"), &e.rollback, log).at(0);
-                Next::Job { ask, task: Task::Rehearsal { started: now }, note: None }
-            }
+            Some(e) => super::rehearsal::start(s, env, e, now),
         },
         StepRun::Security => match s.plan.jobs.get("security") {
             None => Next::Unscanned,

@@ -83,12 +83,31 @@ fn step_retry_reruns_only_the_failed_step() {
     // A failing GUIDELINE job is noted and the release goes on.
     sim.start("alice", Strategy::Bluegreen);
     assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
-    // A failing MUST step halts; /ray retry reruns that step alone.
+    // A failing MUST step whose gate cannot decide yet halts; /ray retry reruns that step alone.
+    let mut sim = Sim::new();
+    sim.lose_files.push("pre-deployment/observability-baseline.md".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert!(h.step.contains("STEP 4.1 Assemble Go/No-Go Package"), "{h:?}");
+    assert_eq!(h.resume, release::Resume::Step);
+    let jobs = sim.jobs_run.len();
+    sim.lose_files.clear();
+    sim.command("carol", ReleaseCommand::Retry);
+    assert_eq!(sim.jobs_run.len(), jobs, "no earlier step runs again: {:?}", &sim.jobs_run[jobs..]);
+    assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn a_failed_rollback_job_fails_the_rollback_gate_and_retry_reruns_only_its_phase() {
     let mut sim = Sim::new();
     sim.fail_jobs.push("rollback rehearsal staging".into());
     sim.start("alice", Strategy::Bluegreen);
-    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
-    assert!(h.step.contains("STEP 3.1 Rehearse Rollback Procedure"), "{h:?}");
+    let text = sim.channel.join("\n");
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{text}") };
+    assert_eq!(h.step, "Rollback & Security Gate (Protocol 10 gate 3)");
+    assert!(h.reason.contains("recovery_seconds not measured"), "{h:?}");
+    assert!(text.contains("[RAY GATE FAILED: Rollback & Security Gate]"), "{text}");
+    assert!(text.contains("halt condition met — rollback job on staging failed (exit 1"), "{text}");
     let deploys = sim.jobs_run.iter().filter(|j| j.starts_with("deploy staging")).count();
     sim.fail_jobs.clear();
     sim.command("carol", ReleaseCommand::Retry);
@@ -98,6 +117,49 @@ fn step_retry_reruns_only_the_failed_step() {
         "phase 2 must not rerun"
     );
     assert!(matches!(sim.release().activity, Activity::Approval { .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn a_rehearsal_that_rolled_back_nothing_fails_the_rollback_gate_after_a_waived_rehearsal_gate() {
+    let mut sim = Sim::new();
+    // The staging suite fails: the Deployment Rehearsal Gate fails and rolls staging back to
+    // v1.1, then a release manager waives it.
+    sim.fail_jobs.push("validation smoke staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    assert!(posted(&sim, "[RAY GATE FAILED: Deployment Rehearsal Gate]"));
+    assert_eq!(sim.serving["staging"].0, "v1.1");
+    sim.fail_jobs.clear();
+    sim.command(
+        "alice",
+        ReleaseCommand::Waive { gate: "rehearsal".into(), justification: "suite flaky, tracked in QA-7".into() },
+    );
+    let text = sim.channel.join("\n");
+    // The rehearsal sees v1.1 serving: there is no candidate to roll back, so nothing is proven.
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{text}") };
+    assert_eq!(h.step, "Rollback & Security Gate (Protocol 10 gate 3)", "{text}");
+    assert!(text.contains("[RAY GATE FAILED: Rollback & Security Gate]"), "{text}");
+    assert!(text.contains("cannot rehearse the rollback on staging: v1.2 is not serving there"), "{text}");
+    assert!(!text.contains("recovered in"), "no recovery is claimed: {text}");
+    assert!(!sim.jobs_run.iter().any(|j| j.starts_with("rollback rehearsal")), "{:?}", sim.jobs_run);
+    assert!(sim.release().rounds.is_empty(), "no go/no-go package is issued");
+    let report: serde_json::Value =
+        serde_json::from_str(&sim.files["pre-deployment/rollback-verification-report.json"]).unwrap();
+    assert_eq!(report["proof"]["proven"], false);
+    assert_eq!(report["proof"]["candidate_serving_before"]["v1.1"], 20);
+    assert_eq!(report["recovery_seconds"], serde_json::Value::Null);
+    assert!(report["failure"].as_str().unwrap().contains("v1.2 is not serving"), "{report}");
+}
+
+#[test]
+fn a_rollback_script_that_changes_nothing_fails_the_rehearsal() {
+    let mut sim = Sim::new();
+    sim.inert_jobs.push("rollback rehearsal staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{text}") };
+    assert_eq!(h.step, "Rollback & Security Gate (Protocol 10 gate 3)", "{text}");
+    assert!(text.contains("the rollback rehearsal changed nothing on staging: v1.2 still serves"), "{text}");
+    assert!(!sim.jobs_run.iter().any(|j| j.starts_with("roll forward")), "{:?}", sim.jobs_run);
 }
 
 #[test]
@@ -204,4 +266,21 @@ fn incomplete_package_halts_the_readiness_phase_until_waived() {
         },
     );
     assert!(matches!(sim.release().activity, Activity::Approval { round: 0, .. }), "{}", sim.channel.join("\n"));
+}
+
+#[test]
+fn a_release_begun_under_earlier_rules_keeps_them() {
+    // A plan frozen before the rehearsal had to prove its rollback: it replays and goes on the
+    // way the build that began it ran it (the rollback job first, no probe by version before).
+    let mut plan = testkit::sample_plan("production");
+    assert_eq!(plan.rules, crate::engine::plan::RULES, "new plans take the current rules");
+    plan.rules = 0;
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("rollback rehearsal staging".into());
+    sim.start_with("alice", Strategy::Bluegreen, plan);
+    let purposes: Vec<&str> = sim.release().probes.iter().map(|p| p.purpose.as_str()).collect();
+    assert!(!purposes.iter().any(|p| p.starts_with("before rollback rehearsal")), "{purposes:?}");
+    // Under the earlier rules the failed step halts on its own; the gate does not decide.
+    let Activity::Halted(h) = sim.release().activity.clone() else { panic!("{}", sim.channel.join("\n")) };
+    assert!(h.step.contains("STEP 3.1 Rehearse Rollback Procedure"), "{h:?}");
 }
