@@ -74,6 +74,65 @@ fn a_release_survives_four_sessions_and_refuses_bad_input() {
     assert_eq!(list[0]["finished"], true);
 }
 
+/// The production go/no-go is rejected by a named person with a reason: the approval evidence, the
+/// final report and its communication log each say who (as what), when and why, and production
+/// is never touched.
+#[test]
+fn a_rejected_go_no_go_is_recorded_with_who_when_and_why() {
+    let ws = Workspace::new();
+    let (out, code) = ws.chat("alice", "/ray deploy v1.2\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[APPROVAL REQUEST] Readiness review"), "{out}");
+    let (out, code) = ws.chat("alice", "/ray approve\n/as bob\n/click approve\n");
+    assert_eq!(code, 0, "{out}");
+    let (out, code) =
+        ws.chat("alice", "/ray ack\n/as bob\n/ray ack\n/as carol\n/ray ack\n/as dave\n/ray ack\n/as erin\n/ray ack\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Approve production deployment? (yes/no)"), "{out}");
+
+    let before = raybot::clock::now().rfc3339();
+    let (out, code) = ws.chat("bob", "/ray approve\n/as carol\n/ray reject error budget exhausted this week\n");
+    let after = raybot::clock::now().rfc3339();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("stopped: rejected by @carol: error budget exhausted this week"), "{out}");
+    assert_eq!(ws.serving(ws.production_port), "v1.1");
+
+    // The go/no-go's evidence: who rejected (named as signatures are), when, how and why.
+    let dir = release_dir(&ws.artifacts());
+    let text = std::fs::read_to_string(dir.join("deployment/production-approval.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["decision"], "rejected", "{text}");
+    assert_eq!(
+        doc["rejected_by"],
+        serde_json::json!({
+            "user": "Carol Example (local carol)", "name": "Carol Example", "roles": ["sre_lead"],
+            "platform": "local", "via": "command",
+        }),
+        "{text}"
+    );
+    assert_eq!(doc["reason"], "error budget exhausted this week", "{text}");
+    let at = doc["rejected_at"].as_str().expect("rejected_at").to_string();
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    assert_eq!(doc["signatures"][0]["user"], "Bob Example (local bob)", "{text}");
+
+    // The final report: the decision, the verdict, and the communication log.
+    let report = std::fs::read_to_string(dir.join("deployment/DEPLOYMENT-REPORT.md")).unwrap();
+    assert!(report.contains("**Outcome:** rejected"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "- Rejected by Carol Example (local carol; sre_lead) at {at}: error budget exhausted this week\n"
+        )),
+        "{report}"
+    );
+    assert!(report.contains("- Verdict: no-go."), "{report}");
+    let log = report.split("## Communication log").nth(1).expect("a communication log");
+    let said = format!("rejected by @carol (sre_lead) at {at} via command: error budget exhausted this week");
+    assert!(
+        log.lines().any(|l| l.starts_with(&at) && l.contains("No-go decision recorded") && l.contains(&said)),
+        "{log}"
+    );
+}
+
 /// raybot is killed (SIGKILL) while the staging deploy job runs. The restarted process reports the
 /// job's outcome as unknown, names the process that stopped, does not run the job again, and takes
 /// instructions.

@@ -5,6 +5,7 @@
 //! rejection, abort or rollback asked for.
 
 use super::access::{self, Refused, Scene, Verb};
+use super::approval::Rejection;
 use super::freeze::same_emoji;
 use super::gates;
 use super::rollback::{self, Request};
@@ -34,8 +35,13 @@ pub(crate) enum Answer {
         /// `command` or `button`.
         via: &'static str,
     },
-    /// Reject the open round.
-    Reject(String),
+    /// Reject the open round, given `via` a command or a button.
+    Reject {
+        /// Why (the Reject button gives a fixed reason).
+        reason: String,
+        /// `command` or `button`.
+        via: &'static str,
+    },
     /// Waive the gate the release halted at.
     Waive(Waive),
     /// Run the halted work again.
@@ -94,7 +100,7 @@ impl Release {
             ReleaseCommand::Status => Answer::Reply(self.status_text()),
             ReleaseCommand::Ack => Answer::Ack("command"),
             ReleaseCommand::Approve { comment } => Answer::Approve { comment: comment.clone(), via: "command" },
-            ReleaseCommand::Reject { reason } => Answer::Reject(reason.clone()),
+            ReleaseCommand::Reject { reason } => Answer::Reject { reason: reason.clone(), via: "command" },
             ReleaseCommand::Waive { gate, justification } => self.answer_waive(gate, justification),
             ReleaseCommand::Retry => self.answer_retry(),
             ReleaseCommand::Rollback { reason } => {
@@ -171,15 +177,39 @@ impl Release {
         Reading { acts: vec![audit, Act::Say(self.retry_text(&halt.step, &by.id, rewrite))], next }
     }
 
-    /// What rejecting go/no-go round `round` (already decided) by `by` does: the request shows
-    /// the rejection, the round's evidence is written, and the release ends rejected.
-    pub(super) fn rejected(&self, by: &UserRef, round: usize, reason: String, now: Timestamp) -> Reading {
+    /// The rejection `by` gives the open round at `now` (`via` a command or a button), as the
+    /// round records it: their name and the required roles they reject as. `None` when no round
+    /// is open or `by` is not listed (the access check refuses them first).
+    pub(super) fn rejection(
+        &self,
+        by: &UserRef,
+        reason: String,
+        via: &str,
+        now: Timestamp,
+    ) -> Option<(usize, Rejection)> {
+        let Activity::Approval { round, .. } = self.activity else { return None };
+        let person = self.plan.people.get(&by.id)?;
+        let roles = self.rounds[round].covered_by(&person.roles);
+        let rejection =
+            Rejection { user: by.id.clone(), name: person.name.clone(), roles, at: now, reason, via: via.into() };
+        Some((round, rejection))
+    }
+
+    /// What the rejection of go/no-go round `round` (already decided, keeping its
+    /// [`Rejection`]) does: the request shows it, the channel and so the communication log are
+    /// told who rejected as what, when, how and why, the round's evidence is written with it,
+    /// and the release ends rejected. Nothing for a round not rejected.
+    pub(super) fn rejected(&self, round: usize, now: Timestamp) -> Reading {
+        let r = &self.rounds[round];
+        let Some(x) = &r.rejection else { return Next::Wait.into() };
+        let what = format!("rejected {} via {}: {}", r.step, x.via, x.reason);
         let mut acts = vec![
-            Act::Audit(AuditEntry::accepted(now, &by.id, format!("rejected: {reason}"))),
-            Act::Update(PostKey::Approval(round), self.rejected_text(&by.id, now, &reason)),
+            Act::Audit(AuditEntry::accepted(now, &x.user, what)),
+            Act::Update(PostKey::Approval(round), self.rejected_text(x)),
+            Act::Say(self.no_go_text(x)),
         ];
-        acts.extend(self.step_json(now, self.approval_body(&self.rounds[round])));
-        Reading { acts, next: Next::Finish(Terminal::Rejected { by: by.id.clone(), reason }) }
+        acts.extend(self.step_json(now, self.approval_body(r)));
+        Reading { acts, next: Next::Finish(Terminal::Rejected { by: x.user.clone(), reason: x.reason.clone() }) }
     }
 
     /// What a `/ray rollback` by `by` (for `reason`) does: recorded, then the target's rollback
@@ -250,7 +280,7 @@ impl Release {
         }
         match button {
             Button::Approve => Answer::Approve { comment: None, via: "button" },
-            Button::Reject => Answer::Reject("rejected with the Reject button".into()),
+            Button::Reject => Answer::Reject { reason: "rejected with the Reject button".into(), via: "button" },
         }
     }
 }
@@ -399,9 +429,31 @@ mod tests {
         let r = sim.release();
         let Activity::Approval { round, .. } = r.activity else { panic!("waiting for go/no-go") };
         let bob = Sim::user("bob");
-        let rejected = r.rejected(&bob, round, "not today".into(), sim.now);
-        assert!(matches!(&rejected.acts[..2], [Act::Audit(a), Act::Update(PostKey::Approval(n), t)]
-            if a.what == "rejected: not today" && *n == round && t.contains("Rejected by")));
+        assert_eq!(r.rejected(round, sim.now), Next::Wait.into(), "a round not rejected: nothing to record");
+        assert_eq!(r.rejection(&Sim::user("mallory"), "no".into(), "command", sim.now), None, "not listed");
+        let (at, rejection) = r.rejection(&bob, "not today".into(), "button", sim.now).expect("a round is open");
+        assert_eq!(at, round);
+        assert_eq!(
+            (rejection.user.as_str(), rejection.name.as_str(), rejection.roles.clone()),
+            ("bob", "Bob Example", vec!["product_owner".to_string()])
+        );
+        assert_eq!((rejection.at, rejection.reason.as_str(), rejection.via.as_str()), (sim.now, "not today", "button"));
+        let mut decided = r.clone();
+        decided.rounds[round].reject(rejection);
+        let rejected = decided.rejected(round, sim.now);
+        let step = &r.rounds[round].step;
+        let [Act::Audit(a), Act::Update(PostKey::Approval(n), edit), Act::Say(said), Act::Write(path, doc)] =
+            &rejected.acts[..]
+        else {
+            panic!("audit, edit, announcement, evidence: {:?}", rejected.acts)
+        };
+        assert_eq!(
+            (a.who.as_str(), a.what.clone(), *n),
+            ("bob", format!("rejected {step} via button: not today"), round)
+        );
+        assert!(edit.contains("Rejected by @bob (product_owner) at"), "{edit}");
+        assert!(said.contains("No-go decision recorded") && said.contains("via button: not today"), "{said}");
+        assert!(path.ends_with("readiness-approval.json") && doc.contains("\"rejected_by\""), "{path}: {doc}");
         assert_eq!(rejected.next, Next::Finish(Terminal::Rejected { by: "bob".into(), reason: "not today".into() }));
         let aborted = r.aborted(&bob, "no reason given".into(), sim.now);
         assert!(matches!(&aborted.acts[..], [Act::Audit(a)] if a.what == "aborted: no reason given"));

@@ -27,6 +27,24 @@ pub struct Approval {
     pub via: String,
 }
 
+/// Who rejected a round, as what, when, how and why: the failure path's record, as full as the
+/// approvals' own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Platform user id of who rejected.
+    pub user: String,
+    /// Display name from `release-approvers.yaml`, for the evidence.
+    pub name: String,
+    /// Their roles that the round requires (what they rejected as).
+    pub roles: Vec<String>,
+    /// When they rejected.
+    pub at: Timestamp,
+    /// The `/ray reject` reason (the Reject button gives a fixed one).
+    pub reason: String,
+    /// `command` or `button`.
+    pub via: String,
+}
+
 /// A go/no-go round (one approval step).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRound {
@@ -44,6 +62,10 @@ pub struct ApprovalRound {
     pub decision: Option<String>,
     /// When the decision fell.
     pub decided_at: Option<Timestamp>,
+    /// Who rejected the round, when, how and why; `None` unless it was rejected (and in state
+    /// written before rejections were recorded: replaying the log fills it in).
+    #[serde(default)]
+    pub rejection: Option<Rejection>,
 }
 
 /// What one approval did to the round.
@@ -65,7 +87,16 @@ pub(crate) enum RoundOutcome {
 impl ApprovalRound {
     /// A round of approval step `step` of protocol `protocol`, requiring `roles`, opened at `now`.
     pub(crate) fn open(protocol: String, step: String, roles: Vec<String>, now: Timestamp) -> ApprovalRound {
-        ApprovalRound { protocol, step, roles, approvals: Vec::new(), opened_at: now, decision: None, decided_at: None }
+        ApprovalRound {
+            protocol,
+            step,
+            roles,
+            approvals: Vec::new(),
+            opened_at: now,
+            decision: None,
+            decided_at: None,
+            rejection: None,
+        }
     }
 
     /// The roles among `held` that this round requires: what an approval by their holder covers.
@@ -103,10 +134,11 @@ impl ApprovalRound {
         RoundOutcome::Approved
     }
 
-    /// Decides the round `rejected` at `now`.
-    pub(crate) fn reject(&mut self, now: Timestamp) {
+    /// Decides the round `rejected`, keeping who rejected, when, how and why.
+    pub(crate) fn reject(&mut self, rejection: Rejection) {
         self.decision = Some("rejected".into());
-        self.decided_at = Some(now);
+        self.decided_at = Some(rejection.at);
+        self.rejection = Some(rejection);
     }
 
     /// Required roles no distinct approver covers yet, in the round's order.
@@ -216,10 +248,31 @@ mod tests {
     }
 
     #[test]
-    fn a_rejection_decides_the_round() {
+    fn a_rejection_decides_the_round_and_keeps_who_when_how_and_why() {
         let mut r = round();
-        r.reject(Timestamp(5));
+        let bob = approval(&r, "bob", &["release_manager"], 2);
+        r.approve(bob, "alice");
+        let carol = Rejection {
+            user: "carol".into(),
+            name: "Carol".into(),
+            roles: vec!["sre_lead".into()],
+            at: Timestamp(5),
+            reason: "not today".into(),
+            via: "button".into(),
+        };
+        r.reject(carol.clone());
         assert_eq!(r.decision.as_deref(), Some("rejected"));
+        assert_eq!(r.decided_at, Some(Timestamp(5)));
+        assert_eq!(r.rejection, Some(carol));
+        assert_eq!(r.approvals.len(), 1, "the signatures given before stay");
         assert!(!r.is_approved());
+    }
+
+    #[test]
+    fn a_round_stored_before_rejections_were_recorded_still_loads() {
+        let mut stored = serde_json::to_value(round()).expect("serializes");
+        stored.as_object_mut().expect("an object").remove("rejection");
+        let loaded: ApprovalRound = serde_json::from_value(stored).expect("loads");
+        assert_eq!(loaded, round());
     }
 }

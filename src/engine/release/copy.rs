@@ -2,13 +2,12 @@
 //! halts and status lines that are not protocol data. Read-only views: nothing here changes the
 //! release or decides anything.
 
-use super::approval::ApprovalRound;
+use super::approval::{ApprovalRound, Rejection};
 use super::gates::Verdict;
 use super::rollback::AUTOMATIC;
 use super::rollout::capitalize;
 use super::state::Release;
 use super::state::{Activity, Resume, Terminal};
-use crate::engine::Timestamp;
 use crate::engine::refusal::ERROR_TAG;
 use crate::protocol::model::{Level, Protocol, Step, StepRun};
 
@@ -170,9 +169,29 @@ impl Release {
         format!("{} started this release, so another approver is needed", self.mention(&self.started_by.id))
     }
 
-    /// The edit of a rejected round's request.
-    pub(super) fn rejected_text(&self, by: &str, at: Timestamp, reason: &str) -> String {
-        format!("[RAY] ⛔ Rejected by {} at {}: {reason}", self.mention(by), at.rfc3339())
+    /// The edit of a rejected round's request: who rejected, as what, when and why.
+    pub(super) fn rejected_text(&self, x: &Rejection) -> String {
+        format!(
+            "[RAY] ⛔ Rejected by {} ({}) at {}: {}",
+            self.mention(&x.user),
+            x.roles.join("/"),
+            x.at.rfc3339(),
+            x.reason
+        )
+    }
+
+    /// The no-go decision of a round: the announcement, as the go decision has one, so the
+    /// communication log holds who rejected, as what, when, how and why.
+    pub(super) fn no_go_text(&self, x: &Rejection) -> String {
+        format!(
+            "[RAY] No-go decision recorded for {}: rejected by {} ({}) at {} via {}: {}",
+            self.id,
+            self.mention(&x.user),
+            x.roles.join("/"),
+            x.at.rfc3339(),
+            x.via,
+            x.reason
+        )
     }
 
     /// `by` waived gate `gate` with `justification`.

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::approval::ApprovalRound;
+use super::approval::{ApprovalRound, Rejection};
 use super::gates::{Verdict, fmt_num};
 use super::rehearsal;
 use super::scores::Validation;
@@ -111,7 +111,9 @@ impl Release {
         })
     }
 
-    /// The signatures of go/no-go round `r`, with the gates and waivers known when it was decided.
+    /// The signatures of go/no-go round `r`, with the gates and waivers known when it was decided;
+    /// for a rejected round also who rejected (named as the signatures name people), when, how
+    /// and why.
     pub(super) fn approval_body(&self, r: &ApprovalRound) -> Value {
         let signatures: Vec<Value> = r
             .approvals
@@ -123,7 +125,7 @@ impl Release {
                 })
             })
             .collect();
-        json!({
+        let mut body = json!({
             "decision": r.decision,
             "required_roles": r.roles,
             "requested_at": r.opened_at.rfc3339(),
@@ -132,7 +134,19 @@ impl Release {
             "signatures": signatures,
             "gates_so_far": self.gates.iter().map(|g| json!({"gate": g.name, "verdict": self.verdict_json(&g.verdict)})).collect::<Vec<_>>(),
             "risks": self.waivers.iter().map(|w| json!({"waived_gate": w.0, "by": self.plan.people.label(&w.1), "justification": w.2})).collect::<Vec<_>>(),
-        })
+        });
+        if let (Some(x), Value::Object(b)) = (&r.rejection, &mut body) {
+            b.insert(
+                "rejected_by".into(),
+                json!({
+                    "user": self.plan.people.label(&x.user), "name": x.name, "roles": x.roles,
+                    "platform": self.plan.people.platform, "via": x.via,
+                }),
+            );
+            b.insert("rejected_at".into(), json!(x.at.rfc3339()));
+            b.insert("reason".into(), json!(x.reason));
+        }
+        body
     }
 
     /// The deploy step's report: every deploy job on `env` and the probes between the steps.
@@ -216,11 +230,8 @@ impl Release {
 
     /// A person with their roles, e.g. `Carol Example (slack U0CAROL003; sre_lead)`.
     fn person(&self, id: &str) -> String {
-        let people = &self.plan.people;
-        match people.get(id) {
-            Some(p) => format!("{} ({} {id}; {})", p.name, people.platform, p.roles.join(", ")),
-            None => people.label(id),
-        }
+        let roles = self.plan.people.get(id).map(|p| p.roles.as_slice()).unwrap_or_default();
+        self.person_as(id, roles)
     }
 
     /// Documents computed from the release: returns the file contents (if the template writes one) and
@@ -496,7 +507,11 @@ impl Release {
             Some(t) => t.label().to_string(),
             None => self.activity.label(),
         };
-        s.push_str(&format!("**Outcome:** {status}\n\n## Quality gates\n\n| Protocol | Gate | Threshold | Actual | Verdict | At |\n|---|---|---|---|---|---|\n"));
+        s.push_str(&format!("**Outcome:** {status}\n\n"));
+        s.push_str(&self.no_go_section());
+        s.push_str(
+            "## Quality gates\n\n| Protocol | Gate | Threshold | Actual | Verdict | At |\n|---|---|---|---|---|---|\n",
+        );
         for g in &self.gates {
             let actual: Vec<String> = g
                 .clauses
@@ -535,6 +550,15 @@ impl Release {
                     a.at.rfc3339(),
                     a.via,
                     a.comment.as_ref().map(|c| format!(" — “{c}”")).unwrap_or_default()
+                ));
+            }
+            if let Some(x) = &round.rejection {
+                s.push_str(&format!(
+                    "  - rejected by {} at {} via {} — “{}”\n",
+                    self.rejecter(x),
+                    x.at.rfc3339(),
+                    x.via,
+                    x.reason
                 ));
             }
         }
@@ -620,6 +644,48 @@ impl Release {
 }
 
 impl Release {
+    /// The report's go/no-go decision section for a rejected round: who rejected, as what, when,
+    /// how and why, who had signed before, and the verdict. Empty when no round was rejected.
+    fn no_go_section(&self) -> String {
+        let mut s = String::new();
+        for r in &self.rounds {
+            let Some(x) = &r.rejection else { continue };
+            let signed: Vec<String> = r
+                .approvals
+                .iter()
+                .map(|a| format!("{} at {}", self.person_as(&a.user, &a.roles), a.at.rfc3339()))
+                .collect();
+            s.push_str(&format!(
+                "## Go/no-go decision\n\n- Protocol {} `{}` (required: {}): rejected\n- Rejected by {} at {}: {}\n- Rejected via: {}\n- Signed before the rejection: {}\n- Verdict: no-go. The release stopped at this decision; the steps after it did not run.\n\n",
+                r.protocol,
+                r.step,
+                r.roles.join(", "),
+                self.rejecter(x),
+                x.at.rfc3339(),
+                x.reason,
+                x.via,
+                if signed.is_empty() { "nobody".to_string() } else { signed.join("; ") },
+            ));
+        }
+        s
+    }
+
+    /// Who rejected a round, with the roles they rejected as, e.g. `Carol Example (slack
+    /// U0CAROL003; sre_lead)`.
+    fn rejecter(&self, x: &Rejection) -> String {
+        self.person_as(&x.user, &x.roles)
+    }
+
+    /// A person with `roles`, named as evidence names people: `Carol Example (slack U0CAROL003;
+    /// sre_lead)`.
+    fn person_as(&self, id: &str, roles: &[String]) -> String {
+        let people = &self.plan.people;
+        match people.get(id) {
+            Some(p) => format!("{} ({} {id}; {})", p.name, people.platform, roles.join(", ")),
+            None => people.label(id),
+        }
+    }
+
     /// A gate verdict in Markdown evidence.
     fn verdict(&self, v: &Verdict) -> String {
         match v {

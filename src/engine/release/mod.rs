@@ -632,10 +632,10 @@ impl Release {
             Answer::Ack(via) => self.ack(by, via, now, fx),
             Answer::Unack => self.unack(by, now, fx),
             Answer::Approve { comment, via } => self.approve(by, comment, via, now, fx),
-            Answer::Reject(reason) => {
-                let Activity::Approval { round, .. } = self.activity else { return };
-                self.rounds[round].reject(now);
-                self.go(now, fx, self.rejected(by, round, reason, now));
+            Answer::Reject { reason, via } => {
+                let Some((round, rejection)) = self.rejection(by, reason, via, now) else { return };
+                self.rounds[round].reject(rejection);
+                self.go(now, fx, self.rejected(round, now));
             }
             Answer::Waive(waive) => {
                 let reading = self.waived(by, waive, now);

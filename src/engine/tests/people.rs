@@ -145,3 +145,76 @@ fn reject_button_stops_the_release_and_strangers_cannot_click() {
     );
     assert!(sim.files["deployment/production-approval.json"].contains("\"decision\": \"rejected\""));
 }
+
+/// A rejected go/no-go leaves as full a record as an approved one: the approval evidence, the
+/// final report and the communication log each say who rejected, as what, when, how and why,
+/// and the release rebuilt from its log says the same.
+#[test]
+fn a_rejected_go_no_go_names_who_when_and_why_in_the_evidence_the_report_and_the_log() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    approve(&mut sim, "bob");
+    sim.command("carol", ReleaseCommand::Reject { reason: "error budget exhausted".into() });
+    let at = sim
+        .log
+        .iter()
+        .rev()
+        .find_map(|(t, e)| matches!(e, Event::Command { command: ReleaseCommand::Reject { .. }, .. }).then_some(*t))
+        .expect("the rejection is in the log")
+        .rfc3339();
+
+    // 1. The go/no-go's evidence: the decision, who rejected, when, why, and what was known.
+    let doc: serde_json::Value =
+        serde_json::from_str(&sim.files["deployment/production-approval.json"]).expect("approval evidence is JSON");
+    assert_eq!(doc["decision"], "rejected");
+    assert_eq!(
+        doc["rejected_by"],
+        serde_json::json!({
+            "user": "Carol Example (local carol)", "name": "Carol Example", "roles": ["sre_lead"],
+            "platform": "local", "via": "command",
+        })
+    );
+    assert_eq!(doc["rejected_at"], at.as_str());
+    assert_eq!(doc["decided_at"], at.as_str());
+    assert_eq!(doc["reason"], "error budget exhausted");
+    let signed = doc["signatures"].as_array().expect("signatures");
+    assert_eq!(signed.len(), 1, "{doc:#}");
+    assert_eq!(signed[0]["user"], "Bob Example (local bob)");
+    assert!(!doc["gates_so_far"].as_array().expect("gates").is_empty(), "{doc:#}");
+
+    // 2. The final report: the decision in its own section, and the verdict.
+    let report = &sim.files["deployment/DEPLOYMENT-REPORT.md"];
+    assert!(report.contains("**Outcome:** rejected"), "{report}");
+    assert!(report.contains("## Go/no-go decision"), "{report}");
+    let decision = report.split("## Go/no-go decision").nth(1).expect("a go/no-go decision section");
+    let decision = decision.split("\n## ").next().unwrap_or_default();
+    let line = format!("- Rejected by Carol Example (local carol; sre_lead) at {at}: error budget exhausted\n");
+    assert!(decision.contains(&line), "{report}");
+    assert!(decision.contains("- Rejected via: command\n"), "{report}");
+    assert!(decision.contains("- Signed before the rejection: Bob Example (local bob; product_owner) at "), "{report}");
+    assert!(decision.contains("- Verdict: no-go."), "{report}");
+
+    // 3. The communication log, in the state and in the report.
+    let said = format!(
+        "No-go decision recorded for v1.2-test: rejected by @carol (sre_lead) at {at} via command: error budget exhausted"
+    );
+    let r = sim.release();
+    assert!(r.communication.iter().any(|(t, l)| t.rfc3339() == at && l.contains(&said)), "{:#?}", r.communication);
+    let log = report.split("## Communication log").nth(1).expect("a communication log");
+    assert!(log.contains(&format!("{at} [RAY] {said}")), "{log}");
+
+    // The round keeps the rejection, and replaying the log rebuilds it.
+    let round = &r.rounds[1];
+    let rejection = round.rejection.as_ref().expect("the round keeps its rejection");
+    assert_eq!(
+        (rejection.user.as_str(), rejection.name.as_str(), rejection.roles.clone()),
+        ("carol", "Carol Example", vec!["sre_lead".to_string()])
+    );
+    assert_eq!(
+        (rejection.at.rfc3339(), rejection.reason.as_str(), rejection.via.as_str()),
+        (at.clone(), "error budget exhausted", "command")
+    );
+    let rebuilt = Release::replay(sim.log.iter()).expect("replays");
+    assert_eq!(rebuilt.rounds, r.rounds);
+    assert_eq!(rebuilt.communication, r.communication);
+}
