@@ -9,6 +9,7 @@ use super::rollout::capitalize;
 use super::state::Release;
 use super::state::{Activity, Resume, Terminal};
 use crate::engine::refusal::ERROR_TAG;
+use crate::engine::reports::ProbeReport;
 use crate::protocol::model::{Level, Protocol, Step, StepRun};
 
 impl Release {
@@ -81,10 +82,21 @@ impl Release {
         format!("[RAY ANNOUNCEMENT] {} deployment of {} stopped: {reason}.", capitalize(env), self.version)
     }
 
-    /// The target's rollout reached half of its traffic; `summary` is the probe's figures.
-    pub(super) fn deploy_halfway_text(&self, env: &str, summary: &str) -> String {
+    /// The target's rollout reached half of its work at sub-step traffic share `traffic` (%);
+    /// `probe` and its `summary` are the probe's figures after it.
+    pub(super) fn deploy_halfway_text(&self, env: &str, traffic: u8, probe: &ProbeReport, summary: &str) -> String {
+        let version = &self.version;
+        // Say where the traffic is, as the probe saw it: half of the work is not half of the users.
+        let served = probe.version_share(version) * 100.0;
+        let traffic = if traffic == 0 {
+            format!(
+                "{version} is up and healthy on the idle side with no traffic yet ({served:.0}% of probe answers); the switch comes next"
+            )
+        } else {
+            format!("{traffic}% of the traffic is routed to {version} ({served:.0}% of probe answers)")
+        };
         format!(
-            "[RAY ANNOUNCEMENT] {} deployment 50% complete. No errors observed. Next update at completion. ({summary})",
+            "[RAY ANNOUNCEMENT] {} deployment 50% complete: {traffic}. No errors observed. Next update at completion. ({summary})",
             capitalize(env),
         )
     }

@@ -298,13 +298,13 @@ impl Release {
         if let Some(reason) = outcome.failure(&summary, &self.version) {
             return Some(self.deploy_failure(now, env, reason, acts));
         }
-        // Releases through several protocols announce the target's milestones to everyone;
-        // other deploys note each step.
-        let announce = env == self.env && self.plan.protocols.len() > 1;
+        // The target's deploy announces its milestones (start, 50%, completion) to everyone,
+        // whatever the pipeline; a deploy to another environment (staging) notes each step.
+        let announce = env == self.env;
         if !announce {
             acts.push(Act::Note(format!("{env} at {}%: {summary}", rollout.percent(index))));
         } else if outcome.halfway() {
-            acts.push(Act::Say(self.deploy_halfway_text(env, &summary)));
+            acts.push(Act::Say(self.deploy_halfway_text(env, rollout.percent(index), report, &summary)));
         }
         if let ProbeStep::Next { next, .. } = outcome {
             acts.push(Act::Rollout(next));

@@ -16,7 +16,8 @@ fn clean_release_runs_both_protocols() {
         "[MASTER RAY™ | PHASE 3 START] - Executing production deployment sequence...",
         "[PHASE 2] Change freeze in effect. All teams acknowledge?",
         "[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)",
-        "[RAY ANNOUNCEMENT] Production deployment 50% complete. No errors observed.",
+        "[RAY ANNOUNCEMENT] Production deployment 50% complete: v1.2 is up and healthy on the idle side with no \
+         traffic yet (0% of probe answers); the switch comes next. No errors observed.",
         "[MASTER RAY™ | PHASE 4 COMPLETE] - Deployment report compiled. Evidence: DEPLOYMENT-REPORT.md.",
         "[MASTER RAY™ | PROTOCOL COMPLETE] Ready for Protocol 15",
     ] {
@@ -79,7 +80,7 @@ fn canary_posts_milestones_at_start_half_and_completion() {
         sim.channel.iter().filter(|l| l.starts_with("[RAY ANNOUNCEMENT] Production deployment")).collect();
     assert_eq!(milestones.len(), 3, "{milestones:?}");
     assert!(milestones[0].contains("started (canary: 10% → 50% → 100%)"));
-    assert!(milestones[1].contains("50% complete. No errors observed."));
+    assert!(milestones[1].contains("50% complete: 50% of the traffic is routed to v1.2"), "{milestones:?}");
     assert!(milestones[2].contains("100% complete"));
 }
 
@@ -107,6 +108,11 @@ fn protocol_06_runs_on_its_own() {
     );
     assert!(sim.files.contains_key("deployment/smoke-test-results.json"), "{:?}", sim.files.keys());
     assert_eq!(sim.serving["production"].0, "v1.2");
+    // A pipeline of one protocol announces the production milestones as a longer one does.
+    let milestones: Vec<&String> =
+        sim.channel.iter().filter(|l| l.starts_with("[RAY ANNOUNCEMENT] Production deployment")).collect();
+    assert_eq!(milestones.len(), 3, "{milestones:?}");
+    assert!(milestones[1].contains("50% complete: 50% of the traffic is routed to v1.2"), "{milestones:?}");
 }
 
 #[test]
