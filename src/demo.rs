@@ -189,6 +189,7 @@ async fn setup_job(cfg: &Config, workdir: &Path, argv: &[&str], log: &str) -> an
         timeout: Duration::from_secs(30),
         log_path: workdir.join(log),
         header: format!("# demo setup: {}", argv.join(" ")),
+        report: None,
     })
     .await;
     if !outcome.succeeded() {

@@ -94,6 +94,24 @@ pub struct Suite {
     pub critical: bool,
 }
 
+/// A test report format the runtime can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// JUnit XML: `<testsuites>` or `<testsuite>` holding `<testcase>` elements, each passed or
+    /// with a `<failure>`, `<error>` or `<skipped>` child.
+    Junit,
+}
+
+impl ReportFormat {
+    /// Its name in configuration and evidence: `junit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportFormat::Junit => "junit",
+        }
+    }
+}
+
 /// HTTP probing of an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSettings {

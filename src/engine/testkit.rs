@@ -6,12 +6,36 @@
 
 use std::collections::BTreeMap;
 
-use super::reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
+use super::reports::{
+    BundleReport, FailedCase, FileDigest, InputStatus, JobOutcome, ProbeReport, ReportRead, TestCounts, TestReport,
+};
 use super::{
-    Effect, Event, Plan, Platform, PostKey, Release, ReleaseCommand, Strategy, Terminal, TimerId, Timestamp, UserRef,
+    Effect, Event, Plan, Platform, PostKey, Release, ReleaseCommand, ReportSpec, Strategy, Terminal, TimerId,
+    Timestamp, UserRef,
 };
 use crate::config::Config;
 use crate::protocol::Catalog;
+
+/// The report a simulated suite job writes: one test case, failed when the job fails.
+fn simulated_report(spec: ReportSpec, fail: bool) -> TestReport {
+    let failed_cases = if fail {
+        vec![FailedCase { name: "simulated.case".into(), kind: "failure".into(), message: "simulated failure".into() }]
+    } else {
+        Vec::new()
+    };
+    TestReport {
+        format: spec.format,
+        path: spec.path,
+        sha256: Some("5133".into()),
+        read: ReportRead::Parsed(TestCounts {
+            tests: 1,
+            failures: u32::from(fail),
+            errors: 0,
+            skipped: 0,
+            failed_cases,
+        }),
+    }
+}
 
 /// The sample plan (embedded protocols and configuration) for `env` on the local platform.
 pub fn sample_plan(env: &str) -> Plan {
@@ -245,6 +269,7 @@ impl Sim {
                             duration_ms: 100,
                             spawn_error: None,
                             log_tail: vec![if fail { "simulated failure".into() } else { "ok".into() }],
+                            report: spec.report.map(|r| simulated_report(r, fail)),
                         },
                     })
                 }

@@ -58,6 +58,7 @@ impl Sample {
             timeout: Duration::from_secs(60),
             log_path: self.state.path().join("jobs.log"),
             header: format!("== {script} {} ==", args.join(" ")),
+            report: None,
         })
         .await;
         assert!(!out.timed_out, "{script} timed out: {out:?}");
@@ -343,6 +344,7 @@ async fn security_scan_finds_secrets_without_printing_them() {
         timeout: Duration::from_secs(30),
         log_path: s.state.path().join("scan.log"),
         header: String::new(),
+        report: None,
     })
     .await;
     assert_eq!(out.exit_code, Some(1), "{}", tail(&out));

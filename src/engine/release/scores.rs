@@ -104,6 +104,7 @@ mod tests {
             duration_ms: 1,
             spawn_error: None,
             log_tail: tail.iter().map(|l| l.to_string()).collect(),
+            report: None,
         }
     }
 

@@ -397,6 +397,7 @@ mod tests {
             duration_ms: 1200,
             spawn_error: None,
             log_tail: Vec::new(),
+            report: None,
         }
     }
 
