@@ -92,6 +92,10 @@ pub struct Suite {
     pub job: JobTemplate,
     /// A failing critical suite is a blocking error.
     pub critical: bool,
+    /// The test report its job writes to `{output}`, read by the runtime after the job; `None`
+    /// when the job's exit is the suite's only result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportFormat>,
 }
 
 /// A test report format the runtime can read.

@@ -16,8 +16,12 @@ use super::{
 use crate::config::Config;
 use crate::protocol::Catalog;
 
-/// The report a simulated suite job writes: one test case, failed when the job fails.
-fn simulated_report(spec: ReportSpec, fail: bool) -> TestReport {
+/// The report a simulated suite job writes: one test case, failed when the job fails; `lost`: it
+/// wrote none.
+fn simulated_report(spec: ReportSpec, fail: bool, lost: bool) -> TestReport {
+    if lost {
+        return TestReport { format: spec.format, path: spec.path, sha256: None, read: ReportRead::Missing };
+    }
     let failed_cases = if fail {
         vec![FailedCase { name: "simulated.case".into(), kind: "failure".into(), message: "simulated failure".into() }]
     } else {
@@ -106,6 +110,8 @@ pub struct Sim {
     pub fail_jobs: Vec<String>,
     /// Evidence files that have vanished by the time a bundle is built.
     pub lose_files: Vec<String>,
+    /// Jobs (purpose prefix) whose test report is missing once they end.
+    pub lose_reports: Vec<String>,
     /// Zips that cannot be written: (path suffix, which writing of it fails, from 1); that bundle
     /// comes back as `EvidenceFailed`.
     pub fail_bundles: Vec<(String, usize)>,
@@ -140,6 +146,7 @@ impl Sim {
             files: BTreeMap::new(),
             fail_jobs: Vec::new(),
             lose_files: Vec::new(),
+            lose_reports: Vec::new(),
             fail_bundles: Vec::new(),
             bundles_asked: BTreeMap::new(),
             unhealthy: Vec::new(),
@@ -269,7 +276,10 @@ impl Sim {
                             duration_ms: 100,
                             spawn_error: None,
                             log_tail: vec![if fail { "simulated failure".into() } else { "ok".into() }],
-                            report: spec.report.map(|r| simulated_report(r, fail)),
+                            report: spec.report.map(|r| {
+                                let lost = self.lose_reports.iter().any(|l| spec.purpose.starts_with(l.as_str()));
+                                simulated_report(r, fail, lost)
+                            }),
                         },
                     })
                 }
