@@ -390,10 +390,17 @@ seconds_since() {
     printf '%d.%03d\n' "$((d / 1000000))" "$((d / 1000 % 1000))"
 }
 
-# xml_escape TEXT: TEXT for an XML attribute or text node; control characters are dropped.
+# xml_escape TEXT: TEXT for an XML attribute or text node, on one line (control characters become
+# spaces). Pure bash: it runs for every check. The replacements are quoted so that bash 5.2's
+# patsub_replacement does not read their `&` as the matched text.
 xml_escape() {
-    printf '%s' "$1" | tr -d '\000-\010\013\014\016-\037' |
-        sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g' -e "s/'/\&apos;/g"
+    local s=${1//[[:cntrl:]]/ }
+    s=${s//&/'&amp;'}
+    s=${s//</'&lt;'}
+    s=${s//>/'&gt;'}
+    s=${s//\"/'&quot;'}
+    s=${s//\'/'&apos;'}
+    printf '%s' "$s"
 }
 
 # junit_case CLASSNAME NAME SECONDS [FAILURE_MESSAGE]: records a check, failed when a message is given.

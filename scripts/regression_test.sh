@@ -61,14 +61,29 @@ headers=$(mktemp)
 body=$(mktemp)
 trap 'rm -f "$headers" "$body"' EXIT
 
-# fetch METHOD PATH: sets status, version, backend and text (the body, CR/LF stripped).
+# fetch METHOD PATH: sets status, version, backend (first x-version / x-backend header, trimmed) and
+# text (the body, CR/LF stripped). Headers are read in bash: one curl is the only process per check.
 fetch() {
+    local line name value
     : >"$headers"
     : >"$body"
     status=$(http_fetch "$1" "$base$2" "$headers" "$body")
-    version=$(header_value "$headers" x-version)
-    backend=$(header_value "$headers" x-backend)
-    text=$(tr -d '\r\n' <"$body")
+    version="" backend=""
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line%$'\r'}
+        [[ $line == *:* ]] || continue
+        name=${line%%:*}
+        value=${line#*:}
+        value=${value#"${value%%[![:space:]]*}"}
+        value=${value%"${value##*[![:space:]]}"}
+        case ${name,,} in
+        x-version) [[ -n $version ]] || version=$value ;;
+        x-backend) [[ -n $backend ]] || backend=$value ;;
+        esac
+    done <"$headers"
+    text=$(<"$body")
+    text=${text//$'\r'/}
+    text=${text//$'\n'/}
 }
 
 # Each check sets `problems` (empty: passed) and `seen` (what was observed, for the log).
