@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared helpers of the sample deploy scripts (deploy_backend.sh, rollback_backend.sh, smoke_test.sh,
-# refresh_staging_data.sh, stop_sample.sh). Sourced, never run on its own.
+# regression_test.sh, refresh_staging_data.sh, stop_sample.sh). Sourced, never run on its own.
 #
 # Environment:
 #   RAYBOT_BIN            binary with the `sample-app serve|router` subcommands (default: raybot)
@@ -211,6 +211,11 @@ http_probe() {
     curl -s --noproxy '*' --max-time 2 -o /dev/null -D "$2" -w '%{http_code}' "$1" 2>/dev/null || true
 }
 
+# http_fetch METHOD URL HEADER_FILE BODY_FILE: prints the status code ("000" when nothing answered).
+http_fetch() {
+    curl -s --noproxy '*' --max-time 2 -X "$1" -o "$4" -D "$3" -w '%{http_code}' "$2" 2>/dev/null || true
+}
+
 # header_value HEADER_FILE NAME
 header_value() {
     grep -i "^$2:" "$1" 2>/dev/null | head -n1 | cut -d: -f2- | tr -d '\r' |
@@ -360,4 +365,84 @@ ensure_backend() {
     fi
     echo "$version on $color is not running; restarting it"
     start_backend "$dir" "$color" "$port" "$version"
+}
+
+# --- JUnit reports ---------------------------------------------------------------------------------
+# A test script given --junit FILE records one test case per check (junit_case) and then writes
+# them as JUnit XML (junit_write), passed or failed, before it exits. raybot reads the file after
+# the job and counts its <testcase> elements (src/test_report.rs): a check that is not recorded is
+# not counted, so record every check, including the ones that fail.
+
+JUNIT_CASES=()
+
+# now_us: microseconds since the epoch (0 without EPOCHREALTIME, bash < 5).
+now_us() {
+    local t=${EPOCHREALTIME:-0}
+    t=${t//[!0-9]/}
+    printf '%s\n' "$((10#${t:-0}))"
+}
+
+# seconds_since START_US: e.g. 0.012
+seconds_since() {
+    local d
+    d=$(($(now_us) - $1))
+    ((d >= 0)) || d=0
+    printf '%d.%03d\n' "$((d / 1000000))" "$((d / 1000 % 1000))"
+}
+
+# xml_escape TEXT: TEXT for an XML attribute or text node, on one line (control characters become
+# spaces). Pure bash: it runs for every check. The replacements are quoted so that bash 5.2's
+# patsub_replacement does not read their `&` as the matched text.
+xml_escape() {
+    local s=${1//[[:cntrl:]]/ }
+    s=${s//&/'&amp;'}
+    s=${s//</'&lt;'}
+    s=${s//>/'&gt;'}
+    s=${s//\"/'&quot;'}
+    s=${s//\'/'&apos;'}
+    printf '%s' "$s"
+}
+
+# junit_case CLASSNAME NAME SECONDS [FAILURE_MESSAGE]: records a check, failed when a message is given.
+junit_case() {
+    local entry
+    entry="    <testcase classname=\"$(xml_escape "$1")\" name=\"$(xml_escape "$2")\" time=\"$3\""
+    if (($# >= 4)); then
+        entry+=">"$'\n'"      <failure type=\"check\" message=\"$(xml_escape "$4")\">$(xml_escape "$4")</failure>"
+        entry+=$'\n'"    </testcase>"
+    else
+        entry+="/>"
+    fi
+    JUNIT_CASES+=("$entry")
+}
+
+# junit_write FILE SUITE FAILURES: writes the recorded checks as one <testsuite> named SUITE, atomically
+# (a temp file in the same directory, then rename).
+junit_write() {
+    local file=$1 suite tests=${#JUNIT_CASES[@]} failures=$3 dir tmp
+    suite=$(xml_escape "$2")
+    dir=$(dirname "$file")
+    mkdir -p "$dir" || die "cannot create $dir for the JUnit report"
+    tmp=$(mktemp "$file.tmp.XXXXXX") || die "cannot write the JUnit report $file"
+    {
+        printf '<?xml version="1.0" encoding="UTF-8"?>\n'
+        printf '<testsuites name="%s" tests="%d" failures="%d" errors="0" skipped="0">\n' "$suite" "$tests" "$failures"
+        printf '  <testsuite name="%s" tests="%d" failures="%d" errors="0" skipped="0" timestamp="%s">\n' \
+            "$suite" "$tests" "$failures" "$(now_utc)"
+        if ((tests > 0)); then
+            printf '%s\n' "${JUNIT_CASES[@]}"
+        fi
+        printf '  </testsuite>\n</testsuites>\n'
+    } >"$tmp" || {
+        rm -f "$tmp"
+        die "cannot write the JUnit report $file"
+    }
+    mv -f "$tmp" "$file"
+    echo "wrote JUnit report $file ($tests checks, $failures failed)"
+}
+
+# validate_report_path PATH: a file path for --junit (not empty, not a directory).
+validate_report_path() {
+    [[ -n $1 ]] || usage_error "--junit needs a file path"
+    [[ ! -d $1 ]] || usage_error "--junit $(printf '%q' "$1") is a directory, expected a file path"
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::engine::Platform;
 use crate::engine::plan::{
-    self, Environment, HealthWindow, JobTemplate, People, Person, Plan, Policy, ProbeSettings, Suite,
+    self, Environment, HealthWindow, JobTemplate, People, Person, Plan, Policy, ProbeSettings, ReportFormat, Suite,
 };
 use crate::protocol::Catalog;
 
@@ -120,6 +120,11 @@ pub struct SuiteToml {
     /// A failing critical suite fails the validate step; others only lower `coverage`.
     #[serde(default)]
     pub critical: bool,
+    /// `"junit"`: the job writes a JUnit XML report to the `{output}` path of its argv, and raybot
+    /// counts the test cases it lists (read after the job; a missing or malformed report fails
+    /// the suite). Without it the job's exit is the suite's one result.
+    #[serde(default)]
+    pub report: Option<ReportFormat>,
     /// Extra environment variables; they override `job_env`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -304,6 +309,14 @@ impl Config {
             }
             for (i, suite) in e.validation.iter().enumerate() {
                 job_ok(format!("environments.{name}.validation[{i}]"), &suite.argv, suite.timeout_seconds)?;
+                if suite.report.is_some() && !suite.argv.iter().any(|a| a.contains("{output}")) {
+                    return err(
+                        toml_name,
+                        format!(
+                            "environments.{name}.validation[{i}].report: the argv must pass `{{output}}`, the path the report is read from"
+                        ),
+                    );
+                }
             }
             if !(0.0..=1.0).contains(&e.probe.min_success_rate) {
                 return err(toml_name, format!("environments.{name}.probe.min_success_rate: must be between 0 and 1"));
@@ -405,6 +418,7 @@ impl Config {
                                     env: s.env.clone(),
                                 }),
                                 critical: s.critical,
+                                report: s.report,
                             })
                             .collect(),
                         jobs: e.jobs.iter().map(|(k, v)| (k.clone(), job(v))).collect(),
@@ -491,5 +505,32 @@ mod tests {
         let bad = EMBEDDED_APPROVERS_YAML.replace("roles: [stakeholder]", "roles: [stakeholdr]");
         let e = Config::parse(EMBEDDED_RAYBOT_TOML, &bad, Path::new("."), "raybot.toml", "a.yaml", "t").unwrap_err();
         assert!(e.to_string().contains("unknown role `stakeholdr`"), "{e}");
+    }
+
+    #[test]
+    fn a_suite_report_is_read_from_its_output_path() {
+        let cfg = Config::embedded(Path::new("/tmp")).unwrap();
+        let plan = cfg.plan(&Catalog::embedded().unwrap(), "production", Platform::Local, "v1.2").unwrap();
+        for env in ["staging", "production"] {
+            let suites = &plan.environment(env).unwrap().validation;
+            let names: Vec<(&str, bool, Option<ReportFormat>)> =
+                suites.iter().map(|s| (s.name.as_str(), s.critical, s.report)).collect();
+            assert_eq!(
+                names,
+                [("smoke", true, Some(ReportFormat::Junit)), ("regression", false, Some(ReportFormat::Junit))]
+            );
+        }
+        let suite = |report: &str, output: &str| {
+            format!(
+                "{EMBEDDED_RAYBOT_TOML}\n[[environments.staging.validation]]\nname = \"e2e\"\nargv = [\"e2e.sh\"{output}]\ntimeout_seconds = 5\n{report}\n"
+            )
+        };
+        let parse =
+            |text: &str| Config::parse(text, EMBEDDED_APPROVERS_YAML, Path::new("."), "raybot.toml", "a.yaml", "t");
+        let e = parse(&suite("report = \"junit\"", "")).unwrap_err();
+        assert!(e.to_string().contains("validation[2].report: the argv must pass `{output}`"), "{e}");
+        let e = parse(&suite("report = \"tap\"", ", \"{output}\"")).unwrap_err();
+        assert!(e.to_string().contains("tap"), "{e}");
+        assert!(parse(&suite("report = \"junit\"", ", \"--junit\", \"{output}\"")).is_ok());
     }
 }

@@ -29,6 +29,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("deploy_backend.sh", include_str!("../scripts/deploy_backend.sh")),
     ("rollback_backend.sh", include_str!("../scripts/rollback_backend.sh")),
     ("smoke_test.sh", include_str!("../scripts/smoke_test.sh")),
+    ("regression_test.sh", include_str!("../scripts/regression_test.sh")),
     ("security_scan.sh", include_str!("../scripts/security_scan.sh")),
     ("refresh_staging_data.sh", include_str!("../scripts/refresh_staging_data.sh")),
     ("stop_sample.sh", include_str!("../scripts/stop_sample.sh")),
@@ -189,6 +190,7 @@ async fn setup_job(cfg: &Config, workdir: &Path, argv: &[&str], log: &str) -> an
         timeout: Duration::from_secs(30),
         log_path: workdir.join(log),
         header: format!("# demo setup: {}", argv.join(" ")),
+        report: None,
     })
     .await;
     if !outcome.succeeded() {

@@ -18,6 +18,17 @@
 //!
 //! The footer's `exit=` is the exit code, `signal:<n>` when the job was killed by a signal, `timeout`
 //! when raybot killed it, or `spawn-error` when it never started.
+//!
+//! A job asked for a test report ([`JobRequest::report`]) writes it itself; the runner removes any
+//! earlier file at that path before the job starts, so that only the job's own report can be read,
+//! and reads it once the job has ended (also when it failed: a failing suite still writes its
+//! report). The report's figures, or why there are none, go into [`JobOutcome::report`] and onto
+//! one log line just before the footer:
+//!
+//! ```text
+//! report junit pre-deployment/staging-smoke-junit.xml: 5 tests, 0 failures, 0 errors, 0 skipped, sha256 9f2c…
+//! exit=0 duration_ms=812
+//! ```
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -31,7 +42,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::engine::reports::JobOutcome;
+use crate::engine::plan::ReportFormat;
+use crate::engine::reports::{JobOutcome, ReportRead, TestReport};
 
 /// How many output lines [`JobOutcome::log_tail`] keeps.
 const TAIL_LINES: usize = 20;
@@ -57,6 +69,19 @@ pub struct JobRequest {
     pub log_path: PathBuf,
     /// Written to the log before anything else (e.g. `== release v1.2 · deploy staging ==`).
     pub header: String,
+    /// The test report the job writes, to read once it has ended; `None` for none.
+    pub report: Option<ReportRequest>,
+}
+
+/// A test report a job is asked to write.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    /// How to read it.
+    pub format: ReportFormat,
+    /// Where the job writes it.
+    pub file: PathBuf,
+    /// How evidence names it (relative to the release's artifacts directory).
+    pub path: String,
 }
 
 /// Which pipe a line came from.
@@ -110,6 +135,15 @@ pub async fn run_job(req: JobRequest) -> JobOutcome {
     preamble.push_str(&display_argv(&req.argv));
     preamble.push('\n');
     write_log(&mut log, &req.log_path, preamble.as_bytes()).await;
+    // A report left by an earlier run (a retried step writes to the same path) must not pass for
+    // this job's.
+    let stale = match &req.report {
+        Some(r) => match tokio::fs::remove_file(&r.file).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(e.to_string()),
+            _ => None,
+        },
+        None => None,
+    };
 
     let mut child = match spawn(&req) {
         Ok(child) => child,
@@ -205,15 +239,69 @@ pub async fn run_job(req: JobRequest) -> JobOutcome {
         },
         Some(Ending::TimedOut) | None => (None, true, "timeout".to_string()),
     };
+    let report = match &req.report {
+        Some(r) => {
+            let report = read_report(r, stale).await;
+            write_log(&mut log, &req.log_path, format!("{}\n", report_line(&report)).as_bytes()).await;
+            Some(report)
+        }
+        None => None,
+    };
     let footer = format!("exit={exit_text} duration_ms={duration_ms}\n");
     write_log(&mut log, &req.log_path, footer.as_bytes()).await;
     finish_log(&mut log, &req.log_path).await;
 
-    JobOutcome { exit_code, timed_out, duration_ms, spawn_error: None, log_tail: tail.into_iter().collect() }
+    JobOutcome { exit_code, timed_out, duration_ms, spawn_error: None, log_tail: tail.into_iter().collect(), report }
 }
 
 fn spawn_failed(err: String) -> JobOutcome {
-    JobOutcome { exit_code: None, timed_out: false, duration_ms: 0, spawn_error: Some(err), log_tail: Vec::new() }
+    JobOutcome {
+        exit_code: None,
+        timed_out: false,
+        duration_ms: 0,
+        spawn_error: Some(err),
+        log_tail: Vec::new(),
+        report: None,
+    }
+}
+
+/// Reads the job's report, off the async threads (parsing may take a moment); `stale` is why an
+/// earlier file at its path could not be removed, in which case nothing read there can be trusted.
+async fn read_report(r: &ReportRequest, stale: Option<String>) -> TestReport {
+    if let Some(e) = stale {
+        let error = format!("an earlier file at this path could not be removed before the job: {e}");
+        return TestReport {
+            format: r.format,
+            path: r.path.clone(),
+            sha256: None,
+            read: ReportRead::Unreadable { error },
+        };
+    }
+    let (format, file, path) = (r.format, r.file.clone(), r.path.clone());
+    match tokio::task::spawn_blocking(move || crate::test_report::read_report(format, &file, &path)).await {
+        Ok(report) => report,
+        Err(e) => TestReport {
+            format: r.format,
+            path: r.path.clone(),
+            sha256: None,
+            read: ReportRead::Unreadable { error: format!("reading the report failed: {e}") },
+        },
+    }
+}
+
+/// The log line that says what was read: `report junit P: 5 tests, 0 failures, 0 errors, 0 skipped, sha256 …`.
+fn report_line(r: &TestReport) -> String {
+    let what = match &r.read {
+        ReportRead::Parsed(c) => {
+            format!("{} tests, {} failures, {} errors, {} skipped", c.tests, c.failures, c.errors, c.skipped)
+        }
+        ReportRead::Missing => "missing".to_string(),
+        ReportRead::Unreadable { error } => format!("unreadable: {error}"),
+        ReportRead::Malformed { error } => format!("malformed: {error}"),
+    };
+    let sha = r.sha256.as_deref().map(|s| format!(", sha256 {s}")).unwrap_or_default();
+    // One log line, whatever an error message holds.
+    format!("report {} {}: {what}{sha}", r.format.as_str(), r.path).replace(['\n', '\r'], " ")
 }
 
 fn spawn(req: &JobRequest) -> Result<Child, String> {
@@ -353,6 +441,8 @@ fn shell_quote(arg: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sha2::Digest as _;
+
     use super::*;
 
     fn req(dir: &Path, argv: &[&str], timeout: Duration) -> JobRequest {
@@ -363,6 +453,7 @@ mod tests {
             timeout,
             log_path: dir.join("logs/nested/job.log"),
             header: "== test job ==".into(),
+            report: None,
         }
     }
 
@@ -418,6 +509,60 @@ mod tests {
         assert!(lines.iter().any(|l| l.ends_with(" [stderr] err one")));
         let footer = lines.last().unwrap();
         assert!(footer.starts_with("exit=0 duration_ms="), "{footer}");
+    }
+
+    fn with_report(mut r: JobRequest, dir: &Path) -> JobRequest {
+        r.report = Some(ReportRequest {
+            format: ReportFormat::Junit,
+            file: dir.join("out/smoke-junit.xml"),
+            path: "out/smoke-junit.xml".into(),
+        });
+        r
+    }
+
+    #[tokio::test]
+    async fn a_report_the_job_wrote_is_read_after_it_even_when_it_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"mkdir -p out; printf '<testsuite><testcase name="a"/><testcase name="b"><failure message="boom"/></testcase></testsuite>' > out/smoke-junit.xml; exit 1"#;
+        let out = run_job(with_report(req(dir.path(), &sh(script), Duration::from_secs(10)), dir.path())).await;
+        assert_eq!(out.exit_code, Some(1));
+        let report = out.report.expect("a report was asked for");
+        let bytes = std::fs::read(dir.path().join("out/smoke-junit.xml")).unwrap();
+        assert_eq!(report.sha256, Some(hex::encode(sha2::Sha256::digest(&bytes))));
+        let ReportRead::Parsed(counts) = report.read else { panic!("parsed: {:?}", report.read) };
+        assert_eq!((counts.tests, counts.failures, counts.failed_cases[0].name.as_str()), (2, 1, "b"));
+        let log = std::fs::read_to_string(dir.path().join("logs/nested/job.log")).unwrap();
+        let lines: Vec<&str> = log.trim_end().lines().collect();
+        let sha = report.sha256.unwrap();
+        assert_eq!(
+            lines[lines.len() - 2],
+            format!("report junit out/smoke-junit.xml: 2 tests, 1 failures, 0 errors, 0 skipped, sha256 {sha}")
+        );
+        assert!(lines[lines.len() - 1].starts_with("exit=1 duration_ms="), "the footer stays last");
+    }
+
+    #[tokio::test]
+    async fn an_earlier_report_is_removed_before_the_job_so_it_cannot_pass_for_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("out/smoke-junit.xml"), "<testsuite><testcase name=\"old\"/></testsuite>")
+            .unwrap();
+        let out =
+            run_job(with_report(req(dir.path(), &sh("echo wrote nothing"), Duration::from_secs(10)), dir.path())).await;
+        assert!(out.succeeded());
+        let report = out.report.unwrap();
+        assert_eq!((report.read, report.sha256), (ReportRead::Missing, None));
+        assert!(!dir.path().join("out/smoke-junit.xml").exists());
+        let log = std::fs::read_to_string(dir.path().join("logs/nested/job.log")).unwrap();
+        assert!(log.contains("\nreport junit out/smoke-junit.xml: missing\n"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_never_started_reads_no_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_job(with_report(req(dir.path(), &["./not-here.sh"], Duration::from_secs(1)), dir.path())).await;
+        assert!(out.spawn_error.is_some());
+        assert_eq!(out.report, None);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@
 //! | [`config`] | `config/raybot.toml` and `config/release-approvers.yaml`, turned into a release plan |
 //! | [`store`] | event logs, release index, environment locks, idempotency keys, marks; on Redis the job queue and heartbeats |
 //! | [`jobs`] | deploy / rollback / validation jobs as argv child processes with timeouts and logs |
+//! | [`test_report`] | the JUnit XML reports validation jobs write, read and counted after the job |
 //! | [`probe`] | HTTP health probes: success rate, latency percentiles, serving version |
 //! | [`evidence`] | evidence files, SHA-256 manifests and zip bundles |
 //! | [`driver`] | decides each delivery with the engine, records it, answers, then acts; its event loop and parts |
@@ -44,3 +45,4 @@ pub mod protocol;
 pub mod sample_app;
 pub mod serve;
 pub mod store;
+pub mod test_report;

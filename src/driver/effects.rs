@@ -234,6 +234,7 @@ mod tests {
             env: vec![("RAYBOT_ENV".into(), "staging".into())],
             timeout_ms: 10_000,
             log: "deployment/staging-run.log".into(),
+            report: None,
         }
     }
 

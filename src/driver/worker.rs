@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Internal;
 use crate::engine::{Event, Platform};
-use crate::jobs::{JobRequest, run_job};
+use crate::jobs::{JobRequest, ReportRequest, run_job};
 use crate::metrics::Metrics;
 use crate::store::{JobQueue, Store};
 
@@ -85,6 +85,7 @@ impl Drain {
 
 /// The process that runs a queued job: `{artifacts}` and `RAYBOT_ARTIFACTS` point at this
 /// process's evidence folder, and jobs can call raybot itself (`RAYBOT_BIN`, unless configured).
+/// A test report the job writes is read from the same folder.
 pub(super) fn job_request(p: &QueuedPayload, artifacts: &std::path::Path, base_dir: &std::path::Path) -> JobRequest {
     let root = artifacts.join(&p.release);
     let root_s = root.display().to_string();
@@ -103,6 +104,11 @@ pub(super) fn job_request(p: &QueuedPayload, artifacts: &std::path::Path, base_d
         timeout: Duration::from_millis(p.spec.timeout_ms),
         log_path: root.join(&p.spec.log),
         header: p.header.clone(),
+        report: p.spec.report.as_ref().map(|r| ReportRequest {
+            format: r.format,
+            file: root.join(&r.path),
+            path: r.path.clone(),
+        }),
     }
 }
 

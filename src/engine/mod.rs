@@ -32,7 +32,9 @@ pub use release::{
     Activity, Approval, ApprovalRound, AuditEntry, Cursor, Freeze, GateVerdict, Halt, JobRecord, ProbeRecord, Release,
     Resume, RollbackRecord, Task, Terminal, Verdict, valid_version,
 };
-pub use reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
+pub use reports::{
+    BundleReport, FailedCase, FileDigest, InputStatus, JobOutcome, ProbeReport, ReportRead, TestCounts, TestReport,
+};
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock: time comes in with events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -392,6 +394,18 @@ pub struct JobSpec {
     pub timeout_ms: u64,
     /// Log file relative to the release's artifacts directory.
     pub log: String,
+    /// The test report the job writes, which the runtime reads once it ends; `None` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportSpec>,
+}
+
+/// A test report a job is asked to write (its `{output}`), for the runtime to read after the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSpec {
+    /// How to read it.
+    pub format: plan::ReportFormat,
+    /// Where, relative to the release's artifacts directory.
+    pub path: String,
 }
 
 /// An HTTP probe to run.

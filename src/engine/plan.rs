@@ -113,6 +113,28 @@ pub struct Suite {
     pub job: JobTemplate,
     /// A failing critical suite is a blocking error.
     pub critical: bool,
+    /// The test report its job writes to `{output}`, read by the runtime after the job; `None`
+    /// when the job's exit is the suite's only result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportFormat>,
+}
+
+/// A test report format the runtime can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// JUnit XML: `<testsuites>` or `<testsuite>` holding `<testcase>` elements, each passed or
+    /// with a `<failure>`, `<error>` or `<skipped>` child.
+    Junit,
+}
+
+impl ReportFormat {
+    /// Its name in configuration and evidence: `junit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportFormat::Junit => "junit",
+        }
+    }
 }
 
 /// HTTP probing of an environment.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::plan::ReportFormat;
+
 /// How a job (deploy, rollback, validation, security …) ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOutcome {
@@ -20,6 +22,10 @@ pub struct JobOutcome {
     pub spawn_error: Option<String>,
     /// The last lines the job printed (stdout and stderr interleaved), at most 20.
     pub log_tail: Vec<String>,
+    /// What the runtime read of the test report the job was asked to write (`{output}`); `None`
+    /// for jobs asked for none. Absent in events recorded before reports were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<TestReport>,
 }
 
 impl JobOutcome {
@@ -42,6 +48,89 @@ impl JobOutcome {
             }
         }
     }
+}
+
+/// The most failed test cases a [`TestCounts`] names; the counts still count them all.
+pub const MAX_FAILED_CASES: usize = 20;
+
+/// What the runtime found at the path a job was asked to write its test report to, read after
+/// the job ended. The file is removed before the job starts, so what is read is the job's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    /// The format the file was read as.
+    pub format: ReportFormat,
+    /// Path relative to the release's artifacts directory, e.g.
+    /// `pre-deployment/staging-smoke-junit.xml`.
+    pub path: String,
+    /// SHA-256 of the bytes read, hex; `None` when there was nothing to read.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The figures, or why there are none.
+    pub read: ReportRead,
+}
+
+/// What reading a test report gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReportRead {
+    /// The file parsed: the counts over its test cases.
+    Parsed(TestCounts),
+    /// No file at the path once the job had ended.
+    Missing,
+    /// A file is there but could not be read (permissions, size, an earlier file that could not
+    /// be removed before the job).
+    Unreadable {
+        /// Why.
+        error: String,
+    },
+    /// The file was read but is not a JUnit XML report.
+    Malformed {
+        /// What is wrong, e.g. `root element <html>, expected <testsuites> or <testsuite>`.
+        error: String,
+    },
+}
+
+/// Counts over the `<testcase>` elements of a report (its `tests=` / `failures=` attributes are
+/// not trusted: they are what the writer claims, the cases are what it lists). A case counts once:
+/// as a failure, else an error, else skipped, else passed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestCounts {
+    /// Test cases listed.
+    pub tests: u32,
+    /// Cases with a `<failure>`.
+    pub failures: u32,
+    /// Cases with an `<error>` (and no `<failure>`).
+    pub errors: u32,
+    /// Cases with `<skipped>` and neither of the above.
+    pub skipped: u32,
+    /// The failed and errored cases, in file order, at most [`MAX_FAILED_CASES`].
+    #[serde(default)]
+    pub failed_cases: Vec<FailedCase>,
+}
+
+impl TestCounts {
+    /// Cases that ran and neither failed nor errored.
+    pub fn passed(&self) -> u32 {
+        self.tests.saturating_sub(self.failures + self.errors + self.skipped)
+    }
+
+    /// Cases that failed or errored.
+    pub fn failed(&self) -> u32 {
+        self.failures + self.errors
+    }
+}
+
+/// One failed or errored test case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCase {
+    /// `classname.name`, or `name` when the case has no class name (at most 200 characters).
+    pub name: String,
+    /// `failure` or `error`.
+    pub kind: String,
+    /// The first line of the failure's `message` attribute, or else of its text (at most 200
+    /// characters); empty when it has neither.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// Figures from one HTTP probe run (`count` GET requests against one URL).
@@ -117,4 +206,35 @@ pub struct BundleReport {
     pub files: Vec<FileDigest>,
     /// Files that were asked for but did not exist.
     pub missing: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_recorded_before_reports_were_read_still_load_and_new_ones_without_a_report_look_the_same() {
+        let old = r#"{"exit_code":0,"timed_out":false,"duration_ms":5,"spawn_error":null,"log_tail":["ok"]}"#;
+        let outcome: JobOutcome = serde_json::from_str(old).unwrap();
+        assert_eq!(outcome.report, None);
+        assert_eq!(serde_json::to_string(&outcome).unwrap(), old);
+    }
+
+    #[test]
+    fn a_report_is_stored_with_its_status() {
+        let report = TestReport {
+            format: ReportFormat::Junit,
+            path: "pre-deployment/staging-smoke-junit.xml".into(),
+            sha256: Some("ab".into()),
+            read: ReportRead::Parsed(TestCounts { tests: 2, failures: 1, ..TestCounts::default() }),
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["format"], "junit");
+        assert_eq!(json["read"]["status"], "parsed");
+        assert_eq!(json["read"]["tests"], 2);
+        assert_eq!(serde_json::from_value::<TestReport>(json).unwrap(), report);
+        let missing = serde_json::to_value(ReportRead::Missing).unwrap();
+        assert_eq!(missing, serde_json::json!({"status": "missing"}));
+        assert_eq!(TestCounts { tests: 5, failures: 1, errors: 1, skipped: 1, ..TestCounts::default() }.passed(), 2);
+    }
 }

@@ -6,12 +6,40 @@
 
 use std::collections::BTreeMap;
 
-use super::reports::{BundleReport, FileDigest, InputStatus, JobOutcome, ProbeReport};
+use super::reports::{
+    BundleReport, FailedCase, FileDigest, InputStatus, JobOutcome, ProbeReport, ReportRead, TestCounts, TestReport,
+};
 use super::{
-    Effect, Event, Plan, Platform, PostKey, Release, ReleaseCommand, Strategy, Terminal, TimerId, Timestamp, UserRef,
+    Effect, Event, Plan, Platform, PostKey, Release, ReleaseCommand, ReportSpec, Strategy, Terminal, TimerId,
+    Timestamp, UserRef,
 };
 use crate::config::Config;
 use crate::protocol::Catalog;
+
+/// The report a simulated suite job writes: one test case, failed when the job fails; `lost`: it
+/// wrote none.
+fn simulated_report(spec: ReportSpec, fail: bool, lost: bool) -> TestReport {
+    if lost {
+        return TestReport { format: spec.format, path: spec.path, sha256: None, read: ReportRead::Missing };
+    }
+    let failed_cases = if fail {
+        vec![FailedCase { name: "simulated.case".into(), kind: "failure".into(), message: "simulated failure".into() }]
+    } else {
+        Vec::new()
+    };
+    TestReport {
+        format: spec.format,
+        path: spec.path,
+        sha256: Some("5133".into()),
+        read: ReportRead::Parsed(TestCounts {
+            tests: 1,
+            failures: u32::from(fail),
+            errors: 0,
+            skipped: 0,
+            failed_cases,
+        }),
+    }
+}
 
 /// The sample plan (embedded protocols and configuration) for `env` on the local platform.
 pub fn sample_plan(env: &str) -> Plan {
@@ -85,6 +113,8 @@ pub struct Sim {
     pub inert_jobs: Vec<String>,
     /// Evidence files that have vanished by the time a bundle is built.
     pub lose_files: Vec<String>,
+    /// Jobs (purpose prefix) whose test report is missing once they end.
+    pub lose_reports: Vec<String>,
     /// Zips that cannot be written: (path suffix, which writing of it fails, from 1); that bundle
     /// comes back as `EvidenceFailed`.
     pub fail_bundles: Vec<(String, usize)>,
@@ -120,6 +150,7 @@ impl Sim {
             fail_jobs: Vec::new(),
             inert_jobs: Vec::new(),
             lose_files: Vec::new(),
+            lose_reports: Vec::new(),
             fail_bundles: Vec::new(),
             bundles_asked: BTreeMap::new(),
             unhealthy: Vec::new(),
@@ -250,6 +281,10 @@ impl Sim {
                             duration_ms: 100,
                             spawn_error: None,
                             log_tail: vec![if fail { "simulated failure".into() } else { "ok".into() }],
+                            report: spec.report.map(|r| {
+                                let lost = self.lose_reports.iter().any(|l| spec.purpose.starts_with(l.as_str()));
+                                simulated_report(r, fail, lost)
+                            }),
                         },
                     })
                 }

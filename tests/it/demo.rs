@@ -71,6 +71,28 @@ fn clean_demo_releases_v1_2_with_the_full_evidence_bundle() {
     assert!(log.contains("$ scripts/deploy_backend.sh --env staging --release v1.2"), "{log}");
     assert!(log.contains("exit=0"), "{log}");
 
+    // The staging test results are counted from the suites' JUnit reports, which the evidence
+    // names with their digests: 5 smoke checks and 6 regression checks, all passed.
+    assert!(out.contains("staging validation: 11/11 test cases passed in 2 suites (coverage 100%)"), "{out}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("pre-deployment/staging-test-results.json")).unwrap())
+            .unwrap();
+    assert_eq!((results["cases_passed"].as_u64(), results["cases_targeted"].as_u64()), (Some(11), Some(11)));
+    assert_eq!(results["coverage"], 1.0);
+    assert_eq!(results["coverage_source"]["targeted"], 11, "{results}");
+    for (suite, tests) in [("smoke", 5), ("regression", 6)] {
+        let s = results["suites"].as_array().unwrap().iter().find(|s| s["suite"] == suite).expect(suite);
+        let report = &s["report"];
+        assert_eq!((report["format"].as_str(), report["status"].as_str()), (Some("junit"), Some("parsed")), "{s}");
+        assert_eq!((report["tests"].as_u64(), report["failures"].as_u64()), (Some(tests), Some(0)), "{s}");
+        let path = report["path"].as_str().unwrap();
+        assert_eq!(path, format!("pre-deployment/staging-{suite}-junit.xml"));
+        let bytes = std::fs::read(dir.join(path)).unwrap();
+        assert_eq!(report["sha256"].as_str(), Some(hex::encode(Sha256::digest(&bytes)).as_str()), "{path}");
+        assert_eq!(s["exit_code"], 0);
+        assert!(s["argv"].as_array().unwrap().iter().any(|a| a.as_str() == Some("--junit")), "{s}");
+    }
+
     // Approvals name who approved when; the freeze record names all five people.
     let approval: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("deployment/production-approval.json")).unwrap())

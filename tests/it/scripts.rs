@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raybot::engine::reports::{JobOutcome, ProbeReport};
-use raybot::jobs::{JobRequest, run_job};
+use raybot::engine::plan::ReportFormat;
+use raybot::engine::reports::{JobOutcome, ProbeReport, ReportRead, TestCounts};
+use raybot::jobs::{JobRequest, ReportRequest, run_job};
 use raybot::probe::{ProbeRequest, run_probe};
+use sha2::{Digest, Sha256};
 
 fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
@@ -58,10 +60,49 @@ impl Sample {
             timeout: Duration::from_secs(60),
             log_path: self.state.path().join("jobs.log"),
             header: format!("== {script} {} ==", args.join(" ")),
+            report: None,
         })
         .await;
         assert!(!out.timed_out, "{script} timed out: {out:?}");
         out
+    }
+
+    /// Runs a test script with `--junit <state>/reports/<name>.xml`, the runner reading the report
+    /// as it does for a validation suite. Returns the outcome, the report's counts (panics when it
+    /// did not parse) and the file.
+    async fn run_junit(
+        &self,
+        script: &str,
+        args: &[&str],
+        name: &str,
+        fail: &str,
+    ) -> (JobOutcome, TestCounts, PathBuf) {
+        let file = self.state.path().join("reports").join(format!("{name}.xml"));
+        let mut argv = vec![scripts_dir().join(script).display().to_string()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv.extend(["--junit".to_string(), file.display().to_string()]);
+        let out = run_job(JobRequest {
+            argv,
+            env: self.env_vars(fail),
+            cwd: self.state.path().to_path_buf(),
+            timeout: Duration::from_secs(60),
+            log_path: self.state.path().join("jobs.log"),
+            header: format!("== {script} {} ==", args.join(" ")),
+            report: Some(ReportRequest {
+                format: ReportFormat::Junit,
+                file: file.clone(),
+                path: format!("reports/{name}.xml"),
+            }),
+        })
+        .await;
+        assert!(!out.timed_out, "{script} timed out: {out:?}");
+        let report = out.report.clone().expect("the runner reads the report");
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{script} wrote no report: {e}\n{}", tail(&out)));
+        assert_eq!(report.sha256, Some(hex::encode(Sha256::digest(&bytes))), "the digest is of the file");
+        let ReportRead::Parsed(counts) = report.read else {
+            panic!("{script}'s report did not parse: {:?}\n{}", report.read, String::from_utf8_lossy(&bytes))
+        };
+        (out, counts, file)
     }
 
     async fn deploy(&self, args: &[&str], fail: &str) -> JobOutcome {
@@ -189,6 +230,75 @@ async fn bluegreen_deploy_then_rollback() {
     }
 }
 
+/// `(tests, failures, errors, skipped)`.
+fn figures(c: &TestCounts) -> (u32, u32, u32, u32) {
+    (c.tests, c.failures, c.errors, c.skipped)
+}
+
+#[tokio::test]
+async fn smoke_and_regression_write_junit_reports_with_one_case_per_check() {
+    let s = Sample::new("staging");
+    assert_ok(&s.deploy(&["--release", "v1.2"], "").await);
+
+    let (smoke, counts, file) =
+        s.run_junit("smoke_test.sh", &["--env", "staging", "--release", "v1.2"], "smoke", "").await;
+    assert_ok(&smoke);
+    assert_eq!(figures(&counts), (5, 0, 0, 0));
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        xml.contains(
+            r#"<testcase classname="smoke.staging" name="check 1/5: GET /healthz answers 200 with x-version v1.2""#
+        ),
+        "{xml}"
+    );
+    assert!(tail(&smoke).contains("wrote JUnit report"), "{}", tail(&smoke));
+
+    let (regression, counts, _) =
+        s.run_junit("regression_test.sh", &["--env", "staging", "--release", "v1.2"], "regression", "").await;
+    assert_ok(&regression);
+    assert_eq!(figures(&counts), (6, 0, 0, 0), "{}", tail(&regression));
+    assert_eq!(regression.log_tail.iter().filter(|l| l.contains(": PASS ")).count(), 6);
+
+    // Against the version that does not serve, every check that names the version fails, and the
+    // report (quotes and `<none>` in its messages escaped) still parses and names them.
+    let (smoke, counts, _) =
+        s.run_junit("smoke_test.sh", &["--env", "staging", "--release", "v1.1"], "smoke-old", "").await;
+    assert_eq!(smoke.exit_code, Some(1));
+    assert_eq!(figures(&counts), (5, 5, 0, 0));
+    assert_eq!(counts.failed_cases[0].message, "x-version 'v1.2', expected 'v1.1'");
+    let (regression, counts, _) =
+        s.run_junit("regression_test.sh", &["--env", "staging", "--release", "v1.1"], "regression-old", "").await;
+    assert_eq!(regression.exit_code, Some(1), "{}", tail(&regression));
+    assert_eq!(figures(&counts), (6, 4, 0, 0), "{:?}", counts.failed_cases);
+    let failed: Vec<&str> = counts.failed_cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        failed,
+        [
+            "regression.staging.check 1/6: GET /healthz reports status ok and version v1.1",
+            "regression.staging.check 2/6: GET /version answers v1.1",
+            "regression.staging.check 3/6: GET / names v1.1",
+            "regression.staging.check 4/6: GET of an unknown path answers 404 with x-version v1.1",
+        ]
+    );
+    assert_eq!(counts.failed_cases[1].message, "body 'v1.2', expected 'v1.1'");
+
+    // A run that writes no report (usage error) leaves nothing behind for the runner to read.
+    let out = s.run("regression_test.sh", &["--env", "staging", "--release", "v1.2", "--junit", ""], "").await;
+    assert_eq!(out.exit_code, Some(2), "{}", tail(&out));
+}
+
+#[tokio::test]
+async fn an_unhealthy_release_fails_one_regression_check_of_six() {
+    let s = Sample::new("production");
+    assert_ok(&s.deploy(&["--release", "v1.2"], "production:smoke").await);
+    let (out, counts, _) =
+        s.run_junit("regression_test.sh", &["--env", "production", "--release", "v1.2"], "regression", "").await;
+    assert_eq!(out.exit_code, Some(1), "{}", tail(&out));
+    assert_eq!(figures(&counts), (6, 1, 0, 0), "{:?}", counts.failed_cases);
+    assert_eq!(counts.passed(), 5);
+    assert!(counts.failed_cases[0].message.starts_with("status 503, expected 200"), "{:?}", counts.failed_cases);
+}
+
 #[tokio::test]
 async fn canary_10_50_100() {
     let s = Sample::new("production");
@@ -302,6 +412,10 @@ async fn usage_errors_exit_2_and_change_nothing() {
     for (script, args) in [
         ("rollback_backend.sh", vec!["--env", "staging", "--nope"]),
         ("smoke_test.sh", vec!["--env", "staging"]),
+        ("smoke_test.sh", vec!["--env", "staging", "--release", "v1", "--junit"]),
+        ("regression_test.sh", vec!["--env", "staging"]),
+        ("regression_test.sh", vec!["--env", "staging", "--release", "v1", "--junit", "."]),
+        ("regression_test.sh", vec!["--env", "staging", "--release", "v1", "--bogus"]),
         ("security_scan.sh", vec!["--release", "bad version"]),
         ("refresh_staging_data.sh", vec!["--env", "staging"]),
         ("stop_sample.sh", vec!["--all"]),
@@ -343,6 +457,7 @@ async fn security_scan_finds_secrets_without_printing_them() {
         timeout: Duration::from_secs(30),
         log_path: s.state.path().join("scan.log"),
         header: String::new(),
+        report: None,
     })
     .await;
     assert_eq!(out.exit_code, Some(1), "{}", tail(&out));

@@ -20,7 +20,9 @@ use crate::engine::reports::{JobOutcome, ProbeReport};
 use crate::protocol::model::{DocumentTemplate, Step};
 
 impl Release {
-    /// The validation step's report: each suite's result, the probe and the figures gates read.
+    /// The validation step's report: each suite's result (its job, exit, the test report the
+    /// runtime read with its digest and counts), the probe, and the figures gates read with where
+    /// they come from.
     pub(super) fn validation_body(
         &self,
         env: &str,
@@ -29,29 +31,88 @@ impl Release {
         score: &Validation,
         report: &ProbeReport,
     ) -> Value {
-        let suites: Vec<Value> = suite_jobs
+        use super::scores::CaseSource;
+        use crate::engine::reports::ReportRead;
+        let counted_from = |source: &CaseSource| match source {
+            CaseSource::Exit => "job exit (the suite names no report)",
+            CaseSource::Report { exit_counted: false } => "test report",
+            CaseSource::Report { exit_counted: true } => {
+                "test report, plus the job's failed exit as one failed case (the report names no failure)"
+            }
+            CaseSource::Unmeasured(_) => "nothing: the report gave no count",
+        };
+        let runs: Vec<_> = suite_jobs.iter().zip(&e.validation).zip(&score.suites).collect();
+        let suites: Vec<Value> = runs
             .iter()
-            .zip(&e.validation)
-            .map(|(j, s)| {
+            .map(|((j, s), c)| {
+                let outcome = j.outcome.as_ref();
+                let test_report = outcome.and_then(|o| o.report.as_ref()).map(|r| {
+                    let mut v = json!({"format": r.format.as_str(), "path": r.path, "sha256": r.sha256});
+                    let read = match &r.read {
+                        ReportRead::Parsed(n) => json!({
+                            "status": "parsed", "tests": n.tests, "failures": n.failures, "errors": n.errors,
+                            "skipped": n.skipped, "failed_cases": n.failed_cases,
+                        }),
+                        ReportRead::Missing => json!({"status": "missing"}),
+                        ReportRead::Unreadable { error } => json!({"status": "unreadable", "error": error}),
+                        ReportRead::Malformed { error } => json!({"status": "malformed", "error": error}),
+                    };
+                    if let (Some(v), Value::Object(read)) = (v.as_object_mut(), read) {
+                        v.extend(read);
+                    }
+                    v
+                });
                 json!({
-                    "suite": s.name, "critical": s.critical, "argv": j.argv,
-                    "passed": j.outcome.as_ref().is_some_and(JobOutcome::succeeded),
-                    "exit_code": j.outcome.as_ref().and_then(|o| o.exit_code),
-                    "duration_ms": j.outcome.as_ref().map(|o| o.duration_ms),
-                    "output_tail": j.outcome.as_ref().map(|o| o.log_tail.clone()),
+                    "suite": s.name, "critical": s.critical, "job": j.id, "argv": j.argv,
+                    "passed": c.clean(),
+                    "exit_code": outcome.and_then(|o| o.exit_code),
+                    "summary": outcome.map(JobOutcome::summary),
+                    "duration_ms": outcome.map(|o| o.duration_ms),
+                    "report_format": s.report.map(|f| f.as_str()),
+                    "report": test_report,
+                    "cases": {
+                        "counted_from": counted_from(&c.source), "targeted": c.targeted, "passed": c.passed,
+                        "failed": c.failed, "skipped": c.skipped, "not_measured_because": c.unmeasured(),
+                    },
+                    "output_tail": outcome.map(|o| o.log_tail.clone()),
                 })
             })
             .collect();
+        let coverage_source = if runs.is_empty() {
+            json!({"formula": "no test suite configured: 1 when the probe is healthy, 0 otherwise"})
+        } else {
+            let inputs: Vec<Value> = runs
+                .iter()
+                .map(|((j, s), c)| {
+                    let r = j.outcome.as_ref().and_then(|o| o.report.as_ref());
+                    json!({
+                        "suite": s.name, "counted_from": counted_from(&c.source), "passed": c.passed,
+                        "targeted": c.targeted, "report": r.map(|r| &r.path), "sha256": r.and_then(|r| r.sha256.as_ref()),
+                    })
+                })
+                .collect();
+            json!({
+                "formula": "test cases passed / test cases targeted, over the suites' test reports (skipped cases are targeted, not passed; a suite without a report counts its job's exit as one case; a report that gave no count leaves coverage not measured)",
+                "passed": score.passed,
+                "targeted": score.targeted,
+                "inputs": inputs,
+                "not_measured_because": score.unmeasured(&e.validation),
+            })
+        };
         json!({
             "environment": env,
             "suites": suites,
-            "suites_passed": score.passed,
+            "suites_passed": score.suites_passed(),
             "suites_targeted": suite_jobs.len(),
+            "cases_passed": score.passed,
+            "cases_targeted": score.targeted,
             "coverage": score.coverage,
+            "coverage_source": coverage_source,
             "probe": report,
             "validation_success_rate": report.success_rate(),
             "thresholds": {"min_success_rate": e.probe.min_success_rate, "max_p95_ms": e.probe.max_p95_ms},
             "blocking": score.blocking,
+            "blocking_source": "failed test cases of critical suites (one for a critical suite whose report gave no count), plus one for an unhealthy probe",
             "result": if score.blocking == 0.0 { "passed" } else { "failed" },
         })
     }

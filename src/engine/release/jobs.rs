@@ -4,9 +4,9 @@
 //! A leaf: the release numbers the job, records it and emits the effect.
 
 use crate::engine::ids::JobId;
-use crate::engine::plan::JobTemplate;
+use crate::engine::plan::{JobTemplate, ReportFormat};
 use crate::engine::reports::JobOutcome;
-use crate::engine::{JobSpec, Strategy, Timestamp};
+use crate::engine::{JobSpec, ReportSpec, Strategy, Timestamp};
 
 use super::state::JobRecord;
 
@@ -25,6 +25,8 @@ pub(crate) struct JobAsk {
     pub(crate) log: String,
     /// Evidence file the job writes itself (`{output}`).
     pub(crate) output: Option<String>,
+    /// The format `output` is a test report in, for the runtime to read after the job.
+    pub(crate) report: Option<ReportFormat>,
 }
 
 /// What a job's placeholders stand for: the release it belongs to.
@@ -50,7 +52,15 @@ impl JobAsk {
     /// A job of `template` on `env` for `purpose`, logging to `log`, at full traffic and writing
     /// no evidence of its own.
     pub(crate) fn new(env: &str, purpose: String, template: &JobTemplate, log: String) -> JobAsk {
-        JobAsk { env: env.to_string(), purpose, template: template.clone(), percent: 100, log, output: None }
+        JobAsk {
+            env: env.to_string(),
+            purpose,
+            template: template.clone(),
+            percent: 100,
+            log,
+            output: None,
+            report: None,
+        }
     }
 
     /// The same job at traffic share `percent`.
@@ -86,6 +96,10 @@ impl JobAsk {
             env,
             timeout_ms: self.template.timeout_ms,
             log: self.log.clone(),
+            report: self
+                .report
+                .zip(self.output.as_ref())
+                .map(|(format, path)| ReportSpec { format, path: path.clone() }),
         }
     }
 
@@ -168,6 +182,20 @@ mod tests {
     }
 
     #[test]
+    fn a_test_report_is_read_from_the_output_path() {
+        let mut ask = JobAsk::new("staging", "validation smoke staging".into(), &template(), "l".into());
+        assert_eq!(ask.spec(&JobId::new("r", 1), release()).report, None);
+        ask.output = Some("p/staging-smoke-junit.xml".into());
+        ask.report = Some(ReportFormat::Junit);
+        let spec = ask.spec(&JobId::new("r", 1), release());
+        assert_eq!(spec.argv.last().map(String::as_str), Some("{artifacts}/p/staging-smoke-junit.xml"));
+        assert_eq!(
+            spec.report,
+            Some(ReportSpec { format: ReportFormat::Junit, path: "p/staging-smoke-junit.xml".into() })
+        );
+    }
+
+    #[test]
     fn a_job_without_output_leaves_the_placeholder_empty() {
         let spec = JobAsk::new("staging", "x".into(), &template(), "l".into()).spec(&JobId::new("r", 1), release());
         assert_eq!(spec.argv.last().map(String::as_str), Some(""));
@@ -192,6 +220,7 @@ mod tests {
             duration_ms: 1,
             spawn_error: None,
             log_tail: Vec::new(),
+            report: None,
         };
         assert!(record_outcome(&mut jobs, &JobId::new("r", 1), &done, Timestamp(2)));
         assert!(!record_outcome(&mut jobs, &JobId::new("r", 1), &done, Timestamp(3)));

@@ -324,14 +324,15 @@ impl Release {
         let e = self.plan.environment(env)?;
         let suite_jobs = scores::suite_jobs(&self.jobs, env, e.validation.len());
         let score = Validation::score(suite_jobs, &e.validation, rollout::healthy(&e.probe, report));
-        let mut acts = vec![
-            Act::Set("coverage", score.coverage),
+        // Coverage that was not measured stays unset: a gate that reads it fails as "not measured".
+        let mut acts: Vec<Act> = score.coverage.map(|c| Act::Set("coverage", c)).into_iter().collect();
+        acts.extend([
             Act::Set("validation_success_rate", report.success_rate()),
             Act::Add("blocking_errors", score.blocking),
             Act::Add("blocking_incidents", score.blocking),
-        ];
+        ]);
         acts.extend(self.step_json(now, self.validation_body(env, e, suite_jobs, &score, report)));
-        let (note, next) = steps::after_validation(env, &score, &rollout::summary(report));
+        let (note, next) = steps::after_validation(env, &e.validation, &score, &rollout::summary(report));
         acts.push(Act::Note(note));
         Some(Reading { acts, next })
     }

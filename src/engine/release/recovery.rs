@@ -120,6 +120,7 @@ mod tests {
                 env: Vec::new(),
                 timeout_ms: 1,
                 log: "l".into(),
+                report: None,
             }),
         }
     }

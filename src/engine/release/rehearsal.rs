@@ -232,7 +232,14 @@ mod tests {
     use crate::engine::testkit::{probe_report, sample_plan};
 
     fn outcome(exit: i32, ms: u64) -> JobOutcome {
-        JobOutcome { exit_code: Some(exit), timed_out: false, duration_ms: ms, spawn_error: None, log_tail: Vec::new() }
+        JobOutcome {
+            exit_code: Some(exit),
+            timed_out: false,
+            duration_ms: ms,
+            spawn_error: None,
+            log_tail: Vec::new(),
+            report: None,
+        }
     }
 
     fn reason(r: Option<Rehearsal>) -> String {

@@ -161,6 +161,7 @@ mod tests {
             duration_ms: 500,
             spawn_error: None,
             log_tail: Vec::new(),
+            report: None,
         };
         assert_eq!(after_job(&failed), RollbackStep::Halt("rollback job failed (exit 1 in 0.5s)".into()));
         assert_eq!(staging_note(&failed), "staging rollback failed (exit 1 in 0.5s)");

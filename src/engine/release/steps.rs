@@ -6,7 +6,7 @@
 //! walks on to the next step.
 
 use crate::engine::ids::{PostKey, TimerId};
-use crate::engine::plan::{Environment, Plan};
+use crate::engine::plan::{Environment, Plan, ReportFormat, Suite};
 use crate::engine::reports::{JobOutcome, ProbeReport};
 use crate::engine::{InputSpec, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
@@ -334,11 +334,23 @@ pub(crate) fn validation(s: Setting<'_>, env: &str, index: usize) -> Next {
     match e.validation.get(index) {
         Some(suite) => {
             let log = s.path(&format!("{env}-validation.log"));
-            let ask = JobAsk::new(env, format!("validation {} {env}", suite.name), &suite.job, log);
+            let mut ask = JobAsk::new(env, format!("validation {} {env}", suite.name), &suite.job, log);
+            if let Some(format) = suite.report {
+                ask.output = Some(s.path(&report_file(env, &suite.name, format)));
+                ask.report = Some(format);
+            }
             Next::Job { ask, task: Task::Suite { index }, note: None }
         }
         None => Next::Probe { env: env.to_string(), purpose: format!("validation {env}"), task: Task::ValidateProbe },
     }
+}
+
+/// The file suite `suite` on `env` writes its report to, e.g. `staging-smoke-junit.xml`; a
+/// character of the suite's name that does not belong in a file name becomes `-`.
+fn report_file(env: &str, suite: &str, format: ReportFormat) -> String {
+    let name: String =
+        suite.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' }).collect();
+    format!("{env}-{name}-{}.xml", format.as_str())
 }
 
 /// What an optional job's result means: a failure meets the halt condition.
@@ -357,17 +369,34 @@ pub(crate) fn after_scan(outcome: &JobOutcome, findings: f64) -> (String, Next) 
     (note, next)
 }
 
-/// The validation of `env` after its probe: the note (suites passed, coverage, probe figures)
-/// and a failure when something blocks.
-pub(crate) fn after_validation(env: &str, score: &Validation, probes: &str) -> (String, Next) {
-    let note = format!(
-        "{env} validation: {}/{} suites passed (coverage {:.0}%), probes {probes}.",
-        score.passed,
-        score.targeted,
-        score.coverage * 100.0
-    );
+/// The validation of `env` after its probe: the note (test cases passed, coverage and where it
+/// comes from, blocking errors, probe figures) and a failure when something blocks. `suites`
+/// are the environment's suites, in the order `score` counted them.
+pub(crate) fn after_validation(env: &str, suites: &[Suite], score: &Validation, probes: &str) -> (String, Next) {
+    let n = score.suites.len();
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let counted = n - score.unmeasured(suites).len();
+    let cases = match score.coverage {
+        _ if n == 0 => "no test suite configured".to_string(),
+        Some(_) => format!("{}/{} test cases passed in {}", score.passed, score.targeted, plural(n, "suite", "suites")),
+        None => format!("{}/{} test cases passed in {counted} of {n} suites", score.passed, score.targeted),
+    };
+    let coverage = match score.coverage {
+        Some(c) if n == 0 => format!("coverage {} from the probe alone", percent(c)),
+        Some(c) => format!("coverage {}", percent(c)),
+        None => format!("coverage not measured ({})", score.unmeasured(suites).join("; ")),
+    };
+    let blocking = if score.blocking > 0.0 { format!(", {} blocking", score.blocking) } else { String::new() };
+    let note = format!("{env} validation: {cases} ({coverage}){blocking}, probes {probes}.");
     let next = if score.passed() { Next::Done } else { Next::Failed(note.clone()) };
     (note, next)
+}
+
+/// `share` as a percentage rounded down to a tenth, so a note never shows more than was measured
+/// (`90%`, `83.3%`).
+fn percent(share: f64) -> String {
+    let tenths = (share * 1000.0 + 1e-9).floor() / 10.0;
+    if tenths.fract() == 0.0 { format!("{tenths:.0}%") } else { format!("{tenths:.1}%") }
 }
 
 /// The health window is over after `rounds` probe rounds: any SLO breach fails the step.
@@ -393,6 +422,7 @@ mod tests {
             duration_ms: 1200,
             spawn_error: None,
             log_tail: Vec::new(),
+            report: None,
         }
     }
 
@@ -452,6 +482,16 @@ mod tests {
     }
 
     #[test]
+    fn a_suite_that_names_a_report_writes_it_next_to_the_evidence() {
+        let plan = sample_plan("production");
+        let (p, _) = find(&plan, |r| matches!(r, StepRun::Validate { .. }));
+        let Next::Job { ask, .. } = validation(setting(&plan, p), "staging", 0) else { panic!("a suite job") };
+        assert_eq!(ask.report, Some(ReportFormat::Junit));
+        assert_eq!(ask.output, Some(setting(&plan, p).path("staging-smoke-junit.xml")));
+        assert_eq!(report_file("staging", "e2e / api", ReportFormat::Junit), "staging-e2e---api-junit.xml");
+    }
+
+    #[test]
     fn a_failed_deploy_job_fails_the_step_with_its_traffic_share_and_a_good_one_probes() {
         assert_eq!(
             after_deploy_job(Strategy::Canary, "production", 1, &outcome(3)),
@@ -476,12 +516,71 @@ mod tests {
 
     #[test]
     fn a_blocked_validation_fails_with_its_figures() {
-        let score = Validation { passed: 1, targeted: 2, coverage: 0.5, blocking: 1.0 };
-        let (note, next) = after_validation("staging", &score, "10/10 healthy");
-        assert_eq!(note, "staging validation: 1/2 suites passed (coverage 50%), probes 10/10 healthy.");
+        use super::super::scores::{CaseSource, SuiteCases};
+        let plan = sample_plan("production");
+        let suites = &plan.environment("staging").expect("staging").validation;
+        let cases = |targeted, passed| SuiteCases {
+            source: CaseSource::Exit,
+            targeted,
+            passed,
+            failed: targeted - passed,
+            skipped: 0,
+        };
+        let score = Validation {
+            suites: vec![cases(5, 4), cases(6, 6)],
+            passed: 10,
+            targeted: 11,
+            coverage: Some(10.0 / 11.0),
+            blocking: 1.0,
+        };
+        let (note, next) = after_validation("staging", suites, &score, "10/10 healthy");
+        assert_eq!(
+            note,
+            "staging validation: 10/11 test cases passed in 2 suites (coverage 90.9%), 1 blocking, probes 10/10 healthy."
+        );
         assert_eq!(next, Next::Failed(note.clone()));
-        let clean = Validation { passed: 2, targeted: 2, coverage: 1.0, blocking: 0.0 };
-        assert_eq!(after_validation("staging", &clean, "ok").1, Next::Done);
+        let clean = Validation {
+            suites: vec![cases(5, 5), cases(7, 7)],
+            passed: 12,
+            targeted: 12,
+            coverage: Some(1.0),
+            blocking: 0.0,
+        };
+        let (note, next) = after_validation("staging", suites, &clean, "ok");
+        assert_eq!(note, "staging validation: 12/12 test cases passed in 2 suites (coverage 100%), probes ok.");
+        assert_eq!(next, Next::Done);
+    }
+
+    #[test]
+    fn a_validation_without_a_count_says_why_coverage_is_not_measured() {
+        use super::super::scores::{CaseSource, SuiteCases};
+        let plan = sample_plan("production");
+        let suites = &plan.environment("staging").expect("staging").validation;
+        let smoke = SuiteCases { source: CaseSource::Exit, targeted: 5, passed: 5, failed: 0, skipped: 0 };
+        let lost = SuiteCases {
+            source: CaseSource::Unmeasured("report missing at p/r.xml".into()),
+            targeted: 0,
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+        };
+        let score = Validation { suites: vec![smoke, lost], passed: 5, targeted: 5, coverage: None, blocking: 0.0 };
+        let (note, next) = after_validation("staging", suites, &score, "ok");
+        assert_eq!(
+            note,
+            format!(
+                "staging validation: 5/5 test cases passed in 1 of 2 suites (coverage not measured ({}: report missing at p/r.xml)), probes ok.",
+                suites[1].name
+            )
+        );
+        assert_eq!(next, Next::Done, "the gate, not the step, reads the unmeasured coverage");
+        let none = Validation { suites: Vec::new(), passed: 0, targeted: 0, coverage: Some(1.0), blocking: 0.0 };
+        assert_eq!(
+            after_validation("qa", &[], &none, "ok").0,
+            "qa validation: no test suite configured (coverage 100% from the probe alone), probes ok."
+        );
+        assert_eq!(percent(0.8999), "89.9%");
+        assert_eq!(percent(0.9), "90%");
     }
 
     #[test]

@@ -77,6 +77,41 @@ fn staging_rehearsal_failure_rolls_staging_back_and_retry_reruns_the_phase() {
 }
 
 #[test]
+fn a_failed_case_of_a_non_critical_suite_lowers_coverage_below_the_rehearsal_gate() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("validation regression staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    // Not blocking (regression is not critical): the step passes and the gate's coverage clause
+    // decides.
+    assert!(text.contains("staging validation: 1/2 test cases passed in 2 suites (coverage 50%), probes"), "{text}");
+    assert!(text.contains("[RAY GATE FAILED: Deployment Rehearsal Gate]"), "{text}");
+    assert!(text.contains("coverage = 0.5"), "{text}");
+    assert!(text.contains("blocking_errors = 0"), "{text}");
+    let results = sim.files.iter().find(|(k, _)| k.ends_with("staging-test-results.json")).map(|(_, v)| v).unwrap();
+    let body: serde_json::Value = serde_json::from_str(results).unwrap();
+    assert_eq!(body["coverage"], 0.5, "{body}");
+    assert_eq!(body["suites"][1]["report"]["failures"], 1, "{body}");
+    assert_eq!(body["suites"][1]["report"]["failed_cases"][0]["name"], "simulated.case", "{body}");
+    assert_eq!(body["coverage_source"]["inputs"][0]["sha256"], "5133", "{body}");
+}
+
+#[test]
+fn a_missing_test_report_leaves_coverage_unmeasured_and_the_gate_fails() {
+    let mut sim = Sim::new();
+    sim.lose_reports.push("validation regression staging".into());
+    sim.start("alice", Strategy::Bluegreen);
+    let text = sim.channel.join("\n");
+    assert!(
+        text.contains("1/1 test cases passed in 1 of 2 suites (coverage not measured (regression: report missing at"),
+        "{text}"
+    );
+    assert!(text.contains("[RAY GATE FAILED: Deployment Rehearsal Gate]"), "{text}");
+    assert!(text.contains("coverage not measured"), "{text}");
+    assert!(matches!(sim.release().activity, Activity::Halted(_)));
+}
+
+#[test]
 fn step_retry_reruns_only_the_failed_step() {
     let mut sim = Sim::new();
     sim.fail_jobs.push("refresh_data".into());
