@@ -13,8 +13,8 @@ fn a_rollback_rehearsal_that_rolls_back_nothing_fails_its_gate() {
     // The staging smoke suite checks for a version that never serves: it fails.
     ws.edit_config(|t| {
         t.replacen(
-            r#"argv = ["scripts/smoke_test.sh", "--env", "{env}", "--release", "{version}"]"#,
-            r#"argv = ["scripts/smoke_test.sh", "--env", "{env}", "--release", "v9.9"]"#,
+            r#"argv = ["scripts/smoke_test.sh", "--env", "{env}", "--release", "{version}", "--junit""#,
+            r#"argv = ["scripts/smoke_test.sh", "--env", "{env}", "--release", "v9.9", "--junit""#,
             1,
         )
     });
