@@ -386,19 +386,23 @@ impl Release {
         )
     }
 
-    /// The posts that close the current protocol: its handoff checklist and its validation
-    /// prompt with who confirmed it and what follows.
+    /// The posts that close the current protocol: its handoff checklist (with what really comes
+    /// next when the seed names another protocol than the pipeline runs) and its validation
+    /// prompt, saying what stands for the confirmation rather than claiming one was given.
     pub(super) fn handoff_texts(&self) -> Vec<String> {
         let p = self.protocol();
+        let next = self.plan.protocols.get(self.cursor.protocol + 1);
         let mut out = Vec::new();
         if let Some(h) = &p.handoff {
             let passed = self.gates.iter().filter(|g| g.protocol == p.id && g.verdict == Verdict::Passed).count();
             let waived =
                 self.gates.iter().filter(|g| g.protocol == p.id && matches!(g.verdict, Verdict::Waived { .. })).count();
-            out.push(format!(
+            let mut text = format!(
                 "{}\nHandoff checklist: {} gates passed, {} waived (documented); evidence in {}/.",
                 h.announcement, passed, waived, p.artifacts_dir
-            ));
+            );
+            text.push_str(&self.next_protocol_note(h.next_protocol.as_deref(), next));
+            out.push(text);
         }
         if let Some(prompt) = p.communication.validation_prompts.first() {
             let approvers: Vec<String> = self
@@ -407,18 +411,40 @@ impl Release {
                 .filter(|r| r.protocol == p.id && r.is_approved())
                 .flat_map(|r| r.approvals.iter().map(|a| self.mention(&a.user)))
                 .collect();
-            let follow = if self.cursor.protocol + 1 < self.plan.protocols.len() {
-                format!("continuing with Protocol {}", self.plan.protocols[self.cursor.protocol + 1].id)
-            } else {
-                "release complete".to_string()
+            let follow = match next {
+                Some(n) => format!("continuing with Protocol {}", n.id),
+                None => "release complete".to_string(),
             };
-            let by = if approvers.is_empty() {
-                "confirmed by the passed gates".to_string()
+            let stands = if approvers.is_empty() {
+                "no one is asked: this protocol collects no approval, so raybot goes on the passed gates alone"
+                    .to_string()
             } else {
-                format!("confirmed by the go/no-go approval of {}", approvers.join(", "))
+                format!(
+                    "not asked again: raybot takes the go/no-go approval of {} as this confirmation",
+                    approvers.join(", ")
+                )
             };
-            out.push(format!("{}\n→ {by}; {follow}.", prompt.trim_end()));
+            out.push(format!("{}\n→ {stands}; {follow}.", prompt.trim_end()));
         }
         out
+    }
+
+    /// What the handoff says about the seed's next protocol `seed_next` (e.g.
+    /// `15-production-deployment`) when the pipeline runs `next` instead, or nothing more.
+    fn next_protocol_note(&self, seed_next: Option<&str>, next: Option<&Protocol>) -> String {
+        let Some(seed_next) = seed_next else { return String::new() };
+        let seed_id = seed_next.split('-').next().unwrap_or(seed_next);
+        match next {
+            Some(n) if n.id != seed_id => format!(
+                "\nThe seed hands off to Protocol {seed_id} (`{seed_next}`); this release's pipeline \
+                 (protocols/pipeline.yaml) runs Protocol {} ({}) next, so that is where the evidence goes.",
+                n.id, n.title
+            ),
+            Some(_) => String::new(),
+            None => format!(
+                "\nNext per the seed: Protocol {seed_id} (`{seed_next}`), which raybot does not run: hand the \
+                 evidence above to its owners."
+            ),
+        }
     }
 }

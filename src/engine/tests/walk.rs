@@ -20,6 +20,13 @@ fn clean_release_runs_both_protocols() {
          traffic yet (0% of probe answers); the switch comes next. No errors observed.",
         "[MASTER RAY™ | PHASE 4 COMPLETE] - Deployment report compiled. Evidence: DEPLOYMENT-REPORT.md.",
         "[MASTER RAY™ | PROTOCOL COMPLETE] Ready for Protocol 15",
+        // The seed's next protocol is not the pipeline's: raybot says which runs and why.
+        "The seed hands off to Protocol 15 (`15-production-deployment`); this release's pipeline \
+         (protocols/pipeline.yaml) runs Protocol 11 (PRODUCTION DEPLOYMENT & RELEASE MANAGEMENT) next",
+        // A confirmation nobody was asked for is not claimed as given.
+        "Confirm readiness to transition to Protocol 15?\n→ not asked again: raybot takes the go/no-go approval of \
+         @alice, @bob as this confirmation; continuing with Protocol 11.",
+        "Next per the seed: Protocol 12 (`12-monitoring-observability`), which raybot does not run",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
