@@ -742,8 +742,22 @@ async fn a_crash_before_the_posts_went_out_loses_none_and_repeats_none() {
         assert!(start.elapsed() < LIMIT, "the fifth post never came: {}", texts(&fake.posts()));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let the events behind the posts be recorded, then kill the process mid-post.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Let the release run until it waits for the readiness approval (its events recorded, the
+    // posts behind them held by the silent Slack), then kill the process mid-post. Waiting on
+    // the store rather than a fixed time keeps a slow machine from killing it mid-job.
+    let start = Instant::now();
+    loop {
+        let (out, code) = tokio::task::block_in_place(|| {
+            crate::support::run(ws.raybot(Some(&redis.url())).args(["status", "--json"]), "", Duration::from_secs(20))
+        });
+        assert_eq!(code, 0, "{out}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        if list[0]["status"] == "awaiting approval" {
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "the release never reached the readiness approval: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let held = fake.posts()[4].text().to_string();
     assert!(!held.starts_with("[RAY STATUS]"), "{}", texts(&fake.posts()));
     drop(s);
