@@ -19,7 +19,8 @@ use crate::protocol::model::Protocol;
 /// - 0: plans frozen before rules were numbered.
 /// - 1: the rollback rehearsal proves each move by the served version (the candidate before, the
 ///   previous version after the rollback, the candidate after the roll forward); a gate decides
-///   the halt of a step that failed before measuring one of the gate's figures.
+///   the halt of a step that failed before measuring one of the gate's figures; a failed
+///   `rollback` gate rolls back only environments the release changed.
 pub const RULES: u32 = 1;
 
 /// Rule 1: the rollback rehearsal proves each move by the served version.
@@ -27,6 +28,10 @@ pub const PROVEN_REHEARSAL: u32 = 1;
 
 /// Rule 1: a gate decides the halt of a step that failed before measuring one of its figures.
 pub const GATE_DECIDES_LOST_FIGURES: u32 = 1;
+
+/// Rule 1: a failed `rollback` gate rolls back the target once a deploy to it ran, else staging
+/// when the protocol deployed there, else it halts (it never rolls back an untouched target).
+pub const ROLLBACK_ONLY_CHANGED: u32 = 1;
 
 /// Everything a release runs on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

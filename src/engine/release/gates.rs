@@ -162,13 +162,24 @@ pub(crate) enum OnFailure {
     Rollback,
 }
 
-/// The failure handling of `gate`: a `rollback` gate rolls back only once the release changed the
-/// target environment (or when the release has a single protocol); before that it halts.
-pub(crate) fn on_failure(gate: &Gate, target_touched: bool, single_protocol: bool) -> OnFailure {
+/// What the release changed, as far as a failed `rollback` gate is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Changed {
+    /// A deploy to the target environment ran (it may have moved traffic).
+    pub(crate) target: bool,
+    /// The gate's protocol deployed to staging (the target is elsewhere).
+    pub(crate) staging: bool,
+}
+
+/// The failure handling of `gate`: a `rollback` gate rolls back the target only once the release
+/// changed it; before that it rolls back staging when the protocol deployed there (then halts),
+/// or halts. Never a rollback of an environment the release did not touch.
+pub(crate) fn on_failure(gate: &Gate, changed: Changed) -> OnFailure {
     match gate.on_failure {
         GateFailure::Halt => OnFailure::Halt,
         GateFailure::RollbackStaging => OnFailure::RollbackStaging,
-        GateFailure::Rollback if target_touched || single_protocol => OnFailure::Rollback,
+        GateFailure::Rollback if changed.target => OnFailure::Rollback,
+        GateFailure::Rollback if changed.staging => OnFailure::RollbackStaging,
         GateFailure::Rollback => OnFailure::Halt,
     }
 }
@@ -356,12 +367,16 @@ mod tests {
     }
 
     #[test]
-    fn a_rollback_gate_halts_until_the_target_was_touched() {
+    fn a_rollback_gate_rolls_back_only_what_the_release_changed() {
         let g = gate("x == 0", GateFailure::Rollback);
-        assert_eq!(on_failure(&g, false, false), OnFailure::Halt);
-        assert_eq!(on_failure(&g, true, false), OnFailure::Rollback);
-        assert_eq!(on_failure(&g, false, true), OnFailure::Rollback);
-        assert_eq!(on_failure(&gate("x == 0", GateFailure::RollbackStaging), true, true), OnFailure::RollbackStaging);
+        let changed = |target, staging| Changed { target, staging };
+        assert_eq!(on_failure(&g, changed(false, false)), OnFailure::Halt);
+        assert_eq!(on_failure(&g, changed(true, false)), OnFailure::Rollback);
+        assert_eq!(on_failure(&g, changed(true, true)), OnFailure::Rollback);
+        // Only staging was deployed by the gate's protocol: staging is rolled back, not the target.
+        assert_eq!(on_failure(&g, changed(false, true)), OnFailure::RollbackStaging);
+        let staging = gate("x == 0", GateFailure::RollbackStaging);
+        assert_eq!(on_failure(&staging, changed(true, true)), OnFailure::RollbackStaging);
     }
 
     #[test]

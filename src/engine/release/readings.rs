@@ -14,11 +14,11 @@ use super::rehearsal::{self, Rehearsal};
 use super::rollback::{self, RollbackStep};
 use super::rollout::{self, ProbeStep, Rollout};
 use super::scores::{self, Validation};
-use super::state::{Halt, Release, Resume, RollbackRecord, Task, Terminal};
+use super::state::{Halt, JobRecord, Release, Resume, RollbackRecord, Task, Terminal};
 use super::steps::{self, Act, Next, Reading};
 use crate::engine::Timestamp;
 use crate::engine::ids::{JobId, PostKey};
-use crate::engine::plan::{Environment, GATE_DECIDES_LOST_FIGURES, PROVEN_REHEARSAL};
+use crate::engine::plan::{Environment, GATE_DECIDES_LOST_FIGURES, PROVEN_REHEARSAL, ROLLBACK_ONLY_CHANGED};
 use crate::engine::reports::{BundleReport, InputStatus, JobOutcome, ProbeReport};
 use crate::protocol::model::{DocumentTemplate, HaltKind, Level, StepRun};
 
@@ -469,7 +469,7 @@ impl Release {
                     reason: format!("{actual} (threshold: {threshold})"),
                     gate: gate.id.clone(),
                     name: gate.name.clone(),
-                    handling: gates::on_failure(gate, self.production_touched, self.plan.protocols.len() == 1),
+                    handling: gates::on_failure(gate, self.changed()),
                 };
                 (gates::failure_text(gate, &actual), Some(failure))
             }
@@ -491,6 +491,23 @@ impl Release {
         match self.protocol().gates.iter().find(|g| g.id == gate_id) {
             Some(gate) if gates::decides(gate, &self.phase_metrics, self.lost_figures()) => HaltRoute::Gate(gate_id),
             _ => HaltRoute::Own,
+        }
+    }
+
+    /// What the release changed, for a failed `rollback` gate of the current protocol. Under rules
+    /// before [`ROLLBACK_ONLY_CHANGED`]: the target once touched, or always in a pipeline of one
+    /// protocol.
+    fn changed(&self) -> gates::Changed {
+        if !self.plan.under(ROLLBACK_ONLY_CHANGED) {
+            let target = self.production_touched || self.plan.protocols.len() == 1;
+            return gates::Changed { target, staging: false };
+        }
+        let deployed = |env: &str, j: &&JobRecord| j.env == env && j.purpose.starts_with("deploy ");
+        let mine = format!("{}/", self.protocol().artifacts_dir);
+        gates::Changed {
+            target: self.production_touched || self.jobs.iter().any(|j| deployed(&self.env, &j)),
+            staging: self.env != "staging"
+                && self.jobs.iter().any(|j| deployed("staging", &j) && j.log.starts_with(&mine)),
         }
     }
 

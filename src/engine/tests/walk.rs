@@ -130,3 +130,24 @@ fn replay_rebuilds_the_same_state() {
     let rebuilt = Release::replay(sim.log.iter()).unwrap();
     assert_eq!(&rebuilt, sim.release());
 }
+
+/// Protocol 06 alone: a failed staging deploy fails the Deployment Success Gate, whose handling
+/// is a rollback. Production was never touched, so raybot rolls back staging (what the protocol
+/// changed) and halts; it never runs or announces a production rollback.
+#[test]
+fn protocol_06_rolls_back_only_what_it_changed() {
+    let mut plan = testkit::sample_plan("production");
+    let catalog = crate::protocol::Catalog::embedded().unwrap();
+    plan.protocols = vec![catalog.get("06").unwrap().clone()];
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("deploy staging".into());
+    sim.start_with("alice", Strategy::Canary, plan);
+    let text = sim.channel.join("\n");
+    assert!(text.contains("[RAY GATE FAILED: Deployment Success Gate]"), "{text}");
+    assert!(text.contains("Rolling staging back as the gate's failure handling requires"), "{text}");
+    assert!(!text.contains("Rolling back production"), "{text}");
+    assert!(!sim.jobs_run.iter().any(|j| j == "rollback production"), "{:?}", sim.jobs_run);
+    assert!(sim.jobs_run.iter().any(|j| j == "rollback staging"), "{:?}", sim.jobs_run);
+    assert!(matches!(sim.release().activity, Activity::Halted(_)), "{text}");
+    assert_eq!(sim.outcome, None, "the release is halted, not rolled back in production");
+}
