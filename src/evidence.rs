@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::reports::{BundleReport, FileDigest, InputStatus};
+use crate::engine::reports::{BundleReport, ContentResult, FileDigest, InputStatus};
+use crate::protocol::model::ContentCheck;
 
 /// Writes the evidence of one release below its artifacts directory (e.g. `.artifacts/<release-id>`).
 #[derive(Debug, Clone)]
@@ -175,6 +176,8 @@ pub struct InputCheck {
     pub required: bool,
     /// Files whose newest match was modified longer ago than this are `expired`.
     pub max_age: Option<Duration>,
+    /// Fields the newest match must carry (a JSON member of the zip, or the JSON file itself).
+    pub expects: Vec<ContentCheck>,
 }
 
 /// Checks prerequisite artifacts on disk, one [`InputStatus`] per item, in order.
@@ -182,8 +185,9 @@ pub struct InputCheck {
 /// Matches are listed newest first (by modification time, then by path), so the "first match"
 /// whose SHA-256 is reported is the most recent artifact. The status is, by priority:
 /// `missing` (no file matches), `unreadable` (a match or its folder cannot be read), `corrupt`
-/// (a `.zip` match is not a readable zip archive), `expired` (the newest match is older than
-/// `max_age`), otherwise `present`.
+/// (a `.zip` match is not a readable zip archive), `content check failed` (the newest match does
+/// not carry a field it is expected to), `expired` (the newest match is older than `max_age`),
+/// otherwise `present`. What each content expectation read is reported whatever the status.
 pub fn check_inputs(items: &[InputCheck]) -> Vec<InputStatus> {
     items.iter().map(check_input).collect()
 }
@@ -195,6 +199,7 @@ fn check_input(item: &InputCheck) -> InputStatus {
         status: status.to_owned(),
         required: item.required,
         sha256,
+        content: Vec::new(),
     };
 
     let matches = match expand(&item.dir, &item.name) {
@@ -243,16 +248,79 @@ fn check_input(item: &InputCheck) -> InputStatus {
         _ => false,
     };
 
+    let content: Vec<ContentResult> = item.expects.iter().map(|e| read_expectation(first, e)).collect();
     let verdict = if unreadable {
         "unreadable"
     } else if corrupt {
         "corrupt"
+    } else if content.iter().any(|c| !c.ok) {
+        "content check failed"
     } else if expired {
         "expired"
     } else {
         "present"
     };
-    status(verdict, found, sha256)
+    InputStatus { content, ..status(verdict, found, sha256) }
+}
+
+/// The largest JSON document read from an artifact for a content check.
+const MAX_CONTENT_BYTES: u64 = 4 << 20;
+
+/// Reads expectation `e` from artifact `path`: the JSON member `e.file` of a zip, or the file
+/// itself; then the (dotted) field, compared with `e.equals` or required to be non-empty.
+fn read_expectation(path: &Path, e: &ContentCheck) -> ContentResult {
+    let file = e.file.clone().unwrap_or_else(|| path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    let result = |found: Option<serde_json::Value>, error: Option<String>| {
+        let ok = match (&found, &e.equals) {
+            (Some(v), Some(want)) => v == want,
+            (Some(v), None) => {
+                !matches!(v, serde_json::Value::Null | serde_json::Value::Bool(false))
+                    && v.as_str() != Some("")
+                    && v.as_array().is_none_or(|a| !a.is_empty())
+                    && v.as_object().is_none_or(|o| !o.is_empty())
+            }
+            (None, _) => false,
+        };
+        ContentResult {
+            file: file.clone(),
+            field: e.field.clone(),
+            expected: e.equals.clone(),
+            found,
+            error,
+            ok,
+            proves: e.proves.clone(),
+        }
+    };
+    let text = match json_text(path, e.file.as_deref()) {
+        Ok(t) => t,
+        Err(err) => return result(None, Some(err)),
+    };
+    let doc: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(err) => return result(None, Some(format!("{file} is not JSON: {err}"))),
+    };
+    let found = e.field.split('.').try_fold(&doc, |v, key| v.get(key));
+    match found {
+        Some(v) => result(Some(v.clone()), None),
+        None => result(None, Some(format!("{file} has no field `{}`", e.field))),
+    }
+}
+
+/// The text of `member` inside the zip at `path`, or of the file at `path` when `member` is `None`
+/// (at most [`MAX_CONTENT_BYTES`]); the error says what could not be read.
+fn json_text(path: &Path, member: Option<&str>) -> Result<String, String> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mut text = String::new();
+    let read = match member {
+        None => File::open(path).and_then(|f| f.take(MAX_CONTENT_BYTES).read_to_string(&mut text)),
+        Some(m) => {
+            let file = File::open(path).map_err(|err| format!("{name}: {err}"))?;
+            let mut zip = zip::ZipArchive::new(file).map_err(|err| format!("{name} is not a readable zip: {err}"))?;
+            let entry = zip.by_name(m).map_err(|_| format!("{m} not in {name}"))?;
+            entry.take(MAX_CONTENT_BYTES).read_to_string(&mut text)
+        }
+    };
+    read.map(|_| text).map_err(|err| format!("{}: {err}", member.unwrap_or(&name)))
 }
 
 fn is_zip(path: &Path) -> bool {
@@ -631,7 +699,59 @@ mod tests {
     }
 
     fn item(dir: &Path, name: &str, required: bool, max_age: Option<Duration>) -> InputCheck {
-        InputCheck { name: name.to_owned(), dir: dir.to_path_buf(), required, max_age }
+        InputCheck { name: name.to_owned(), dir: dir.to_path_buf(), required, max_age, expects: Vec::new() }
+    }
+
+    fn zip_with(member: &str, body: &str) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        zip.start_file(member, zip::write::SimpleFileOptions::default()).expect("start");
+        io::Write::write_all(&mut zip, body.as_bytes()).expect("write");
+        zip.finish().expect("finish").into_inner()
+    }
+
+    fn expect(file: Option<&str>, field: &str, equals: Option<serde_json::Value>) -> ContentCheck {
+        ContentCheck { file: file.map(str::to_string), field: field.into(), equals, proves: Some("QA sign-off".into()) }
+    }
+
+    #[test]
+    fn a_package_is_read_for_what_it_must_say_and_each_field_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = r#"{"recommendation": "ready", "signed_by": "Sam QE", "signoff": {"at": ""}}"#;
+        fs::write(dir.path().join("QA.zip"), zip_with("qa.json", report)).unwrap();
+        let mut qa = item(dir.path(), "QA.zip", true, None);
+        qa.expects = vec![
+            expect(Some("qa.json"), "recommendation", Some(serde_json::json!("ready"))),
+            expect(Some("qa.json"), "signed_by", None),
+        ];
+        let [ok] = &check_inputs(std::slice::from_ref(&qa))[..] else { panic!() };
+        assert_eq!(ok.status, "present");
+        assert_eq!(ok.content[1].found, Some(serde_json::json!("Sam QE")));
+        assert_eq!(ok.content[1].proves.as_deref(), Some("QA sign-off"));
+
+        // A hold recommendation, an empty nested field, a member or a field that is not there.
+        fs::write(dir.path().join("QA.zip"), zip_with("qa.json", &report.replace("ready", "hold"))).unwrap();
+        qa.expects.push(expect(Some("qa.json"), "signoff.at", None));
+        qa.expects.push(expect(Some("other.json"), "x", None));
+        qa.expects.push(expect(Some("qa.json"), "nope", None));
+        let [bad] = &check_inputs(std::slice::from_ref(&qa))[..] else { panic!() };
+        assert_eq!(bad.status, "content check failed");
+        let oks: Vec<bool> = bad.content.iter().map(|c| c.ok).collect();
+        assert_eq!(oks, [false, true, false, false, false]);
+        assert_eq!(bad.content[0].found, Some(serde_json::json!("hold")));
+        assert_eq!(bad.content[3].error.as_deref(), Some("other.json not in QA.zip"));
+        assert_eq!(bad.content[4].error.as_deref(), Some("qa.json has no field `nope`"));
+
+        // A JSON artifact is read itself; a file that is not JSON says so.
+        fs::write(dir.path().join("m.json"), r#"{"services": ["api"], "scope": []}"#).unwrap();
+        let mut m = item(dir.path(), "m.json", true, None);
+        m.expects = vec![expect(None, "services", None), expect(None, "scope", None)];
+        let [m] = &check_inputs(&[m])[..] else { panic!() };
+        assert_eq!((m.status.as_str(), m.content[0].ok, m.content[1].ok), ("content check failed", true, false));
+        fs::write(dir.path().join("t.json"), "not json").unwrap();
+        let mut t = item(dir.path(), "t.json", true, None);
+        t.expects = vec![expect(None, "x", None)];
+        let [t] = &check_inputs(&[t])[..] else { panic!() };
+        assert!(t.content[0].error.as_deref().unwrap().starts_with("t.json is not JSON"), "{t:?}");
     }
 
     fn valid_zip() -> Vec<u8> {

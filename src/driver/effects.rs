@@ -155,6 +155,7 @@ impl Hands {
                             name: i.name,
                             required: i.required,
                             max_age: i.max_age_days.map(|d| Duration::from_secs(d * 86_400)),
+                            expects: i.expects,
                         })
                         .collect();
                     let (tx, release) = (self.results.clone(), scope.id.clone());

@@ -436,6 +436,8 @@ pub struct InputSpec {
     pub required: bool,
     /// Older files count as `expired`; `None` accepts any age.
     pub max_age_days: Option<u64>,
+    /// Fields the artifact must carry.
+    pub expects: Vec<crate::protocol::model::ContentCheck>,
 }
 
 /// The one line every refusal starts with, for input an adapter could not read (in its reader's

@@ -182,6 +182,31 @@ pub struct InputStatus {
     pub required: bool,
     /// SHA-256 of the first match, hex.
     pub sha256: Option<String>,
+    /// What was read for each of the artifact's content expectations, in order (empty when it has
+    /// none, or was not found).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<ContentResult>,
+}
+
+/// One content expectation of a prerequisite artifact, as read from the first match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentResult {
+    /// The JSON file read (inside the zip, or the artifact itself).
+    pub file: String,
+    /// The field, dotted.
+    pub field: String,
+    /// The value it had to equal; `None`: any non-empty value.
+    pub expected: Option<serde_json::Value>,
+    /// The value found; `None` when the field (or the file) was not there.
+    pub found: Option<serde_json::Value>,
+    /// Why nothing was found, e.g. `quality-audit-report.json not in the zip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the expectation holds.
+    pub ok: bool,
+    /// The prerequisite approval it verifies, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proves: Option<String>,
 }
 
 /// One file written into an evidence bundle.

@@ -327,6 +327,7 @@ impl Sim {
                             status: "present".into(),
                             required: i.required,
                             sha256: None,
+                            content: Vec::new(),
                         })
                         .collect(),
                 }),

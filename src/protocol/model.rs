@@ -58,7 +58,8 @@ pub struct Prerequisites {
     /// Files checked on disk; missing required ones fail the intake step.
     #[serde(default)]
     pub artifacts: Vec<PrerequisiteArtifact>,
-    /// Approvals the seed requires, verbatim; copied into the intake evidence, not checked.
+    /// Approvals the seed requires, verbatim. The intake evidence says, for each, which artifact
+    /// field verified it (`expects[].proves`), or that nothing did.
     #[serde(default)]
     pub approvals: Vec<String>,
     /// System states the seed requires, verbatim; copied into the intake evidence, not checked.
@@ -83,6 +84,30 @@ pub struct PrerequisiteArtifact {
     /// directory) or `artifacts` (this release's own evidence, e.g. written by an earlier protocol).
     #[serde(default)]
     pub location: ArtifactLocation,
+    /// What the artifact must contain: fields of a JSON file in it (or of the artifact itself,
+    /// when it is a JSON file), each checked when the artifact is found. A failed expectation makes
+    /// the artifact `content check failed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expects: Vec<ContentCheck>,
+}
+
+/// One field a prerequisite artifact must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentCheck {
+    /// The JSON file inside the zip, e.g. `quality-audit-report.json`; omitted when the artifact
+    /// is itself a JSON file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The field, dotted for nested objects, e.g. `recommendation` or `signoff.by`.
+    pub field: String,
+    /// The value it must equal; omitted: any value but null, false, `""`, `[]` or `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<serde_json::Value>,
+    /// The seed's prerequisite approval this field verifies, verbatim as listed under
+    /// `prerequisites.approvals`, so the evidence says which approvals were read, not assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proves: Option<String>,
 }
 
 fn yes() -> bool {

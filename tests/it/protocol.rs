@@ -94,3 +94,41 @@ fn a_failed_production_deploy_job_fails_the_launch_gate_on_the_record() {
     assert!(row.contains("blocking_incidents = 1") && row.contains("| FAILED |"), "{row}");
     assert!(report.contains("**Outcome:** rolled back"), "{report}");
 }
+
+/// Upstream approvals are read, not assumed: the QA package's recommendation and signer verify
+/// the seed's first prerequisite approval in the intake evidence, and a package that says "hold"
+/// fails the intake with what it said.
+#[test]
+fn upstream_packages_are_read_for_their_recommendation_and_signer() {
+    let ws = Workspace::new();
+    let (out, code) = ws.chat("alice", "/ray deploy v1.2\n");
+    assert_eq!(code, 0, "{out}");
+    let dir = release_dir(&ws.artifacts());
+    let text = std::fs::read_to_string(dir.join("pre-deployment/intake-validation-report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let qa = &report["approvals"][0];
+    assert_eq!(qa["status"], "verified", "{report}");
+    assert_eq!(qa["read"][0]["found"], "ready", "{report}");
+    assert_eq!(qa["read"][1]["found"], "Senior Quality Engineer (sample)", "{report}");
+    assert!(report["approvals"][1]["status"].as_str().unwrap().starts_with("not verified"), "{report}");
+
+    // Another workspace whose QA package recommends holding the release.
+    let ws = Workspace::new();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("quality-audit-report.json", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut zip, br#"{"protocol": "19", "recommendation": "hold", "signed_by": "Sam QE"}"#)
+        .unwrap();
+    let bytes = zip.finish().unwrap().into_inner();
+    std::fs::write(ws.path().join("inputs/QUALITY-AUDIT-PACKAGE.zip"), bytes).unwrap();
+    let (out, code) = ws.chat("alice", "/ray deploy v1.2\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "QUALITY-AUDIT-PACKAGE.zip (content check failed: quality-audit-report.json recommendation is \"hold\", \
+             expected \"ready\")"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("[RAY ERROR] - \"Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals"), "{out}");
+    assert!(!out.contains("PHASE 2 START"), "nothing is deployed on a held package: {out}");
+}

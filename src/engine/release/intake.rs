@@ -63,7 +63,7 @@ impl Intake {
         let missing = results
             .iter()
             .filter(|r| r.required && r.status != "present")
-            .map(|r| format!("{} ({})", r.name, r.status))
+            .map(|r| format!("{} ({}{})", r.name, r.status, content_failures(r)))
             .chain(
                 extra.iter().filter(|c| c["status"] == "missing").map(|c| c["item"].as_str().unwrap_or("").to_string()),
             )
@@ -73,9 +73,31 @@ impl Intake {
 
     /// The step's evidence body.
     pub(crate) fn body(&self, protocol: &Protocol) -> Value {
+        // Each approval the seed requires, with the fields that verified it, or nothing did.
+        let approvals: Vec<Value> = protocol
+            .prerequisites
+            .approvals
+            .iter()
+            .map(|approval| {
+                let read: Vec<Value> = self
+                    .results
+                    .iter()
+                    .flat_map(|r| r.content.iter().map(move |c| (r, c)))
+                    .filter(|(_, c)| c.proves.as_deref() == Some(approval.as_str()))
+                    .map(|(r, c)| json!({"artifact": r.name, "file": c.file, "field": c.field, "found": c.found, "ok": c.ok}))
+                    .collect();
+                let status = match () {
+                    _ if read.is_empty() => "not verified: no artifact raybot reads carries it",
+                    _ if read.iter().all(|v| v["ok"] == true) => "verified",
+                    _ => "failed",
+                };
+                json!({"approval": approval, "status": status, "read": read})
+            })
+            .collect();
         json!({
             "artifacts": self.results,
             "checks": self.extra,
+            "approvals": approvals,
             "approvals_required": protocol.prerequisites.approvals,
             "system_states": protocol.prerequisites.system_states,
             "completeness": self.score,
@@ -103,6 +125,23 @@ impl Intake {
     }
 }
 
+/// What the content checks of `r` that failed read, e.g. `: quality-audit-report.json
+/// recommendation is "hold", expected "ready"`; empty when none failed.
+fn content_failures(r: &InputStatus) -> String {
+    let failed: Vec<String> = r
+        .content
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| match (&c.found, &c.expected, &c.error) {
+            (_, _, Some(error)) => error.clone(),
+            (Some(found), Some(want), _) => format!("{} {} is {found}, expected {want}", c.file, c.field),
+            (Some(found), None, _) => format!("{} {} is empty ({found})", c.file, c.field),
+            (None, _, None) => format!("{} {} not found", c.file, c.field),
+        })
+        .collect();
+    if failed.is_empty() { String::new() } else { format!(": {}", failed.join("; ")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +153,7 @@ mod tests {
             status: status.into(),
             required: true,
             sha256: sha.map(str::to_string),
+            content: Vec::new(),
         }
     }
 

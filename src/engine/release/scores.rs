@@ -385,6 +385,7 @@ mod tests {
             status: status.into(),
             required,
             sha256: sha.map(str::to_string),
+            content: Vec::new(),
         }
     }
 

@@ -255,6 +255,7 @@ pub(crate) fn start(s: Setting<'_>, step: &Step, deploy_index: usize, now: Times
                     location: format!("{:?}", a.location).to_lowercase(),
                     required: a.required,
                     max_age_days: s.plan.inputs_max_age_days,
+                    expects: a.expects.clone(),
                 })
                 .collect(),
         ),

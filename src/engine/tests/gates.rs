@@ -210,6 +210,7 @@ fn intake_missing_prerequisite_halts_with_seed_error() {
         status: "missing".into(),
         required: true,
         sha256: None,
+        content: Vec::new(),
     }];
     let fx = r.handle(&Event::InputsChecked { check, results }, Timestamp(sim.now.0 + 1));
     let posts = posts(&fx);
@@ -268,6 +269,7 @@ fn tampered_pre_deployment_package_fails_the_readiness_confirmation_gate() {
         .into_iter()
         .map(|(name, required)| InputStatus {
             sha256: if name == zip { Some("f".repeat(64)) } else { None },
+            content: Vec::new(),
             found: vec![name.clone()],
             name,
             status: "present".into(),
