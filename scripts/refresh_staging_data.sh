@@ -5,7 +5,8 @@
 #
 # Feature flags come from ${SAMPLE_STATE_DIR}/ENV/feature-flags.env, else
 # ${SAMPLE_STATE_DIR}/feature-flags.env (lines NAME=VALUE, '#' comments). The refresh time is
-# recorded in ${SAMPLE_STATE_DIR}/ENV/last-refresh. The note is written atomically.
+# recorded in ${SAMPLE_STATE_DIR}/ENV/last-refresh. The note is written atomically and names the
+# release it belongs to from RAYBOT_RELEASE and RAYBOT_VERSION (raybot sets both for every job).
 # Environment: see _sample_lib.sh. Exit: 0 done, 1 failed, 2 usage error.
 set -euo pipefail
 
@@ -59,6 +60,11 @@ flag_count=0
 {
     echo "# Data refresh: $env"
     echo
+    if [[ -n ${RAYBOT_RELEASE:-} ]]; then
+        echo "- Release: \`$RAYBOT_RELEASE\` (version \`${RAYBOT_VERSION:-unknown}\`)"
+    else
+        echo "- Release: none given (RAYBOT_RELEASE is not set: run outside a raybot release)"
+    fi
     echo "- Refreshed at: $stamp"
     echo "- Environment: \`$env\`"
     echo "- State directory: \`$dir\`"

@@ -132,3 +132,109 @@ fn upstream_packages_are_read_for_their_recommendation_and_signer() {
     assert!(out.contains("[RAY ERROR] - \"Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals"), "{out}");
     assert!(!out.contains("PHASE 2 START"), "nothing is deployed on a held package: {out}");
 }
+
+/// `raybot demo` with `args`, its evidence in a fresh artifacts folder.
+fn demo(args: &[&str]) -> (String, i32, tempfile::TempDir) {
+    let art = tempfile::tempdir().expect("tempdir");
+    let (out, code) = crate::support::run(
+        std::process::Command::new(crate::support::RAYBOT).arg("demo").args(args).arg("--artifacts").arg(art.path()),
+        "",
+        std::time::Duration::from_secs(120),
+    );
+    (out, code, art)
+}
+
+/// A failed production deploy leaves as full a record as a release: `rollback-plan.md` lists the
+/// rollback of production and nothing else, `retrospective-inputs.json` holds the failed gate and
+/// its figures, and the report's communication log holds the `[RAY GATE FAILED]` block in full
+/// and the final rolled-back post.
+#[test]
+fn a_failed_production_deploy_leaves_the_rollback_plan_retrospective_and_full_log() {
+    let (out, code, art) = demo(&["--fail", "deploy"]);
+    assert_eq!(code, 3, "{out}");
+    let dir = release_dir(art.path());
+
+    let plan = std::fs::read_to_string(dir.join("deployment/rollback-plan.md")).unwrap();
+    let steps = plan.split("## Steps executed").nth(1).expect("steps").split("\n## ").next().unwrap_or_default();
+    let listed: Vec<&str> = steps.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).collect();
+    assert_eq!(listed.len(), 1, "{plan}");
+    assert!(
+        listed[0].starts_with(
+            "1. `scripts/rollback_backend.sh --env production --release v1.2` — rollback production — exit 0"
+        ),
+        "{plan}"
+    );
+    assert!(steps.contains("Confirming probe: after rollback production") && steps.contains("serving v1.1×"), "{plan}");
+    for other in ["security_scan", "--dry-run", "deploy production"] {
+        assert!(!steps.contains(other), "{other} is not a rollback step:\n{plan}");
+    }
+
+    let text = std::fs::read_to_string(dir.join("deployment/retrospective-inputs.json")).expect("retrospective inputs");
+    let retro: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(retro["outcome"], "rolled back", "{text}");
+    assert_eq!(retro["failed_gates"][0]["name"], "Production Launch Gate", "{text}");
+    assert_eq!(retro["failed_gates"][0]["figures"][0]["actual"], 1.0, "{text}");
+    assert!(
+        retro["improvements"][0]["improvement"]
+            .as_str()
+            .unwrap()
+            .starts_with("Production Launch Gate failed: deploy production 0% failed (exit 1"),
+        "{text}"
+    );
+    assert_eq!(retro["improvements"][0]["owner"], "Carol Example (local carol)", "{text}");
+
+    let report = std::fs::read_to_string(dir.join("deployment/DEPLOYMENT-REPORT.md")).unwrap();
+    let log = report.split("## Communication log").nth(1).expect("a communication log");
+    for line in [
+        "[RAY GATE FAILED: Production Launch Gate]",
+        "> \"Quality gate 'Production Launch Gate' failed.",
+        "> Criteria: Approval recorded, deployment successful, immediate checks passed",
+        "> Actual: blocking_incidents = 1, validation_success_rate not measured",
+        "> Required action: Initiate rollback per plan, notify stakeholders, engage Protocol 13.\"",
+    ] {
+        assert!(log.lines().any(|l| l.trim_end().ends_with(line)), "missing {line:?} in\n{log}");
+    }
+    let last = log.lines().rfind(|l| !l.trim().is_empty() && !l.starts_with("```")).unwrap_or_default();
+    assert!(last.contains("[RAY] ↩️ v1.2 rolled back in production: Production Launch Gate failed"), "{log}");
+    assert!(out.contains(last.split("[RAY] ").nth(1).unwrap_or("?")), "the final post is the one sent:\n{last}\n{out}");
+}
+
+/// Every `.md` and `.json` file a clean release writes shows the values raybot used: no
+/// `{env}`-style placeholder is left, the data refresh names its release, and the security scan
+/// is not said to run in production.
+#[test]
+fn a_clean_release_writes_no_unexpanded_placeholder() {
+    let (out, code, art) = demo(&[]);
+    assert_eq!(code, 0, "{out}");
+    let dir = release_dir(art.path());
+    let mut stack = vec![dir.clone()];
+    let mut checked = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !path.extension().is_some_and(|e| e == "md" || e == "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            checked += 1;
+            for (i, _) in text.match_indices('{') {
+                let rest = &text[i + 1..];
+                let word = rest.split('}').next().unwrap_or_default();
+                let placeholder =
+                    rest.contains('}') && !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                assert!(!placeholder, "{} shows {{{word}}}:\n{text}", path.display());
+            }
+        }
+    }
+    assert!(checked > 15, "only {checked} files checked");
+    let release = dir.file_name().unwrap().to_string_lossy().to_string();
+    let refresh = std::fs::read_to_string(dir.join("pre-deployment/staging-data-refresh.md")).unwrap();
+    assert!(refresh.contains(&format!("- Release: `{release}` (version `v1.2`)")), "{refresh}");
+    let report = std::fs::read_to_string(dir.join("deployment/DEPLOYMENT-REPORT.md")).unwrap();
+    let scan = report.lines().find(|l| l.starts_with("| security scan |")).expect("the scan in the jobs table");
+    assert!(!scan.contains("| production |"), "{scan}");
+}

@@ -353,11 +353,19 @@ impl Release {
         true
     }
 
-    /// Ends the release: refresh the report bundle if there is one, then `Finished`.
+    /// Ends the release: a release that did not reach `released` records its retrospective
+    /// inputs (the success path wrote them at their step), then the report bundle is refreshed
+    /// if there is one, then `Finished`.
     fn finish(&mut self, now: Timestamp, fx: &mut Fx, outcome: Terminal) {
-        let report_zip = self.report_zip();
+        // Whether there is a bundle to write is decided on the evidence as it stood: recording
+        // the retrospective inputs changes what is written, never what happens next.
+        let report_zip = self.report_zip().filter(|_| !self.evidence.is_empty());
+        if outcome != Terminal::Released {
+            let (path, contents) = self.failed_retrospective(now, &outcome);
+            self.write(fx, path, contents);
+        }
         match report_zip {
-            Some((dir, zip, protocol)) if !self.evidence.is_empty() => {
+            Some((dir, zip, protocol)) => {
                 self.report_bundle(now, fx, &dir, format!("{dir}/{zip}"), protocol, Some(outcome));
             }
             _ => self.end(now, fx, outcome),
@@ -374,6 +382,7 @@ impl Release {
     fn halt(&mut self, now: Timestamp, fx: &mut Fx, halt: Halt) {
         let text = self.halt_text(&halt.step, &halt.reason, halt.gate.as_deref(), &halt.resume);
         self.say(now, fx, text);
+        self.halts.push(halt.clone());
         self.activity = Activity::Halted(halt);
     }
 

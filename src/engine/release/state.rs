@@ -81,6 +81,10 @@ pub struct Release {
     pub soak: Vec<ProbeReport>,
     /// The raybot process that last resumed this release.
     pub last_replica: Option<String>,
+    /// Every halt, in order, with its reason (the current one is also the activity): what
+    /// stopped the release stays on the record once a retry, waiver or abort moved on.
+    #[serde(default)]
+    pub halts: Vec<Halt>,
     /// Metrics measured in the current phase: its gate reads only these.
     pub phase_metrics: BTreeMap<String, f64>,
     /// `phase_metrics` as they were when the current step began, restored by `/ray retry`.
@@ -133,6 +137,7 @@ impl Release {
             next_id: 1,
             soak: Vec::new(),
             last_replica: None,
+            halts: Vec::new(),
             phase_metrics: BTreeMap::new(),
             metrics_at_step: BTreeMap::new(),
             quiet: false,

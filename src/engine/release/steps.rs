@@ -18,6 +18,10 @@ use super::rollout::Rollout;
 use super::scores::Validation;
 use super::state::{Activity, AuditEntry, Halt, RollbackRecord, Task, Terminal};
 
+/// The purpose of the `security` job. It scans the release candidate, not an environment:
+/// evidence labels it so, whatever environment it is recorded under.
+pub(crate) const SECURITY_SCAN: &str = "security scan";
+
 /// What a step reads of the release: the plan, the current protocol and the target.
 #[derive(Clone, Copy)]
 pub(crate) struct Setting<'a> {
@@ -278,7 +282,7 @@ pub(crate) fn start(s: Setting<'_>, step: &Step, deploy_index: usize, now: Times
         StepRun::Security => match s.plan.jobs.get("security") {
             None => Next::Unscanned,
             Some(t) => {
-                let ask = JobAsk::new(s.target, "security scan".into(), t, s.path("security-scan.log"));
+                let ask = JobAsk::new(s.target, SECURITY_SCAN.into(), t, s.path("security-scan.log"));
                 Next::Job { ask, task: Task::Security, note: None }
             }
         },

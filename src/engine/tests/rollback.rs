@@ -121,3 +121,147 @@ fn rollback_asked_during_the_health_window_probe_is_not_lost() {
     let fx = r.handle(&Event::ProbeFinished { probe, report }, sim.now);
     assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");
 }
+
+/// The production deploy job fails at its first step: the release rolls production back.
+fn rolled_back_after_a_failed_deploy() -> Sim {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.fail_jobs.push("deploy production 0%".into());
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{}", sim.channel.join("\n"));
+    sim
+}
+
+fn json(sim: &Sim, path: &str) -> serde_json::Value {
+    let text = sim.files.get(path).unwrap_or_else(|| panic!("no {path}; have {:?}", sim.files.keys()));
+    serde_json::from_str(text).expect("json evidence")
+}
+
+/// `rollback-plan.md` lists what the rollback did: the rollback job of production with its
+/// command, result, reason, trigger and the probe that confirmed the previous version, and no job
+/// that is not a rollback step (the security scan, the dry run, the failed deploy).
+#[test]
+fn the_rollback_plan_lists_only_the_rollback_jobs() {
+    let sim = rolled_back_after_a_failed_deploy();
+    let plan = &sim.files["deployment/rollback-plan.md"];
+    let steps = plan.split("## Steps executed").nth(1).expect("a steps section");
+    let steps = steps.split("\n## ").next().unwrap_or_default();
+    assert!(
+        steps.contains(
+            "1. `scripts/rollback_backend.sh --env production --release v1.2` — rollback production — exit 0"
+        ),
+        "{plan}"
+    );
+    assert!(steps.contains("Reason: Production Launch Gate failed: blocking_incidents = 1"), "{plan}");
+    assert!(steps.contains("(trigger: automatic)"), "{plan}");
+    assert!(steps.contains("Confirming probe: after rollback production at "), "{plan}");
+    assert!(steps.contains("serving v1.1×20"), "{plan}");
+    for other in ["security scan", "dry_run", "deploy production", "2. "] {
+        assert!(!steps.contains(other), "{other:?} is not a rollback step:\n{plan}");
+    }
+}
+
+/// A rolled-back release writes its retrospective inputs as the success path does, with the
+/// outcome, the failed gate and its figures, the rollback and an improvement derived from what
+/// failed, owned by the on-call SRE (the gate's failure handling names no role).
+#[test]
+fn a_rolled_back_release_writes_its_retrospective_inputs() {
+    let sim = rolled_back_after_a_failed_deploy();
+    let retro = json(&sim, "deployment/retrospective-inputs.json");
+    assert_eq!(retro["outcome"], "rolled back", "{retro:#}");
+    assert!(retro["outcome_reason"].as_str().unwrap().starts_with("Production Launch Gate failed"), "{retro:#}");
+    let gate = &retro["failed_gates"][0];
+    assert_eq!(gate["name"], "Production Launch Gate", "{retro:#}");
+    assert_eq!(gate["figures"][0]["clause"], "blocking_incidents == 0", "{retro:#}");
+    assert_eq!(gate["figures"][0]["actual"], 1.0, "{retro:#}");
+    assert_eq!(gate["failed_jobs"][0]["job"], "deploy production 0%", "{retro:#}");
+    let first = &retro["improvements"][0];
+    assert!(
+        first["improvement"].as_str().unwrap().starts_with(
+            "Production Launch Gate failed: deploy production 0% failed (exit 1 in 0.1s); blocking_incidents = 1"
+        ),
+        "{retro:#}"
+    );
+    assert_eq!(first["owner"], "Carol Example (local carol)", "{retro:#}");
+    assert_eq!(first["owner_role"], "sre_lead", "{retro:#}");
+    assert_eq!(retro["rollback"]["trigger"], "automatic", "{retro:#}");
+    assert_eq!(retro["rollback_steps"].as_array().map(Vec::len), Some(1), "{retro:#}");
+    assert_eq!(retro["rollback_steps"][0]["job"], "rollback production", "{retro:#}");
+    assert!(
+        retro["decisions"].as_array().unwrap().iter().any(|d| d["who"] == "Carol Example (local carol)"),
+        "{retro:#}"
+    );
+    // Part of the record: listed in the report and bundled.
+    assert!(sim.files["deployment/DEPLOYMENT-REPORT.md"].contains("- deployment/retrospective-inputs.json\n"));
+}
+
+/// A rejected go/no-go: the retrospective inputs name who rejected, when and why, and the item
+/// that follows goes to whoever started the release.
+#[test]
+fn a_rejected_release_writes_its_retrospective_inputs() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.command("carol", ReleaseCommand::Reject { reason: "error budget exhausted".into() });
+    let retro = json(&sim, "deployment/retrospective-inputs.json");
+    assert_eq!(retro["outcome"], "rejected", "{retro:#}");
+    assert_eq!(retro["outcome_reason"], "error budget exhausted", "{retro:#}");
+    assert_eq!(retro["rejections"][0]["by"], "Carol Example (local carol; sre_lead)", "{retro:#}");
+    assert_eq!(retro["rejections"][0]["reason"], "error budget exhausted", "{retro:#}");
+    let item = retro["improvements"].as_array().unwrap().iter().find(|i| i["owner_from"] == "started the release");
+    assert!(item.is_some_and(|i| i["owner"] == "Alice Example (local alice)"), "{retro:#}");
+    assert!(retro["rollback"].is_null(), "{retro:#}");
+}
+
+/// A release halted at a failed gate and then aborted: the retrospective inputs (in the folder of
+/// the protocol it reached) keep the halt and its reason, the failed gate and who aborted.
+#[test]
+fn a_halted_and_aborted_release_writes_its_retrospective_inputs() {
+    let mut sim = Sim::new();
+    sim.fail_jobs.push("security scan".into());
+    sim.start("alice", Strategy::Bluegreen);
+    assert!(matches!(sim.release().activity, Activity::Halted(_)), "{}", sim.channel.join("\n"));
+    sim.command("alice", ReleaseCommand::Abort { reason: Some("scanner broken, retry tomorrow".into()) });
+    assert!(matches!(sim.outcome, Some(Terminal::Aborted { .. })));
+    let retro = json(&sim, "pre-deployment/retrospective-inputs.json");
+    assert_eq!(retro["outcome"], "aborted", "{retro:#}");
+    assert!(retro["stopped_at"].as_str().unwrap().contains("halted"), "{retro:#}");
+    assert!(retro["halts"][0]["reason"].as_str().unwrap().contains("blocking_findings = 1"), "{retro:#}");
+    assert_eq!(retro["failed_gates"][0]["name"], "Rollback & Security Gate", "{retro:#}");
+    assert!(
+        retro["improvements"][0]["improvement"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rollback & Security Gate failed: security scan failed (exit 1"),
+        "{retro:#}"
+    );
+    let aborted = retro["improvements"].as_array().unwrap().iter().find(|i| i["owner_from"] == "aborted the release");
+    assert!(
+        aborted
+            .is_some_and(|i| i["improvement"]
+                == "Release aborted by Alice Example (local alice): scanner broken, retry tomorrow"),
+        "{retro:#}"
+    );
+}
+
+/// The report's communication log holds every post in full, multi-line ones too, up to the
+/// final post, which is composed before the report is written and sent once it is bundled.
+#[test]
+fn the_report_keeps_every_post_in_full_up_to_the_final_one() {
+    let mut sim = Sim::new();
+    to_production_approval(&mut sim);
+    sim.unhealthy.push("v1.2".into());
+    approve(&mut sim, "bob");
+    approve(&mut sim, "carol");
+    let report = &sim.files["deployment/DEPLOYMENT-REPORT.md"];
+    let log = report.split("## Communication log").nth(1).expect("a communication log");
+    let failed = sim.channel.iter().find(|p| p.starts_with("[RAY GATE FAILED: Production Launch Gate]")).unwrap();
+    assert!(failed.lines().count() > 3, "{failed}");
+    for line in failed.lines() {
+        assert!(log.lines().any(|l| l.trim_end().ends_with(line)), "missing {line:?} in\n{log}");
+    }
+    let last = sim.channel.last().unwrap();
+    assert!(last.contains("rolled back in production"), "{last}");
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("```")).collect();
+    assert!(lines.last().is_some_and(|l| l.contains("final post") && l.ends_with(last.as_str())), "{log}");
+}

@@ -151,3 +151,23 @@ fn protocol_06_rolls_back_only_what_it_changed() {
     assert!(matches!(sim.release().activity, Activity::Halted(_)), "{text}");
     assert_eq!(sim.outcome, None, "the release is halted, not rolled back in production");
 }
+
+/// Every file raybot writes shows the values it used: no `{env}`, `{version}`, `{artifacts}` …
+/// left in any of them, and the security scan is not said to run in production.
+#[test]
+fn no_evidence_file_shows_an_unexpanded_placeholder() {
+    let mut sim = Sim::new();
+    through_production_go(&mut sim);
+    assert_eq!(sim.outcome, Some(Terminal::Released));
+    for (path, contents) in &sim.files {
+        for p in ["{env}", "{version}", "{strategy}", "{percent}", "{artifacts}", "{release}", "{output}"] {
+            assert!(!contents.contains(p), "{path} shows {p}:\n{contents}");
+        }
+    }
+    let checklist = &sim.files["pre-deployment/deployment-checklist.md"];
+    assert!(checklist.contains("`scripts/rollback_backend.sh --env production --release v1.2`"), "{checklist}");
+    assert!(checklist.contains("--percent 0`") && checklist.contains("--percent 100`"), "{checklist}");
+    let report = &sim.files["deployment/DEPLOYMENT-REPORT.md"];
+    let scan = report.lines().find(|l| l.starts_with("| security scan |")).expect("the scan in the jobs table");
+    assert!(scan.contains("| candidate v1.2 (no environment) |"), "{scan}");
+}
