@@ -48,11 +48,37 @@ pub fn protocols_validate(dir: Option<&Path>, target: Option<PathBuf>) -> anyhow
     };
     match result {
         Ok(c) => {
-            let in_pipeline: Vec<&String> = c.pipeline.targets.values().flatten().collect();
-            for p in c.protocols.iter().filter(|p| !in_pipeline.contains(&&p.id)) {
-                for w in crate::protocol::unmeasurable_gates(&format!("protocol {}", p.id), p) {
-                    println!("warning (not in the pipeline, so not run): {w}");
+            // Protocols of default flows were checked on loading; the others are reported here.
+            let flows_of = |p: &crate::protocol::model::Protocol| -> Vec<&str> {
+                let pid = c.get(&p.id).map(|x| x.id.as_str());
+                c.pipeline
+                    .flows
+                    .iter()
+                    .filter(|f| f.protocols.iter().any(|id| c.get(id).map(|x| x.id.as_str()) == pid))
+                    .map(|f| f.name.as_str())
+                    .collect()
+            };
+            for p in &c.protocols {
+                let flows = flows_of(p);
+                if flows.iter().any(|f| c.pipeline.is_default(f)) {
+                    continue;
                 }
+                let why = if flows.is_empty() {
+                    "not in the pipeline, so not run".to_string()
+                } else {
+                    format!(
+                        "only in flow {}, which no target runs by default: a release with `--flow` halts at this gate unless it is waived",
+                        flows.join(", ")
+                    )
+                };
+                for w in crate::protocol::unmeasurable_gates(&format!("protocol {}", p.id), p) {
+                    println!("warning ({why}): {w}");
+                }
+            }
+            if c.pipeline.from_targets {
+                println!(
+                    "note: the pipeline uses the earlier `targets:` form; each target is a flow named after it (see README, Configuration)."
+                );
             }
             println!("ok: {} protocols and the pipeline in {} are valid.", c.protocols.len(), c.source);
             Ok(0)
@@ -80,8 +106,15 @@ pub fn protocols_list(dir: Option<&Path>) -> anyhow::Result<u8> {
             p.source
         );
     }
-    for (env, ids) in &c.pipeline.targets {
-        println!("pipeline {env}: {}", ids.join(" → "));
+    for f in &c.pipeline.flows {
+        let defaults: Vec<&str> =
+            c.pipeline.defaults.iter().filter(|(_, flow)| **flow == f.name).map(|(env, _)| env.as_str()).collect();
+        let default =
+            if defaults.is_empty() { String::new() } else { format!("  (default for {})", defaults.join(", ")) };
+        println!("flow {}: {}{default}", f.name, f.protocols.join(" → "));
+    }
+    for (env, flow) in &c.pipeline.defaults {
+        println!("default {env}: {flow}");
     }
     Ok(0)
 }

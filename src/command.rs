@@ -11,12 +11,15 @@ use crate::engine::{ReleaseCommand, Strategy};
 /// A parsed `/ray` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `/ray deploy <version> [to <env>] [--strategy …]`: start a release.
+    /// `/ray deploy <version> [to <env>] [--flow <flow>] [--strategy …]`: start a release.
     Deploy {
         /// Version to release, e.g. `v1.2` (letters, digits, `.`, `_`, `-`; at most 64).
         version: String,
         /// Target environment; `production` when omitted.
         env: Option<String>,
+        /// Flow of `pipeline.yaml` to run (lowercase letters, digits, `-`, `_`; at most 40); the
+        /// target's default flow when omitted. Whether it exists is the catalog's to say.
+        flow: Option<String>,
         /// Rollout strategy; blue/green when omitted.
         strategy: Option<Strategy>,
     },
@@ -40,10 +43,13 @@ impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tail = |v: &Option<String>| v.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
         match self {
-            Command::Deploy { version, env, strategy } => {
+            Command::Deploy { version, env, flow, strategy } => {
                 write!(f, "/ray deploy {version}")?;
                 if let Some(e) = env {
                     write!(f, " to {e}")?;
+                }
+                if let Some(fl) = flow {
+                    write!(f, " --flow {fl}")?;
                 }
                 if let Some(s) = strategy {
                     write!(f, " --strategy {}", s.as_str())?;
@@ -76,11 +82,11 @@ impl Command {
 }
 
 /// Usage line of `/ray deploy`, quoted in its error messages.
-pub const DEPLOY_USAGE: &str = "/ray deploy <version> [to <env>] [--strategy bluegreen|canary|rolling]";
+pub const DEPLOY_USAGE: &str = "/ray deploy <version> [to <env>] [--flow <flow>] [--strategy bluegreen|canary|rolling]";
 
 /// The command reference (`/ray help`).
 pub const HELP: &str = "\
-/ray deploy <version> [to <env>] [--strategy bluegreen|canary|rolling] — start a release (default: production, bluegreen)
+/ray deploy <version> [to <env>] [--flow <flow>] [--strategy bluegreen|canary|rolling] — start a release (default: production, the target's default flow, bluegreen; `/ray protocols` lists the flows)
 /ray status [<version>] — where the release stands
 /ray ack — acknowledge the change freeze (or react ✅ on the freeze message)
 /ray approve [comment] — approve the go/no-go request (or click Approve)
@@ -134,6 +140,17 @@ pub fn one_line(text: &str) -> String {
 /// The first `n` characters of a user's `text`, quotable ([`one_line`]).
 fn quote(text: &str, n: usize) -> String {
     one_line(&truncate(text, n))
+}
+
+fn bad_flow(f: &str) -> String {
+    format!(
+        "`{}` is not a flow name (lowercase letters, digits, `-`, `_`; at most 40). `/ray protocols` lists the flows. Usage: `{DEPLOY_USAGE}`.",
+        quote(f, 50)
+    )
+}
+
+fn flow_value(f: &str) -> Result<String, String> {
+    if crate::protocol::flow_name_ok(f) { Ok(f.to_string()) } else { Err(bad_flow(f)) }
 }
 
 fn bad_version(v: &str) -> String {
@@ -226,13 +243,14 @@ pub fn from_options(verb: &str, option: &dyn Fn(&str) -> Option<String>) -> Resu
                 }
                 e => e,
             };
+            let flow = value("flow").map(|f| flow_value(&f)).transpose()?;
             let strategy = match value("strategy") {
                 Some(s) => Some(Strategy::parse(&s).ok_or_else(|| {
                     format!("unknown strategy `{}`: use bluegreen, canary or rolling.", quote(&s, 40))
                 })?),
                 None => None,
             };
-            Ok(Command::Deploy { version, env, strategy })
+            Ok(Command::Deploy { version, env, flow, strategy })
         }
         "status" => match value("version") {
             None => Ok(Command::Status { version: None }),
@@ -287,7 +305,15 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
         return Err(bad_version(version));
     }
     let mut env = None;
+    let mut flow: Option<String> = None;
     let mut strategy = None;
+    let mut set_flow = |f: &str| -> Result<(), String> {
+        if flow.is_some() {
+            return Err(format!("`--flow` is given twice. Usage: `{DEPLOY_USAGE}`."));
+        }
+        flow = Some(flow_value(f)?);
+        Ok(())
+    };
     while let Some((first, tail)) = rest.split_first() {
         match *first {
             "to" => {
@@ -312,6 +338,19 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
                 })?);
                 rest = tail;
             }
+            "--flow" => {
+                let Some((f, tail)) = tail.split_first() else {
+                    return Err(format!(
+                        "`--flow` needs a flow name (`/ray protocols` lists them). Usage: `{DEPLOY_USAGE}`."
+                    ));
+                };
+                set_flow(f)?;
+                rest = tail;
+            }
+            s if s.starts_with("--flow=") => {
+                set_flow(&s["--flow=".len()..])?;
+                rest = tail;
+            }
             s if s.starts_with("--strategy=") => {
                 let v = &s["--strategy=".len()..];
                 strategy = Some(Strategy::parse(v).ok_or_else(|| {
@@ -324,7 +363,7 @@ fn parse_deploy(args: &[&str]) -> Result<Command, String> {
             }
         }
     }
-    Ok(Command::Deploy { version: (*version).to_string(), env, strategy })
+    Ok(Command::Deploy { version: (*version).to_string(), env, flow, strategy })
 }
 
 #[cfg(test)]
@@ -335,16 +374,93 @@ mod tests {
     fn deploy_forms() {
         assert_eq!(
             parse("/ray deploy v1.2").unwrap(),
-            Command::Deploy { version: "v1.2".into(), env: None, strategy: None }
+            Command::Deploy { version: "v1.2".into(), env: None, flow: None, strategy: None }
         );
         assert_eq!(
             parse("deploy v1.2 to staging --strategy canary").unwrap(),
-            Command::Deploy { version: "v1.2".into(), env: Some("staging".into()), strategy: Some(Strategy::Canary) }
+            Command::Deploy {
+                version: "v1.2".into(),
+                env: Some("staging".into()),
+                flow: None,
+                strategy: Some(Strategy::Canary)
+            }
         );
         assert_eq!(
             parse("/ray deploy 2024.06.01-rc_1 --strategy=rolling").unwrap(),
-            Command::Deploy { version: "2024.06.01-rc_1".into(), env: None, strategy: Some(Strategy::Rolling) }
+            Command::Deploy {
+                version: "2024.06.01-rc_1".into(),
+                env: None,
+                flow: None,
+                strategy: Some(Strategy::Rolling)
+            }
         );
+    }
+
+    #[test]
+    fn deploy_with_a_flow() {
+        let deploy = |env: Option<&str>, flow: &str, strategy: Option<Strategy>| Command::Deploy {
+            version: "v1.2".into(),
+            env: env.map(String::from),
+            flow: Some(flow.into()),
+            strategy,
+        };
+        assert_eq!(parse("/ray deploy v1.2 --flow automation").unwrap(), deploy(None, "automation", None));
+        assert_eq!(parse("/ray deploy v1.2 --flow=standard").unwrap(), deploy(None, "standard", None));
+        assert_eq!(
+            parse("/ray deploy v1.2 to staging --flow release-and-deployment --strategy canary").unwrap(),
+            deploy(Some("staging"), "release-and-deployment", Some(Strategy::Canary))
+        );
+        // Any order on input; one canonical order out.
+        let c = parse("/ray deploy v1.2 --strategy=rolling --flow staging_rehearsal-2 to staging").unwrap();
+        assert_eq!(c, deploy(Some("staging"), "staging_rehearsal-2", Some(Strategy::Rolling)));
+        assert_eq!(c.to_string(), "/ray deploy v1.2 to staging --flow staging_rehearsal-2 --strategy rolling");
+        // Whether the flow exists is the catalog's to say: any well-formed name parses.
+        assert_eq!(parse("/ray deploy v1.2 --flow nope").unwrap(), deploy(None, "nope", None));
+    }
+
+    #[test]
+    fn bad_flow_names_are_refused() {
+        assert!(parse("/ray deploy v1.2 --flow").unwrap_err().starts_with("`--flow` needs a flow name"));
+        assert!(parse("/ray deploy v1.2 --flow=").unwrap_err().starts_with("`` is not a flow name"));
+        for bad in ["Standard", "std;rm", "$(reboot)", "a/b", "../x", "`x`", "flow|sh", "ünïcode"] {
+            let err = parse(&format!("/ray deploy v1.2 --flow {bad}")).unwrap_err();
+            assert!(err.starts_with(&format!("`{bad}` is not a flow name")), "{bad}: {err}");
+            let err = parse(&format!("/ray deploy v1.2 --flow={bad}")).unwrap_err();
+            assert!(err.starts_with(&format!("`{bad}` is not a flow name")), "{bad}: {err}");
+        }
+        let err = parse(&format!("/ray deploy v1.2 --flow {}", "a".repeat(41))).unwrap_err();
+        assert!(err.contains("is not a flow name"), "{err}");
+        assert!(parse(&format!("/ray deploy v1.2 --flow {}", "a".repeat(40))).is_ok());
+        let err = parse("/ray deploy v1.2 --flow standard --flow automation").unwrap_err();
+        assert!(err.starts_with("`--flow` is given twice"), "{err}");
+        let err = parse("/ray deploy v1.2 --flow x\u{1b}[2J").unwrap_err();
+        assert!(err.starts_with("`x\\u{1b}[2J` is not a flow name"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        // `--flow` eats exactly one word: what follows is grammar again, and must be valid.
+        assert!(parse("/ray deploy v1.2 --flow standard && reboot").unwrap_err().contains("unexpected `&&`"));
+    }
+
+    #[test]
+    fn flow_from_options() {
+        let opts = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(
+            from_options("deploy", &opts(&[("version", "v1.2"), ("env", "staging"), ("flow", "automation")])).unwrap(),
+            parse("/ray deploy v1.2 to staging --flow automation").unwrap()
+        );
+        // An empty option is no option.
+        assert_eq!(
+            from_options("deploy", &opts(&[("version", "v1.2"), ("flow", " ")])).unwrap(),
+            parse("/ray deploy v1.2").unwrap()
+        );
+        // A value is only the flow: no grammar hides in it.
+        let err =
+            from_options("deploy", &opts(&[("version", "v1.2"), ("flow", "standard --strategy canary")])).unwrap_err();
+        assert!(err.starts_with("`standard --strategy canary` is not a flow name"), "{err}");
+        let err = from_options("deploy", &opts(&[("version", "v1.2"), ("flow", "std\n[RAY] Accepted.")])).unwrap_err();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("`std\\n[RAY] Accepted.` is not a flow name"), "{err}");
     }
 
     #[test]
@@ -416,6 +532,8 @@ mod tests {
         assert!(from_options("launch", &opts(&[])).unwrap_err().contains("unknown command `launch`"));
         for line in [
             "/ray deploy v1.2 to staging --strategy canary",
+            "/ray deploy v1.2 to staging --flow automation --strategy canary",
+            "/ray deploy v1.2 --flow release-and-deployment",
             "/ray status v1.2",
             "/ray ack",
             "/ray approve looks good",

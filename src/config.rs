@@ -374,8 +374,21 @@ impl Config {
         }
     }
 
-    /// The plan `/ray deploy <version> to <env>` runs.
+    /// The plan `/ray deploy <version> to <env>` runs: the target's default flow.
     pub fn plan(&self, catalog: &Catalog, env: &str, platform: Platform, version: &str) -> Result<Plan, String> {
+        self.plan_flow(catalog, env, None, platform, version)
+    }
+
+    /// The plan `/ray deploy <version> to <env> [--flow <flow>]` runs: the protocols of `flow`,
+    /// else of the target's default flow (see `pipeline.yaml`).
+    pub fn plan_flow(
+        &self,
+        catalog: &Catalog,
+        env: &str,
+        flow: Option<&str>,
+        platform: Platform,
+        version: &str,
+    ) -> Result<Plan, String> {
         if !self.raybot.environments.contains_key(env) {
             let envs: Vec<&String> = self.raybot.environments.keys().collect();
             return Err(format!(
@@ -383,13 +396,7 @@ impl Config {
                 envs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
-        let protocols = catalog.pipeline_for(env).ok_or_else(|| {
-            let targets: Vec<&String> = catalog.pipeline.targets.keys().collect();
-            format!(
-                "the pipeline has no protocols for `{env}`; targets: {}.",
-                targets.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            )
-        })?;
+        let (flow, protocols) = catalog.resolve(env, flow)?;
         let job_env = &self.raybot.job_env;
         let job = |j: &JobToml| JobTemplate {
             argv: j.argv.clone(),
@@ -445,6 +452,7 @@ impl Config {
         Ok(Plan {
             rules: crate::engine::plan::RULES,
             protocols,
+            flow: Some(flow),
             environments,
             jobs: self.raybot.jobs.iter().map(|(k, v)| (k.clone(), job(v))).collect(),
             people: self.people(platform),

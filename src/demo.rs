@@ -1,5 +1,10 @@
-//! `raybot demo`: release v1.2 through Protocols 10 and 11 in a local war room, with the sample
-//! people reacting and approving, against a real sample service on loopback.
+//! `raybot demo`: release v1.2 through Protocols 10 and 11 (or the flow `--flow` names) in a local
+//! war room, with the sample people reacting and approving, against a real sample service on loopback.
+//!
+//! The protocols are the embedded ones unless `--protocols DIR` names others; the configuration is
+//! the embedded sample unless `--config DIR` names another, which is then rooted in the scratch
+//! directory (its jobs run there, against the sample scripts) with the demo's ports and short
+//! health windows.
 //!
 //! The demo writes the sample scripts and upstream inputs into a scratch directory, starts the
 //! sample service at v1.1 on staging and production (a blue/green router and two colours per
@@ -64,6 +69,12 @@ pub struct DemoOptions {
     pub artifacts: PathBuf,
     /// Scratch directory (sample service state, scripts, store); a fresh temp dir when `None`.
     pub workdir: Option<PathBuf>,
+    /// Flow of `pipeline.yaml` to run (`--flow`); production's default flow when `None`.
+    pub flow: Option<String>,
+    /// Configuration directory (`--config`); the embedded sample when `None`.
+    pub config: Option<PathBuf>,
+    /// Protocols directory (`--protocols`); the embedded protocols when `None`.
+    pub protocols: Option<PathBuf>,
 }
 
 /// How the demo ended.
@@ -140,10 +151,29 @@ pub fn write_sample_files(workdir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Prepares the scratch directory and returns the demo configuration.
-pub fn prepare(workdir: &Path, fail: Option<Failure>) -> anyhow::Result<Config> {
+/// Prepares the scratch directory and returns the demo configuration: the one in `config` (a
+/// directory holding `raybot.toml` and `release-approvers.yaml`) if given, else the embedded
+/// sample, rooted in `workdir` either way.
+pub fn prepare(workdir: &Path, fail: Option<Failure>, config: Option<&Path>) -> anyhow::Result<Config> {
     write_sample_files(workdir)?;
-    let mut cfg = Config::embedded(workdir)?;
+    let mut cfg = match config {
+        Some(dir) => {
+            let mut cfg = Config::load(dir)?;
+            // Its jobs run in the scratch directory, against the sample scripts and inputs.
+            cfg.base_dir = workdir.to_path_buf();
+            cfg
+        }
+        None => Config::embedded(workdir)?,
+    };
+    for env in ["staging", "production"] {
+        if !cfg.raybot.environments.contains_key(env) {
+            anyhow::bail!("the demo needs a `{env}` environment; {} has none", cfg.source);
+        }
+    }
+    let source = match config {
+        Some(dir) => format!("demo ({}, in {})", dir.display(), workdir.display()),
+        None => format!("demo ({})", workdir.display()),
+    };
     let staging = free_port_block(3)?;
     let mut production = free_port_block(3)?;
     while production.abs_diff(staging) < 3 {
@@ -171,7 +201,7 @@ pub fn prepare(workdir: &Path, fail: Option<Failure>) -> anyhow::Result<Config> 
             e.health_window.interval_seconds = 1;
         }
     }
-    cfg.source = format!("demo ({})", workdir.display());
+    cfg.source = source;
     Ok(cfg)
 }
 
@@ -211,17 +241,31 @@ pub async fn run(opts: DemoOptions, out: Box<dyn std::io::Write + Send>) -> anyh
         None => Some(tempfile::Builder::new().prefix("raybot-demo-").tempdir()?),
     };
     let workdir = opts.workdir.clone().or_else(|| temp.as_ref().map(|t| t.path().to_path_buf())).unwrap_or_default();
-    let cfg = prepare(&workdir, opts.fail)?;
+    let catalog = match &opts.protocols {
+        Some(dir) => Catalog::load_dir(dir),
+        None => Catalog::embedded(),
+    }
+    .map_err(|errs| {
+        anyhow::anyhow!("invalid protocols:\n{}", errs.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))
+    })?;
+    // An unknown flow is refused before the sample service starts.
+    catalog.resolve("production", opts.flow.as_deref()).map_err(anyhow::Error::msg)?;
+    let cfg = prepare(&workdir, opts.fail, opts.config.as_deref())?;
     let local = Arc::new(LocalChat::new(out, "demo"));
-    let result = play(&opts, &cfg, &workdir, local.clone()).await;
+    let result = play(&opts, &cfg, catalog, &workdir, local.clone()).await;
     // Always stop the sample service, whatever happened.
     let _ = setup_job(&cfg, &workdir, &["scripts/stop_sample.sh"], "setup.log").await;
     local.say("[demo] sample service stopped.");
     result
 }
 
-async fn play(opts: &DemoOptions, cfg: &Config, workdir: &Path, local: Arc<LocalChat>) -> anyhow::Result<DemoOutcome> {
-    let catalog = Catalog::embedded().map_err(|e| anyhow::anyhow!("embedded protocols: {e:?}"))?;
+async fn play(
+    opts: &DemoOptions,
+    cfg: &Config,
+    catalog: Catalog,
+    workdir: &Path,
+    local: Arc<LocalChat>,
+) -> anyhow::Result<DemoOutcome> {
     local.say(&format!(
         "[demo] Starting the sample service v1.1 on staging ({}) and production ({}) — blue/green on loopback.",
         cfg.raybot.environments["staging"].probe.url, cfg.raybot.environments["production"].probe.url
@@ -261,7 +305,8 @@ async fn direct(
     // The scripted people type only fixed commands of the grammar.
     let cmd = |id: &str, text: &str| Inbound::command(user(id), text).expect("the demo types valid /ray commands");
 
-    let deploy = format!("/ray deploy v1.2 --strategy {}", opts.strategy.as_str());
+    let flow = opts.flow.as_ref().map(|f| format!(" --flow {f}")).unwrap_or_default();
+    let deploy = format!("/ray deploy v1.2{flow} --strategy {}", opts.strategy.as_str());
     local.say(&format!("alice: {deploy}"));
     say(driver, cmd("alice", &deploy)).await?;
 

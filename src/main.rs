@@ -30,8 +30,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Play release v1.2 through Protocols 10 and 11 against a local sample service.
+    /// Play release v1.2 through Protocols 10 and 11 (or another flow) against a local sample service.
     Demo {
+        /// Flow of pipeline.yaml to run, e.g. standard, automation [default: production's default flow].
+        #[arg(long)]
+        flow: Option<String>,
         #[arg(long, value_enum, default_value_t = StrategyArg::Bluegreen)]
         strategy: StrategyArg,
         /// Break something on purpose.
@@ -77,7 +80,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ProtocolsCmd {
-    /// List the protocols and the pipeline.
+    /// List the protocols, the flows and each target's default flow.
     List,
     /// Show one protocol's phases, steps and gates.
     Show { id: String },
@@ -141,7 +144,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Cmd::Demo { strategy, fail, artifacts } => {
+        Cmd::Demo { flow, strategy, fail, artifacts } => {
             let opts = DemoOptions {
                 strategy: match strategy {
                     StrategyArg::Bluegreen => Strategy::Bluegreen,
@@ -155,6 +158,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }),
                 artifacts: std::path::absolute(&artifacts)?,
                 workdir: None,
+                flow,
+                config: cli.config.clone(),
+                protocols: cli.protocols.clone(),
             };
             let outcome = raybot::demo::run(opts, Box::new(std::io::stdout())).await?;
             Ok(outcome.exit_code as u8)

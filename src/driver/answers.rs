@@ -11,8 +11,11 @@ pub fn protocols(catalog: &Catalog) -> String {
     for p in &catalog.protocols {
         s.push_str(&format!("\n- {} {} ({} phases, {} gates)", p.id, p.title, p.phases.len(), p.gates.len()));
     }
-    for (env, ids) in &catalog.pipeline.targets {
-        s.push_str(&format!("\n/ray deploy … to {env} runs: {}", ids.join(" → ")));
+    for f in &catalog.pipeline.flows {
+        s.push_str(&format!("\nflow {}: {}", f.name, f.protocols.join(" → ")));
+    }
+    for (env, flow) in &catalog.pipeline.defaults {
+        s.push_str(&format!("\n/ray deploy … to {env} runs flow {flow} unless `--flow <flow>` names another"));
     }
     s
 }

@@ -599,8 +599,8 @@ impl Driver {
             return self.tell(turn, refuse(Runtime::StoreDown));
         }
         match (inbound, command) {
-            (Inbound::Command { user, .. }, Some(Command::Deploy { version, env, strategy })) => {
-                self.deploy(turn, user, version, env, strategy.unwrap_or_default()).await
+            (Inbound::Command { user, .. }, Some(Command::Deploy { version, env, flow, strategy })) => {
+                self.deploy(turn, user, version, env, flow, strategy.unwrap_or_default()).await
             }
             (Inbound::Command { user, .. }, Some(Command::Release(rc))) => {
                 let Some(id) = self.releases.route(&rc) else {
@@ -674,6 +674,7 @@ impl Driver {
         user: UserRef,
         version: String,
         env: Option<String>,
+        flow: Option<String>,
         strategy: crate::engine::Strategy,
     ) {
         let env = env.unwrap_or_else(|| "production".to_string());
@@ -681,7 +682,7 @@ impl Driver {
         if people.get(&user.id).is_none() {
             return self.tell(turn, refuse(Runtime::MayNotStart { who: people.mention(&user.id) }));
         }
-        let plan = match self.config.plan(&self.catalog, &env, self.platform, &version) {
+        let plan = match self.config.plan_flow(&self.catalog, &env, flow.as_deref(), self.platform, &version) {
             Ok(p) => p,
             Err(e) => return self.tell(turn, refuse(Runtime::Unplannable(e.to_string()))),
         };

@@ -42,6 +42,10 @@ pub struct Plan {
     pub rules: u32,
     /// Protocols in the order they run (e.g. 10 then 11).
     pub protocols: Vec<Protocol>,
+    /// The flow of `pipeline.yaml` they are, e.g. `standard` (absent in plans frozen before flows
+    /// could be chosen, so their stored events are written back byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
     /// Environments by name (`staging`, `production`).
     pub environments: BTreeMap<String, Environment>,
     /// Jobs that belong to no environment (`security`).

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use expr::Threshold;
-use model::{Pipeline, Protocol, StepRun};
+use model::{Flow, Pipeline, PipelineFile, Protocol, StepRun};
 
 /// The protocols shipped with raybot, as `(file name, YAML)`.
 pub const EMBEDDED: &[(&str, &str)] = &[
@@ -38,7 +38,7 @@ pub struct ProtocolError {
 pub struct Catalog {
     /// Every protocol found, in file-name order (not only those the pipeline runs).
     pub protocols: Vec<Protocol>,
-    /// Which protocols `/ray deploy` chains per target environment.
+    /// The flows `/ray deploy` can run and each target's default flow.
     pub pipeline: Pipeline,
     /// Where it came from (`embedded` or a directory).
     pub source: String,
@@ -50,10 +50,38 @@ impl Catalog {
         self.protocols.iter().find(|p| same_id(&p.id, id))
     }
 
-    /// The protocols `/ray deploy … to <env>` runs, in order.
+    /// The protocols `/ray deploy … to <env>` runs when no flow is named, in order.
     pub fn pipeline_for(&self, env: &str) -> Option<Vec<Protocol>> {
-        let ids = self.pipeline.targets.get(env)?;
-        ids.iter().map(|id| self.get(id).cloned()).collect()
+        let flow = self.pipeline.defaults.get(env)?;
+        self.flow_protocols(flow)
+    }
+
+    /// The protocols of flow `name`, in order.
+    pub fn flow_protocols(&self, name: &str) -> Option<Vec<Protocol>> {
+        let flow = self.pipeline.flow(name)?;
+        flow.protocols.iter().map(|id| self.get(id).cloned()).collect()
+    }
+
+    /// The flow a release to `env` runs — `flow` when named, else the target's default — and its
+    /// protocols; else the one-line reason, naming the choices.
+    pub fn resolve(&self, env: &str, flow: Option<&str>) -> Result<(String, Vec<Protocol>), String> {
+        let names = self.pipeline.flow_names().join(", ");
+        let name = match flow {
+            Some(f) if self.pipeline.flow(f).is_some() => f.to_string(),
+            Some(f) => return Err(format!("unknown flow `{}`: use {names}.", crate::command::one_line(f))),
+            None => match self.pipeline.defaults.get(env) {
+                Some(f) => f.clone(),
+                None => {
+                    let targets: Vec<&str> = self.pipeline.defaults.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "no flow is the default for `{env}` (defaults: {}); name one with `--flow`: {names}.",
+                        targets.join(", ")
+                    ));
+                }
+            },
+        };
+        let protocols = self.flow_protocols(&name).ok_or_else(|| format!("flow `{name}` names a missing protocol."))?;
+        Ok((name, protocols))
     }
 
     /// The embedded defaults.
@@ -98,7 +126,7 @@ impl Catalog {
         for (name, text) in files {
             let is_pipeline = Path::new(name).file_stem().is_some_and(|s| s == "pipeline");
             if is_pipeline {
-                match serde_norway::from_str::<Pipeline>(text) {
+                match serde_norway::from_str::<PipelineFile>(text) {
                     Ok(p) => pipeline = Some((name.clone(), p)),
                     Err(e) => errors.push(yaml_error(name, &e)),
                 }
@@ -122,7 +150,7 @@ impl Catalog {
                 });
             }
         }
-        let Some((pfile, pipeline)) = pipeline else {
+        let Some((pfile, file)) = pipeline else {
             errors.push(ProtocolError {
                 file: format!("{source}/pipeline.yaml"),
                 field: "(file)".into(),
@@ -130,24 +158,95 @@ impl Catalog {
             });
             return Err(errors);
         };
-        for (env, ids) in &pipeline.targets {
-            for (i, id) in ids.iter().enumerate() {
-                match protocols.iter().find(|(_, p)| same_id(&p.id, id)) {
-                    // A protocol /ray deploy runs must have gates its steps can pass.
-                    Some((file, p)) => errors.extend(unmeasurable_gates(file, p)),
-                    None => errors.push(ProtocolError {
-                        file: pfile.clone(),
-                        field: format!("targets.{env}[{i}]"),
-                        message: format!("no protocol with id {id}"),
-                    }),
-                }
+        let pipeline = match check_pipeline(&pfile, file, &protocols) {
+            Ok(p) => p,
+            Err(errs) => {
+                errors.extend(errs);
+                return Err(errors);
             }
-        }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Catalog { protocols: protocols.into_iter().map(|(_, p)| p).collect(), pipeline, source: source.to_string() })
     }
+}
+
+/// Checks `pipeline.yaml` (`pfile`) against the protocols found and turns it into a [`Pipeline`]:
+/// flow names are tokens `/ray deploy … --flow` can type, every flow names existing protocols,
+/// every default names an existing flow, and the protocols of default flows have gates their steps
+/// can measure (protocols only in other flows are reported by `raybot protocols validate`).
+/// The earlier `targets:` form becomes one flow per environment, named after it and its default.
+fn check_pipeline(
+    pfile: &str,
+    file: PipelineFile,
+    protocols: &[(String, Protocol)],
+) -> Result<Pipeline, Vec<ProtocolError>> {
+    let mut errors = Vec::new();
+    let mut err =
+        |field: String, message: String| errors.push(ProtocolError { file: pfile.to_string(), field, message });
+    let from_targets = !file.targets.is_empty();
+    if from_targets && (!file.flows.is_empty() || !file.defaults.is_empty()) {
+        err("targets".into(), "use either `flows:` and `defaults:` or the earlier `targets:` form, not both".into());
+    }
+    let (section, flows, defaults) = if from_targets {
+        let defaults = file.targets.iter().map(|(env, _)| (env.clone(), env.clone())).collect();
+        ("targets", file.targets, defaults)
+    } else {
+        ("flows", file.flows, file.defaults)
+    };
+    if flows.is_empty() {
+        err("flows".into(), "the pipeline needs at least one flow".into());
+    }
+    for (name, ids) in &flows {
+        if !flow_name_ok(name) {
+            err(
+                format!("{section}.{name}"),
+                "a flow name is lowercase letters, digits, `-` or `_` (at most 40 characters)".into(),
+            );
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if !protocols.iter().any(|(_, p)| same_id(&p.id, id)) {
+                err(format!("{section}.{name}[{i}]"), format!("flow `{name}` names no protocol with id {id}"));
+            }
+        }
+    }
+    let names: Vec<&str> = flows.iter().map(|(n, _)| n.as_str()).collect();
+    for (env, flow) in &defaults {
+        if !names.contains(&flow.as_str()) {
+            err(format!("defaults.{env}"), format!("no flow named `{flow}`; flows: {}", names.join(", ")));
+        }
+    }
+    // A protocol a target runs by default must have gates its steps can pass.
+    let mut checked = BTreeSet::new();
+    for (name, ids) in &flows {
+        if !defaults.values().any(|f| f == name) {
+            continue;
+        }
+        for id in ids {
+            if let Some((file, p)) = protocols.iter().find(|(_, p)| same_id(&p.id, id)) {
+                if checked.insert(p.id.clone()) {
+                    errors.extend(unmeasurable_gates(file, p));
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Pipeline {
+        name: file.name,
+        flows: flows.into_iter().map(|(name, protocols)| Flow { name, protocols }).collect(),
+        defaults,
+        from_targets,
+    })
+}
+
+/// Whether `name` can be a flow's name: what the chat grammar accepts after `--flow`.
+pub fn flow_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// Protocol ids compare without leading zeros: `6` and `06` name the same protocol.
@@ -304,7 +403,7 @@ mod tests {
             .iter()
             .map(|(n, t)| {
                 let t = if *n == "pipeline.yaml" {
-                    t.replace("staging: [\"10\"]", "staging: [\"7\"]")
+                    t.replace("staging-rehearsal: [\"10\"]", "staging-rehearsal: [\"7\"]")
                 } else {
                     (*t).to_string()
                 };
@@ -314,6 +413,114 @@ mod tests {
         assert_ne!(files[4].1, EMBEDDED[4].1, "the pipeline edit must apply");
         let errs = Catalog::from_files(&files, "test").unwrap_err();
         assert!(errs.iter().any(|e| e.file.contains("07-release") && e.message.contains("gate `all-tests-green` reads `coverage`")), "{errs:?}");
+    }
+
+    /// The embedded set with `pipeline.yaml` replaced by `pipeline`.
+    fn with_pipeline(pipeline: &str) -> Vec<(String, String)> {
+        EMBEDDED
+            .iter()
+            .map(|(n, t)| {
+                ((*n).to_string(), if *n == "pipeline.yaml" { pipeline.to_string() } else { (*t).to_string() })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shipped_flows_and_defaults() {
+        let c = Catalog::embedded().unwrap();
+        assert_eq!(c.pipeline.flow_names(), ["standard", "release-and-deployment", "automation", "staging-rehearsal"]);
+        assert_eq!(c.pipeline.defaults["production"], "standard");
+        assert_eq!(c.pipeline.defaults["staging"], "staging-rehearsal");
+        assert!(!c.pipeline.from_targets);
+        let ids = |v: Vec<Protocol>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(ids(c.pipeline_for("staging").unwrap()), ["10"]);
+        let (name, chain) = c.resolve("production", None).unwrap();
+        assert_eq!((name.as_str(), ids(chain)), ("standard", vec!["10".to_string(), "11".into()]));
+        let (name, chain) = c.resolve("staging", Some("automation")).unwrap();
+        assert_eq!((name.as_str(), ids(chain)), ("automation", vec!["06".to_string()]));
+        assert_eq!(
+            c.resolve("production", Some("nope")).unwrap_err(),
+            "unknown flow `nope`: use standard, release-and-deployment, automation, staging-rehearsal."
+        );
+        let err = c.resolve("qa", None).unwrap_err();
+        assert!(err.starts_with("no flow is the default for `qa` (defaults: production, staging)"), "{err}");
+    }
+
+    #[test]
+    fn the_earlier_targets_form_still_loads_as_flows_named_after_environments() {
+        let old = "name: release\ndescription: \"x\"\ntargets:\n  production: [\"10\", \"11\"]\n  staging: [\"10\"]\n";
+        let c = Catalog::from_files(&with_pipeline(old), "test").unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(c.pipeline.from_targets);
+        assert_eq!(c.pipeline.flow_names(), ["production", "staging"]);
+        assert_eq!(c.pipeline.defaults["production"], "production");
+        assert_eq!(c.pipeline.defaults["staging"], "staging");
+        let chain = c.pipeline_for("production").unwrap();
+        assert_eq!(chain.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["10", "11"]);
+        // As before, a protocol an environment runs must have measurable gates.
+        let errs = Catalog::from_files(&with_pipeline(&old.replace("staging: [\"10\"]", "staging: [\"07\"]")), "t")
+            .unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.file.contains("07-release") && e.message.contains("reads `coverage`")),
+            "{errs:?}"
+        );
+        // Both forms at once are refused.
+        let both = format!("{old}flows:\n  standard: [\"10\"]\n");
+        let errs = Catalog::from_files(&with_pipeline(&both), "t").unwrap_err();
+        assert!(errs.iter().any(|e| e.field == "targets" && e.message.contains("not both")), "{errs:?}");
+    }
+
+    #[test]
+    fn flows_and_defaults_are_checked() {
+        let base = "name: release\ndescription: \"x\"\n";
+        let errs = Catalog::from_files(
+            &with_pipeline(&format!(
+                "{base}flows:\n  standard: [\"10\", \"12\"]\ndefaults:\n  production: standard\n  staging: rehearsal\n"
+            )),
+            "test",
+        )
+        .unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            shown.contains(
+                &"pipeline.yaml: flows.standard[1]: flow `standard` names no protocol with id 12".to_string()
+            ),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"pipeline.yaml: defaults.staging: no flow named `rehearsal`; flows: standard".to_string()),
+            "{shown:?}"
+        );
+        // A flow no default uses may hold a protocol with unmeasurable gates (07): it loads.
+        let c = Catalog::from_files(
+            &with_pipeline(&format!(
+                "{base}flows:\n  standard: [\"10\"]\n  rd: [\"7\"]\ndefaults:\n  production: standard\n"
+            )),
+            "test",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!c.pipeline.is_default("rd"));
+        // Once a default uses it, it is refused.
+        let errs = Catalog::from_files(
+            &with_pipeline(&format!(
+                "{base}flows:\n  standard: [\"10\"]\n  rd: [\"7\"]\ndefaults:\n  production: rd\n"
+            )),
+            "test",
+        )
+        .unwrap_err();
+        assert!(errs.iter().any(|e| e.file.contains("07-release")), "{errs:?}");
+        // Names the grammar could not type, and a flow named twice.
+        let errs = Catalog::from_files(
+            &with_pipeline(&format!("{base}flows:\n  Standard;x: [\"10\"]\ndefaults:\n  production: Standard;x\n")),
+            "test",
+        )
+        .unwrap_err();
+        assert!(errs.iter().any(|e| e.field == "flows.Standard;x" && e.message.contains("lowercase")), "{errs:?}");
+        let errs = Catalog::from_files(
+            &with_pipeline(&format!("{base}flows:\n  a: [\"10\"]\n  a: [\"11\"]\ndefaults:\n  production: a\n")),
+            "test",
+        )
+        .unwrap_err();
+        assert!(errs[0].file == "pipeline.yaml", "{errs:?}");
     }
 
     #[test]

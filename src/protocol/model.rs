@@ -471,14 +471,89 @@ pub struct QualityMetric {
     pub target: String,
 }
 
-/// `protocols/pipeline.yaml`: which protocols `/ray deploy` chains, per target environment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `protocols/pipeline.yaml` as written: named flows and the default flow of each target, or the
+/// earlier form (`targets:`, one chain per environment), which still loads. [`super::Catalog`]
+/// checks it and turns it into a [`Pipeline`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Pipeline {
+pub struct PipelineFile {
     /// Pipeline name, e.g. `release`.
     pub name: String,
     /// What the pipeline is for, for readers of the file (raybot does not show it).
     pub description: String,
-    /// Target environment → protocol ids in order.
-    pub targets: std::collections::BTreeMap<String, Vec<String>>,
+    /// Flow name → protocol ids in order, in the file's order.
+    #[serde(default, deserialize_with = "ordered_map")]
+    pub flows: Vec<(String, Vec<String>)>,
+    /// Target environment → the flow `/ray deploy … to <env>` runs when none is named.
+    #[serde(default)]
+    pub defaults: std::collections::BTreeMap<String, String>,
+    /// The form written for raybot before flows: target environment → protocol ids. Read as one
+    /// flow per environment, named after it, which is that environment's default.
+    #[serde(default, deserialize_with = "ordered_map")]
+    pub targets: Vec<(String, Vec<String>)>,
+}
+
+/// A YAML mapping as `(key, value)` pairs in the file's order (flows are listed as written).
+fn ordered_map<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Pairs<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Pairs<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of names to protocol lists")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, V)> = Vec::new();
+            while let Some((k, v)) = map.next_entry::<String, V>()? {
+                if out.iter().any(|(x, _)| *x == k) {
+                    return Err(serde::de::Error::custom(format!("`{k}` is named twice")));
+                }
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Pairs(std::marker::PhantomData))
+}
+
+/// One named flow: the protocols a release runs, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    /// Its name, e.g. `standard` (what `/ray deploy … --flow NAME` types).
+    pub name: String,
+    /// Protocol ids in the order they run, e.g. `["10", "11"]`.
+    pub protocols: Vec<String>,
+}
+
+/// The checked pipeline: which flows `/ray deploy` can run and which one each target runs by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// Pipeline name, e.g. `release`.
+    pub name: String,
+    /// The flows, in the file's order.
+    pub flows: Vec<Flow>,
+    /// Target environment → the name of its default flow.
+    pub defaults: std::collections::BTreeMap<String, String>,
+    /// Whether the file used the earlier `targets:` form (flows named after environments).
+    pub from_targets: bool,
+}
+
+impl Pipeline {
+    /// The flow called `name`.
+    pub fn flow(&self, name: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.name == name)
+    }
+
+    /// The names of the flows, in the file's order.
+    pub fn flow_names(&self) -> Vec<&str> {
+        self.flows.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// Whether some target runs flow `name` by default.
+    pub fn is_default(&self, name: &str) -> bool {
+        self.defaults.values().any(|f| f == name)
+    }
 }

@@ -11,7 +11,7 @@ fn protocols_list_show_and_validate() {
     let (out, code) = run(Command::new(RAYBOT).args(["protocols", "list"]), "", Duration::from_secs(20));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("10  PRE-DEPLOYMENT VALIDATION & STAGING READINESS — 4 phases"), "{out}");
-    assert!(out.contains("pipeline production: 10 → 11"), "{out}");
+    assert!(out.contains("flow standard: 10 → 11  (default for production)"), "{out}");
 
     let (out, code) = run(Command::new(RAYBOT).args(["protocols", "show", "11"]), "", Duration::from_secs(20));
     assert_eq!(code, 0, "{out}");

@@ -9,6 +9,7 @@ mod discord;
 #[path = "../support/discord.rs"]
 mod discord_fake;
 mod edge;
+mod flows;
 mod group;
 mod protocol;
 mod redis;

@@ -375,8 +375,10 @@ impl Release {
     pub(super) fn start_text(&self) -> String {
         let chain: Vec<String> =
             self.plan.protocols.iter().map(|p| format!("Protocol {} ({})", p.id, p.title)).collect();
+        // Plans frozen before flows could be chosen name none: their start post reads as it did.
+        let flow = self.plan.flow.as_ref().map(|f| format!(" (flow {f})")).unwrap_or_default();
         format!(
-            "[RAY] Release {} of {} to {} started by {} (strategy {}). Pipeline: {}.",
+            "[RAY] Release {} of {} to {} started by {} (strategy {}). Pipeline{flow}: {}.",
             self.id,
             self.version,
             self.env,
