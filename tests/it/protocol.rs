@@ -237,4 +237,11 @@ fn a_clean_release_writes_no_unexpanded_placeholder() {
     let report = std::fs::read_to_string(dir.join("deployment/DEPLOYMENT-REPORT.md")).unwrap();
     let scan = report.lines().find(|l| l.starts_with("| security scan |")).expect("the scan in the jobs table");
     assert!(!scan.contains("| production |"), "{scan}");
+    // The release scope is the Release Planning manifest's, as read, not an assertion.
+    let manifest = std::fs::read_to_string(dir.join("deployment/release-manifest.md")).unwrap();
+    assert!(manifest.contains("## Release plan (release-manifest.json, SHA-256 "), "{manifest}");
+    assert!(
+        manifest.contains("- services: sample-app\n- scope: checkout_v2 feature flag, latency fixes"),
+        "{manifest}"
+    );
 }

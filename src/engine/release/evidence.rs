@@ -371,6 +371,8 @@ impl Release {
                         e.rto_seconds
                     ));
                 }
+                let planned = self.release_plan();
+                s.push_str(&planned.section);
                 s.push_str("\n## Stakeholders\n\n");
                 for p in &self.plan.people.persons {
                     s.push_str(&format!("- {}\n", self.person(&p.id)));
@@ -393,7 +395,8 @@ impl Release {
                 (
                     Some(s),
                     format!(
-                        "release scope confirmed: {} → {}, {} stakeholders listed (release-manifest.md).",
+                        "release scope {}: {} → {}, {} stakeholders listed (release-manifest.md).",
+                        planned.said,
                         self.version,
                         self.env,
                         self.plan.people.persons.len()
@@ -1012,6 +1015,60 @@ struct RollbackStepRecord<'a> {
     probe: Option<&'a ProbeRecord>,
     reason: String,
     trigger: String,
+}
+
+/// The release plan as the intake read it from `release-manifest.json`.
+struct ReleasePlan {
+    /// The manifest's section of `release-manifest.md`.
+    section: String,
+    /// What the step's note says of the scope.
+    said: String,
+}
+
+impl Release {
+    /// The services and scope of the Release Planning manifest (`release-manifest.json`), as the
+    /// intake's content checks read them, with the digest of the file read; or that it was not read.
+    fn release_plan(&self) -> ReleasePlan {
+        let read = self
+            .inputs
+            .iter()
+            .rev()
+            .flat_map(|(_, results)| results.iter())
+            .find(|r| r.name.ends_with("release-manifest.json") && !r.content.is_empty());
+        let Some(r) = read else {
+            return ReleasePlan {
+                section:
+                    "\n## Release plan\n\n- Not read: no `release-manifest.json` content was checked by the intake.\n"
+                        .into(),
+                said: "not read from a release plan (only the release's own settings)".into(),
+            };
+        };
+        let mut section = format!(
+            "\n## Release plan (release-manifest.json, SHA-256 {})\n\n",
+            r.sha256.as_deref().unwrap_or("unknown")
+        );
+        let mut found = Vec::new();
+        for c in &r.content {
+            let value = match &c.found {
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                None => format!("not found ({})", c.error.as_deref().unwrap_or("missing")),
+            };
+            section.push_str(&format!("- {}: {value}\n", c.field));
+            found.push(format!("{} {value}", c.field));
+        }
+        let ok = r.content.iter().all(|c| c.ok);
+        let said = if ok {
+            format!("read from release-manifest.json ({})", found.join("; "))
+        } else {
+            format!("incomplete in release-manifest.json ({})", found.join("; "))
+        };
+        ReleasePlan { section, said }
+    }
 }
 
 /// A command line as evidence shows it: `{artifacts}`, which the runtime replaces with this
