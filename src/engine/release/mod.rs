@@ -15,7 +15,7 @@
 //! | `steps.rs`     | `start` → `Next` per step kind; deploy sub-steps, validation, scan, soak verdicts; `Act`, `Reading`, `Asking` |
 //! | `jobs.rs`      | `JobAsk` → `JobSpec` (placeholders, `RAYBOT_*`), the job record                 |
 //! | `rollout.rs`   | `Rollout::after_probe` → `ProbeStep`, health checks, soak rounds, probe specs  |
-//! | `rehearsal.rs` | the rollback rehearsal: job → probe → roll forward → RTO, as `Rehearsal`       |
+//! | `rehearsal.rs` | the rollback rehearsal proven by version: probe → rollback → probe → roll forward → probe → RTO |
 //! | `intake.rs`    | `Intake::read`: prerequisite completeness, evidence body, verdict              |
 //! | `packaging.rs` | package and report bundles: completeness, expected evidence, verdict           |
 //! | `freeze.rs`    | `Freeze::ack` / `unack` → `AckOutcome`; which emoji acknowledge                |
@@ -32,6 +32,7 @@
 //! | `place.rs`     | where the release stands: protocol, phase, step, label, figures, paths         |
 //! | `copy.rs`      | chat texts as functions of the state                                           |
 //! | `evidence.rs`  | evidence files (JSON and Markdown) rendered from the release                   |
+//! | `report.rs`    | the closing record: rollback plan, deployment report and its log, retrospective |
 
 mod access;
 mod answers;
@@ -47,6 +48,7 @@ mod place;
 mod readings;
 mod recovery;
 mod rehearsal;
+mod report;
 mod requests;
 mod rollback;
 mod rollout;
