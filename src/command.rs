@@ -150,7 +150,7 @@ fn bad_flow(f: &str) -> String {
 }
 
 fn flow_value(f: &str) -> Result<String, String> {
-    if crate::protocol::flow_name_ok(f) { Ok(f.to_string()) } else { Err(bad_flow(f)) }
+    if crate::protocol::model::flow_name_ok(f) { Ok(f.to_string()) } else { Err(bad_flow(f)) }
 }
 
 fn bad_version(v: &str) -> String {

@@ -199,7 +199,7 @@ fn check_pipeline(
         err("flows".into(), "the pipeline needs at least one flow".into());
     }
     for (name, ids) in &flows {
-        if !flow_name_ok(name) {
+        if !model::flow_name_ok(name) {
             err(
                 format!("{section}.{name}"),
                 "a flow name is lowercase letters, digits, `-` or `_` (at most 40 characters)".into(),
@@ -240,13 +240,6 @@ fn check_pipeline(
         defaults,
         from_targets,
     })
-}
-
-/// Whether `name` can be a flow's name: what the chat grammar accepts after `--flow`.
-pub fn flow_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 40
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// Protocol ids compare without leading zeros: `6` and `06` name the same protocol.

@@ -557,3 +557,10 @@ impl Pipeline {
         self.defaults.values().any(|f| f == name)
     }
 }
+
+/// Whether `name` can be a flow's name: what the chat grammar accepts after `--flow`.
+pub fn flow_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}

@@ -8,7 +8,7 @@
 //! records `recovery_seconds`, posts and starts the next job or probe.
 
 use crate::engine::Timestamp;
-use crate::engine::plan::{Environment, PROVEN_REHEARSAL, ProbeSettings};
+use crate::engine::plan::{PROVEN_REHEARSAL, ProbeSettings};
 use crate::engine::reports::{JobOutcome, ProbeReport};
 
 use super::jobs::JobAsk;
@@ -17,8 +17,8 @@ use super::rollout;
 use super::state::Task;
 use super::steps::{Next, Setting};
 
-/// Purpose of the probe before the rehearsal's rollback job.
-pub(crate) const BEFORE: &str = "before rollback rehearsal";
+/// Purpose of the probe before the rehearsal's rollback job (the step starts with it).
+pub(crate) use super::steps::REHEARSAL_BEFORE as BEFORE;
 /// Purpose of the probe after the rehearsal's rollback job.
 pub(crate) const AFTER_ROLLBACK: &str = "after rollback rehearsal";
 /// Purpose of the probe after the candidate was rolled forward again.
@@ -53,17 +53,6 @@ impl Rehearsal {
     fn failed(reason: String) -> Rehearsal {
         Rehearsal::Failed { evidence: Some(reason.clone()), reason }
     }
-}
-
-/// The rehearsal on `env` (configured as `e`) begins at `now`: probe which version serves there
-/// first. Under rules before [`PROVEN_REHEARSAL`], the rollback job runs at once.
-pub(crate) fn start(s: Setting<'_>, env: &str, e: &Environment, now: Timestamp) -> Next {
-    if s.plan.under(PROVEN_REHEARSAL) {
-        return Next::Probe { env: env.to_string(), purpose: format!("{BEFORE} {env}"), task: Task::RehearsalBefore };
-    }
-    let log = s.path(&format!("{env}-rollback-rehearsal.log"));
-    let ask = JobAsk::new(env, format!("rollback rehearsal {env}"), &e.rollback, log).at(0);
-    Next::Job { ask, task: Task::Rehearsal { started: now }, note: None }
 }
 
 /// Whether `version` serves (nearly) every answer of a healthy environment.

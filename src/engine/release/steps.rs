@@ -6,7 +6,7 @@
 //! walks on to the next step.
 
 use crate::engine::ids::{PostKey, TimerId};
-use crate::engine::plan::{Environment, Plan, ReportFormat, Suite};
+use crate::engine::plan::{Environment, PROVEN_REHEARSAL, Plan, ReportFormat, Suite};
 use crate::engine::reports::{JobOutcome, ProbeReport};
 use crate::engine::{InputSpec, Strategy, Timestamp, UserRef};
 use crate::protocol::model::{DocumentTemplate, Phase, Protocol, Step, StepRun};
@@ -17,6 +17,9 @@ use super::jobs::JobAsk;
 use super::rollout::Rollout;
 use super::scores::Validation;
 use super::state::{Activity, AuditEntry, Halt, RollbackRecord, Task, Terminal};
+
+/// Purpose of the probe that opens a rollback rehearsal, before its rollback job.
+pub(crate) const REHEARSAL_BEFORE: &str = "before rollback rehearsal";
 
 /// The purpose of the `security` job. It scans the release candidate, not an environment:
 /// evidence labels it so, whatever environment it is recorded under.
@@ -277,7 +280,18 @@ pub(crate) fn start(s: Setting<'_>, step: &Step, deploy_index: usize, now: Times
         StepRun::Validate { env } => validation(s, env, 0),
         StepRun::RollbackRehearsal { env } => match s.env(env) {
             None => not_configured(env),
-            Some(e) => super::rehearsal::start(s, env, e, now),
+            // A rehearsal first probes which version serves (rules before PROVEN_REHEARSAL ran
+            // the rollback job at once); `rehearsal.rs` reads what follows.
+            Some(_) if s.plan.under(PROVEN_REHEARSAL) => Next::Probe {
+                env: env.clone(),
+                purpose: format!("{REHEARSAL_BEFORE} {env}"),
+                task: Task::RehearsalBefore,
+            },
+            Some(e) => {
+                let log = s.path(&format!("{env}-rollback-rehearsal.log"));
+                let ask = JobAsk::new(env, format!("rollback rehearsal {env}"), &e.rollback, log).at(0);
+                Next::Job { ask, task: Task::Rehearsal { started: now }, note: None }
+            }
         },
         StepRun::Security => match s.plan.jobs.get("security") {
             None => Next::Unscanned,
