@@ -63,6 +63,18 @@ pub fn probe_report(ok: u32, versions: &[(&str, u32)]) -> ProbeReport {
     }
 }
 
+/// A job that exited with `code` after `ms`, with no output and no report.
+pub fn exited(code: i32, ms: u64) -> JobOutcome {
+    JobOutcome {
+        exit_code: Some(code),
+        timed_out: false,
+        duration_ms: ms,
+        spawn_error: None,
+        log_tail: vec![],
+        report: None,
+    }
+}
+
 /// The sample plan for `env` on `platform`: the same people, with their ids on that platform.
 pub fn sample_plan_on(env: &str, platform: Platform) -> Plan {
     let cfg = Config::embedded(std::path::Path::new("/nonexistent")).expect("embedded config parses");

@@ -88,14 +88,7 @@ fn rollback_asked_during_a_deploy_job_runs_when_the_job_ends() {
         sim.now,
     );
     assert!(matches!(&fx[0], Effect::Reply { text, .. } if text.contains("Rollback queued")), "{fx:?}");
-    let ok = JobOutcome {
-        exit_code: Some(0),
-        timed_out: false,
-        duration_ms: 5,
-        spawn_error: None,
-        log_tail: vec![],
-        report: None,
-    };
+    let ok = testkit::exited(0, 5);
     // The rollback starts as soon as the running job ends: no further step, not even a probe.
     let fx = r.handle(&Event::JobFinished { job, outcome: ok }, sim.now);
     assert!(fx.iter().any(|e| matches!(e, Effect::RunJob(j) if j.purpose == "rollback production")), "{fx:?}");

@@ -88,14 +88,7 @@ fn a_rollback_asked_on_slack_names_who_asked_in_chat_and_in_the_evidence() {
     let Activity::Job { job, .. } = r.activity.clone() else { panic!() };
     sim.release = Some(r);
     sim.command("U0CAROL003", ReleaseCommand::Rollback { reason: Some("customer reports".into()) });
-    let ok = JobOutcome {
-        exit_code: Some(0),
-        timed_out: false,
-        duration_ms: 5,
-        spawn_error: None,
-        log_tail: vec![],
-        report: None,
-    };
+    let ok = testkit::exited(0, 5);
     sim.send(Event::JobFinished { job, outcome: ok });
     assert!(matches!(sim.outcome, Some(Terminal::RolledBack { .. })), "{:?}", sim.outcome);
     let text = sim.channel.join("\n");

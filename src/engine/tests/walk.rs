@@ -30,6 +30,11 @@ fn clean_release_runs_both_protocols() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    // The security report says what was not asked or checked instead of leaving it null.
+    let security: serde_json::Value =
+        serde_json::from_str(&sim.files["pre-deployment/security-compliance-report.json"]).unwrap();
+    assert!(security["approvals"].as_str().unwrap().starts_with("none requested"), "{security}");
+    assert_eq!(security["not_checked"], serde_json::json!(["licence audit", "compliance validation"]));
     // Every gate of both protocols passed.
     let gates: Vec<(&str, &Verdict)> = sim.release().gates.iter().map(|g| (g.gate.as_str(), &g.verdict)).collect();
     assert_eq!(gates.len(), 8, "{gates:?}");
