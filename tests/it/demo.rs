@@ -29,8 +29,9 @@ fn clean_demo_releases_v1_2_with_the_full_evidence_bundle() {
         "raybot → erin (only you): [RAY ERROR] erin (stakeholder) may not approve this step",
         "[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)",
         "[RAY ANNOUNCEMENT] Production deployment of v1.2 started",
-        "[RAY ANNOUNCEMENT] Production deployment 50% complete: v1.2 is up and healthy on the idle side with no \
-         traffic yet (0% of probe answers); the switch comes next. No errors observed.",
+        "[RAY ANNOUNCEMENT] Production deployment 50% complete: v1.2 is started on the idle side (its deploy job \
+         succeeded; its health is probed once it takes traffic) with no traffic yet (0% of probe answers); the \
+         switch comes next. No errors observed.",
         "[RAY ANNOUNCEMENT] Production deployment 100% complete.",
         "[RAY GATE PASSED: Production Launch Gate]",
         "[MASTER RAY™ | PHASE 4 COMPLETE] - Deployment report compiled. Evidence: DEPLOYMENT-REPORT.md.",

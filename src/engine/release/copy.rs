@@ -90,7 +90,7 @@ impl Release {
         let served = probe.version_share(version) * 100.0;
         let traffic = if traffic == 0 {
             format!(
-                "{version} is up and healthy on the idle side with no traffic yet ({served:.0}% of probe answers); the switch comes next"
+                "{version} is started on the idle side (its deploy job succeeded; its health is probed once it takes traffic) with no traffic yet ({served:.0}% of probe answers); the switch comes next"
             )
         } else {
             format!("{traffic}% of the traffic is routed to {version} ({served:.0}% of probe answers)")

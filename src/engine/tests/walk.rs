@@ -16,8 +16,9 @@ fn clean_release_runs_both_protocols() {
         "[MASTER RAY™ | PHASE 3 START] - Executing production deployment sequence...",
         "[PHASE 2] Change freeze in effect. All teams acknowledge?",
         "[APPROVAL REQUEST] All readiness gates passed. Approve production deployment? (yes/no)",
-        "[RAY ANNOUNCEMENT] Production deployment 50% complete: v1.2 is up and healthy on the idle side with no \
-         traffic yet (0% of probe answers); the switch comes next. No errors observed.",
+        "[RAY ANNOUNCEMENT] Production deployment 50% complete: v1.2 is started on the idle side (its deploy job \
+         succeeded; its health is probed once it takes traffic) with no traffic yet (0% of probe answers); the \
+         switch comes next. No errors observed.",
         "[MASTER RAY™ | PHASE 4 COMPLETE] - Deployment report compiled. Evidence: DEPLOYMENT-REPORT.md.",
         "[MASTER RAY™ | PROTOCOL COMPLETE] Ready for Protocol 15",
         // The seed's next protocol is not the pipeline's: raybot says which runs and why.
