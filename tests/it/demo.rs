@@ -1,21 +1,8 @@
 //! `raybot demo` as a new user runs it: real scripts, real sample service, real HTTP probes.
 
-use std::process::Command;
-use std::time::Duration;
-
 use sha2::{Digest, Sha256};
 
-use crate::support::{RAYBOT, release_dir, run};
-
-fn demo(args: &[&str]) -> (String, i32, tempfile::TempDir) {
-    let art = tempfile::tempdir().expect("tempdir");
-    let (out, code) = run(
-        Command::new(RAYBOT).arg("demo").args(args).arg("--artifacts").arg(art.path()),
-        "",
-        Duration::from_secs(120),
-    );
-    (out, code, art)
-}
+use crate::support::{demo, release_dir};
 
 #[test]
 fn clean_demo_releases_v1_2_with_the_full_evidence_bundle() {

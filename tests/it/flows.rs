@@ -3,19 +3,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{RAYBOT, Workspace, run};
+use crate::support::{RAYBOT, Workspace, demo, run};
 
 const PROTOCOLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/protocols");
-
-fn demo(args: &[&str]) -> (String, i32, tempfile::TempDir) {
-    let art = tempfile::tempdir().expect("tempdir");
-    let (out, code) = run(
-        Command::new(RAYBOT).arg("demo").args(args).arg("--artifacts").arg(art.path()),
-        "",
-        Duration::from_secs(120),
-    );
-    (out, code, art)
-}
 
 /// A copy of the shipped protocols with `pipeline.yaml` replaced by `pipeline`.
 fn protocols_with(pipeline: &str) -> tempfile::TempDir {

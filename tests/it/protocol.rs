@@ -1,7 +1,7 @@
 //! What the protocols demand, done for real through `raybot chat` on the sample service: checks
 //! that prove what they claim, and failure paths that leave a full record.
 
-use crate::support::{Workspace, release_dir};
+use crate::support::{Workspace, demo, release_dir};
 
 /// The staging suite fails, so the Deployment Rehearsal Gate fails and staging is rolled back to
 /// v1.1; a release manager waives the gate. The rollback rehearsal then finds v1.1 serving: it
@@ -68,14 +68,7 @@ fn a_rollback_rehearsal_proves_each_move_by_the_served_version() {
 /// in the report, and followed by the automatic rollback.
 #[test]
 fn a_failed_production_deploy_job_fails_the_launch_gate_on_the_record() {
-    let art = tempfile::tempdir().expect("tempdir");
-    let (out, code) = crate::support::run(
-        std::process::Command::new(crate::support::RAYBOT)
-            .args(["demo", "--fail", "deploy", "--artifacts"])
-            .arg(art.path()),
-        "",
-        std::time::Duration::from_secs(120),
-    );
+    let (out, code, art) = demo(&["--fail", "deploy"]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("halt condition met — deploy job at 0% failed (exit 1"), "{out}");
     assert!(out.contains("[RAY GATE FAILED: Production Launch Gate]"), "{out}");
@@ -131,17 +124,6 @@ fn upstream_packages_are_read_for_their_recommendation_and_signer() {
     );
     assert!(out.contains("[RAY ERROR] - \"Failed at Protocol 10 STEP 1.1 Confirm Upstream Approvals"), "{out}");
     assert!(!out.contains("PHASE 2 START"), "nothing is deployed on a held package: {out}");
-}
-
-/// `raybot demo` with `args`, its evidence in a fresh artifacts folder.
-fn demo(args: &[&str]) -> (String, i32, tempfile::TempDir) {
-    let art = tempfile::tempdir().expect("tempdir");
-    let (out, code) = crate::support::run(
-        std::process::Command::new(crate::support::RAYBOT).arg("demo").args(args).arg("--artifacts").arg(art.path()),
-        "",
-        std::time::Duration::from_secs(120),
-    );
-    (out, code, art)
 }
 
 /// A failed production deploy leaves as full a record as a release: `rollback-plan.md` lists the

@@ -122,6 +122,17 @@ impl Drop for Workspace {
     }
 }
 
+/// `raybot demo` with `args`, its evidence in a fresh artifacts folder: output, exit code, folder.
+pub fn demo(args: &[&str]) -> (String, i32, tempfile::TempDir) {
+    let art = tempfile::tempdir().expect("tempdir");
+    let (out, code) = run(
+        Command::new(RAYBOT).arg("demo").args(args).arg("--artifacts").arg(art.path()),
+        "",
+        Duration::from_secs(120),
+    );
+    (out, code, art)
+}
+
 /// Runs a command with `input` on stdin; returns stdout+stderr and the exit code. Panics past `limit`.
 pub fn run(cmd: &mut Command, input: &str, limit: Duration) -> (String, i32) {
     let mut child =
